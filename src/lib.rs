@@ -1,0 +1,29 @@
+//! portcullis: an authenticating, authorizing reverse proxy for container registries.
+//!
+//! The map of the modules, in the order a request meets them:
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | `proxy.yaml`: schema, defaults, validation with file:line |
+//! | [`diagnostic`] | a located load error (file:line:column, key), shared by every loader |
+//! | [`route`] | method + `/v2` request target → [`route::Route`] (pure, fuzzed) |
+//! | [`authn`] | one [`authn::Authenticator`] trait; static users, htpasswd; login cache |
+//! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
+//! | [`policy`] | credentials + route + ACL → [`policy::Decision`]: the one place that decides |
+//! | [`errors`] | OCI error bodies and status codes |
+//! | [`state`] | everything loaded from files, swapped as one unit |
+//! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
+//! | [`server`] | builds the Pingora server: listeners, TLS, threads |
+//! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
+
+pub mod acl;
+pub mod authn;
+pub mod config;
+pub mod diagnostic;
+pub mod errors;
+pub mod policy;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod state;
+pub mod yaml;
