@@ -1,1 +1,529 @@
-//! stub
+//! `proxy.yaml`: the schema, its defaults, and validation that names file:line and the key.
+//!
+//! The file is read once at start (and again on reload). Everything here is plain data:
+//! loading the files it points at (users, htpasswd, ACL) is the job of [`crate::state`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+
+/// The whole validated configuration, with every relative path resolved against the
+/// folder of the file it came from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from, for messages.
+    pub file: PathBuf,
+    /// Client-side listening address.
+    pub listen: SocketAddr,
+    /// TLS for the client side; `None` serves plain HTTP (with a warning at start).
+    pub tls: Option<Tls>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; never the client port.
+    pub admin_listen: Option<SocketAddr>,
+    /// The unauthenticated registry, `host:port` reached over plain HTTP.
+    pub upstream: Upstream,
+    /// Load balancers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Who may log in, and how they are asked to.
+    pub auth: Auth,
+    /// The ACL file or folder.
+    pub acl: PathBuf,
+    /// Worker threads for the proxy service.
+    pub threads: usize,
+}
+
+/// TLS certificate chain and key files, PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// The registry portcullis forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `host:port`, as written (a name is resolved when connecting).
+    pub address: String,
+    /// How long a TCP connect may take.
+    pub connect_timeout: Duration,
+    /// How long the upstream may stay silent while we wait for a read: generous, because the
+    /// registry hashes a whole blob before it answers the final PUT of an upload.
+    pub read_timeout: Duration,
+}
+
+/// Which `WWW-Authenticate` scheme a 401 carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Challenge {
+    /// `Basic realm="…"`: every request carries the password.
+    Basic,
+    /// `Bearer realm=…,service=…`: the Docker token flow.
+    Token,
+}
+
+/// Where static users come from.
+#[derive(Debug, Clone)]
+pub enum UsersSource {
+    /// A docker_auth-style users file (bare map or a document with `users:`).
+    File(PathBuf),
+    /// Users written inside proxy.yaml itself.
+    Inline(crate::authn::users::StaticUsers),
+}
+
+/// The `auth:` section.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The challenge scheme.
+    pub challenge: Challenge,
+    /// The Basic realm.
+    pub realm: String,
+    /// Static users, if any.
+    pub users: Option<UsersSource>,
+    /// bcrypt htpasswd files, tried in order after the static users.
+    pub htpasswd: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default)]
+    tls: Option<RawTls>,
+    #[serde(default)]
+    admin_listen: Option<String>,
+    upstream: String,
+    #[serde(default)]
+    upstream_timeouts: Option<RawUpstreamTimeouts>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
+    auth: RawAuth,
+    acl: PathBuf,
+    #[serde(default)]
+    threads: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTimeouts {
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    connect: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    read: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default = "default_challenge")]
+    challenge: Challenge,
+    #[serde(default = "default_realm")]
+    realm: String,
+    #[serde(default)]
+    users: Option<RawUsers>,
+    #[serde(default, deserialize_with = "de_one_or_many")]
+    htpasswd: Vec<PathBuf>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            challenge: default_challenge(),
+            realm: default_realm(),
+            users: None,
+            htpasswd: Vec::new(),
+        }
+    }
+}
+
+/// `auth.users`: a path, or the users themselves. Written by hand rather than
+/// `#[serde(untagged)]` so that an error inside inline users keeps its line and message.
+enum RawUsers {
+    File(PathBuf),
+    Inline(crate::authn::users::RawUsers),
+}
+
+impl<'de> Deserialize<'de> for RawUsers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawUsers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a users file path or a map of users")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawUsers, E> {
+                Ok(RawUsers::File(PathBuf::from(v)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawUsers, A::Error> {
+                crate::authn::users::RawUsers::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawUsers::Inline)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:5000".into()
+}
+fn default_challenge() -> Challenge {
+    Challenge::Basic
+}
+fn default_realm() -> String {
+    "Registry Realm".into()
+}
+
+/// Parses `300ms`, `5s`, `1m`, `2h` (an integer and a unit; no unit is an error, because a
+/// bare `5` is ambiguous and a wrong guess is a security setting gone wrong).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {text:?} needs a unit (ms, s, m, h)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("duration {text:?} must start with a whole number"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("duration {text:?}: unit must be ms, s, m or h")),
+    };
+    Ok(d)
+}
+
+fn de_duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map(Some).map_err(de::Error::custom)
+}
+
+fn de_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Finds the configuration file: the `-c` flag, then `$PORTCULLIS_CONFIG`, then `./proxy.yaml`
+/// (clap fills the first two; this is the last fallback, kept here so every command agrees).
+pub fn default_path() -> PathBuf {
+    PathBuf::from("proxy.yaml")
+}
+
+impl Config {
+    /// Reads and validates `path`. Every problem found is returned, each with file:line and key.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostic::new(path, format!("cannot read configuration: {e}"))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates the text of a configuration file that lives at `path` (used for relative paths
+    /// and messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Diagnostics> {
+        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| {
+            let mut d = Diagnostic::new(path, strip_location(&e));
+            if let Some(loc) = e.location() {
+                d = d.at(loc.line(), loc.column());
+            }
+            d
+        })?;
+        let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let mut user_errors = Vec::new();
+        let line_of = |key: &str| crate::diagnostic::find_key_line(text, key);
+        let mut errors = Vec::new();
+        let mut err = |key: &str, msg: String| {
+            let mut d = Diagnostic::new(path, msg).key(key);
+            if let Some(line) = line_of(key.rsplit('.').next().unwrap_or(key)) {
+                d = d.at_line(line);
+            }
+            errors.push(d);
+        };
+
+        let listen = match raw.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                err("listen", format!("{:?} is not an address:port", raw.listen));
+                None
+            }
+        };
+        let admin_listen = match raw.admin_listen.as_deref().map(str::parse::<SocketAddr>) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => {
+                err("admin_listen", "not an address:port".into());
+                None
+            }
+        };
+        if admin_listen.is_some() && admin_listen == listen {
+            err(
+                "admin_listen",
+                "must differ from `listen`: metrics are never served on the client port".into(),
+            );
+        }
+        let upstream = match parse_upstream(&raw.upstream) {
+            Ok(address) => {
+                let t = raw.upstream_timeouts.as_ref();
+                Some(Upstream {
+                    address,
+                    connect_timeout: t
+                        .and_then(|t| t.connect)
+                        .unwrap_or(Duration::from_secs(5)),
+                    read_timeout: t.and_then(|t| t.read).unwrap_or(Duration::from_secs(300)),
+                })
+            }
+            Err(m) => {
+                err("upstream", m);
+                None
+            }
+        };
+        let mut trusted_proxies = Vec::new();
+        for p in &raw.trusted_proxies {
+            match parse_net(p) {
+                Some(n) => trusted_proxies.push(n),
+                None => err("trusted_proxies", format!("{p:?} is not an address or CIDR")),
+            }
+        }
+        let tls = raw.tls.map(|t| Tls {
+            cert: resolve(&t.cert),
+            key: resolve(&t.key),
+        });
+        if let Some(t) = &tls {
+            if !t.cert.is_file() {
+                err("tls.cert", format!("{} does not exist", t.cert.display()));
+            }
+            if !t.key.is_file() {
+                err("tls.key", format!("{} does not exist", t.key.display()));
+            }
+        }
+        let users = match raw.auth.users {
+            None => None,
+            Some(RawUsers::File(p)) => {
+                let p = resolve(&p);
+                if !p.is_file() {
+                    err("auth.users", format!("{} does not exist", p.display()));
+                }
+                Some(UsersSource::File(p))
+            }
+            Some(RawUsers::Inline(u)) => {
+                match u.validate(path, |name| crate::diagnostic::find_key_line(text, name)) {
+                    Ok(u) => Some(UsersSource::Inline(u)),
+                    Err(e) => {
+                        user_errors = e.0;
+                        None
+                    }
+                }
+            }
+        };
+        let htpasswd: Vec<PathBuf> = raw.auth.htpasswd.iter().map(|p| resolve(p)).collect();
+        for p in &htpasswd {
+            if !p.is_file() {
+                err("auth.htpasswd", format!("{} does not exist", p.display()));
+            }
+        }
+        if raw.auth.challenge == Challenge::Token {
+            err(
+                "auth.challenge",
+                "`token` needs the token service, which this build does not have yet; use `basic`"
+                    .into(),
+            );
+        }
+        let acl = resolve(&raw.acl);
+        if !acl.exists() {
+            err("acl", format!("{} does not exist", acl.display()));
+        }
+        if raw.threads == Some(0) {
+            err("threads", "must be at least 1".into());
+        }
+        errors.extend(user_errors);
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        Ok(Config {
+            file: path.to_path_buf(),
+            listen: listen.expect("checked above"),
+            tls,
+            admin_listen,
+            upstream: upstream.expect("checked above"),
+            trusted_proxies,
+            auth: Auth {
+                challenge: raw.auth.challenge,
+                realm: raw.auth.realm,
+                users,
+                htpasswd,
+            },
+            acl,
+            threads: raw.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }),
+        })
+    }
+}
+
+/// serde_yaml_ng appends " at line L column C" to its messages; we print the position ourselves.
+pub(crate) fn strip_location(e: &serde_yaml_ng::Error) -> String {
+    let s = e.to_string();
+    match s.find(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn parse_upstream(text: &str) -> Result<String, String> {
+    let rest = text.strip_prefix("http://").ok_or_else(|| {
+        format!("{text:?} must start with http:// (the registry is reached over plain HTTP)")
+    })?;
+    let host_port = rest.trim_end_matches('/');
+    if host_port.is_empty() || host_port.contains('/') || host_port.contains('@') {
+        return Err(format!("{text:?} must be http://host:port with no path"));
+    }
+    let with_port = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !host_port.ends_with(']')
+    {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:80")
+    };
+    Ok(with_port)
+}
+
+/// An address or CIDR; a bare address is a /32 or /128.
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let p = d.path().join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        for bad in ["5", "", "s", "1.5s", "-1s", "5d", "1 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolves_paths() {
+        let d = dir_with(&[
+            ("proxy.yaml", "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n"),
+            ("acl.yaml", "[]\n"),
+        ]);
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:5000".parse().unwrap());
+        assert_eq!(c.upstream.address, "127.0.0.1:5001");
+        assert_eq!(c.acl, d.path().join("acl.yaml"));
+        assert_eq!(c.auth.challenge, Challenge::Basic);
+        assert_eq!(c.auth.realm, "Registry Realm");
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line() {
+        let d = dir_with(&[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  challange: basic\n",
+            ),
+            ("acl.yaml", "[]\n"),
+        ]);
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.0[0].message.contains("challange"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_key_and_line() {
+        let d = dir_with(&[(
+            "proxy.yaml",
+            "listen: nowhere\nupstream: https://r:5000\nacl: missing/\nauth:\n  htpasswd: nope.htpasswd\ntrusted_proxies: [10.0.0.0/33]\n",
+        )]);
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        let keys: Vec<_> = e.0.iter().map(|d| (d.key.clone().unwrap(), d.line)).collect();
+        assert!(keys.contains(&("listen".into(), Some(1))), "{e}");
+        assert!(keys.contains(&("upstream".into(), Some(2))), "{e}");
+        assert!(keys.contains(&("acl".into(), Some(3))), "{e}");
+        assert!(keys.contains(&("auth.htpasswd".into(), Some(5))), "{e}");
+        assert!(keys.contains(&("trusted_proxies".into(), Some(6))), "{e}");
+    }
+
+    #[test]
+    fn upstream_forms() {
+        assert_eq!(parse_upstream("http://reg:5000").unwrap(), "reg:5000");
+        assert_eq!(parse_upstream("http://reg:5000/").unwrap(), "reg:5000");
+        assert_eq!(parse_upstream("http://reg").unwrap(), "reg:80");
+        assert_eq!(parse_upstream("http://[::1]:5000").unwrap(), "[::1]:5000");
+        assert!(parse_upstream("reg:5000").is_err());
+        assert!(parse_upstream("http://reg:5000/v2").is_err());
+        assert!(parse_upstream("http://u@reg:5000").is_err());
+    }
+
+    #[test]
+    fn inline_users_and_htpasswd_list() {
+        let d = dir_with(&[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  htpasswd: [a.htpasswd]\n  users:\n    admin:\n      password: $2y$05$LzHNqrNFLRXUzvmtfyeSIOVbV3x5Q4p8FqB5qSl9v03G5yv0j4E1y\n",
+            ),
+            ("acl.yaml", "[]\n"),
+            ("a.htpasswd", ""),
+        ]);
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.auth.htpasswd, vec![d.path().join("a.htpasswd")]);
+        match c.auth.users {
+            Some(UsersSource::Inline(u)) => assert!(u.contains("admin")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

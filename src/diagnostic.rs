@@ -84,9 +84,35 @@ impl From<Diagnostic> for Diagnostics {
     }
 }
 
+/// The first line (1-based) on which `key:` appears as a mapping key, quoted or not. serde keeps
+/// no positions for values that parsed fine, so semantic errors (a bad hash, a missing file)
+/// are pointed at the line of their key this way.
+pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let forms = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            forms.iter().any(|f| {
+                t.strip_prefix(f.trim_end_matches(':'))
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+        })
+        .map(|i| i + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_key_lines() {
+        let text = "a: 1\nusers:\n  \"\": {}\n  'q': 2\n  bob :\n";
+        assert_eq!(find_key_line(text, "users"), Some(2));
+        assert_eq!(find_key_line(text, ""), Some(3));
+        assert_eq!(find_key_line(text, "q"), Some(4));
+        assert_eq!(find_key_line(text, "bob"), Some(5));
+        assert_eq!(find_key_line(text, "b"), None);
+    }
 
     #[test]
     fn display_has_file_line_column_key() {

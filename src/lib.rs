@@ -13,6 +13,7 @@
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |
 //! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
+//! | [`tls`] | the client-side certificate, swappable without a restart |
 //! | [`server`] | builds the Pingora server: listeners, TLS, threads |
 //! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
 
@@ -26,4 +27,5 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod yaml;

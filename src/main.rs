@@ -1,1 +1,200 @@
-fn main(){}
+//! The `portcullis` command line: parse arguments, call into the library. Nothing else.
+
+use std::io::{IsTerminal, Read};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use portcullis::acl::AccessRequest;
+use portcullis::authn::users::StaticUsers;
+use portcullis::config::{Config, UsersSource};
+use portcullis::diagnostic::Diagnostics;
+use portcullis::state::State;
+
+/// An authenticating, authorizing reverse proxy for container registries.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The configuration file.
+    #[arg(short, long, global = true, env = "PORTCULLIS_CONFIG", default_value = "proxy.yaml")]
+    config: PathBuf,
+    /// Log format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Serve,
+    /// Load the configuration, users and ACL as `serve` would; print `ok` or every error.
+    Check,
+    /// Show which actions the ACL grants for scopes, and which rule decided.
+    Explain {
+        /// The account asking (`""` for anonymous).
+        #[arg(long)]
+        account: String,
+        /// The client address.
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        /// A label `key=value` (repeatable); added to the account's own labels.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Scopes such as `repository:team/app:pull,push` or `registry:catalog:*`.
+        #[arg(required = true)]
+        scopes: Vec<String>,
+    },
+    /// Read a password from stdin and print its bcrypt hash for `users:` or htpasswd.
+    HashPassword {
+        /// bcrypt cost.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config),
+        Command::Check => return check(&cli.config),
+        Command::Explain {
+            account,
+            ip,
+            labels,
+            scopes,
+        } => explain(&cli.config, &account, ip, &labels, &scopes),
+        Command::HashPassword { cost } => hash_password(cost),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(path: &Path) -> Result<(Arc<Config>, portcullis::state::Built, portcullis::state::Summary), Diagnostics> {
+    let config = Arc::new(Config::load(path)?);
+    let (built, summary) = State::build(config.clone())?;
+    Ok((config, built, summary))
+}
+
+fn serve(path: &Path) -> anyhow::Result<()> {
+    let (config, built, summary) = load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    for w in &built.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        listen = %config.listen,
+        upstream = %config.upstream.address,
+        tls = config.tls.is_some(),
+        users = summary.users,
+        htpasswd_users = summary.htpasswd_users,
+        rules = summary.rules,
+        "portcullis starting"
+    );
+    let prepared = portcullis::server::prepare(config, built.state)?;
+    prepared.server.run_forever()
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((config, built, summary)) => {
+            for w in &built.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "ok: {} static users, {} htpasswd accounts, {} ACL rules; listen {}{}, upstream {}",
+                summary.users,
+                summary.htpasswd_users,
+                summary.rules,
+                config.listen,
+                if config.tls.is_some() { " (TLS)" } else { " (plain HTTP)" },
+                config.upstream.address
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(path: &Path, account: &str, ip: Option<IpAddr>, label_args: &[String], scopes: &[String]) -> anyhow::Result<()> {
+    let (config, built, _) = load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let mut labels = match &config.auth.users {
+        Some(UsersSource::Inline(u)) => own_labels(u, account),
+        Some(UsersSource::File(p)) => StaticUsers::load(p).map(|u| own_labels(&u, account)).unwrap_or_default(),
+        None => Default::default(),
+    };
+    for l in label_args {
+        let (k, v) = l.split_once('=').ok_or_else(|| anyhow!("--label {l:?} must be key=value"))?;
+        labels.entry(k.to_owned()).or_default().push(v.to_owned());
+    }
+    for scope in scopes {
+        let (kind, rest) = scope.split_once(':').ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
+        let (name, actions) = rest.rsplit_once(':').ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
+        let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
+        let grant = built.state.acl.decide(&AccessRequest {
+            account,
+            labels: &labels,
+            ip,
+            service: portcullis::policy::DEFAULT_SERVICE,
+            kind,
+            name,
+            actions: &actions,
+        });
+        let granted = if grant.actions.is_empty() { "nothing".to_owned() } else { grant.actions.join(",") };
+        match &grant.rule {
+            Some(rule) => println!("{scope}: granted {granted}; decided by {rule}"),
+            None => println!("{scope}: granted nothing; no rule matched (denied)"),
+        }
+    }
+    Ok(())
+}
+
+fn own_labels(users: &StaticUsers, account: &str) -> portcullis::authn::Labels {
+    users.get(account).map(|u| u.labels.clone()).unwrap_or_default()
+}
+
+fn hash_password(cost: u32) -> anyhow::Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ").context("reading the password")?
+    } else {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the password from stdin")?;
+        s.strip_suffix("\r\n").or_else(|| s.strip_suffix('\n')).unwrap_or(&s).to_owned()
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    println!("{}", bcrypt::hash(password, cost)?);
+    Ok(())
+}

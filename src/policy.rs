@@ -1,1 +1,207 @@
-//! stub
+//! The one place that decides: an authenticated identity + a parsed route + the ACL → allow or
+//! deny, with the rule that decided. The proxy only carries out what this returns.
+
+use std::net::IpAddr;
+
+use crate::acl::{AccessRequest, Acl, RuleOrigin};
+use crate::authn::Identity;
+use crate::route::{Action, Route};
+
+/// The service name ACL rules see in basic mode (docker_auth's default token service name).
+pub const DEFAULT_SERVICE: &str = "Docker registry";
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward it.
+    Allow {
+        /// The rule that granted it (`None` for `/v2/`, which needs only a login).
+        rule: Option<RuleOrigin>,
+        /// The caller asked for a cross-repository mount from a repository it may not pull:
+        /// drop `mount`/`from` and forward a plain upload start, as registry:2 itself does.
+        drop_mount: bool,
+    },
+    /// Refuse it: 403 for an account, 401 for the anonymous caller.
+    Deny {
+        /// The rule that refused it; `None` when no rule matched.
+        rule: Option<RuleOrigin>,
+    },
+}
+
+impl Decision {
+    /// True for [`Decision::Allow`].
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+
+    /// The deciding rule, for the audit log.
+    pub fn rule(&self) -> Option<&RuleOrigin> {
+        match self {
+            Decision::Allow { rule, .. } | Decision::Deny { rule } => rule.as_ref(),
+        }
+    }
+}
+
+/// Who is asking, and from where.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The authenticated caller (possibly anonymous).
+    pub identity: &'a Identity,
+    /// The client address the ACL's `ip` matches.
+    pub ip: Option<IpAddr>,
+    /// The service name the ACL's `service` matches.
+    pub service: &'a str,
+}
+
+/// Decides `route` for `subject` under `acl`.
+pub fn authorize(acl: &Acl, subject: Subject<'_>, route: &Route) -> Decision {
+    match route {
+        Route::Base => {
+            if subject.identity.is_anonymous() {
+                Decision::Deny { rule: None }
+            } else {
+                Decision::Allow {
+                    rule: None,
+                    drop_mount: false,
+                }
+            }
+        }
+        Route::Catalog => {
+            // The per-user filtered catalog is not built yet: only holders of
+            // `registry:catalog:*` see the catalog at all.
+            let grant = acl.decide(&request(subject, "registry", "catalog", &["*"]));
+            if grant.actions.iter().any(|a| a == "*") {
+                Decision::Allow {
+                    rule: grant.rule,
+                    drop_mount: false,
+                }
+            } else {
+                Decision::Deny { rule: grant.rule }
+            }
+        }
+        Route::Repository {
+            name,
+            action,
+            mount,
+            ..
+        } => {
+            let grant = acl.decide(&request(subject, "repository", name, &[action.as_str()]));
+            if !grant.actions.iter().any(|a| a == action.as_str()) {
+                return Decision::Deny { rule: grant.rule };
+            }
+            let drop_mount = match mount {
+                None => false,
+                Some(m) => !may(acl, subject, &m.from, Action::Pull),
+            };
+            Decision::Allow {
+                rule: grant.rule,
+                drop_mount,
+            }
+        }
+    }
+}
+
+fn may(acl: &Acl, subject: Subject<'_>, name: &str, action: Action) -> bool {
+    acl.decide(&request(subject, "repository", name, &[action.as_str()]))
+        .actions
+        .iter()
+        .any(|a| a == action.as_str())
+}
+
+fn request<'a>(
+    subject: Subject<'a>,
+    kind: &'a str,
+    name: &'a str,
+    actions: &'a [&'a str],
+) -> AccessRequest<'a> {
+    AccessRequest {
+        account: &subject.identity.account,
+        labels: &subject.identity.labels,
+        ip: subject.ip,
+        service: subject.service,
+        kind,
+        name,
+        actions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::parse;
+    use std::path::Path;
+
+    const ACL: &str = r#"
+- match: {account: admin}
+  actions: ["*"]
+- match: {account: "/.+/", name: "${account}/*"}
+  actions: ["*"]
+- match: {account: "/.+/", name: "team/*"}
+  actions: [pull]
+- match: {account: "", name: "public/*"}
+  actions: [pull]
+"#;
+
+    fn acl() -> Acl {
+        Acl::parse(ACL, Path::new("acl.yaml")).unwrap().acl
+    }
+
+    fn id(a: &str) -> Identity {
+        Identity {
+            account: a.into(),
+            labels: Default::default(),
+        }
+    }
+
+    fn decide(account: &str, method: &str, target: &str) -> Decision {
+        let identity = id(account);
+        let subject = Subject {
+            identity: &identity,
+            ip: None,
+            service: DEFAULT_SERVICE,
+        };
+        authorize(&acl(), subject, &parse(method, target).unwrap())
+    }
+
+    #[test]
+    fn base_needs_a_login() {
+        assert!(decide("bob", "GET", "/v2/").is_allowed());
+        assert!(!decide("", "GET", "/v2/").is_allowed());
+    }
+
+    #[test]
+    fn repository_actions_follow_the_acl() {
+        assert!(decide("bob", "PUT", "/v2/bob/app/manifests/1").is_allowed());
+        assert!(decide("bob", "GET", "/v2/team/app/manifests/1").is_allowed());
+        assert!(!decide("bob", "PUT", "/v2/team/app/manifests/1").is_allowed());
+        assert!(!decide("bob", "DELETE", "/v2/team/app/manifests/1").is_allowed());
+        assert!(!decide("bob", "GET", "/v2/alice/app/manifests/1").is_allowed());
+        assert!(decide("", "GET", "/v2/public/x/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000").is_allowed());
+        assert!(!decide("", "GET", "/v2/team/x/manifests/1").is_allowed());
+        let d = decide("bob", "GET", "/v2/alice/app/manifests/1");
+        assert_eq!(d, Decision::Deny { rule: None });
+        let d = decide("bob", "GET", "/v2/team/app/manifests/1");
+        assert_eq!(d.rule().unwrap().line, 6);
+    }
+
+    #[test]
+    fn catalog_needs_the_wildcard_scope() {
+        assert!(decide("admin", "GET", "/v2/_catalog").is_allowed());
+        assert!(!decide("bob", "GET", "/v2/_catalog").is_allowed());
+    }
+
+    #[test]
+    fn mount_from_an_unreadable_repository_becomes_a_plain_upload() {
+        let digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let from_team = format!("/v2/bob/app/blobs/uploads/?mount={digest}&from=team/base");
+        assert_eq!(
+            decide("bob", "POST", &from_team),
+            Decision::Allow { rule: decide("bob", "POST", &from_team).rule().cloned(), drop_mount: false }
+        );
+        let from_alice = format!("/v2/bob/app/blobs/uploads/?mount={digest}&from=alice/secret");
+        assert!(matches!(decide("bob", "POST", &from_alice), Decision::Allow { drop_mount: true, .. }));
+        // No push on the target: refused whatever the source.
+        let to_team = format!("/v2/team/app/blobs/uploads/?mount={digest}&from=bob/app");
+        assert!(!decide("bob", "POST", &to_team).is_allowed());
+    }
+}

@@ -1,1 +1,475 @@
-//! stub
+//! The Pingora `ProxyHttp` phases. Each phase has one job; none of them decides access —
+//! that is [`crate::policy`]'s — they parse, ask, and carry out.
+//!
+//! | phase | job |
+//! |---|---|
+//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals |
+//! | `upstream_peer` | the registry, with timeouts |
+//! | `upstream_request_filter` | strip credentials and spoofable headers, set `X-Forwarded-*` |
+//! | `request_body_filter` | work around a Pingora HTTP/2 → HTTP/1 chunking bug |
+//! | `fail_to_proxy` | an OCI error when the registry is down or slow |
+//! | `logging` | the audit line |
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use ipnet::IpNet;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::acl::RuleOrigin;
+use crate::authn::{credentials, AuthnError, Identity};
+use crate::config::Upstream;
+use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
+use crate::policy::{self, Decision, Subject};
+use crate::route::{self, Route, RouteError};
+use crate::state::State;
+
+/// Headers a client could use to make the registry (or something between us and it) see a
+/// different request than the one we authorized. Removed before forwarding; the
+/// `X-Forwarded-*` ones are then set by us.
+const SPOOFABLE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The proxy: the current [`State`] and where the registry is.
+pub struct Portcullis {
+    state: Arc<ArcSwap<State>>,
+    upstream: Upstream,
+    upstream_addr: SocketAddr,
+    tls: bool,
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl Portcullis {
+    /// A proxy deciding under `state` (swapped atomically on reload) and forwarding to
+    /// `upstream_addr`.
+    pub fn new(
+        state: Arc<ArcSwap<State>>,
+        upstream: Upstream,
+        upstream_addr: SocketAddr,
+        tls: bool,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Self {
+        Portcullis {
+            state,
+            upstream,
+            upstream_addr,
+            tls,
+            trusted_proxies,
+        }
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client address: the TCP peer, or — only when the peer is a trusted proxy — the
+    /// right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
+    fn client_ip(&self, session: &Session) -> Option<IpAddr> {
+        let peer = canonical(session.client_addr()?.as_inet()?.ip());
+        if !self.trusted(peer) {
+            return Some(peer);
+        }
+        let xff = session.req_header().headers.get_all("x-forwarded-for");
+        let mut hops: Vec<IpAddr> = Vec::new();
+        for value in xff {
+            let Ok(text) = value.to_str() else {
+                return Some(peer);
+            };
+            for part in text.split(',') {
+                match part.trim().parse::<IpAddr>() {
+                    Ok(ip) => hops.push(canonical(ip)),
+                    Err(_) => return Some(peer),
+                }
+            }
+        }
+        Some(
+            hops.into_iter()
+                .rev()
+                .find(|ip| !self.trusted(*ip))
+                .unwrap_or(peer),
+        )
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4 clients; compare them as such.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// What one request learned on its way through, for the later phases and the audit line.
+pub struct RequestCtx {
+    started: Instant,
+    state: Option<Arc<State>>,
+    route: Option<Route>,
+    account: Option<String>,
+    client_ip: Option<IpAddr>,
+    outcome: Outcome,
+    rule: Option<RuleOrigin>,
+    drop_mount: bool,
+}
+
+/// The `decision` label of the audit line and the request metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded.
+    Allowed,
+    /// A valid login without the right (403), or anonymous refused (401).
+    Denied,
+    /// No or bad credentials (401).
+    Unauthenticated,
+    /// A request portcullis refused to parse (400/404/405).
+    Invalid,
+    /// Something failed: the registry, or an authentication backend.
+    Error,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Invalid => "invalid",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Writes a complete error answer with the registry's headers and OCI body.
+async fn respond(session: &mut Session, error: &OciError, extra: &[(&'static str, String)]) -> Result<()> {
+    let body = error.body();
+    let mut resp = ResponseHeader::build(error.status, Some(4 + extra.len()))?;
+    resp.insert_header("Content-Type", "application/json; charset=utf-8")?;
+    resp.insert_header("Content-Length", body.len().to_string())?;
+    resp.insert_header(API_VERSION_HEADER, API_VERSION)?;
+    for (name, value) in extra {
+        resp.insert_header(*name, value.as_str())?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_body(if head_only { None } else { Some(body) }, true)
+        .await?;
+    Ok(())
+}
+
+/// `Basic realm="…"` with the realm's quotes and backslashes escaped.
+fn basic_challenge(realm: &str) -> String {
+    let escaped = realm.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("Basic realm=\"{escaped}\"")
+}
+
+/// Go's `r.FormValue` (which registry:2 uses for `mount`, `from` and `digest`) also reads a
+/// form-encoded *body* and prefers it to the query, so `mount`/`from` could be smuggled past
+/// the query we checked. Registry clients never send forms, so such requests are refused.
+fn is_form(req: &RequestHeader) -> bool {
+    req.headers.get_all("content-type").iter().any(|v| {
+        let v = v.as_bytes();
+        let starts = |p: &[u8]| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p);
+        starts(b"application/x-www-form-urlencoded") || starts(b"multipart/form-data")
+    })
+}
+
+#[async_trait]
+impl ProxyHttp for Portcullis {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            state: None,
+            route: None,
+            account: None,
+            client_ip: None,
+            outcome: Outcome::Error,
+            rule: None,
+            drop_mount: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let state = self.state.load_full();
+        ctx.state = Some(state.clone());
+        ctx.client_ip = self.client_ip(session);
+
+        let req = session.req_header();
+        // An absolute-form target (`GET http://other/v2/... HTTP/1.1`) names a host and a path
+        // that the registry might read differently from us; HTTP/2 always carries an
+        // authority, so only HTTP/1 is checked.
+        let parsed = if !session.is_http2()
+            && (req.uri.scheme().is_some() || req.uri.authority().is_some())
+        {
+            Err(RouteError::NotOriginForm)
+        } else {
+            let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+            route::parse(req.method.as_str(), target)
+        };
+        let route = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.outcome = Outcome::Invalid;
+                let extra: Vec<(&'static str, String)> = match &e {
+                    RouteError::MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
+                    _ => vec![],
+                };
+                respond(session, &OciError::from(&e), &extra).await?;
+                return Ok(true);
+            }
+        };
+        if is_form(req) {
+            ctx.outcome = Outcome::Invalid;
+            let e = OciError::new(400, "UNSUPPORTED", "form-encoded request bodies are not accepted");
+            respond(session, &e, &[]).await?;
+            return Ok(true);
+        }
+        let authz: Vec<_> = req.headers.get_all("authorization").iter().collect();
+        let creds = match authz.as_slice() {
+            [] => credentials::parse(None),
+            [one] => credentials::parse(Some(one.as_bytes())),
+            // Two Authorization headers: which one would a backend read? Refuse.
+            _ => Err(credentials::CredentialsError::UnsupportedScheme),
+        };
+        let challenge = [("WWW-Authenticate", basic_challenge(&state.config.auth.realm))];
+        let identity: Identity = match creds {
+            Err(_) => {
+                ctx.outcome = Outcome::Unauthenticated;
+                respond(session, &OciError::unauthorized(), &challenge).await?;
+                return Ok(true);
+            }
+            Ok(creds) => {
+                if let credentials::Credentials::Basic { account, .. } = &creds {
+                    ctx.account = Some(account.clone());
+                }
+                match state.authn.authenticate(&creds).await {
+                    Ok(identity) => identity,
+                    Err(e) => {
+                        ctx.outcome = match e {
+                            AuthnError::Unavailable(_) => Outcome::Error,
+                            _ => Outcome::Unauthenticated,
+                        };
+                        respond(session, &OciError::unauthorized(), &challenge).await?;
+                        return Ok(true);
+                    }
+                }
+            }
+        };
+        ctx.account = Some(identity.account.clone());
+        let subject = Subject {
+            identity: &identity,
+            ip: ctx.client_ip,
+            service: policy::DEFAULT_SERVICE,
+        };
+        let decision = policy::authorize(&state.acl, subject, &route);
+        ctx.rule = decision.rule().cloned();
+        ctx.route = Some(route);
+        match decision {
+            Decision::Allow { drop_mount, .. } => {
+                ctx.outcome = Outcome::Allowed;
+                ctx.drop_mount = drop_mount;
+                Ok(false)
+            }
+            Decision::Deny { .. } => {
+                ctx.outcome = Outcome::Denied;
+                if identity.is_anonymous() {
+                    respond(session, &OciError::unauthorized(), &challenge).await?;
+                } else {
+                    respond(session, &OciError::denied(), &[]).await?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
+        peer.options.connection_timeout = Some(self.upstream.connect_timeout);
+        peer.options.read_timeout = Some(self.upstream.read_timeout);
+        peer.options.write_timeout = Some(self.upstream.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Always send an origin-form target built from what was authorized.
+        let pq = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let (path, query) = match pq.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (pq.clone(), None),
+        };
+        let path = if matches!(ctx.route, Some(Route::Base)) { "/v2/".to_owned() } else { path };
+        let query = match (query, ctx.drop_mount) {
+            (Some(q), true) => route::strip_mount(&q),
+            (q, _) => q,
+        };
+        let target = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let uri: http::Uri = target
+            .parse()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "rebuilt target does not parse"))?;
+        upstream.set_uri(uri);
+
+        let host = session
+            .req_header()
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
+        for name in SPOOFABLE_HEADERS {
+            upstream.remove_header(*name);
+        }
+        if let Some(ip) = ctx.client_ip {
+            upstream.insert_header("X-Forwarded-For", ip.to_string())?;
+            upstream.insert_header("X-Real-IP", ip.to_string())?;
+        }
+        upstream.insert_header("X-Forwarded-Proto", if self.tls { "https" } else { "http" })?;
+        if let Some(host) = host {
+            if upstream.headers.get("host").is_none() {
+                upstream.insert_header("Host", host.as_str())?;
+            }
+            upstream.insert_header("X-Forwarded-Host", host)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // cloudflare/pingora#935: an HTTP/2 upload that ends with an empty DATA frame makes
+        // Pingora write the chunked terminator twice to the HTTP/1.1 registry, which then reads
+        // the second one as the start of the next request on the pooled connection.
+        if end_of_stream && body.as_ref().is_some_and(|b| b.is_empty()) {
+            *body = None;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        ctx.outcome = Outcome::Error;
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                if e.esource() == &ErrorSource::Upstream { 504 } else { 0 }
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let error = match code {
+                502..=504 => OciError::upstream(code),
+                400 => OciError::new(400, "UNSUPPORTED", "malformed request"),
+                _ => OciError::new(code, "UNKNOWN", "internal error"),
+            };
+            if let Err(write_err) = respond(session, &error, &[]).await {
+                tracing::debug!(error = %write_err, "could not send the error answer");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let req = session.req_header();
+        let route = ctx.route.as_ref();
+        tracing::info!(
+            target: "audit",
+            client = ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            account = ctx.account.as_deref().unwrap_or(""),
+            method = req.method.as_str(),
+            path = req.uri.path(),
+            repository = route.and_then(Route::repository).unwrap_or(""),
+            action = route.and_then(Route::action).map(|a| a.as_str()).unwrap_or(match route {
+                Some(Route::Catalog) => "catalog",
+                Some(Route::Base) => "base",
+                _ => "",
+            }),
+            decision = ctx.outcome.as_str(),
+            rule = ctx.rule.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+            status,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_escapes_realm() {
+        assert_eq!(basic_challenge("Registry Realm"), "Basic realm=\"Registry Realm\"");
+        assert_eq!(basic_challenge("a\"b\\c"), "Basic realm=\"a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn mapped_addresses_are_ipv4() {
+        assert_eq!(canonical("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(canonical("::1".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn form_bodies_are_detected() {
+        let mut req = RequestHeader::build("POST", b"/v2/a/blobs/uploads/", None).unwrap();
+        assert!(!is_form(&req));
+        req.insert_header("Content-Type", "Application/X-WWW-Form-Urlencoded; charset=x").unwrap();
+        assert!(is_form(&req));
+        req.insert_header("Content-Type", "multipart/form-data; boundary=x").unwrap();
+        assert!(is_form(&req));
+        req.insert_header("Content-Type", "application/octet-stream").unwrap();
+        assert!(!is_form(&req));
+    }
+}

@@ -1,1 +1,1526 @@
-//! stub
+//! Request target → scope (repository + action), decided before anything else.
+//!
+//! The proxy authorizes a request by the repository it names, and the
+//! upstream registry (CNCF distribution, `registry:2`) serves the request by
+//! the repository *it* reads out of the same bytes. If the two readings can
+//! ever differ, a caller allowed on `alice/app` can make the registry act on
+//! `bob/secret`. So this module accepts only the one spelling of each
+//! endpoint that the registry's router (gorilla/mux over Go's `net/url`)
+//! reads exactly as we do, and refuses everything else *before* it is
+//! forwarded: no decoding, no cleaning, no guessing.
+//!
+//! How the registry reads a request, and what we do about it:
+//!
+//! * Go decodes `%XX` in the path before mux matches (`%2F` becomes `/`), so
+//!   a `%` anywhere in the path is refused.
+//! * mux cleans the path (`//`, `.`, `..`) and redirects; with `StrictSlash`
+//!   it also redirects on a trailing slash mismatch. Every one of those is
+//!   refused, so what we authorize is the path the registry serves.
+//! * The repository name may itself contain `manifests`, `blobs`, `tags`,
+//!   `uploads` components; mux's anchored regexes split the path so that the
+//!   endpoint is the *last* segments. We parse from the right for the same
+//!   reason.
+//! * The registry reads `mount`/`from` with Go's `r.FormValue`, which is
+//!   `url.ParseQuery` and silently drops pairs it cannot parse; we parse the
+//!   query the same way and refuse anything Go would silently drop or where
+//!   Go would pick one of several values.
+//!
+//! HEAD: accepted wherever GET is (`/v2/`, `_catalog`, manifests, blobs,
+//! tags/list, referrers, upload status), with the same scope as GET. Some
+//! registry handlers (tags, catalog) answer HEAD with 405 themselves; that is
+//! harmless because a HEAD never needs more than the GET would, so accepting
+//! it cannot widen what a caller reaches.
+//!
+//! Not handled here (the proxy must do it, see [`body_may_carry_form`]): on a
+//! POST, Go's `r.FormValue` also reads `mount`/`from` out of a
+//! form-encoded *body*, which this module never sees.
+
+use std::fmt;
+
+/// The registry's limit on the total length of a repository name
+/// (`reference.NameTotalLengthMax`); longer names are refused here so the
+/// proxy never authorizes a name the registry would reject anyway.
+pub const NAME_MAX_LEN: usize = 255;
+
+/// The tag grammar's length limit (`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}`).
+const TAG_MAX_LEN: usize = 128;
+
+/// What a request does to a repository.
+///
+/// Exists because the ACL grants permissions per action, and the action must
+/// come from the (method, endpoint) table here rather than from anything the
+/// caller claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Reading manifests, blobs, tags, referrers.
+    Pull,
+    /// Writing manifests and blobs (including every step of an upload).
+    Push,
+    /// Deleting manifests or blobs.
+    Delete,
+}
+
+impl Action {
+    /// The action's name as used in token scopes and ACL files, so every
+    /// module spells it the same way.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which endpoint, for metrics/logs.
+///
+/// Exists so logs and metrics can be labelled with a bounded set of values
+/// instead of raw (attacker-chosen) paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v2/`: the API version check.
+    Base,
+    /// `/v2/_catalog`.
+    Catalog,
+    /// `/v2/<name>/manifests/<reference>`.
+    Manifest,
+    /// `/v2/<name>/blobs/<digest>`.
+    Blob,
+    /// `POST /v2/<name>/blobs/uploads/`.
+    UploadStart,
+    /// `/v2/<name>/blobs/uploads/<id>`.
+    Upload,
+    /// `/v2/<name>/tags/list`.
+    TagsList,
+    /// `/v2/<name>/referrers/<digest>`.
+    Referrers,
+}
+
+impl Endpoint {
+    /// A fixed label for metrics and logs, so no label value ever comes from
+    /// the request.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Base => "base",
+            Endpoint::Catalog => "catalog",
+            Endpoint::Manifest => "manifest",
+            Endpoint::Blob => "blob",
+            Endpoint::UploadStart => "upload_start",
+            Endpoint::Upload => "upload",
+            Endpoint::TagsList => "tags_list",
+            Endpoint::Referrers => "referrers",
+        }
+    }
+
+    /// The methods this endpoint accepts, as an `Allow` header value, so a
+    /// 405 tells the client what would have worked.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Base | Endpoint::Catalog | Endpoint::TagsList | Endpoint::Referrers => {
+                "GET, HEAD"
+            }
+            Endpoint::Manifest => "GET, HEAD, PUT, DELETE",
+            Endpoint::Blob => "GET, HEAD, DELETE",
+            Endpoint::UploadStart => "POST",
+            Endpoint::Upload => "GET, HEAD, PATCH, PUT, DELETE",
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cross-repository blob mount asked for on an upload start.
+///
+/// Exists because a mount reads a blob out of *another* repository
+/// (`from`): the caller needs pull there too, and when it lacks it the proxy
+/// strips the mount ([`strip_mount`]) instead of forwarding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The blob to mount (validated digest).
+    pub digest: String,
+    /// The repository it is mounted from (validated name).
+    pub from: String,
+}
+
+/// A parsed request.
+///
+/// Exists so that authorization works on one typed value that was derived
+/// exactly once from the request target, never on the raw path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/v2/` — needs only a valid login.
+    Base,
+    /// `/v2/_catalog`.
+    Catalog,
+    /// Everything about one repository.
+    Repository {
+        /// The repository the registry will act on.
+        name: String,
+        /// What the request does to it.
+        action: Action,
+        /// Which endpoint (for logs/metrics; the action already decides).
+        endpoint: Endpoint,
+        /// A cross-repository mount (only on [`Endpoint::UploadStart`], and
+        /// only when both `mount` and `from` were given).
+        mount: Option<Mount>,
+    },
+}
+
+impl Route {
+    /// The endpoint, so logs and metrics need not match on the variants.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Route::Base => Endpoint::Base,
+            Route::Catalog => Endpoint::Catalog,
+            Route::Repository { endpoint, .. } => *endpoint,
+        }
+    }
+
+    /// The repository the request touches, if any, so the policy has one
+    /// place to read it from.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            Route::Repository { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The action on [`Route::repository`], if any.
+    pub fn action(&self) -> Option<Action> {
+        match self {
+            Route::Repository { action, .. } => Some(*action),
+            _ => None,
+        }
+    }
+
+    /// The requested mount, if any, so the policy can check pull on `from`.
+    pub fn mount(&self) -> Option<&Mount> {
+        match self {
+            Route::Repository { mount, .. } => mount.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request was refused before it reached the upstream; maps to an HTTP
+/// status and an OCI error code.
+///
+/// Exists so refusals are answered by the proxy with a registry-shaped error
+/// body the client understands. Messages are static: they never echo the
+/// (attacker-controlled, unbounded) request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// Absolute-form, authority-form, `*` or empty target.
+    #[error("request target must be a path (origin form)")]
+    NotOriginForm,
+    /// A path the registry would decode, clean or redirect; the text says
+    /// which rule.
+    #[error("non-canonical request path: {0}")]
+    NonCanonicalPath(&'static str),
+    /// A query Go would parse differently from us or silently drop parts of.
+    #[error("unparseable query string: {0}")]
+    BadQuery(&'static str),
+    /// Repository name (in the path or in `from`) fails the grammar.
+    #[error("invalid repository name")]
+    InvalidName,
+    /// A digest (in the path or in `mount`) fails the grammar.
+    #[error("invalid digest")]
+    InvalidDigest,
+    /// A manifest reference that is neither a tag nor a digest.
+    #[error("invalid tag")]
+    InvalidReference,
+    /// An upload id that fails the grammar.
+    #[error("invalid upload id")]
+    InvalidUploadId,
+    /// Not a registry API endpoint.
+    #[error("not a registry API endpoint")]
+    NotFound,
+    /// A known endpoint with a method it does not serve.
+    #[error("method not allowed (allowed: {allow})")]
+    MethodNotAllowed {
+        /// Value for the `Allow` response header.
+        allow: &'static str,
+    },
+}
+
+impl RouteError {
+    /// The HTTP status to answer with, so the proxy need not know the rules.
+    pub fn status(&self) -> u16 {
+        match self {
+            RouteError::NotFound => 404,
+            RouteError::MethodNotAllowed { .. } => 405,
+            _ => 400,
+        }
+    }
+
+    /// The OCI error code for the body, so clients show a meaningful error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouteError::InvalidName => "NAME_INVALID",
+            RouteError::InvalidDigest => "DIGEST_INVALID",
+            RouteError::InvalidReference => "MANIFEST_INVALID",
+            RouteError::InvalidUploadId => "BLOB_UPLOAD_INVALID",
+            RouteError::NotOriginForm
+            | RouteError::NonCanonicalPath(_)
+            | RouteError::BadQuery(_)
+            | RouteError::NotFound
+            | RouteError::MethodNotAllowed { .. } => "UNSUPPORTED",
+        }
+    }
+
+    /// The `Allow` header value for a 405, if this is one.
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            RouteError::MethodNotAllowed { allow } => Some(allow),
+            _ => None,
+        }
+    }
+}
+
+// Reasons for `NonCanonicalPath` / `BadQuery`. Constants so tests can
+// compare exactly and messages stay static.
+const R_BYTE: &str = "byte outside visible ASCII";
+const R_PERCENT: &str = "percent-encoding in path";
+const R_BACKSLASH: &str = "backslash in path";
+const R_FRAGMENT: &str = "'#' in path";
+const R_EMPTY_SEGMENT: &str = "empty path segment";
+const R_DOT_SEGMENT: &str = "'.' or '..' path segment";
+const R_TRAILING_SLASH: &str = "trailing slash";
+const R_MISSING_SLASH: &str = "upload start needs its trailing slash";
+const Q_BYTE: &str = "byte outside visible ASCII";
+const Q_FRAGMENT: &str = "'#' in query";
+const Q_SEMICOLON: &str = "';' in query";
+const Q_ESCAPE: &str = "invalid percent-escape";
+const Q_UTF8: &str = "not UTF-8 after decoding";
+const Q_DUP_MOUNT: &str = "'mount' given more than once";
+const Q_DUP_FROM: &str = "'from' given more than once";
+
+/// Parses a request. `target` is the raw request target as received (path
+/// plus optional `?query`), `method` the uppercase method.
+///
+/// Exists so the proxy authorizes exactly what the registry will serve: any
+/// target whose meaning could differ between us and the registry is an
+/// error, and an error must be answered by the proxy, never forwarded. The
+/// proxy must forward the very bytes it passed here.
+pub fn parse(method: &str, target: &str) -> Result<Route, RouteError> {
+    parse_bytes(method, target.as_bytes())
+}
+
+/// [`parse`] on raw bytes, because the request target on the wire need not
+/// be UTF-8 (Pingora hands out the raw path as bytes); non-ASCII is refused
+/// either way.
+pub fn parse_bytes(method: &str, target: &[u8]) -> Result<Route, RouteError> {
+    // Only origin form ("/path?query"). Absolute form (`http://host/v2/..`)
+    // makes the authority part of the target: a proxy and an upstream that
+    // disagree on which part is the path disagree on the repository. `*` and
+    // authority form have no path at all.
+    if target.first() != Some(&b'/') {
+        return Err(RouteError::NotOriginForm);
+    }
+    // Go (and every HTTP parser) splits at the first '?'.
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], Some(&target[i + 1..])),
+        None => (target, None),
+    };
+    check_path_bytes(path)?;
+    if let Some(q) = query {
+        check_query_bytes(q)?;
+    }
+    // Both halves are visible ASCII now, so these cannot fail; map anyway
+    // rather than unwrap.
+    let path = std::str::from_utf8(path).map_err(|_| RouteError::NonCanonicalPath(R_BYTE))?;
+    let query = match query {
+        Some(q) => Some(std::str::from_utf8(q).map_err(|_| RouteError::BadQuery(Q_BYTE))?),
+        None => None,
+    };
+    check_segments(path)?;
+
+    let shape = classify(path)?;
+    let (endpoint, name) = match shape {
+        Shape::Base => (Endpoint::Base, None),
+        Shape::Catalog => (Endpoint::Catalog, None),
+        Shape::Repo {
+            endpoint,
+            name,
+            last,
+        } => {
+            validate_repo_parts(endpoint, name, last)?;
+            (endpoint, Some(name))
+        }
+    };
+
+    // Validate the query on every endpoint: whatever handler the registry
+    // runs reads it with Go's parser, so it must parse the same for us.
+    let pairs = match query {
+        Some(q) => parse_query(q)?,
+        None => Vec::new(),
+    };
+
+    let action = method_action(endpoint, method)?;
+
+    let (Some(name), Some(action)) = (name, action) else {
+        return Ok(match endpoint {
+            Endpoint::Catalog => Route::Catalog,
+            _ => Route::Base,
+        });
+    };
+
+    let mount = if endpoint == Endpoint::UploadStart {
+        mount_of(&pairs)?
+    } else {
+        // The registry reads `mount`/`from` only in StartBlobUpload, which
+        // mux reaches only through POST on an upload path; POST on an upload
+        // id is refused above (405), so they mean nothing elsewhere.
+        None
+    };
+
+    Ok(Route::Repository {
+        name: name.to_owned(),
+        action,
+        endpoint,
+        mount,
+    })
+}
+
+/// Byte-level rules for the path, checked before any structure is read.
+fn check_path_bytes(path: &[u8]) -> Result<(), RouteError> {
+    for &b in path {
+        match b {
+            // Go decodes `%XX` before routing: `%2F` would become a `/` the
+            // registry splits on and we did not, `%2e%2e` a `..` it cleans,
+            // and `%252F` is one decode away from either.
+            b'%' => return Err(RouteError::NonCanonicalPath(R_PERCENT)),
+            // Some stacks treat `\` as `/`; the registry does not. Either
+            // way it is in no grammar, and letting it through invites a
+            // split-brain between intermediaries.
+            b'\\' => return Err(RouteError::NonCanonicalPath(R_BACKSLASH)),
+            // Go's request-URI parser keeps `#` in the path while others
+            // (the `http` crate) cut the "fragment" off: the two would see
+            // different paths.
+            b'#' => return Err(RouteError::NonCanonicalPath(R_FRAGMENT)),
+            // Control bytes, space, DEL and non-ASCII: Go refuses control
+            // bytes, other parsers differ on the rest (obs-text, UTF-8
+            // normalisation); none is in any grammar here.
+            0x21..=0x7e => {}
+            _ => return Err(RouteError::NonCanonicalPath(R_BYTE)),
+        }
+    }
+    Ok(())
+}
+
+/// Byte-level rules for the raw query.
+fn check_query_bytes(query: &[u8]) -> Result<(), RouteError> {
+    for &b in query {
+        match b {
+            // Same as in the path: an intermediary that drops the
+            // "fragment" would forward a different query than Go parses.
+            b'#' => return Err(RouteError::BadQuery(Q_FRAGMENT)),
+            // Go refuses control bytes; raw non-ASCII is parsed by some
+            // stacks and re-encoded by others. Legitimate clients
+            // percent-encode.
+            0x21..=0x7e => {}
+            _ => return Err(RouteError::BadQuery(Q_BYTE)),
+        }
+    }
+    Ok(())
+}
+
+/// Segment rules: no empty segments, no dot segments.
+fn check_segments(path: &str) -> Result<(), RouteError> {
+    // mux cleans `//` to `/` (and redirects), which would move components
+    // between the name and the endpoint. A leading `//` could also be read
+    // as a scheme-relative authority by some intermediary. The allowed
+    // trailing slashes (`/v2/`, `/blobs/uploads/`) are single, not `//`.
+    if path.contains("//") {
+        return Err(RouteError::NonCanonicalPath(R_EMPTY_SEGMENT));
+    }
+    // mux resolves `.` and `..` (and redirects): `/v2/a/../b/...` is `b` to
+    // the registry but would be `a/../b` to a naive reader. Refuse rather
+    // than clean: cleaning is exactly where implementations disagree.
+    if path.split('/').any(|s| s == "." || s == "..") {
+        return Err(RouteError::NonCanonicalPath(R_DOT_SEGMENT));
+    }
+    Ok(())
+}
+
+/// The shape of a `/v2` path, read from the right.
+enum Shape<'a> {
+    Base,
+    Catalog,
+    Repo {
+        endpoint: Endpoint,
+        name: &'a str,
+        /// The final segment (reference, digest, upload id; "list" for
+        /// tags; empty for upload start).
+        last: &'a str,
+    },
+}
+
+/// Splits a path (already byte- and segment-checked) into endpoint and
+/// parts, from the right, the way the registry's anchored route regexes do.
+fn classify(path: &str) -> Result<Shape<'_>, RouteError> {
+    // `/v2` without slash: the registry redirects it to `/v2/`; it is the
+    // same check, needing only a login.
+    if path == "/v2" {
+        return Ok(Shape::Base);
+    }
+    // Not ours (`/`, `/auth`, `/v20/`, `/V2/`): the proxy dispatches its own
+    // paths before calling us; whatever is left is not a registry endpoint.
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Err(RouteError::NotFound);
+    };
+    if rest.is_empty() {
+        return Ok(Shape::Base);
+    }
+    if rest == "_catalog" {
+        return Ok(Shape::Catalog);
+    }
+    if let Some(prefix) = rest.strip_suffix('/') {
+        // The one endpoint with a trailing slash. Anything else ending in
+        // `/` (`_catalog/`, `tags/list/`, `manifests/`) is redirected by mux
+        // (StrictSlash) or unroutable; refusing keeps one spelling per
+        // endpoint.
+        if let Some(name) = prefix.strip_suffix("/blobs/uploads") {
+            return repo(Endpoint::UploadStart, name, "");
+        }
+        if prefix == "blobs/uploads" {
+            // `/v2/blobs/uploads/`: no name in front.
+            return Err(RouteError::NotFound);
+        }
+        return Err(RouteError::NonCanonicalPath(R_TRAILING_SLASH));
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        return repo(Endpoint::TagsList, name, "list");
+    }
+    // Every other endpoint is `<name>/<keyword>/<last>`; `last` never
+    // contains `/`, so the keyword is always the second segment from the
+    // right and the name everything before it.
+    let Some((before, last)) = rest.rsplit_once('/') else {
+        // `/v2/<one segment>`: no endpoint.
+        return Err(RouteError::NotFound);
+    };
+    let (name, keyword) = match before.rsplit_once('/') {
+        Some((name, keyword)) => (name, keyword),
+        // `/v2/manifests/x`: keyword with no name in front.
+        None => return Err(RouteError::NotFound),
+    };
+    match keyword {
+        "manifests" => repo(Endpoint::Manifest, name, last),
+        "referrers" => repo(Endpoint::Referrers, name, last),
+        "blobs" if last == "uploads" => {
+            // `/v2/x/blobs/uploads`: mux redirects to the upload start;
+            // refuse rather than read `uploads` as a digest.
+            Err(RouteError::NonCanonicalPath(R_MISSING_SLASH))
+        }
+        "blobs" => repo(Endpoint::Blob, name, last),
+        "uploads" => match name.rsplit_once('/') {
+            Some((name, "blobs")) => repo(Endpoint::Upload, name, last),
+            _ => Err(RouteError::NotFound),
+        },
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+fn repo<'a>(endpoint: Endpoint, name: &'a str, last: &'a str) -> Result<Shape<'a>, RouteError> {
+    // An empty name (`/v2/blobs/uploads/`, `/v2/tags/list`) matches no
+    // registry route at all.
+    if name.is_empty() {
+        return Err(RouteError::NotFound);
+    }
+    Ok(Shape::Repo {
+        endpoint,
+        name,
+        last,
+    })
+}
+
+/// Grammar checks on the name and the final segment.
+fn validate_repo_parts(endpoint: Endpoint, name: &str, last: &str) -> Result<(), RouteError> {
+    // The name is what authorization keys on: only the strict grammar, so no
+    // two spellings denote one repository and none needs normalising.
+    if !is_valid_name(name) {
+        return Err(RouteError::InvalidName);
+    }
+    let refused = match endpoint {
+        Endpoint::Manifest if last.contains(':') => {
+            (!is_valid_digest(last)).then_some(RouteError::InvalidDigest)
+        }
+        Endpoint::Manifest => (!is_valid_tag(last)).then_some(RouteError::InvalidReference),
+        Endpoint::Blob | Endpoint::Referrers => {
+            (!is_valid_digest(last)).then_some(RouteError::InvalidDigest)
+        }
+        Endpoint::Upload => (!is_valid_upload_id(last)).then_some(RouteError::InvalidUploadId),
+        _ => None,
+    };
+    refused.map_or(Ok(()), Err)
+}
+
+/// The (endpoint, method) table. `Ok(None)` for endpoints with no
+/// repository.
+fn method_action(endpoint: Endpoint, method: &str) -> Result<Option<Action>, RouteError> {
+    use Action::*;
+    // A known shape with a method the table does not list is refused with
+    // 405 rather than forwarded: the registry dispatches some shapes to
+    // handlers that do more than the table implies (POST on an upload id
+    // runs StartBlobUpload, with mount; `/v2/` answers any method), so the
+    // action would be guessed.
+    let action = match (endpoint, method) {
+        (Endpoint::Base | Endpoint::Catalog, "GET" | "HEAD") => None,
+        (Endpoint::Manifest, "GET" | "HEAD") => Some(Pull),
+        (Endpoint::Manifest, "PUT") => Some(Push),
+        (Endpoint::Manifest, "DELETE") => Some(Delete),
+        (Endpoint::Blob, "GET" | "HEAD") => Some(Pull),
+        (Endpoint::Blob, "DELETE") => Some(Delete),
+        (Endpoint::UploadStart, "POST") => Some(Push),
+        (Endpoint::Upload, "GET" | "HEAD" | "PATCH" | "PUT" | "DELETE") => Some(Push),
+        (Endpoint::TagsList | Endpoint::Referrers, "GET" | "HEAD") => Some(Pull),
+        _ => {
+            return Err(RouteError::MethodNotAllowed {
+                allow: endpoint.allow(),
+            })
+        }
+    };
+    Ok(action)
+}
+
+/// Reads `mount`/`from` off an upload start's query.
+fn mount_of(pairs: &[(String, String)]) -> Result<Option<Mount>, RouteError> {
+    let mut digest: Option<&str> = None;
+    let mut from: Option<&str> = None;
+    for (k, v) in pairs {
+        // Go's FormValue takes the first value; another parser may take the
+        // last. We refuse to be the one that guesses.
+        let (slot, duplicate) = match k.as_str() {
+            "mount" => (&mut digest, Q_DUP_MOUNT),
+            "from" => (&mut from, Q_DUP_FROM),
+            _ => continue,
+        };
+        if slot.replace(v).is_some() {
+            return Err(RouteError::BadQuery(duplicate));
+        }
+    }
+    // Validated whenever present (even alone, even empty), so the policy
+    // never sees a repository name it would have to normalise.
+    if let Some(f) = from {
+        if !is_valid_name(f) {
+            return Err(RouteError::InvalidName);
+        }
+    }
+    if let Some(d) = digest {
+        if !is_valid_digest(d) {
+            return Err(RouteError::InvalidDigest);
+        }
+    }
+    // The registry mounts only when both are given (non-empty, which the
+    // checks above imply).
+    Ok(match (digest, from) {
+        (Some(d), Some(f)) => Some(Mount {
+            digest: d.to_owned(),
+            from: f.to_owned(),
+        }),
+        _ => None,
+    })
+}
+
+/// The query with `mount` and `from` pairs removed (None if nothing remains).
+///
+/// Exists so the proxy can turn a mount the caller may not do (no pull on
+/// `from`) into a plain upload start, as registry:2 itself does, instead of
+/// refusing the push. Other pairs are kept byte-for-byte and in order. Pairs
+/// whose key cannot be decoded, or that contain `;`, are dropped too (Go
+/// drops them anyway, and a key we cannot read might be a `mount`); empty
+/// pairs are dropped (Go ignores them).
+pub fn strip_mount(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            match query_unescape(key) {
+                Ok(k) => k != "mount" && k != "from",
+                Err(_) => false,
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("&"))
+    }
+}
+
+/// Go's url.ParseQuery, strictly: every pair must decode. (pub so the token
+/// endpoint can reuse it later.)
+///
+/// Exists because the registry reads parameters with Go's parser, which
+/// silently *drops* pairs containing `;` or a bad `%` escape: a proxy that
+/// read those pairs differently (or kept them) would authorize one mount and
+/// forward another. Here every such pair is an error instead. Empty pairs
+/// (`a&&b`) are skipped, as Go does; a key without `=` has the value `""`.
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, RouteError> {
+    let mut out = Vec::new();
+    for pair in query.split('&') {
+        // Go ≥ 1.17 refuses `;` as a separator and drops the pair; older Go
+        // (and other stacks) split on it. Either reading is a guess.
+        if pair.contains(';') {
+            return Err(RouteError::BadQuery(Q_SEMICOLON));
+        }
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.push((query_unescape(k)?, query_unescape(v)?));
+    }
+    Ok(out)
+}
+
+/// Go's `url.QueryUnescape`: `+` is a space, `%XX` must be two hex digits;
+/// additionally the result must be UTF-8 (Go does not check; we refuse so
+/// that no two decoders can disagree on lossy conversion).
+fn query_unescape(s: &str) -> Result<String, RouteError> {
+    let b = s.as_bytes();
+    if !b.iter().any(|&c| c == b'%' || c == b'+') {
+        return Ok(s.to_owned());
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hi = b.get(i + 1).copied().and_then(hex_value);
+                let lo = b.get(i + 2).copied().and_then(hex_value);
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push((h << 4) | l),
+                    _ => return Err(RouteError::BadQuery(Q_ESCAPE)),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| RouteError::BadQuery(Q_UTF8))
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Whether a request body with this `Content-Type` would be read as form
+/// parameters by Go's `r.FormValue` (urlencoded or multipart form-data).
+///
+/// Exists because on a POST the registry takes `mount`/`from` from such a
+/// body *before* the query, and this module only sees the query: the proxy
+/// must refuse (or not forward) an upload start whose body Go would parse as
+/// a form, or a mount could be smuggled past authorization. Like Go, only
+/// the media type before any `;` counts, case-insensitively, even when the
+/// parameters are malformed. `None` (no header) is not a form.
+pub fn body_may_carry_form(content_type: Option<&[u8]>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let essence = match ct.iter().position(|&b| b == b';') {
+        Some(i) => &ct[..i],
+        None => ct,
+    };
+    let essence = essence.trim_ascii();
+    essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+        || essence.eq_ignore_ascii_case(b"multipart/form-data")
+}
+
+/// The query part of a raw request target, if it has one, so the proxy can
+/// hand it to [`strip_mount`] with the same split [`parse`] used.
+pub fn query_of(target: &str) -> Option<&str> {
+    target.split_once('?').map(|(_, q)| q)
+}
+
+fn is_lower_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// Whether `name` is a repository name in the registry's grammar
+/// (`[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` components joined by `/`, at most
+/// [`NAME_MAX_LEN`] bytes).
+///
+/// Exists as a byte scanner (no regex on the hot path) and as a public
+/// function so the ACL/config loaders can refuse names no request can ever
+/// carry.
+pub fn is_valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > NAME_MAX_LEN {
+        return false;
+    }
+    b.split(|&c| c == b'/').all(is_valid_component)
+}
+
+/// One `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` component.
+fn is_valid_component(c: &[u8]) -> bool {
+    let n = c.len();
+    let mut i = 0;
+    loop {
+        // An alphanumeric run, at least one byte: a component never starts
+        // or ends with a separator, and separators never touch.
+        let start = i;
+        while i < n && is_lower_alnum(c[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == n {
+            return true;
+        }
+        match c[i] {
+            b'.' => i += 1,
+            b'_' => {
+                i += 1;
+                if i < n && c[i] == b'_' {
+                    i += 1;
+                }
+            }
+            b'-' => {
+                while i < n && c[i] == b'-' {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Whether `s` is a tag (`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}`).
+///
+/// Exists so a manifest reference is either a tag or a digest and nothing
+/// the registry might read as a third thing.
+pub fn is_valid_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    match b.first() {
+        Some(&c) if c.is_ascii_alphanumeric() || c == b'_' => {}
+        _ => return false,
+    }
+    b.len() <= TAG_MAX_LEN
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Whether `s` is an OCI digest (`algorithm ":" encoded`), with the exact
+/// lengths for `sha256` and `sha512`.
+///
+/// Exists because digests appear in paths and in `mount=`; a strict grammar
+/// means no encoding tricks (`sha256:../..`) ever reach the registry's
+/// storage layer.
+pub fn is_valid_digest(s: &str) -> bool {
+    let Some((algorithm, encoded)) = s.split_once(':') else {
+        return false;
+    };
+    if !is_valid_algorithm(algorithm)
+        || encoded.is_empty()
+        || !encoded
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'))
+    {
+        return false;
+    }
+    let lower_hex = |len: usize| {
+        encoded.len() == len
+            && encoded
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    };
+    match algorithm {
+        "sha256" => lower_hex(64),
+        "sha512" => lower_hex(128),
+        _ => true,
+    }
+}
+
+/// `[a-z0-9]+([+._-][a-z0-9]+)*`.
+fn is_valid_algorithm(a: &str) -> bool {
+    let b = a.as_bytes();
+    let n = b.len();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < n && is_lower_alnum(b[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == n {
+            return true;
+        }
+        if !matches!(b[i], b'+' | b'.' | b'_' | b'-') {
+            return false;
+        }
+        i += 1;
+    }
+}
+
+/// Whether `s` is an upload id (`[a-zA-Z0-9-_.=]+`, but not `.` or `..`).
+///
+/// Exists because the id is a path segment the registry maps to storage;
+/// dot segments are refused even though the path check already does.
+pub fn is_valid_upload_id(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const D256: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn d512() -> String {
+        format!("sha512:{}", "0123456789abcdef".repeat(8))
+    }
+
+    fn r(name: &str, action: Action, endpoint: Endpoint) -> Route {
+        Route::Repository {
+            name: name.to_owned(),
+            action,
+            endpoint,
+            mount: None,
+        }
+    }
+
+    fn rm(name: &str, digest: &str, from: &str) -> Route {
+        Route::Repository {
+            name: name.to_owned(),
+            action: Action::Push,
+            endpoint: Endpoint::UploadStart,
+            mount: Some(Mount {
+                digest: digest.to_owned(),
+                from: from.to_owned(),
+            }),
+        }
+    }
+
+    #[test]
+    fn table() {
+        use Action::*;
+        use Endpoint::*;
+        let d512 = d512();
+        let cases: Vec<(&str, String, Route)> = vec![
+            ("GET", "/v2/".into(), Route::Base),
+            ("HEAD", "/v2/".into(), Route::Base),
+            ("GET", "/v2".into(), Route::Base),
+            ("HEAD", "/v2".into(), Route::Base),
+            ("GET", "/v2/?x=1".into(), Route::Base),
+            ("GET", "/v2?".into(), Route::Base),
+            ("GET", "/v2/_catalog".into(), Route::Catalog),
+            ("HEAD", "/v2/_catalog".into(), Route::Catalog),
+            ("GET", "/v2/_catalog?n=10&last=a".into(), Route::Catalog),
+            // manifests
+            ("GET", "/v2/a/manifests/latest".into(), r("a", Pull, Manifest)),
+            ("HEAD", "/v2/a/manifests/latest".into(), r("a", Pull, Manifest)),
+            ("PUT", "/v2/a/manifests/v1.0".into(), r("a", Push, Manifest)),
+            ("DELETE", format!("/v2/a/manifests/{D256}"), r("a", Delete, Manifest)),
+            ("GET", format!("/v2/a/manifests/{d512}"), r("a", Pull, Manifest)),
+            ("GET", "/v2/a/manifests/_".into(), r("a", Pull, Manifest)),
+            ("GET", "/v2/org/team/app/manifests/1.2.3-rc_1".into(), r("org/team/app", Pull, Manifest)),
+            ("GET", "/v2/a/manifests/b/manifests/latest".into(), r("a/manifests/b", Pull, Manifest)),
+            ("GET", "/v2/manifests/manifests/manifests".into(), r("manifests", Pull, Manifest)),
+            ("GET", "/v2/a.b_c__d--e/manifests/x".into(), r("a.b_c__d--e", Pull, Manifest)),
+            ("GET", "/v2/a/manifests/sha384+x.y_z-w:AbC=_-".into(), r("a", Pull, Manifest)),
+            // blobs
+            ("GET", format!("/v2/a/blobs/{D256}"), r("a", Pull, Blob)),
+            ("HEAD", format!("/v2/a/blobs/{D256}"), r("a", Pull, Blob)),
+            ("DELETE", format!("/v2/a/blobs/{D256}"), r("a", Delete, Blob)),
+            ("GET", format!("/v2/a/blobs/b/blobs/{D256}"), r("a/blobs/b", Pull, Blob)),
+            ("GET", format!("/v2/a/blobs/uploads/blobs/{D256}"), r("a/blobs/uploads", Pull, Blob)),
+            // upload start
+            ("POST", "/v2/x/blobs/uploads/".into(), r("x", Push, UploadStart)),
+            ("POST", "/v2/x/manifests/blobs/uploads/".into(), r("x/manifests", Push, UploadStart)),
+            ("POST", "/v2/x/blobs/uploads/blobs/uploads/".into(), r("x/blobs/uploads", Push, UploadStart)),
+            ("POST", format!("/v2/x/blobs/uploads/?digest={D256}"), r("x", Push, UploadStart)),
+            ("POST", format!("/v2/x/blobs/uploads/?mount={D256}&from=y/z"), rm("x", D256, "y/z")),
+            ("POST", format!("/v2/x/blobs/uploads/?from=y&mount={D256}&n=1"), rm("x", D256, "y")),
+            // percent-encoded keys and values decode the Go way
+            ("POST", "/v2/x/blobs/uploads/?%6Dount=sha256%3A0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef&fr%6Fm=y%2Fz".into(), rm("x", D256, "y/z")),
+            // only one of the two: no mount
+            ("POST", format!("/v2/x/blobs/uploads/?mount={D256}"), r("x", Push, UploadStart)),
+            ("POST", "/v2/x/blobs/uploads/?from=y".into(), r("x", Push, UploadStart)),
+            // uploads
+            ("GET", "/v2/x/blobs/uploads/abc-DEF_1.2=".into(), r("x", Push, Upload)),
+            ("HEAD", "/v2/x/blobs/uploads/abc".into(), r("x", Push, Upload)),
+            ("PATCH", "/v2/x/blobs/uploads/abc".into(), r("x", Push, Upload)),
+            ("PUT", format!("/v2/x/blobs/uploads/abc?digest={D256}"), r("x", Push, Upload)),
+            ("DELETE", "/v2/x/blobs/uploads/abc".into(), r("x", Push, Upload)),
+            ("PATCH", "/v2/x/uploads/blobs/uploads/abc?_state=a%2Bb%3D%3D".into(), r("x/uploads", Push, Upload)),
+            // tags
+            ("GET", "/v2/a/tags/list".into(), r("a", Pull, TagsList)),
+            ("HEAD", "/v2/a/tags/list".into(), r("a", Pull, TagsList)),
+            ("GET", "/v2/a/tags/list?n=5&last=x".into(), r("a", Pull, TagsList)),
+            ("GET", "/v2/a/manifests/tags/list".into(), r("a/manifests", Pull, TagsList)),
+            ("GET", "/v2/tags/tags/list".into(), r("tags", Pull, TagsList)),
+            ("GET", "/v2/a/tags/list/tags/list".into(), r("a/tags/list", Pull, TagsList)),
+            // referrers
+            ("GET", format!("/v2/a/referrers/{D256}"), r("a", Pull, Referrers)),
+            ("HEAD", format!("/v2/a/referrers/{D256}?artifactType=x%2Fy"), r("a", Pull, Referrers)),
+        ];
+        for (method, target, want) in cases {
+            assert_eq!(parse(method, &target), Ok(want), "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn route_accessors() {
+        let route = parse("POST", &format!("/v2/x/blobs/uploads/?mount={D256}&from=y")).unwrap();
+        assert_eq!(route.endpoint(), Endpoint::UploadStart);
+        assert_eq!(route.repository(), Some("x"));
+        assert_eq!(route.action(), Some(Action::Push));
+        assert_eq!(route.mount().map(|m| m.from.as_str()), Some("y"));
+        assert_eq!(Route::Base.endpoint(), Endpoint::Base);
+        assert_eq!(Route::Catalog.repository(), None);
+        assert_eq!(Route::Catalog.action(), None);
+        assert_eq!(Action::Delete.as_str(), "delete");
+        assert_eq!(Action::Pull.to_string(), "pull");
+    }
+
+    #[test]
+    fn hostile() {
+        use RouteError::*;
+        let p = NonCanonicalPath;
+        let q = BadQuery;
+        let long_name = "a".repeat(256);
+        let long_tag = "t".repeat(129);
+        let ok_tag = "t".repeat(128);
+        let upper_hex = format!("sha256:{}", "ABCDEF0123456789".repeat(4));
+        let short_512 = format!("sha512:{}", "0123456789abcdef".repeat(4));
+        let cases: Vec<(&str, String, RouteError)> = vec![
+            // percent-encodings
+            ("GET", "/v2/a%2Fb/manifests/x".into(), p(R_PERCENT)),
+            ("GET", "/v2/%2e%2e/a/manifests/x".into(), p(R_PERCENT)),
+            ("GET", "/v2/a%252Fb/manifests/x".into(), p(R_PERCENT)),
+            ("GET", "/v2%2Fa/manifests/x".into(), p(R_PERCENT)),
+            ("GET", "/%76%32/a/manifests/x".into(), p(R_PERCENT)),
+            ("GET", "/v2/a/manifests/x%".into(), p(R_PERCENT)),
+            // empty segments
+            ("GET", "/v2/a//b/manifests/x".into(), p(R_EMPTY_SEGMENT)),
+            ("GET", "/v2//a/manifests/x".into(), p(R_EMPTY_SEGMENT)),
+            ("GET", "//v2/a/manifests/x".into(), p(R_EMPTY_SEGMENT)),
+            ("GET", "/v2//".into(), p(R_EMPTY_SEGMENT)),
+            ("POST", "/v2/a/blobs/uploads//".into(), p(R_EMPTY_SEGMENT)),
+            // dot segments
+            ("GET", "/v2/a/../b/manifests/x".into(), p(R_DOT_SEGMENT)),
+            ("GET", "/v2/./a/manifests/x".into(), p(R_DOT_SEGMENT)),
+            ("GET", "/v2/a/manifests/x/.".into(), p(R_DOT_SEGMENT)),
+            ("GET", "/v2/a/manifests/x/..".into(), p(R_DOT_SEGMENT)),
+            ("GET", "/v2/a/tags/list/.".into(), p(R_DOT_SEGMENT)),
+            ("PATCH", "/v2/a/blobs/uploads/..".into(), p(R_DOT_SEGMENT)),
+            ("PATCH", "/v2/a/blobs/uploads/.".into(), p(R_DOT_SEGMENT)),
+            (
+                "GET",
+                "/v2/a/manifests/sha256:../..".into(),
+                p(R_DOT_SEGMENT),
+            ),
+            ("GET", "/v2/..".into(), p(R_DOT_SEGMENT)),
+            // bytes
+            ("GET", "/v2/a\\b/manifests/x".into(), p(R_BACKSLASH)),
+            ("GET", "/v2\\a/manifests/x".into(), p(R_BACKSLASH)),
+            ("GET", "/v2/a\0/manifests/x".into(), p(R_BYTE)),
+            ("GET", "/v2/a b/manifests/x".into(), p(R_BYTE)),
+            ("GET", "/v2/a\tb/manifests/x".into(), p(R_BYTE)),
+            ("GET", "/v2/a/manifests/x\r\n".into(), p(R_BYTE)),
+            ("GET", "/v2/\u{e4}/manifests/x".into(), p(R_BYTE)),
+            ("GET", "/v2/a/manifests/\u{7f}".into(), p(R_BYTE)),
+            ("GET", "/v2/a/manifests/x#frag".into(), p(R_FRAGMENT)),
+            ("GET", "/v2/a#/../b/manifests/x".into(), p(R_FRAGMENT)),
+            // trailing slashes
+            ("GET", "/v2/_catalog/".into(), p(R_TRAILING_SLASH)),
+            ("GET", "/v2/a/tags/list/".into(), p(R_TRAILING_SLASH)),
+            ("GET", "/v2/a/manifests/".into(), p(R_TRAILING_SLASH)),
+            ("GET", "/v2/a/manifests/x/".into(), p(R_TRAILING_SLASH)),
+            ("GET", "/v2/a/blobs/".into(), p(R_TRAILING_SLASH)),
+            ("GET", "/v2/a/".into(), p(R_TRAILING_SLASH)),
+            ("POST", "/v2/a/blobs/uploads".into(), p(R_MISSING_SLASH)),
+            // names
+            ("GET", "/v2/A/manifests/x".into(), InvalidName),
+            ("GET", "/v2/a/B/manifests/x".into(), InvalidName),
+            ("GET", format!("/v2/{long_name}/manifests/x"), InvalidName),
+            ("GET", "/v2/-a/manifests/x".into(), InvalidName),
+            ("GET", "/v2/.a/manifests/x".into(), InvalidName),
+            ("GET", "/v2/_a/manifests/x".into(), InvalidName),
+            ("GET", "/v2/a-/manifests/x".into(), InvalidName),
+            ("GET", "/v2/a./manifests/x".into(), InvalidName),
+            ("GET", "/v2/a___b/manifests/x".into(), InvalidName),
+            ("GET", "/v2/a._b/manifests/x".into(), InvalidName),
+            ("GET", "/v2/a:5000/b/manifests/x".into(), InvalidName),
+            ("GET", "/v2/_catalog/tags/list".into(), InvalidName),
+            ("GET", "/v2/a;b/tags/list".into(), InvalidName),
+            // not origin form
+            ("GET", "http://evil/v2/a/manifests/x".into(), NotOriginForm),
+            ("GET", "HTTP://evil/v2/".into(), NotOriginForm),
+            ("CONNECT", "evil:443".into(), NotOriginForm),
+            ("OPTIONS", "*".into(), NotOriginForm),
+            ("GET", "".into(), NotOriginForm),
+            ("GET", "v2/".into(), NotOriginForm),
+            ("GET", "?/v2/".into(), NotOriginForm),
+            // queries
+            ("GET", "/v2/a/manifests/x?a=1;b=2".into(), q(Q_SEMICOLON)),
+            (
+                "POST",
+                format!("/v2/a/blobs/uploads/?mount={D256};from=b"),
+                q(Q_SEMICOLON),
+            ),
+            ("GET", "/v2/a/manifests/x?a=%zz".into(), q(Q_ESCAPE)),
+            ("GET", "/v2/a/manifests/x?a=%4".into(), q(Q_ESCAPE)),
+            ("GET", "/v2/a/manifests/x?%=1".into(), q(Q_ESCAPE)),
+            ("GET", "/v2/a/manifests/x?a=%ff".into(), q(Q_UTF8)),
+            ("GET", "/v2/a/manifests/x?a=b c".into(), q(Q_BYTE)),
+            ("GET", "/v2/a/manifests/x?a=\u{e4}".into(), q(Q_BYTE)),
+            ("GET", "/v2/a/manifests/x?a=b#c".into(), q(Q_FRAGMENT)),
+            (
+                "POST",
+                format!("/v2/a/blobs/uploads/?from=b&from=c&mount={D256}"),
+                q(Q_DUP_FROM),
+            ),
+            (
+                "POST",
+                format!("/v2/a/blobs/uploads/?from=b&fr%6fm=c&mount={D256}"),
+                q(Q_DUP_FROM),
+            ),
+            (
+                "POST",
+                format!("/v2/a/blobs/uploads/?mount={D256}&from=b&mount={D256}"),
+                q(Q_DUP_MOUNT),
+            ),
+            (
+                "POST",
+                format!("/v2/a/blobs/uploads/?mount={D256}&from=B"),
+                InvalidName,
+            ),
+            (
+                "POST",
+                format!("/v2/a/blobs/uploads/?mount={D256}&from="),
+                InvalidName,
+            ),
+            (
+                "POST",
+                format!("/v2/a/blobs/uploads/?mount={D256}&from=b/../c"),
+                InvalidName,
+            ),
+            (
+                "POST",
+                "/v2/a/blobs/uploads/?from=b%2F..%2Fc".into(),
+                InvalidName,
+            ),
+            (
+                "POST",
+                "/v2/a/blobs/uploads/?mount=sha256:abc&from=b".into(),
+                InvalidDigest,
+            ),
+            (
+                "POST",
+                "/v2/a/blobs/uploads/?mount=&from=b".into(),
+                InvalidDigest,
+            ),
+            // digests, tags, ids
+            ("GET", "/v2/a/blobs/sha256:abc".into(), InvalidDigest),
+            ("GET", "/v2/a/blobs/sha256:".into(), InvalidDigest),
+            ("GET", format!("/v2/a/blobs/{upper_hex}"), InvalidDigest),
+            (
+                "GET",
+                format!("/v2/a/blobs/{}", D256.replace("sha256", "SHA256")),
+                InvalidDigest,
+            ),
+            ("GET", format!("/v2/a/blobs/{D256}0"), InvalidDigest),
+            ("GET", format!("/v2/a/blobs/{short_512}"), InvalidDigest),
+            ("GET", "/v2/a/blobs/sha256:..".into(), InvalidDigest),
+            ("GET", "/v2/a/blobs/latest".into(), InvalidDigest),
+            ("GET", "/v2/a/blobs/:abc".into(), InvalidDigest),
+            ("GET", "/v2/a/blobs/sha256::abc".into(), InvalidDigest),
+            ("GET", "/v2/a/manifests/sha256:abc".into(), InvalidDigest),
+            ("GET", "/v2/a/referrers/latest".into(), InvalidDigest),
+            (
+                "GET",
+                format!("/v2/a/manifests/{long_tag}"),
+                InvalidReference,
+            ),
+            ("GET", "/v2/a/manifests/-x".into(), InvalidReference),
+            ("GET", "/v2/a/manifests/.x".into(), InvalidReference),
+            ("GET", "/v2/a/manifests/x!".into(), InvalidReference),
+            ("PATCH", "/v2/a/blobs/uploads/abc$".into(), InvalidUploadId),
+            ("PATCH", "/v2/a/blobs/uploads/a:b".into(), InvalidUploadId),
+            // unknown shapes
+            ("GET", "/".into(), NotFound),
+            ("GET", "/auth".into(), NotFound),
+            ("GET", "/v20/".into(), NotFound),
+            ("GET", "/V2/".into(), NotFound),
+            ("GET", "/v2/a".into(), NotFound),
+            ("GET", "/v2/a/foo/x".into(), NotFound),
+            ("GET", "/v2/a/tags/list/x".into(), NotFound),
+            ("GET", "/v2/a/tags".into(), NotFound),
+            ("GET", "/v2/manifests/x".into(), NotFound),
+            ("GET", "/v2/tags/list".into(), NotFound),
+            ("POST", "/v2/blobs/uploads/".into(), NotFound),
+            ("GET", "/v2/a/uploads/x".into(), NotFound),
+            ("GET", "/v2/a/_catalog".into(), NotFound),
+            ("GET", "/v2/_catalog/x".into(), NotFound),
+            // methods
+            (
+                "POST",
+                "/v2/a/manifests/x".into(),
+                MethodNotAllowed {
+                    allow: "GET, HEAD, PUT, DELETE",
+                },
+            ),
+            (
+                "PATCH",
+                format!("/v2/a/blobs/{D256}"),
+                MethodNotAllowed {
+                    allow: "GET, HEAD, DELETE",
+                },
+            ),
+            (
+                "PUT",
+                format!("/v2/a/blobs/{D256}"),
+                MethodNotAllowed {
+                    allow: "GET, HEAD, DELETE",
+                },
+            ),
+            (
+                "POST",
+                "/v2/a/blobs/uploads/abc".into(),
+                MethodNotAllowed {
+                    allow: "GET, HEAD, PATCH, PUT, DELETE",
+                },
+            ),
+            (
+                "GET",
+                "/v2/a/blobs/uploads/".into(),
+                MethodNotAllowed { allow: "POST" },
+            ),
+            (
+                "PUT",
+                "/v2/a/blobs/uploads/".into(),
+                MethodNotAllowed { allow: "POST" },
+            ),
+            (
+                "DELETE",
+                "/v2/a/tags/list".into(),
+                MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            (
+                "PUT",
+                "/v2/_catalog".into(),
+                MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            (
+                "DELETE",
+                "/v2/".into(),
+                MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            (
+                "POST",
+                "/v2".into(),
+                MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+            (
+                "get",
+                "/v2/a/manifests/x".into(),
+                MethodNotAllowed {
+                    allow: "GET, HEAD, PUT, DELETE",
+                },
+            ),
+            (
+                "",
+                "/v2/a/manifests/x".into(),
+                MethodNotAllowed {
+                    allow: "GET, HEAD, PUT, DELETE",
+                },
+            ),
+            (
+                "OPTIONS",
+                format!("/v2/a/referrers/{D256}"),
+                MethodNotAllowed { allow: "GET, HEAD" },
+            ),
+        ];
+        assert!(cases.len() >= 40);
+        for (method, target, want) in cases {
+            assert_eq!(parse(method, &target), Err(want), "{method} {target:?}");
+        }
+        // The limits themselves are fine.
+        let name255 = format!("{}/{}", "a".repeat(127), "b".repeat(127));
+        assert_eq!(name255.len(), 255);
+        assert!(parse("GET", &format!("/v2/{name255}/manifests/{ok_tag}")).is_ok());
+    }
+
+    #[test]
+    fn raw_bytes() {
+        assert_eq!(
+            parse_bytes("GET", b"/v2/a\xff/manifests/x"),
+            Err(RouteError::NonCanonicalPath(R_BYTE))
+        );
+        assert_eq!(
+            parse_bytes("GET", b"/v2/a/manifests/x?q=\xc3"),
+            Err(RouteError::BadQuery(Q_BYTE))
+        );
+        assert_eq!(
+            parse_bytes("GET", b"/v2/a/manifests/x"),
+            parse("GET", "/v2/a/manifests/x")
+        );
+    }
+
+    #[test]
+    fn error_mapping() {
+        use RouteError::*;
+        assert_eq!(
+            (NotOriginForm.status(), NotOriginForm.code()),
+            (400, "UNSUPPORTED")
+        );
+        assert_eq!(NonCanonicalPath(R_PERCENT).status(), 400);
+        assert_eq!(BadQuery(Q_ESCAPE).code(), "UNSUPPORTED");
+        assert_eq!(
+            (InvalidName.status(), InvalidName.code()),
+            (400, "NAME_INVALID")
+        );
+        assert_eq!(InvalidDigest.code(), "DIGEST_INVALID");
+        assert_eq!(InvalidReference.code(), "MANIFEST_INVALID");
+        assert_eq!(InvalidUploadId.code(), "BLOB_UPLOAD_INVALID");
+        assert_eq!((NotFound.status(), NotFound.code()), (404, "UNSUPPORTED"));
+        let e = MethodNotAllowed { allow: "POST" };
+        assert_eq!(
+            (e.status(), e.code(), e.allow()),
+            (405, "UNSUPPORTED", Some("POST"))
+        );
+        assert_eq!(NotFound.allow(), None);
+        // Messages are static: nothing of the request shows up.
+        let e = parse("GET", "/v2/EVILNAME/manifests/x").unwrap_err();
+        assert!(!e.to_string().contains("EVILNAME"));
+    }
+
+    #[test]
+    fn query_parsing() {
+        let s = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(parse_query(""), Ok(vec![]));
+        assert_eq!(parse_query("a=1&b=2"), Ok(s(&[("a", "1"), ("b", "2")])));
+        assert_eq!(parse_query("a=x+y"), Ok(s(&[("a", "x y")])));
+        assert_eq!(parse_query("a=x%20y"), Ok(s(&[("a", "x y")])));
+        assert_eq!(parse_query("a=x%2By"), Ok(s(&[("a", "x+y")])));
+        assert_eq!(parse_query("a+b=c"), Ok(s(&[("a b", "c")])));
+        assert_eq!(parse_query("a&&b"), Ok(s(&[("a", ""), ("b", "")])));
+        assert_eq!(parse_query("&a&"), Ok(s(&[("a", "")])));
+        assert_eq!(parse_query("a"), Ok(s(&[("a", "")])));
+        assert_eq!(parse_query("a="), Ok(s(&[("a", "")])));
+        assert_eq!(parse_query("=v"), Ok(s(&[("", "v")])));
+        assert_eq!(parse_query("a=b=c"), Ok(s(&[("a", "b=c")])));
+        assert_eq!(parse_query("a=1&a=2"), Ok(s(&[("a", "1"), ("a", "2")])));
+        assert_eq!(parse_query("a=%C3%A4"), Ok(s(&[("a", "\u{e4}")])));
+        assert_eq!(parse_query("a=%c3%a4"), Ok(s(&[("a", "\u{e4}")])));
+        assert_eq!(
+            parse_query("a=1;b=2"),
+            Err(RouteError::BadQuery(Q_SEMICOLON))
+        );
+        assert_eq!(parse_query(";"), Err(RouteError::BadQuery(Q_SEMICOLON)));
+        assert_eq!(parse_query("a=%zz"), Err(RouteError::BadQuery(Q_ESCAPE)));
+        assert_eq!(parse_query("a=%"), Err(RouteError::BadQuery(Q_ESCAPE)));
+        assert_eq!(parse_query("a=%a"), Err(RouteError::BadQuery(Q_ESCAPE)));
+        assert_eq!(parse_query("%g0=1"), Err(RouteError::BadQuery(Q_ESCAPE)));
+        assert_eq!(
+            parse_query("ok=1&a=%zz"),
+            Err(RouteError::BadQuery(Q_ESCAPE))
+        );
+        assert_eq!(parse_query("a=%ff"), Err(RouteError::BadQuery(Q_UTF8)));
+        assert_eq!(parse_query("a=%c3"), Err(RouteError::BadQuery(Q_UTF8)));
+    }
+
+    #[test]
+    fn strip_mount_cases() {
+        let m = format!("mount={D256}");
+        assert_eq!(strip_mount(&format!("{m}&from=b")), None);
+        assert_eq!(strip_mount(""), None);
+        assert_eq!(strip_mount("&&"), None);
+        assert_eq!(
+            strip_mount(&format!("a=1&{m}&b=%2F+x&from=b&c")),
+            Some("a=1&b=%2F+x&c".to_owned())
+        );
+        assert_eq!(
+            strip_mount("digest=sha256%3Aab&from=x"),
+            Some("digest=sha256%3Aab".to_owned())
+        );
+        // Encoded keys are still mount/from.
+        assert_eq!(
+            strip_mount("%6Dount=x&fr%6Fm=y&k=v"),
+            Some("k=v".to_owned())
+        );
+        // Key without `=`.
+        assert_eq!(strip_mount("mount&from&z"), Some("z".to_owned()));
+        // Similar but different keys stay.
+        assert_eq!(
+            strip_mount("mounts=1&Mount=2&from_=3&+from=4"),
+            Some("mounts=1&Mount=2&from_=3&+from=4".to_owned())
+        );
+        // Undecodable keys and `;` pairs are dropped (fail closed).
+        assert_eq!(strip_mount("%zz=1&a;b=2&k=v"), Some("k=v".to_owned()));
+        // A value that is not decodable does not matter for the key test.
+        assert_eq!(strip_mount("k=%zz"), Some("k=%zz".to_owned()));
+    }
+
+    #[test]
+    fn form_bodies() {
+        assert!(!body_may_carry_form(None));
+        assert!(!body_may_carry_form(Some(b"application/octet-stream")));
+        assert!(!body_may_carry_form(Some(b"")));
+        assert!(body_may_carry_form(Some(
+            b"application/x-www-form-urlencoded"
+        )));
+        assert!(body_may_carry_form(Some(
+            b" Application/X-WWW-Form-URLencoded ; charset=utf-8"
+        )));
+        assert!(body_may_carry_form(Some(
+            b"application/x-www-form-urlencoded;;;bad"
+        )));
+        assert!(body_may_carry_form(Some(
+            b"multipart/form-data; boundary=x"
+        )));
+        assert!(!body_may_carry_form(Some(b"multipart/mixed; boundary=x")));
+    }
+
+    #[test]
+    fn query_of_splits_at_first_question_mark() {
+        assert_eq!(query_of("/v2/"), None);
+        assert_eq!(query_of("/v2/?"), Some(""));
+        assert_eq!(query_of("/v2/?a=b?c"), Some("a=b?c"));
+    }
+
+    #[test]
+    fn validators() {
+        assert!(is_valid_name("a"));
+        assert!(is_valid_name("a0/b-c/d__e/f.g/h---i"));
+        for bad in [
+            "", "/", "a/", "/a", "a//b", "a__-b", "a-.b", "a-", "A", "a b",
+        ] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+        assert!(is_valid_tag("_"));
+        assert!(!is_valid_tag(""));
+        assert!(is_valid_digest(D256));
+        assert!(is_valid_digest(&d512()));
+        assert!(is_valid_digest(
+            "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"
+        ));
+        assert!(!is_valid_digest("sha256+:abc"));
+        assert!(!is_valid_digest("a..b:abc"));
+        assert!(is_valid_upload_id("..."));
+        assert!(!is_valid_upload_id(".."));
+        assert!(!is_valid_upload_id(""));
+    }
+
+    const NAME_GRAMMAR: &str =
+        r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*";
+    const COMPONENT_GRAMMAR: &str = r"[a-z0-9]{1,4}((\.|_|__|-{1,3})[a-z0-9]{1,4}){0,3}";
+    const TAG_GRAMMAR: &str = r"[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}";
+
+    fn name_strategy() -> impl Strategy<Value = String> {
+        let component = prop_oneof![
+            3 => COMPONENT_GRAMMAR,
+            1 => prop::sample::select(vec![
+                "manifests", "blobs", "tags", "list", "uploads", "referrers", "v2"
+            ])
+            .prop_map(str::to_owned),
+        ];
+        prop::collection::vec(component, 1..8)
+            .prop_map(|c| c.join("/"))
+            .prop_filter("length limit", |n| n.len() <= NAME_MAX_LEN)
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(method in "[A-Za-z]{0,8}|\\PC*", target in "\\PC*") {
+            let _ = parse(&method, &target);
+            let _ = strip_mount(&target);
+            let _ = parse_query(&target);
+        }
+
+        #[test]
+        fn never_panics_near_v2(
+            method in prop::sample::select(vec!["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]),
+            rest in "[a-z0-9./_:%?&=;#+\\-]{0,60}",
+        ) {
+            let _ = parse(method, &format!("/v2/{rest}"));
+        }
+
+        #[test]
+        fn never_panics_on_bytes(target in prop::collection::vec(any::<u8>(), 0..80)) {
+            let _ = parse_bytes("GET", &target);
+        }
+
+        #[test]
+        fn manifest_round_trip(name in name_strategy(), tag in TAG_GRAMMAR) {
+            let route = parse("GET", &format!("/v2/{name}/manifests/{tag}"));
+            prop_assert_eq!(route, Ok(r(&name, Action::Pull, Endpoint::Manifest)));
+            let route = parse("POST", &format!("/v2/{name}/blobs/uploads/?from={name}&mount={D256}"));
+            prop_assert_eq!(route, Ok(rm(&name, D256, &name)));
+            let route = parse("GET", &format!("/v2/{name}/tags/list"));
+            prop_assert_eq!(route, Ok(r(&name, Action::Pull, Endpoint::TagsList)));
+        }
+
+        #[test]
+        fn name_scanner_matches_regex(s in "[a-z0-9._/-]{0,20}|[a-z0-9_]{0,6}(__?_?[a-z0-9]{0,3}){0,3}") {
+            let re = regex::Regex::new(&format!("^(?:{NAME_GRAMMAR})$")).unwrap();
+            prop_assert_eq!(is_valid_name(&s), re.is_match(&s) && s.len() <= NAME_MAX_LEN, "{:?}", s);
+        }
+
+        #[test]
+        fn name_scanner_matches_regex_long(s in "[a-z/]{240,270}") {
+            let re = regex::Regex::new(&format!("^(?:{NAME_GRAMMAR})$")).unwrap();
+            prop_assert_eq!(is_valid_name(&s), re.is_match(&s) && s.len() <= NAME_MAX_LEN, "{:?}", s);
+        }
+
+        #[test]
+        fn digest_scanner_matches_regex(s in "[a-z0-9+._:=A-Z-]{0,24}|sha256:[0-9a-fA-F]{62,66}") {
+            let re = regex::Regex::new(r"^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$").unwrap();
+            let strict = regex::Regex::new(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$").unwrap();
+            let special = s.starts_with("sha256:") || s.starts_with("sha512:");
+            let want = re.is_match(&s) && (!special || strict.is_match(&s));
+            prop_assert_eq!(is_valid_digest(&s), want, "{:?}", s);
+        }
+
+        #[test]
+        fn tag_scanner_matches_regex(s in "[a-zA-Z0-9_.:-]{0,130}") {
+            let re = regex::Regex::new(&format!("^(?:{TAG_GRAMMAR})$")).unwrap();
+            prop_assert_eq!(is_valid_tag(&s), re.is_match(&s), "{:?}", s);
+        }
+
+        #[test]
+        fn strip_mount_keeps_other_pairs(pairs in prop::collection::vec(("[a-z]{1,6}", "[a-z0-9%+]{0,6}"), 0..6)) {
+            let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let want: Vec<&String> = pairs.iter().zip(&q).filter(|((k, _), _)| k != "mount" && k != "from").map(|(_, p)| p).collect();
+            let got = strip_mount(&q.join("&"));
+            let want = if want.is_empty() { None } else { Some(want.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("&")) };
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,1 +1,94 @@
-//! stub
+//! Builds the Pingora server from a [`Config`]: the proxy service on `listen` (TLS with
+//! HTTP/2 via ALPN, or plain HTTP), worker threads, and shutdown timing.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use arc_swap::ArcSwap;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use crate::config::Config;
+use crate::proxy::Portcullis;
+use crate::state::State;
+use crate::tls::CertResolver;
+
+/// Everything `serve` starts, ready to run.
+pub struct Prepared {
+    /// The Pingora server with the proxy service added.
+    pub server: Server,
+    /// The state requests are decided under; the reloader swaps it.
+    pub state: Arc<ArcSwap<State>>,
+    /// The TLS certificate in use, when TLS is on.
+    pub certs: Option<Arc<CertResolver>>,
+}
+
+/// Resolves the upstream once at start; a name that does not resolve is a start-up error.
+fn resolve_upstream(address: &str) -> anyhow::Result<SocketAddr> {
+    address
+        .to_socket_addrs()
+        .with_context(|| format!("upstream {address} does not resolve"))?
+        .next()
+        .ok_or_else(|| anyhow!("upstream {address} has no address"))
+}
+
+/// Builds the server for `config` with the already loaded `state`.
+pub fn prepare(config: Arc<Config>, state: State) -> anyhow::Result<Prepared> {
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(10),
+        // Pingora's defaults put these in /tmp, shared by every instance on the machine.
+        pid_file: std::env::temp_dir()
+            .join(format!("portcullis-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: std::env::temp_dir()
+            .join(format!("portcullis-upgrade-{}.sock", std::process::id()))
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let state = Arc::new(ArcSwap::from_pointee(state));
+    let upstream_addr = resolve_upstream(&config.upstream.address)?;
+    let proxy = Portcullis::new(
+        state.clone(),
+        config.upstream.clone(),
+        upstream_addr,
+        config.tls.is_some(),
+        config.trusted_proxies.clone(),
+    );
+    let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    let listen = config.listen.to_string();
+    let certs = match &config.tls {
+        Some(tls) => {
+            let key = crate::tls::load(&tls.cert, &tls.key).map_err(|d| anyhow!("{d}"))?;
+            let resolver = Arc::new(CertResolver::new(key));
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| anyhow!("TLS settings: {e}"))?;
+            settings.set_cert_resolver(resolver.clone());
+            settings.enable_h2();
+            service.add_tls_with_settings(&listen, None, settings);
+            Some(resolver)
+        }
+        None => {
+            tracing::warn!(
+                listen = %listen,
+                "NO TLS: serving plain HTTP; passwords and tokens cross the network in clear text. Set `tls:` in the configuration for any real use."
+            );
+            service.add_tcp(&listen);
+            None
+        }
+    };
+    server.add_service(service);
+    Ok(Prepared {
+        server,
+        state,
+        certs,
+    })
+}

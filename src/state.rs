@@ -1,1 +1,106 @@
-//! stub
+//! Everything loaded from files — users, htpasswd, ACL — built and validated as one unit, so a
+//! request always sees a consistent set and a bad file never half-applies.
+
+use std::sync::Arc;
+
+use crate::acl::Acl;
+use crate::authn::htpasswd::Htpasswd;
+use crate::authn::users::StaticUsers;
+use crate::authn::{Authenticator, Authenticators};
+use crate::config::{Config, UsersSource};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+
+/// The loaded set a request is decided under.
+pub struct State {
+    /// The configuration it was built from.
+    pub config: Arc<Config>,
+    /// Who may log in.
+    pub authn: Authenticators,
+    /// What they may do.
+    pub acl: Acl,
+}
+
+/// A freshly built state and the warnings its loaders raised.
+pub struct Built {
+    /// The state.
+    pub state: State,
+    /// Non-fatal findings (e.g. a regex docker_auth would read differently).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Counts for the start-up and `check` summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Static users.
+    pub users: usize,
+    /// htpasswd accounts, all files together.
+    pub htpasswd_users: usize,
+    /// ACL rules.
+    pub rules: usize,
+}
+
+impl State {
+    /// Loads every file `config` points at. All errors from all files are returned together.
+    pub fn build(config: Arc<Config>) -> Result<(Built, Summary), Diagnostics> {
+        let mut errors = Vec::new();
+        let mut backends: Vec<Arc<dyn Authenticator>> = Vec::new();
+        let mut summary = Summary {
+            users: 0,
+            htpasswd_users: 0,
+            rules: 0,
+        };
+        let mut anonymous = false;
+        let users = match &config.auth.users {
+            None => None,
+            Some(UsersSource::Inline(u)) => Some(u.clone()),
+            Some(UsersSource::File(p)) => match StaticUsers::load(p) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+        };
+        if let Some(users) = users {
+            summary.users = users.len();
+            anonymous = users.contains("");
+            backends.push(Arc::new(users));
+        }
+        for path in &config.auth.htpasswd {
+            match Htpasswd::load(path) {
+                Ok(h) => {
+                    summary.htpasswd_users += h.len();
+                    backends.push(Arc::new(h));
+                }
+                Err(e) => errors.extend(e.0),
+            }
+        }
+        let mut warnings = Vec::new();
+        let acl = match Acl::load(&config.acl) {
+            Ok(loaded) => {
+                warnings = loaded.warnings;
+                Some(loaded.acl)
+            }
+            Err(e) => {
+                errors.extend(e.0);
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        let acl = acl.expect("no errors means the ACL loaded");
+        summary.rules = acl.len();
+        Ok((
+            Built {
+                state: State {
+                    config,
+                    authn: Authenticators::new(backends, anonymous),
+                    acl,
+                },
+                warnings,
+            },
+            summary,
+        ))
+    }
+}

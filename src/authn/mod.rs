@@ -1,1 +1,221 @@
-//! stub
+//! Who is asking: one [`Authenticator`] trait with a backend per source of accounts, and the
+//! [`Authenticators`] chain that tries them in the order the design fixes
+//! (static users, htpasswd, later LDAP) and remembers successful bcrypt checks.
+//!
+//! The first backend that *knows* an account decides: a wrong password never falls through
+//! to the next backend, so an htpasswd file cannot be used to shadow a static admin.
+
+pub mod cache;
+pub mod credentials;
+pub mod htpasswd;
+pub mod password;
+pub mod users;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use credentials::Credentials;
+
+/// Labels of an account (`groups: [builders]`): the ACL matches on them.
+pub type Labels = BTreeMap<String, Vec<String>>;
+
+/// An authenticated caller. The anonymous account is `""`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The login name; `""` for anonymous.
+    pub account: String,
+    /// Labels from the user entry (or, later, LDAP attributes).
+    pub labels: Labels,
+}
+
+impl Identity {
+    /// The anonymous caller, who has no labels.
+    pub fn anonymous() -> Self {
+        Identity {
+            account: String::new(),
+            labels: Labels::new(),
+        }
+    }
+
+    /// Anonymous callers get a 401 (so clients ask for a login) where others get a 403.
+    pub fn is_anonymous(&self) -> bool {
+        self.account.is_empty()
+    }
+}
+
+/// Why a login failed. Callers turn all of these into the same 401 so that the answer does not
+/// say whether the account exists; the distinction is for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthnError {
+    /// No backend knows the account.
+    #[error("unknown account")]
+    UnknownAccount,
+    /// The account exists and the password is wrong.
+    #[error("wrong password")]
+    BadPassword,
+    /// No credentials, and anonymous access is not configured.
+    #[error("no credentials")]
+    Missing,
+    /// A backend could not answer (a panicked worker; later, LDAP down). Fails closed.
+    #[error("authentication backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a backend says about an account.
+#[derive(Debug)]
+pub enum Lookup {
+    /// This backend does not know the account: ask the next one.
+    Unknown,
+    /// This backend knows the account and has decided.
+    Decided(Result<Identity, AuthnError>),
+}
+
+/// A source of accounts. Implementations must be cheap to call concurrently; slow work
+/// (bcrypt, network) must not block the async runtime.
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    /// Checks `password` for `account`, or says the account is not known here.
+    async fn authenticate(&self, account: &str, password: &str) -> Lookup;
+
+    /// A short name for logs (`users`, `htpasswd:/etc/registry.htpasswd`).
+    fn name(&self) -> &str;
+}
+
+/// The backends in order, plus the login cache. Built anew on every (re)load, so a changed
+/// users file never serves a stale cached login.
+pub struct Authenticators {
+    backends: Vec<Arc<dyn Authenticator>>,
+    anonymous_allowed: bool,
+    cache: cache::LoginCache,
+}
+
+impl Authenticators {
+    /// A chain of `backends`; `anonymous_allowed` when the users file has the `""` account.
+    pub fn new(backends: Vec<Arc<dyn Authenticator>>, anonymous_allowed: bool) -> Self {
+        Authenticators {
+            backends,
+            anonymous_allowed,
+            cache: cache::LoginCache::new(65_536, Duration::from_secs(3600)),
+        }
+    }
+
+    /// Authenticates a request's credentials. Bearer tokens are not handled here.
+    pub async fn authenticate(&self, credentials: &Credentials) -> Result<Identity, AuthnError> {
+        match credentials {
+            Credentials::None => {
+                if self.anonymous_allowed {
+                    Ok(Identity::anonymous())
+                } else {
+                    Err(AuthnError::Missing)
+                }
+            }
+            Credentials::Basic { account, password } => self.login(account, password).await,
+            Credentials::Bearer(_) => Err(AuthnError::Missing),
+        }
+    }
+
+    /// Checks an account and password against the backends, using the cache first.
+    pub async fn login(&self, account: &str, password: &str) -> Result<Identity, AuthnError> {
+        if account.is_empty() {
+            // docker_auth lets the anonymous account log in with any password.
+            return if self.anonymous_allowed {
+                Ok(Identity::anonymous())
+            } else {
+                Err(AuthnError::UnknownAccount)
+            };
+        }
+        let key = self.cache.key(account, password);
+        if let Some(identity) = self.cache.get(&key) {
+            return Ok(identity);
+        }
+        for backend in &self.backends {
+            match backend.authenticate(account, password).await {
+                Lookup::Unknown => continue,
+                Lookup::Decided(Ok(identity)) => {
+                    self.cache.insert(key, identity.clone());
+                    return Ok(identity);
+                }
+                Lookup::Decided(Err(e)) => return Err(e),
+            }
+        }
+        // Spend the same time as a real check so response timing does not reveal which
+        // account names exist.
+        password::burn_equivalent_time(password).await;
+        Err(AuthnError::UnknownAccount)
+    }
+
+    /// Number of backends, for the start-up summary.
+    pub fn len(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// True when no backend is configured (only anonymous access, if any, works).
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use users::StaticUsers;
+
+    fn hash(p: &str) -> String {
+        bcrypt::hash(p, 4).unwrap()
+    }
+
+    fn chain(users_yaml: &str, htpasswd_text: &str) -> Authenticators {
+        let users = StaticUsers::parse(users_yaml, std::path::Path::new("u.yaml")).unwrap();
+        let anonymous = users.contains("");
+        let ht = htpasswd::Htpasswd::parse(htpasswd_text, std::path::Path::new("t.htpasswd")).unwrap();
+        Authenticators::new(vec![Arc::new(users), Arc::new(ht)], anonymous)
+    }
+
+    #[tokio::test]
+    async fn first_backend_that_knows_the_account_decides() {
+        let yaml = format!("alice:\n  password: \"{}\"\n", hash("right"));
+        let ht = format!("alice:{}\nbob:{}\n", hash("other"), hash("bobpw"));
+        let a = chain(&yaml, &ht);
+        assert_eq!(a.login("alice", "right").await.unwrap().account, "alice");
+        // htpasswd's password for alice must not work: static users know alice.
+        assert_eq!(a.login("alice", "other").await, Err(AuthnError::BadPassword));
+        assert_eq!(a.login("bob", "bobpw").await.unwrap().account, "bob");
+        assert_eq!(a.login("bob", "nope").await, Err(AuthnError::BadPassword));
+        assert_eq!(a.login("carol", "x").await, Err(AuthnError::UnknownAccount));
+    }
+
+    #[tokio::test]
+    async fn anonymous_only_when_configured() {
+        let a = chain("{}", "");
+        assert_eq!(a.authenticate(&Credentials::None).await, Err(AuthnError::Missing));
+        assert_eq!(a.login("", "anything").await, Err(AuthnError::UnknownAccount));
+        let a = chain("\"\": {}\n", "");
+        assert!(a.authenticate(&Credentials::None).await.unwrap().is_anonymous());
+        assert!(a.login("", "anything").await.unwrap().is_anonymous());
+    }
+
+    #[tokio::test]
+    async fn labels_come_with_the_identity_and_survive_the_cache() {
+        let yaml = format!(
+            "users:\n  ci:\n    password: \"{}\"\n    labels: {{groups: [builders, qa]}}\nacl: []\n",
+            hash("pw")
+        );
+        let a = chain(&yaml, "");
+        for _ in 0..2 {
+            let id = a.login("ci", "pw").await.unwrap();
+            assert_eq!(id.labels["groups"], vec!["builders", "qa"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_does_not_accept_a_different_password() {
+        let yaml = format!("alice:\n  password: \"{}\"\n", hash("right"));
+        let a = chain(&yaml, "");
+        a.login("alice", "right").await.unwrap();
+        assert_eq!(a.login("alice", "wrong").await, Err(AuthnError::BadPassword));
+        assert_eq!(a.login("alice", "right ").await, Err(AuthnError::BadPassword));
+    }
+}

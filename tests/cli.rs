@@ -1,0 +1,124 @@
+//! The command line: `check`, `explain` and `hash-password`, run as a user would.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn portcullis(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+const HASH: &str = "$2y$05$LzHNqrNFLRXUzvmtfyeSIOVbV3x5Q4p8FqB5qSl9v03G5yv0j4E1y";
+
+#[test]
+fn the_example_configuration_in_the_repository_checks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    // The example expects certs made by certs/make-dev-certs.sh; use a copy without TLS.
+    let text = std::fs::read_to_string(root.join("proxy.yaml")).unwrap();
+    let start = text.find("tls:").unwrap();
+    let end = text[start..].find("upstream:").unwrap() + start;
+    let text = format!("{}{}", &text[..start], &text[end..]);
+    std::fs::write(dir.path().join("proxy.yaml"), text).unwrap();
+    std::fs::copy(root.join("users.yaml"), dir.path().join("users.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("acl")).unwrap();
+    for f in std::fs::read_dir(root.join("acl")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join("acl").join(f.file_name())).unwrap();
+    }
+    let (code, out, err) = portcullis(&["check"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: 2 static users, 0 htpasswd accounts, 3 ACL rules"), "{out}");
+    // The seed scenario.
+    let (_, out, _) = portcullis(
+        &["explain", "--account", "test", "repository:team/app:pull,push", "repository:test/app:push"],
+        dir.path(),
+    );
+    assert!(out.contains("repository:team/app:pull,push: granted pull; decided by acl/20-readers.yaml:1"), "{out}");
+    assert!(out.contains("repository:test/app:push: granted nothing; decided by acl/20-readers.yaml:1"), "{out}");
+    let (_, out, _) = portcullis(&["explain", "--account", "bob", "repository:bob/app:push", "repository:alice/app:pull"], dir.path());
+    assert!(out.contains("repository:bob/app:push: granted push; decided by acl/30-namespaces.yaml:1 (every logged-in user owns <account>/*)"), "{out}");
+    assert!(out.contains("repository:alice/app:pull: granted nothing; no rule matched (denied)"), "{out}");
+    let (_, out, _) = portcullis(&["explain", "--account", "admin", "registry:catalog:*"], dir.path());
+    assert!(out.contains("registry:catalog:*: granted *; decided by acl/10-admins.yaml:2"), "{out}");
+}
+
+#[test]
+fn check_reports_every_error_with_file_and_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nauth:\n  users: users.yaml\n  htpasswd: reg.htpasswd\nacl: acl/\n",
+            ),
+            ("users.yaml", &format!("alice:\n  password: \"{HASH}\"\nbob:\n  password: plain\n")),
+            ("reg.htpasswd", "carol:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/\n"),
+            ("acl/10.yaml", "- match: {account: alice}\n  actions: [pull]\n- match: {acount: bob}\n  actions: [pull]\n"),
+            ("acl/20.yaml", "- match: {ip: 10.0.0.0/33}\n  actions: [pull]\n- match: {name: \"/(/\"}\n  actions: [fly]\n"),
+        ],
+    );
+    let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in ["users.yaml:3", "reg.htpasswd:1", "htpasswd -B", "acl/10.yaml:3", "acount", "acl/20.yaml:1", "acl/20.yaml:3", "fly"] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // `serve` refuses the same configuration without starting.
+    let (code, _, err) = portcullis(&["serve", "-c", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("acl/20.yaml:1"), "{err}");
+}
+
+#[test]
+fn a_docker_auth_config_file_works_as_users_and_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth_config = format!(
+        "server:\n  addr: \":5001\"\ntoken:\n  issuer: \"Acme auth server\"\n  expiration: 900\nusers:\n  admin:\n    password: \"{HASH}\"\n  \"\": {{}}\nacl:\n  - match: {{account: \"admin\"}}\n    actions: [\"*\"]\n    comment: \"Admin has full access to everything.\"\n  - match: {{account: \"\"}}\n    actions: [\"pull\"]\n"
+    );
+    write(
+        dir.path(),
+        &[
+            ("auth_config.yml", &auth_config),
+            ("proxy.yaml", "upstream: http://127.0.0.1:5001\nauth:\n  users: auth_config.yml\nacl: auth_config.yml\n"),
+        ],
+    );
+    let (code, out, err) = portcullis(&["check"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 static users") && out.contains("2 ACL rules"), "{out}");
+    let (_, out, _) = portcullis(&["explain", "--account", "", "repository:x/y:pull,push"], dir.path());
+    assert!(out.contains("granted pull; decided by auth_config.yml:14"), "{out}");
+}
+
+#[test]
+fn hash_password_makes_a_hash_that_verifies() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["hash-password", "--cost", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(bcrypt::verify("s3cret", hash.trim()).unwrap());
+    assert!(!bcrypt::verify("s3cret\n", hash.trim()).unwrap());
+}

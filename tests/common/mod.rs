@@ -1,0 +1,400 @@
+//! Test harness: the real registry (Debian's `docker-registry`), the built `portcullis`
+//! binary, and skopeo, each started on random loopback ports and stopped by PID on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// A free loopback port (bound then released; the tiny race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed (by PID) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// What the process printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+    let out = std::fs::File::create(&log).unwrap();
+    let err = out.try_clone().unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    Proc { child, log }
+}
+
+/// Debian's `docker-registry` (CNCF distribution 2.8) with filesystem storage in a temp dir.
+pub struct Registry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let proc = spawn(
+            Command::new("docker-registry").arg("serve").arg(&cfg),
+            dir.path().join("registry.log"),
+        );
+        let url = format!("http://127.0.0.1:{port}/v2/");
+        wait_until("registry", Duration::from_secs(20), || {
+            reqwest::blocking::get(&url).map(|r| r.status() == 200).unwrap_or(false)
+        });
+        Registry { dir, port, proc }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Test TLS material made with rcgen: a CA and a server certificate for 127.0.0.1.
+pub struct Certs {
+    pub dir: PathBuf,
+    pub ca_pem: String,
+}
+
+pub fn make_certs(dir: &Path) -> Certs {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "portcullis test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    // skopeo's --cert-dir wants *.crt for CAs.
+    let cert_dir = dir.join("skopeo-certs");
+    std::fs::create_dir_all(&cert_dir).unwrap();
+    std::fs::write(cert_dir.join("ca.crt"), ca.pem()).unwrap();
+    Certs {
+        dir: dir.to_path_buf(),
+        ca_pem: ca.pem(),
+    }
+}
+
+/// bcrypt at the lowest cost: the tests exercise logic, not hashing speed.
+pub fn hash(password: &str) -> String {
+    bcrypt::hash(password, 4).unwrap()
+}
+
+/// A running portcullis.
+pub struct Proxy {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls: bool,
+    pub proc: Proc,
+}
+
+/// Files to write next to proxy.yaml before starting.
+pub struct ProxySetup<'a> {
+    /// proxy.yaml without `listen:` (added here), may use `{upstream}`.
+    pub config: &'a str,
+    pub files: &'a [(&'a str, String)],
+    pub tls: bool,
+}
+
+impl Proxy {
+    pub fn start(setup: ProxySetup<'_>, upstream: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        for (name, text) in setup.files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let mut config = format!("listen: 127.0.0.1:{port}\nthreads: 2\n");
+        if setup.tls {
+            make_certs(dir.path());
+            config.push_str("tls:\n  cert: server.pem\n  key: server.key\n");
+        }
+        config.push_str(&setup.config.replace("{upstream}", upstream));
+        std::fs::write(dir.path().join("proxy.yaml"), config).unwrap();
+        let proc = spawn(
+            Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .arg("serve")
+                .arg("-c")
+                .arg(dir.path().join("proxy.yaml"))
+                .env("RUST_LOG", "info"),
+            dir.path().join("portcullis.log"),
+        );
+        let proxy = Proxy {
+            dir,
+            port,
+            tls: setup.tls,
+            proc,
+        };
+        let client = proxy.client();
+        let url = proxy.url("/v2/");
+        wait_until("portcullis", Duration::from_secs(20), || {
+            client.get(&url).send().map(|r| r.status() == 401).unwrap_or(false)
+        });
+        proxy
+    }
+
+    pub fn base(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// An HTTP client that trusts the test CA and never follows redirects.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        let mut b = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60));
+        if self.tls {
+            let ca = std::fs::read(self.dir.path().join("ca.pem")).unwrap();
+            b = b
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .tls_built_in_root_certs(false);
+        }
+        b.build().unwrap()
+    }
+
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.path().join("skopeo-certs")
+    }
+}
+
+/// A listener that records every request it receives and answers 200 `{}`: used where a
+/// test must prove that something never reached the upstream, or what headers did.
+pub struct Recorder {
+    pub port: u16,
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // Read one request head (these tests send no bodies upstream).
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end);
+                        seen.lock().unwrap().push(head);
+                        let body = "{}";
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Recorder { port, requests }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Sends raw bytes on a new connection and returns the whole answer (connection closed by
+/// the server or 5 s of silence). For requests no HTTP client library would send.
+pub fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // One answer is enough: stop at the end of its body when there is a length.
+                if let Some(text) = std::str::from_utf8(&out).ok() {
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            });
+                        if let Some(len) = len {
+                            if out.len() >= head_end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a big layer needs no entropy or storage.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(data);
+    format!("{:x}", h.finalize())
+}
+
+/// Writes an OCI image layout at `dir` with one layer of `layer` bytes, tagged `tag`.
+/// Returns the layer digest.
+pub fn write_oci_image(dir: &Path, tag: &str, layer: &[u8]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let layer_hex = sha256_hex(layer);
+    std::fs::write(blobs.join(&layer_hex), layer).unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_hex}")]},
+        "config": {}
+    })
+    .to_string();
+    let config_hex = sha256_hex(config.as_bytes());
+    std::fs::write(blobs.join(&config_hex), &config).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{config_hex}"), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{layer_hex}"), "size": layer.len()}]
+    })
+    .to_string();
+    let manifest_hex = sha256_hex(manifest.as_bytes());
+    std::fs::write(blobs.join(&manifest_hex), &manifest).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("sha256:{manifest_hex}"), "size": manifest.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": tag}}]
+    })
+    .to_string();
+    std::fs::write(dir.join("index.json"), index).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    format!("sha256:{layer_hex}")
+}
+
+/// Runs skopeo; returns (success, stderr).
+pub fn skopeo(args: &[&str]) -> (bool, String) {
+    let out = Command::new("skopeo")
+        .args(["--insecure-policy"])
+        .args(args)
+        .output()
+        .expect("skopeo is installed");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `skopeo copy` through the proxy with TLS trust or plain HTTP, as `creds` (`user:pass`).
+pub fn copy(proxy: &Proxy, src: &str, dst: &str, creds: Option<&str>) -> (bool, String) {
+    let mut args: Vec<String> = vec!["copy".into(), "--retry-times".into(), "0".into()];
+    let remote_is_dst = dst.starts_with("docker://");
+    let side = if remote_is_dst { "dest" } else { "src" };
+    if proxy.tls {
+        args.push(format!("--{side}-cert-dir={}", proxy.cert_dir().display()));
+    } else {
+        args.push(format!("--{side}-tls-verify=false"));
+    }
+    match creds {
+        Some(c) => args.push(format!("--{side}-creds={c}")),
+        None => args.push(format!("--{side}-no-creds")),
+    }
+    args.push(src.into());
+    args.push(dst.into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    skopeo(&refs)
+}
