@@ -170,8 +170,10 @@ impl<'de> Deserialize<'de> for RawUsers {
                 Ok(RawUsers::File(PathBuf::from(v)))
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawUsers, A::Error> {
-                crate::authn::users::RawUsers::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawUsers::Inline)
+                crate::authn::users::RawUsers::deserialize(de::value::MapAccessDeserializer::new(
+                    map,
+                ))
+                .map(RawUsers::Inline)
             }
         }
         d.deserialize_any(V)
@@ -236,9 +238,8 @@ pub fn default_path() -> PathBuf {
 impl Config {
     /// Reads and validates `path`. Every problem found is returned, each with file:line and key.
     pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostic::new(path, format!("cannot read configuration: {e}"))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::new(path, format!("cannot read configuration: {e}")))?;
         Self::parse(&text, path)
     }
 
@@ -297,9 +298,7 @@ impl Config {
                 let t = raw.upstream_timeouts.as_ref();
                 Some(Upstream {
                     address,
-                    connect_timeout: t
-                        .and_then(|t| t.connect)
-                        .unwrap_or(Duration::from_secs(5)),
+                    connect_timeout: t.and_then(|t| t.connect).unwrap_or(Duration::from_secs(5)),
                     read_timeout: t.and_then(|t| t.read).unwrap_or(Duration::from_secs(300)),
                 })
             }
@@ -312,7 +311,10 @@ impl Config {
         for p in &raw.trusted_proxies {
             match parse_net(p) {
                 Some(n) => trusted_proxies.push(n),
-                None => err("trusted_proxies", format!("{p:?} is not an address or CIDR")),
+                None => err(
+                    "trusted_proxies",
+                    format!("{p:?} is not an address or CIDR"),
+                ),
             }
         }
         let tls = raw.tls.map(|t| Tls {
@@ -410,7 +412,9 @@ fn parse_upstream(text: &str) -> Result<String, String> {
     if host_port.is_empty() || host_port.contains('/') || host_port.contains('@') {
         return Err(format!("{text:?} must be http://host:port with no path"));
     }
-    let with_port = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    let with_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         && !host_port.ends_with(']')
     {
         host_port.to_string()
@@ -456,7 +460,10 @@ mod tests {
     #[test]
     fn minimal_config_gets_defaults_and_resolves_paths() {
         let d = dir_with(&[
-            ("proxy.yaml", "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n"),
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n",
+            ),
             ("acl.yaml", "[]\n"),
         ]);
         let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
@@ -490,7 +497,10 @@ mod tests {
             "listen: nowhere\nupstream: https://r:5000\nacl: missing/\nauth:\n  htpasswd: nope.htpasswd\ntrusted_proxies: [10.0.0.0/33]\n",
         )]);
         let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
-        let keys: Vec<_> = e.0.iter().map(|d| (d.key.clone().unwrap(), d.line)).collect();
+        let keys: Vec<_> =
+            e.0.iter()
+                .map(|d| (d.key.clone().unwrap(), d.line))
+                .collect();
         assert!(keys.contains(&("listen".into(), Some(1))), "{e}");
         assert!(keys.contains(&("upstream".into(), Some(2))), "{e}");
         assert!(keys.contains(&("acl".into(), Some(3))), "{e}");

@@ -88,7 +88,11 @@ impl From<Diagnostic> for Diagnostics {
 /// no positions for values that parsed fine, so semantic errors (a bad hash, a missing file)
 /// are pointed at the line of their key this way.
 pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    let forms = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+    let forms = [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ];
     text.lines()
         .position(|l| {
             let t = l.trim_start().trim_start_matches("- ");
@@ -116,7 +120,9 @@ mod tests {
 
     #[test]
     fn display_has_file_line_column_key() {
-        let d = Diagnostic::new("acl/a.yaml", "bad CIDR").at(3, 7).key("match.ip");
+        let d = Diagnostic::new("acl/a.yaml", "bad CIDR")
+            .at(3, 7)
+            .key("match.ip");
         assert_eq!(d.to_string(), "acl/a.yaml:3:7: match.ip: bad CIDR");
         let d = Diagnostic::new("users.yaml", "missing").at_line(2);
         assert_eq!(d.to_string(), "users.yaml:2: missing");

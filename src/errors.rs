@@ -74,7 +74,10 @@ mod tests {
     fn body_is_distribution_spec_json() {
         let v: serde_json::Value = serde_json::from_slice(&OciError::denied().body()).unwrap();
         assert_eq!(v["errors"][0]["code"], "DENIED");
-        assert_eq!(v["errors"][0]["message"], "requested access to the resource is denied");
+        assert_eq!(
+            v["errors"][0]["message"],
+            "requested access to the resource is denied"
+        );
         assert!(v["errors"][0]["detail"].is_null());
         assert_eq!(OciError::unauthorized().status, 401);
         assert_eq!(OciError::upstream(504).status, 504);

@@ -20,7 +20,13 @@ use portcullis::state::State;
 #[command(version, about)]
 struct Cli {
     /// The configuration file.
-    #[arg(short, long, global = true, env = "PORTCULLIS_CONFIG", default_value = "proxy.yaml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PORTCULLIS_CONFIG",
+        default_value = "proxy.yaml"
+    )]
     config: PathBuf,
     /// Log format on stdout.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json)]
@@ -92,19 +98,33 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
 
-fn load(path: &Path) -> Result<(Arc<Config>, portcullis::state::Built, portcullis::state::Summary), Diagnostics> {
+fn load(
+    path: &Path,
+) -> Result<
+    (
+        Arc<Config>,
+        portcullis::state::Built,
+        portcullis::state::Summary,
+    ),
+    Diagnostics,
+> {
     let config = Arc::new(Config::load(path)?);
     let (built, summary) = State::build(config.clone())?;
     Ok((config, built, summary))
 }
 
 fn serve(path: &Path) -> anyhow::Result<()> {
-    let (config, built, summary) = load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let (config, built, summary) =
+        load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
@@ -133,7 +153,11 @@ fn check(path: &Path) -> ExitCode {
                 summary.htpasswd_users,
                 summary.rules,
                 config.listen,
-                if config.tls.is_some() { " (TLS)" } else { " (plain HTTP)" },
+                if config.tls.is_some() {
+                    " (TLS)"
+                } else {
+                    " (plain HTTP)"
+                },
                 config.upstream.address
             );
             ExitCode::SUCCESS
@@ -147,20 +171,34 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn explain(path: &Path, account: &str, ip: Option<IpAddr>, label_args: &[String], scopes: &[String]) -> anyhow::Result<()> {
+fn explain(
+    path: &Path,
+    account: &str,
+    ip: Option<IpAddr>,
+    label_args: &[String],
+    scopes: &[String],
+) -> anyhow::Result<()> {
     let (config, built, _) = load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let mut labels = match &config.auth.users {
         Some(UsersSource::Inline(u)) => own_labels(u, account),
-        Some(UsersSource::File(p)) => StaticUsers::load(p).map(|u| own_labels(&u, account)).unwrap_or_default(),
+        Some(UsersSource::File(p)) => StaticUsers::load(p)
+            .map(|u| own_labels(&u, account))
+            .unwrap_or_default(),
         None => Default::default(),
     };
     for l in label_args {
-        let (k, v) = l.split_once('=').ok_or_else(|| anyhow!("--label {l:?} must be key=value"))?;
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--label {l:?} must be key=value"))?;
         labels.entry(k.to_owned()).or_default().push(v.to_owned());
     }
     for scope in scopes {
-        let (kind, rest) = scope.split_once(':').ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
-        let (name, actions) = rest.rsplit_once(':').ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
+        let (kind, rest) = scope
+            .split_once(':')
+            .ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
+        let (name, actions) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
         let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
         let grant = built.state.acl.decide(&AccessRequest {
             account,
@@ -171,7 +209,11 @@ fn explain(path: &Path, account: &str, ip: Option<IpAddr>, label_args: &[String]
             name,
             actions: &actions,
         });
-        let granted = if grant.actions.is_empty() { "nothing".to_owned() } else { grant.actions.join(",") };
+        let granted = if grant.actions.is_empty() {
+            "nothing".to_owned()
+        } else {
+            grant.actions.join(",")
+        };
         match &grant.rule {
             Some(rule) => println!("{scope}: granted {granted}; decided by {rule}"),
             None => println!("{scope}: granted nothing; no rule matched (denied)"),
@@ -181,7 +223,10 @@ fn explain(path: &Path, account: &str, ip: Option<IpAddr>, label_args: &[String]
 }
 
 fn own_labels(users: &StaticUsers, account: &str) -> portcullis::authn::Labels {
-    users.get(account).map(|u| u.labels.clone()).unwrap_or_default()
+    users
+        .get(account)
+        .map(|u| u.labels.clone())
+        .unwrap_or_default()
 }
 
 fn hash_password(cost: u32) -> anyhow::Result<()> {
@@ -189,8 +234,13 @@ fn hash_password(cost: u32) -> anyhow::Result<()> {
         rpassword::prompt_password("Password: ").context("reading the password")?
     } else {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the password from stdin")?;
-        s.strip_suffix("\r\n").or_else(|| s.strip_suffix('\n')).unwrap_or(&s).to_owned()
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the password from stdin")?;
+        s.strip_suffix("\r\n")
+            .or_else(|| s.strip_suffix('\n'))
+            .unwrap_or(&s)
+            .to_owned()
     };
     if password.is_empty() {
         bail!("empty password");

@@ -196,10 +196,19 @@ mod tests {
         let from_team = format!("/v2/bob/app/blobs/uploads/?mount={digest}&from=team/base");
         assert_eq!(
             decide("bob", "POST", &from_team),
-            Decision::Allow { rule: decide("bob", "POST", &from_team).rule().cloned(), drop_mount: false }
+            Decision::Allow {
+                rule: decide("bob", "POST", &from_team).rule().cloned(),
+                drop_mount: false
+            }
         );
         let from_alice = format!("/v2/bob/app/blobs/uploads/?mount={digest}&from=alice/secret");
-        assert!(matches!(decide("bob", "POST", &from_alice), Decision::Allow { drop_mount: true, .. }));
+        assert!(matches!(
+            decide("bob", "POST", &from_alice),
+            Decision::Allow {
+                drop_mount: true,
+                ..
+            }
+        ));
         // No push on the target: refused whatever the source.
         let to_team = format!("/v2/team/app/blobs/uploads/?mount={digest}&from=bob/app");
         assert!(!decide("bob", "POST", &to_team).is_allowed());

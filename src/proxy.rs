@@ -162,7 +162,11 @@ impl Outcome {
 }
 
 /// Writes a complete error answer with the registry's headers and OCI body.
-async fn respond(session: &mut Session, error: &OciError, extra: &[(&'static str, String)]) -> Result<()> {
+async fn respond(
+    session: &mut Session,
+    error: &OciError,
+    extra: &[(&'static str, String)],
+) -> Result<()> {
     let body = error.body();
     let mut resp = ResponseHeader::build(error.status, Some(4 + extra.len()))?;
     resp.insert_header("Content-Type", "application/json; charset=utf-8")?;
@@ -244,7 +248,11 @@ impl ProxyHttp for Portcullis {
         };
         if is_form(req) {
             ctx.outcome = Outcome::Invalid;
-            let e = OciError::new(400, "UNSUPPORTED", "form-encoded request bodies are not accepted");
+            let e = OciError::new(
+                400,
+                "UNSUPPORTED",
+                "form-encoded request bodies are not accepted",
+            );
             respond(session, &e, &[]).await?;
             return Ok(true);
         }
@@ -255,7 +263,10 @@ impl ProxyHttp for Portcullis {
             // Two Authorization headers: which one would a backend read? Refuse.
             _ => Err(credentials::CredentialsError::UnsupportedScheme),
         };
-        let challenge = [("WWW-Authenticate", basic_challenge(&state.config.auth.realm))];
+        let challenge = [(
+            "WWW-Authenticate",
+            basic_challenge(&state.config.auth.realm),
+        )];
         let identity: Identity = match creds {
             Err(_) => {
                 ctx.outcome = Outcome::Unauthenticated;
@@ -306,7 +317,11 @@ impl ProxyHttp for Portcullis {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
         peer.options.connection_timeout = Some(self.upstream.connect_timeout);
         peer.options.read_timeout = Some(self.upstream.read_timeout);
@@ -331,7 +346,11 @@ impl ProxyHttp for Portcullis {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
             None => (pq.clone(), None),
         };
-        let path = if matches!(ctx.route, Some(Route::Base)) { "/v2/".to_owned() } else { path };
+        let path = if matches!(ctx.route, Some(Route::Base)) {
+            "/v2/".to_owned()
+        } else {
+            path
+        };
         let query = match (query, ctx.drop_mount) {
             (Some(q), true) => route::strip_mount(&q),
             (q, _) => q,
@@ -340,9 +359,9 @@ impl ProxyHttp for Portcullis {
             Some(q) => format!("{path}?{q}"),
             None => path,
         };
-        let uri: http::Uri = target
-            .parse()
-            .map_err(|_| Error::explain(ErrorType::InternalError, "rebuilt target does not parse"))?;
+        let uri: http::Uri = target.parse().map_err(|_| {
+            Error::explain(ErrorType::InternalError, "rebuilt target does not parse")
+        })?;
         upstream.set_uri(uri);
 
         let host = session
@@ -385,12 +404,21 @@ impl ProxyHttp for Portcullis {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         ctx.outcome = Outcome::Error;
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                if e.esource() == &ErrorSource::Upstream { 504 } else { 0 }
+                if e.esource() == &ErrorSource::Upstream {
+                    504
+                } else {
+                    0
+                }
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => 502,
@@ -418,7 +446,10 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
         let req = session.req_header();
         let route = ctx.route.as_ref();
         tracing::info!(
@@ -451,25 +482,40 @@ mod tests {
 
     #[test]
     fn challenge_escapes_realm() {
-        assert_eq!(basic_challenge("Registry Realm"), "Basic realm=\"Registry Realm\"");
+        assert_eq!(
+            basic_challenge("Registry Realm"),
+            "Basic realm=\"Registry Realm\""
+        );
         assert_eq!(basic_challenge("a\"b\\c"), "Basic realm=\"a\\\"b\\\\c\"");
     }
 
     #[test]
     fn mapped_addresses_are_ipv4() {
-        assert_eq!(canonical("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(canonical("::1".parse().unwrap()), "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            canonical("::ffff:10.0.0.1".parse().unwrap()),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            canonical("::1".parse().unwrap()),
+            "::1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn form_bodies_are_detected() {
         let mut req = RequestHeader::build("POST", b"/v2/a/blobs/uploads/", None).unwrap();
         assert!(!is_form(&req));
-        req.insert_header("Content-Type", "Application/X-WWW-Form-Urlencoded; charset=x").unwrap();
+        req.insert_header(
+            "Content-Type",
+            "Application/X-WWW-Form-Urlencoded; charset=x",
+        )
+        .unwrap();
         assert!(is_form(&req));
-        req.insert_header("Content-Type", "multipart/form-data; boundary=x").unwrap();
+        req.insert_header("Content-Type", "multipart/form-data; boundary=x")
+            .unwrap();
         assert!(is_form(&req));
-        req.insert_header("Content-Type", "application/octet-stream").unwrap();
+        req.insert_header("Content-Type", "application/octet-stream")
+            .unwrap();
         assert!(!is_form(&req));
     }
 }

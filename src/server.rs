@@ -69,8 +69,8 @@ pub fn prepare(config: Arc<Config>, state: State) -> anyhow::Result<Prepared> {
         Some(tls) => {
             let key = crate::tls::load(&tls.cert, &tls.key).map_err(|d| anyhow!("{d}"))?;
             let resolver = Arc::new(CertResolver::new(key));
-            let mut settings = TlsSettings::intermediate("", "")
-                .map_err(|e| anyhow!("TLS settings: {e}"))?;
+            let mut settings =
+                TlsSettings::intermediate("", "").map_err(|e| anyhow!("TLS settings: {e}"))?;
             settings.set_cert_resolver(resolver.clone());
             settings.enable_h2();
             service.add_tls_with_settings(&listen, None, settings);

@@ -49,7 +49,9 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, Diagnostic> {
         .map_err(|e| Diagnostic::new(cert, format!("cannot read: {e}")).key("tls.cert"))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| Diagnostic::new(cert, format!("not a PEM certificate chain: {e}")).key("tls.cert"))?;
+        .map_err(|e| {
+            Diagnostic::new(cert, format!("not a PEM certificate chain: {e}")).key("tls.cert")
+        })?;
     if certs.is_empty() {
         return Err(Diagnostic::new(cert, "no CERTIFICATE block found").key("tls.cert"));
     }
@@ -58,11 +60,16 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, Diagnostic> {
     let der = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| Diagnostic::new(key, format!("not a PEM private key: {e}")).key("tls.key"))?
         .ok_or_else(|| Diagnostic::new(key, "no PRIVATE KEY block found").key("tls.key"))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&der)
-        .map_err(|e| Diagnostic::new(key, format!("unsupported private key: {e}")).key("tls.key"))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| {
+        Diagnostic::new(key, format!("unsupported private key: {e}")).key("tls.key")
+    })?;
     let certified = CertifiedKey::new(certs, signing);
-    certified
-        .keys_match()
-        .map_err(|e| Diagnostic::new(key, format!("does not match the certificate in tls.cert: {e}")).key("tls.key"))?;
+    certified.keys_match().map_err(|e| {
+        Diagnostic::new(
+            key,
+            format!("does not match the certificate in tls.cert: {e}"),
+        )
+        .key("tls.key")
+    })?;
     Ok(certified)
 }

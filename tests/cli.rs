@@ -45,19 +45,54 @@ fn the_example_configuration_in_the_repository_checks() {
     }
     let (code, out, err) = portcullis(&["check"], dir.path());
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("ok: 2 static users, 0 htpasswd accounts, 3 ACL rules"), "{out}");
+    assert!(
+        out.starts_with("ok: 2 static users, 0 htpasswd accounts, 3 ACL rules"),
+        "{out}"
+    );
     // The seed scenario.
     let (_, out, _) = portcullis(
-        &["explain", "--account", "test", "repository:team/app:pull,push", "repository:test/app:push"],
+        &[
+            "explain",
+            "--account",
+            "test",
+            "repository:team/app:pull,push",
+            "repository:test/app:push",
+        ],
         dir.path(),
     );
-    assert!(out.contains("repository:team/app:pull,push: granted pull; decided by acl/20-readers.yaml:1"), "{out}");
-    assert!(out.contains("repository:test/app:push: granted nothing; decided by acl/20-readers.yaml:1"), "{out}");
-    let (_, out, _) = portcullis(&["explain", "--account", "bob", "repository:bob/app:push", "repository:alice/app:pull"], dir.path());
+    assert!(
+        out.contains(
+            "repository:team/app:pull,push: granted pull; decided by acl/20-readers.yaml:1"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("repository:test/app:push: granted nothing; decided by acl/20-readers.yaml:1"),
+        "{out}"
+    );
+    let (_, out, _) = portcullis(
+        &[
+            "explain",
+            "--account",
+            "bob",
+            "repository:bob/app:push",
+            "repository:alice/app:pull",
+        ],
+        dir.path(),
+    );
     assert!(out.contains("repository:bob/app:push: granted push; decided by acl/30-namespaces.yaml:1 (every logged-in user owns <account>/*)"), "{out}");
-    assert!(out.contains("repository:alice/app:pull: granted nothing; no rule matched (denied)"), "{out}");
-    let (_, out, _) = portcullis(&["explain", "--account", "admin", "registry:catalog:*"], dir.path());
-    assert!(out.contains("registry:catalog:*: granted *; decided by acl/10-admins.yaml:2"), "{out}");
+    assert!(
+        out.contains("repository:alice/app:pull: granted nothing; no rule matched (denied)"),
+        "{out}"
+    );
+    let (_, out, _) = portcullis(
+        &["explain", "--account", "admin", "registry:catalog:*"],
+        dir.path(),
+    );
+    assert!(
+        out.contains("registry:catalog:*: granted *; decided by acl/10-admins.yaml:2"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -78,7 +113,16 @@ fn check_reports_every_error_with_file_and_line_and_exits_1() {
     );
     let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], dir.path());
     assert_eq!(code, 1, "{out}{err}");
-    for expected in ["users.yaml:3", "reg.htpasswd:1", "htpasswd -B", "acl/10.yaml:3", "acount", "acl/20.yaml:1", "acl/20.yaml:3", "fly"] {
+    for expected in [
+        "users.yaml:3",
+        "reg.htpasswd:1",
+        "htpasswd -B",
+        "acl/10.yaml:3",
+        "acount",
+        "acl/20.yaml:1",
+        "acl/20.yaml:3",
+        "fly",
+    ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
     // `serve` refuses the same configuration without starting.
@@ -102,9 +146,18 @@ fn a_docker_auth_config_file_works_as_users_and_acl() {
     );
     let (code, out, err) = portcullis(&["check"], dir.path());
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("2 static users") && out.contains("2 ACL rules"), "{out}");
-    let (_, out, _) = portcullis(&["explain", "--account", "", "repository:x/y:pull,push"], dir.path());
-    assert!(out.contains("granted pull; decided by auth_config.yml:14"), "{out}");
+    assert!(
+        out.contains("2 static users") && out.contains("2 ACL rules"),
+        "{out}"
+    );
+    let (_, out, _) = portcullis(
+        &["explain", "--account", "", "repository:x/y:pull,push"],
+        dir.path(),
+    );
+    assert!(
+        out.contains("granted pull; decided by auth_config.yml:14"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -77,7 +77,12 @@ fn skopeo_push_and_pull_as_several_users_over_tls() {
     let big = work.path().join("big");
     let (digest, layer) = image(&big, 100 * 1024 * 1024 + 17, 7);
     let src = format!("oci:{}:v1", big.display());
-    let (ok, err) = copy(&proxy, &src, &format!("docker://{host}/team/big:v1"), Some("admin:badmin"));
+    let (ok, err) = copy(
+        &proxy,
+        &src,
+        &format!("docker://{host}/team/big:v1"),
+        Some("admin:badmin"),
+    );
     assert!(ok, "admin push failed: {err}\n{}", proxy.proc.output());
     let out = work.path().join("pulled");
     let (ok, err) = copy(
@@ -87,7 +92,11 @@ fn skopeo_push_and_pull_as_several_users_over_tls() {
         Some("test:123"),
     );
     assert!(ok, "test pull failed: {err}");
-    let pulled = std::fs::read(out.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap();
+    let pulled = std::fs::read(
+        out.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
     assert!(pulled == layer, "pulled layer differs from the pushed one");
     drop(pulled);
 
@@ -95,20 +104,44 @@ fn skopeo_push_and_pull_as_several_users_over_tls() {
     let small = work.path().join("small");
     image(&small, 4096, 11);
     let small_src = format!("oci:{}:v1", small.display());
-    let push = |repo: &str, creds: Option<&str>| copy(&proxy, &small_src, &format!("docker://{host}/{repo}:v1"), creds);
+    let push = |repo: &str, creds: Option<&str>| {
+        copy(
+            &proxy,
+            &small_src,
+            &format!("docker://{host}/{repo}:v1"),
+            creds,
+        )
+    };
     let pull = |repo: &str, creds: Option<&str>| {
         let dst = tempfile::tempdir().unwrap();
-        copy(&proxy, &format!("docker://{host}/{repo}:v1"), &format!("oci:{}:v1", dst.path().display()), creds)
+        copy(
+            &proxy,
+            &format!("docker://{host}/{repo}:v1"),
+            &format!("oci:{}:v1", dst.path().display()),
+            creds,
+        )
     };
 
     assert!(!push("test/mine", Some("test:123")).0, "test may only pull");
     assert!(!push("team/big", Some("test:123")).0, "test may only pull");
     assert!(push("bob/app", Some("bob:bobpw")).0, "bob owns bob/*");
-    assert!(push("bob/deep/app", Some("bob:bobpw")).0, "bob owns bob/** too");
-    assert!(!push("alice/app", Some("bob:bobpw")).0, "bob does not own alice/*");
+    assert!(
+        push("bob/deep/app", Some("bob:bobpw")).0,
+        "bob owns bob/** too"
+    );
+    assert!(
+        !push("alice/app", Some("bob:bobpw")).0,
+        "bob does not own alice/*"
+    );
     assert!(push("ci/app", Some("bob:bobpw")).0, "builders push ci/*");
-    assert!(!pull("team/big", Some("bob:bobpw")).0, "bob may not pull team/*");
-    assert!(push("carol/app", Some("carol:carolpw")).0, "htpasswd users own their namespace");
+    assert!(
+        !pull("team/big", Some("bob:bobpw")).0,
+        "bob may not pull team/*"
+    );
+    assert!(
+        push("carol/app", Some("carol:carolpw")).0,
+        "htpasswd users own their namespace"
+    );
     assert!(!push("carol/x", Some("carol:wrong")).0, "wrong password");
     assert!(push("public/app", Some("admin:badmin")).0);
     assert!(pull("public/app", None).0, "anonymous pulls public/*");
@@ -116,9 +149,15 @@ fn skopeo_push_and_pull_as_several_users_over_tls() {
     assert!(!push("public/other", None).0, "anonymous may not push");
 
     // What was refused never reached the registry's storage.
-    let repos = registry.dir.path().join("data/docker/registry/v2/repositories");
+    let repos = registry
+        .dir
+        .path()
+        .join("data/docker/registry/v2/repositories");
     for refused in ["test/mine", "alice/app", "public/other", "carol/x"] {
-        assert!(!repos.join(refused).exists(), "{refused} was created upstream");
+        assert!(
+            !repos.join(refused).exists(),
+            "{refused} was created upstream"
+        );
     }
     assert!(repos.join("bob/deep/app").exists());
 }
@@ -132,22 +171,46 @@ fn exact_statuses_headers_and_bodies() {
     // No credentials: the Basic challenge and an OCI body.
     let r = c.get(url("/v2/")).send().unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"Test Realm\"");
-    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
-    assert_eq!(r.headers()["content-type"], "application/json; charset=utf-8");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"Test Realm\""
+    );
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
     assert_eq!(json(r)["errors"][0]["code"], "UNAUTHORIZED");
 
     // `/v2` is `/v2/`.
-    let r = c.get(url("/v2")).basic_auth("admin", Some("badmin")).send().unwrap();
+    let r = c
+        .get(url("/v2"))
+        .basic_auth("admin", Some("badmin"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), "{}");
 
     // Wrong password and unknown account: the same answer.
-    let a = c.get(url("/v2/")).basic_auth("admin", Some("nope")).send().unwrap();
-    let b = c.get(url("/v2/")).basic_auth("nobody", Some("nope")).send().unwrap();
+    let a = c
+        .get(url("/v2/"))
+        .basic_auth("admin", Some("nope"))
+        .send()
+        .unwrap();
+    let b = c
+        .get(url("/v2/"))
+        .basic_auth("nobody", Some("nope"))
+        .send()
+        .unwrap();
     assert_eq!(a.status(), 401);
     assert_eq!(b.status(), 401);
-    assert_eq!(a.headers()["www-authenticate"], b.headers()["www-authenticate"]);
+    assert_eq!(
+        a.headers()["www-authenticate"],
+        b.headers()["www-authenticate"]
+    );
     assert_eq!(a.text().unwrap(), b.text().unwrap());
 
     // Create team/app upstream directly, then compare answers for an existing and a missing
@@ -175,10 +238,16 @@ fn exact_statuses_headers_and_bodies() {
         let (e, m) = (exists.text().unwrap(), missing.text().unwrap());
         assert_eq!(e, m);
         assert!(!e.contains("secret"));
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&e).unwrap()["errors"][0]["code"], "DENIED");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&e).unwrap()["errors"][0]["code"],
+            "DENIED"
+        );
     }
     // Anonymous is asked to log in rather than told "denied".
-    let r = c.get(url(&format!("/v2/team/app/blobs/{digest}"))).send().unwrap();
+    let r = c
+        .get(url(&format!("/v2/team/app/blobs/{digest}")))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
     // And the allowed caller gets the bytes.
@@ -197,7 +266,10 @@ fn exact_statuses_headers_and_bodies() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
 
     // A pull-only user starting an upload.
     let r = c
@@ -216,7 +288,10 @@ fn exact_statuses_headers_and_bodies() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap();
-    assert!(location.starts_with(&proxy.url("/v2/bob/app/blobs/uploads/")), "{location}");
+    assert!(
+        location.starts_with(&proxy.url("/v2/bob/app/blobs/uploads/")),
+        "{location}"
+    );
 
     // Wrong method on a known endpoint: 405 with Allow.
     let r = c
@@ -240,7 +315,10 @@ fn exact_statuses_headers_and_bodies() {
     // Not a registry path at all.
     let r = c.get(url("/debug/vars")).send().unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["docker-distribution-api-version"], "registry/2.0");
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
 
     // A form-encoded body could carry mount/from past our query check: refused.
     let r = c
@@ -253,10 +331,18 @@ fn exact_statuses_headers_and_bodies() {
     assert_eq!(r.status(), 400);
 
     // Catalog: admin sees the upstream's list unchanged; others are refused for now.
-    let r = c.get(url("/v2/_catalog")).basic_auth("admin", Some("badmin")).send().unwrap();
+    let r = c
+        .get(url("/v2/_catalog"))
+        .basic_auth("admin", Some("badmin"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(json(r)["repositories"], serde_json::json!(["team/app"]));
-    let r = c.get(url("/v2/_catalog")).basic_auth("bob", Some("bobpw")).send().unwrap();
+    let r = c
+        .get(url("/v2/_catalog"))
+        .basic_auth("bob", Some("bobpw"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 403);
 }
 
@@ -287,10 +373,12 @@ fn cross_repository_mount_needs_pull_on_the_source() {
     let c = proxy.client();
     let digest = push_blob_direct(&registry, "team/base", b"base layer");
     let mount = |user: &str, pw: &str, to: &str| {
-        c.post(proxy.url(&format!("/v2/{to}/blobs/uploads/?mount={digest}&from=team/base")))
-            .basic_auth(user, Some(pw))
-            .send()
-            .unwrap()
+        c.post(proxy.url(&format!(
+            "/v2/{to}/blobs/uploads/?mount={digest}&from=team/base"
+        )))
+        .basic_auth(user, Some(pw))
+        .send()
+        .unwrap()
     };
     // admin may pull team/base: the registry mounts (201 Created).
     let r = mount("admin", "badmin", "admin/app");
@@ -312,7 +400,9 @@ fn cross_repository_mount_needs_pull_on_the_source() {
     assert_eq!(r.status(), 403);
     // A second `from` is refused rather than guessed at.
     let r = c
-        .post(proxy.url(&format!("/v2/bob/app/blobs/uploads/?mount={digest}&from=bob/app&from=team/base")))
+        .post(proxy.url(&format!(
+            "/v2/bob/app/blobs/uploads/?mount={digest}&from=bob/app&from=team/base"
+        )))
         .basic_auth("bob", Some("bobpw"))
         .send()
         .unwrap();
@@ -359,12 +449,19 @@ fn hostile_requests_never_reach_the_upstream_and_headers_are_rewritten() {
         "TRACE /v2/ HTTP/1.1",
     ];
     for line in hostile {
-        let req = format!("{line}\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n", proxy.host());
+        let req = format!(
+            "{line}\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
+            proxy.host()
+        );
         let resp = raw_request(addr, req.as_bytes());
         let status: u16 = resp.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
         assert!((400..500).contains(&status), "{line} -> {resp}");
     }
-    assert!(recorder.seen().is_empty(), "forwarded: {:?}", recorder.seen());
+    assert!(
+        recorder.seen().is_empty(),
+        "forwarded: {:?}",
+        recorder.seen()
+    );
 
     // An allowed request: credentials and spoofed forwarding headers replaced.
     let req = format!(
@@ -376,14 +473,29 @@ fn hostile_requests_never_reach_the_upstream_and_headers_are_rewritten() {
     let seen = recorder.seen();
     assert_eq!(seen.len(), 1);
     let head = seen[0].to_ascii_lowercase();
-    assert!(head.starts_with("get /v2/team/app/manifests/latest http/1.1\r\n"), "{head}");
+    assert!(
+        head.starts_with("get /v2/team/app/manifests/latest http/1.1\r\n"),
+        "{head}"
+    );
     assert!(!head.contains("authorization"), "{head}");
-    assert!(!head.contains("10.9.9.9") && !head.contains("evil") && !head.contains("x-original-url") && !head.contains("forwarded: for"), "{head}");
+    assert!(
+        !head.contains("10.9.9.9")
+            && !head.contains("evil")
+            && !head.contains("x-original-url")
+            && !head.contains("forwarded: for"),
+        "{head}"
+    );
     assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
     assert!(head.contains("x-real-ip: 127.0.0.1\r\n"), "{head}");
     assert!(head.contains("x-forwarded-proto: http\r\n"), "{head}");
-    assert!(head.contains(&format!("x-forwarded-host: {}\r\n", proxy.host())), "{head}");
-    assert!(head.contains(&format!("host: {}\r\n", proxy.host())), "{head}");
+    assert!(
+        head.contains(&format!("x-forwarded-host: {}\r\n", proxy.host())),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("host: {}\r\n", proxy.host())),
+        "{head}"
+    );
 }
 
 #[test]
@@ -413,7 +525,10 @@ fn http2_chunked_uploads_stream_and_keep_the_upstream_connection_in_sync() {
     for round in 0..3u64 {
         let data = pseudo_random(3 * 1024 * 1024 + 5, round + 100);
         let digest = format!("sha256:{}", sha256_hex(&data));
-        let head = curl(&["-X", "POST", &proxy.url("/v2/bob/h2/blobs/uploads/")], None);
+        let head = curl(
+            &["-X", "POST", &proxy.url("/v2/bob/h2/blobs/uploads/")],
+            None,
+        );
         assert!(head.starts_with("HTTP/2 202"), "{head}");
         let location = head
             .lines()
@@ -423,7 +538,15 @@ fn http2_chunked_uploads_stream_and_keep_the_upstream_connection_in_sync() {
             .to_string();
         // Streamed from stdin: no Content-Length, so the body goes as DATA frames.
         let head = curl(
-            &["-X", "PATCH", "-H", "Content-Type: application/octet-stream", "-T", "-", &location],
+            &[
+                "-X",
+                "PATCH",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-T",
+                "-",
+                &location,
+            ],
             Some(data.clone()),
         );
         assert!(head.starts_with("HTTP/2 202"), "{head}");
@@ -443,6 +566,9 @@ fn http2_chunked_uploads_stream_and_keep_the_upstream_connection_in_sync() {
             .unwrap()
             .bytes()
             .unwrap();
-        assert!(got.as_ref() == data.as_slice(), "round {round}: blob differs");
+        assert!(
+            got.as_ref() == data.as_slice(),
+            "round {round}: blob differs"
+        );
     }
 }

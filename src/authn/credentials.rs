@@ -79,7 +79,8 @@ pub fn parse(value: Option<&[u8]>) -> Result<Credentials, CredentialsError> {
         // RFC 6750 token68 characters; JWTs use a subset.
         let ok = !rest.is_empty()
             && rest.iter().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+                c.is_ascii_alphanumeric()
+                    || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
             });
         if !ok {
             return Err(CredentialsError::MalformedBearer);
@@ -107,7 +108,11 @@ mod tests {
     use super::*;
 
     fn basic(s: &str) -> Vec<u8> {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s)).into_bytes()
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+        .into_bytes()
     }
 
     #[test]
@@ -115,35 +120,74 @@ mod tests {
         assert_eq!(parse(None), Ok(Credentials::None));
         assert_eq!(
             parse(Some(&basic("alice:pa:ss"))),
-            Ok(Credentials::Basic { account: "alice".into(), password: "pa:ss".into() })
+            Ok(Credentials::Basic {
+                account: "alice".into(),
+                password: "pa:ss".into()
+            })
         );
         assert_eq!(
             parse(Some(b"bAsIc   YTpi")),
-            Ok(Credentials::Basic { account: "a".into(), password: "b".into() })
+            Ok(Credentials::Basic {
+                account: "a".into(),
+                password: "b".into()
+            })
         );
-        assert_eq!(parse(Some(b"Bearer abc.def.ghi")), Ok(Credentials::Bearer("abc.def.ghi".into())));
+        assert_eq!(
+            parse(Some(b"Bearer abc.def.ghi")),
+            Ok(Credentials::Bearer("abc.def.ghi".into()))
+        );
         assert_eq!(
             parse(Some(&basic(":"))),
-            Ok(Credentials::Basic { account: "".into(), password: "".into() })
+            Ok(Credentials::Basic {
+                account: "".into(),
+                password: "".into()
+            })
         );
     }
 
     #[test]
     fn rejects_malformed() {
-        assert_eq!(parse(Some(b"Digest x")), Err(CredentialsError::UnsupportedScheme));
+        assert_eq!(
+            parse(Some(b"Digest x")),
+            Err(CredentialsError::UnsupportedScheme)
+        );
         assert_eq!(parse(Some(b"")), Err(CredentialsError::UnsupportedScheme));
-        assert_eq!(parse(Some(b"Basic !!!")), Err(CredentialsError::MalformedBasic));
-        assert_eq!(parse(Some(&basic("nocolon"))), Err(CredentialsError::MalformedBasic));
-        assert_eq!(parse(Some(&basic("a\nb:c"))), Err(CredentialsError::MalformedBasic));
-        assert_eq!(parse(Some(b"Basic /w==")), Err(CredentialsError::MalformedBasic));
-        assert_eq!(parse(Some(b"Bearer")), Err(CredentialsError::MalformedBearer));
-        assert_eq!(parse(Some(b"Bearer a b")), Err(CredentialsError::MalformedBearer));
-        assert_eq!(parse(Some(&vec![b'a'; MAX_LEN + 1])), Err(CredentialsError::UnsupportedScheme));
+        assert_eq!(
+            parse(Some(b"Basic !!!")),
+            Err(CredentialsError::MalformedBasic)
+        );
+        assert_eq!(
+            parse(Some(&basic("nocolon"))),
+            Err(CredentialsError::MalformedBasic)
+        );
+        assert_eq!(
+            parse(Some(&basic("a\nb:c"))),
+            Err(CredentialsError::MalformedBasic)
+        );
+        assert_eq!(
+            parse(Some(b"Basic /w==")),
+            Err(CredentialsError::MalformedBasic)
+        );
+        assert_eq!(
+            parse(Some(b"Bearer")),
+            Err(CredentialsError::MalformedBearer)
+        );
+        assert_eq!(
+            parse(Some(b"Bearer a b")),
+            Err(CredentialsError::MalformedBearer)
+        );
+        assert_eq!(
+            parse(Some(&vec![b'a'; MAX_LEN + 1])),
+            Err(CredentialsError::UnsupportedScheme)
+        );
     }
 
     #[test]
     fn debug_never_shows_secrets() {
-        let c = Credentials::Basic { account: "a".into(), password: "hunter2".into() };
+        let c = Credentials::Basic {
+            account: "a".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!format!("{:?}", Credentials::Bearer("tok".into())).contains("tok"));
     }

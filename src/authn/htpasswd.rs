@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{password, AuthnError, Authenticator, Identity, Lookup};
+use super::{password, Authenticator, AuthnError, Identity, Lookup};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 /// One htpasswd file's accounts.
@@ -30,7 +30,11 @@ impl Htpasswd {
         let mut users = HashMap::new();
         let mut errors = Vec::new();
         for (i, line) in text.lines().enumerate() {
-            let at = |msg: String| Diagnostic::new(path, msg).at_line(i + 1).key("auth.htpasswd");
+            let at = |msg: String| {
+                Diagnostic::new(path, msg)
+                    .at_line(i + 1)
+                    .key("auth.htpasswd")
+            };
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
                 continue;
@@ -99,7 +103,10 @@ mod tests {
         let h = bcrypt::hash("pw", 4).unwrap();
         let f = Htpasswd::parse(&format!("# c\n\nalice:{h}\r\n"), Path::new("x")).unwrap();
         assert_eq!(f.len(), 1);
-        assert!(matches!(f.authenticate("alice", "pw").await, Lookup::Decided(Ok(_))));
+        assert!(matches!(
+            f.authenticate("alice", "pw").await,
+            Lookup::Decided(Ok(_))
+        ));
         assert!(matches!(
             f.authenticate("alice", "no").await,
             Lookup::Decided(Err(AuthnError::BadPassword))
@@ -116,7 +123,12 @@ mod tests {
         let e = Htpasswd::parse(&text, Path::new("reg.htpasswd")).unwrap_err();
         let lines: Vec<_> = e.0.iter().map(|d| d.line.unwrap()).collect();
         assert_eq!(lines, vec![2, 3, 4, 5, 6], "{e}");
-        assert!(e.0[0].to_string().starts_with("reg.htpasswd:2: auth.htpasswd: "), "{e}");
+        assert!(
+            e.0[0]
+                .to_string()
+                .starts_with("reg.htpasswd:2: auth.htpasswd: "),
+            "{e}"
+        );
         assert!(e.0[0].message.contains("htpasswd -B"));
     }
 }

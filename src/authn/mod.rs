@@ -170,7 +170,8 @@ mod tests {
     fn chain(users_yaml: &str, htpasswd_text: &str) -> Authenticators {
         let users = StaticUsers::parse(users_yaml, std::path::Path::new("u.yaml")).unwrap();
         let anonymous = users.contains("");
-        let ht = htpasswd::Htpasswd::parse(htpasswd_text, std::path::Path::new("t.htpasswd")).unwrap();
+        let ht =
+            htpasswd::Htpasswd::parse(htpasswd_text, std::path::Path::new("t.htpasswd")).unwrap();
         Authenticators::new(vec![Arc::new(users), Arc::new(ht)], anonymous)
     }
 
@@ -181,7 +182,10 @@ mod tests {
         let a = chain(&yaml, &ht);
         assert_eq!(a.login("alice", "right").await.unwrap().account, "alice");
         // htpasswd's password for alice must not work: static users know alice.
-        assert_eq!(a.login("alice", "other").await, Err(AuthnError::BadPassword));
+        assert_eq!(
+            a.login("alice", "other").await,
+            Err(AuthnError::BadPassword)
+        );
         assert_eq!(a.login("bob", "bobpw").await.unwrap().account, "bob");
         assert_eq!(a.login("bob", "nope").await, Err(AuthnError::BadPassword));
         assert_eq!(a.login("carol", "x").await, Err(AuthnError::UnknownAccount));
@@ -190,10 +194,20 @@ mod tests {
     #[tokio::test]
     async fn anonymous_only_when_configured() {
         let a = chain("{}", "");
-        assert_eq!(a.authenticate(&Credentials::None).await, Err(AuthnError::Missing));
-        assert_eq!(a.login("", "anything").await, Err(AuthnError::UnknownAccount));
+        assert_eq!(
+            a.authenticate(&Credentials::None).await,
+            Err(AuthnError::Missing)
+        );
+        assert_eq!(
+            a.login("", "anything").await,
+            Err(AuthnError::UnknownAccount)
+        );
         let a = chain("\"\": {}\n", "");
-        assert!(a.authenticate(&Credentials::None).await.unwrap().is_anonymous());
+        assert!(a
+            .authenticate(&Credentials::None)
+            .await
+            .unwrap()
+            .is_anonymous());
         assert!(a.login("", "anything").await.unwrap().is_anonymous());
     }
 
@@ -215,7 +229,13 @@ mod tests {
         let yaml = format!("alice:\n  password: \"{}\"\n", hash("right"));
         let a = chain(&yaml, "");
         a.login("alice", "right").await.unwrap();
-        assert_eq!(a.login("alice", "wrong").await, Err(AuthnError::BadPassword));
-        assert_eq!(a.login("alice", "right ").await, Err(AuthnError::BadPassword));
+        assert_eq!(
+            a.login("alice", "wrong").await,
+            Err(AuthnError::BadPassword)
+        );
+        assert_eq!(
+            a.login("alice", "right ").await,
+            Err(AuthnError::BadPassword)
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{password, AuthnError, Authenticator, Identity, Labels, Lookup};
+use super::{password, Authenticator, AuthnError, Identity, Labels, Lookup};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 /// One user entry.
@@ -138,13 +138,17 @@ impl StaticUsers {
             .as_mapping()
             .and_then(|m| m.get("users"))
             .is_some_and(|u| {
-                u.is_null() || u.as_mapping().is_none_or(|m| {
-                    !m.keys()
-                        .all(|k| k.as_str().is_some_and(|k| k == "password" || k == "labels"))
-                })
+                u.is_null()
+                    || u.as_mapping().is_none_or(|m| {
+                        !m.keys()
+                            .all(|k| k.as_str().is_some_and(|k| k == "password" || k == "labels"))
+                    })
             });
         let users_null = value.is_null()
-            || (is_document && value.get("users").is_some_and(serde_yaml_ng::Value::is_null));
+            || (is_document
+                && value
+                    .get("users")
+                    .is_some_and(serde_yaml_ng::Value::is_null));
         let raw = if users_null {
             RawUsers::default()
         } else if is_document {
@@ -235,8 +239,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse(&format!("admin:\n  password: \"{H}\"\nbob:\n  labels: {{}}\n")).unwrap_err();
-        assert!(e.0[0].message.contains("\"bob\"") && e.0[0].message.contains("password"), "{e}");
+        let e = parse(&format!(
+            "admin:\n  password: \"{H}\"\nbob:\n  labels: {{}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.0[0].message.contains("\"bob\"") && e.0[0].message.contains("password"),
+            "{e}"
+        );
         assert_eq!(e.0[0].line, Some(3), "{e}");
 
         let e = parse("alice:\n  password: secret\n").unwrap_err();
@@ -247,7 +257,10 @@ mod tests {
         assert!(e.0[0].message.contains("pasword"), "{e}");
         assert_eq!(e.0[0].line, Some(2), "{e}");
 
-        let e = parse(&format!("users:\n  alice:\n    password: \"{H}\"\n    group: x\n")).unwrap_err();
+        let e = parse(&format!(
+            "users:\n  alice:\n    password: \"{H}\"\n    group: x\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.0[0].line, Some(4), "{e}");
     }
 

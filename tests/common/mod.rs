@@ -13,7 +13,11 @@ use sha2::{Digest, Sha256};
 
 /// A free loopback port (bound then released; the tiny race is acceptable in tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` until it is true or `timeout` passes.
@@ -80,7 +84,9 @@ impl Registry {
         );
         let url = format!("http://127.0.0.1:{port}/v2/");
         wait_until("registry", Duration::from_secs(20), || {
-            reqwest::blocking::get(&url).map(|r| r.status() == 200).unwrap_or(false)
+            reqwest::blocking::get(&url)
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
         });
         Registry { dir, port, proc }
     }
@@ -178,7 +184,11 @@ impl Proxy {
         let client = proxy.client();
         let url = proxy.url("/v2/");
         wait_until("portcullis", Duration::from_secs(20), || {
-            client.get(&url).send().map(|r| r.status() == 401).unwrap_or(false)
+            client
+                .get(&url)
+                .send()
+                .map(|r| r.status() == 401)
+                .unwrap_or(false)
         });
         proxy
     }
@@ -286,15 +296,13 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
             Ok(n) => {
                 out.extend_from_slice(&buf[..n]);
                 // One answer is enough: stop at the end of its body when there is a length.
-                if let Some(text) = std::str::from_utf8(&out).ok() {
+                if let Ok(text) = std::str::from_utf8(&out) {
                     if let Some(head_end) = text.find("\r\n\r\n") {
-                        let len = text[..head_end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            });
+                        let len = text[..head_end].lines().find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        });
                         if let Some(len) = len {
                             if out.len() >= head_end + 4 + len {
                                 break;
@@ -381,7 +389,14 @@ pub fn skopeo(args: &[&str]) -> (bool, String) {
 
 /// `skopeo copy` through the proxy with TLS trust or plain HTTP, as `creds` (`user:pass`).
 pub fn copy(proxy: &Proxy, src: &str, dst: &str, creds: Option<&str>) -> (bool, String) {
-    let mut args: Vec<String> = vec!["copy".into(), "--retry-times".into(), "0".into()];
+    // --preserve-digests: layers travel byte for byte (no recompression), so tests can compare
+    // what was pushed with what was pulled by digest.
+    let mut args: Vec<String> = vec![
+        "copy".into(),
+        "--retry-times".into(),
+        "0".into(),
+        "--preserve-digests".into(),
+    ];
     let remote_is_dst = dst.starts_with("docker://");
     let side = if remote_is_dst { "dest" } else { "src" };
     if proxy.tls {
