@@ -88,6 +88,76 @@ pub struct Auth {
     pub users: Option<UsersSource>,
     /// bcrypt htpasswd files, tried in order after the static users.
     pub htpasswd: Vec<PathBuf>,
+    /// The Docker token service, when configured.
+    pub token: Option<Token>,
+    /// LDAP, tried after static users and htpasswd.
+    pub ldap: Option<Ldap>,
+    /// Failed-login limits.
+    pub lockout: Lockout,
+}
+
+/// `auth.token`: the Docker token service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Path of the token endpoint on `listen`.
+    pub path: String,
+    /// The realm sent in challenges; `None` builds it from the request's scheme and host.
+    pub realm: Option<String>,
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// `aud` of issued tokens, and the `service` the ACL sees.
+    pub service: String,
+    /// RSA or EC P-256 private key (PEM) that signs tokens.
+    pub key: PathBuf,
+    /// Its certificate (PEM), sent as `x5c` and given to registry:2 as `rootcertbundle`.
+    pub certificate: Option<PathBuf>,
+    /// Lifetime of access tokens.
+    pub expiration: Duration,
+    /// Lifetime of refresh tokens (`access_type=offline`).
+    pub refresh_expiration: Duration,
+}
+
+/// `auth.ldap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ldap {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    pub start_tls: bool,
+    /// A private CA for the LDAP server's certificate.
+    pub ca_certificate: Option<PathBuf>,
+    /// The service account that searches.
+    pub bind_dn: String,
+    /// File holding its password (trailing newline stripped).
+    pub bind_password_file: PathBuf,
+    /// Search base.
+    pub base: String,
+    /// Search filter with `{account}`.
+    pub filter: String,
+    /// Label name → attribute.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Per-operation timeout.
+    pub timeout: Duration,
+    /// How long a successful login is remembered.
+    pub cache: Duration,
+}
+
+/// `auth.lockout`: failed logins per account and per client address within a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    /// Failures that trigger a lockout; 0 turns lockout off.
+    pub failures: u32,
+    /// The window failures are counted in, and how long a lockout lasts.
+    pub window: Duration,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Lockout {
+            failures: 10,
+            window: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -138,6 +208,12 @@ struct RawAuth {
     users: Option<RawUsers>,
     #[serde(default, deserialize_with = "de_one_or_many")]
     htpasswd: Vec<PathBuf>,
+    #[serde(default)]
+    token: Option<RawToken>,
+    #[serde(default)]
+    ldap: Option<RawLdap>,
+    #[serde(default)]
+    lockout: Option<RawLockout>,
 }
 
 impl Default for RawAuth {
@@ -147,8 +223,70 @@ impl Default for RawAuth {
             realm: default_realm(),
             users: None,
             htpasswd: Vec::new(),
+            token: None,
+            ldap: None,
+            lockout: None,
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    #[serde(default = "default_token_path")]
+    path: String,
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default = "default_issuer")]
+    issuer: String,
+    #[serde(default = "default_service")]
+    service: String,
+    key: PathBuf,
+    #[serde(default)]
+    certificate: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    expiration: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    refresh_expiration: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdap {
+    url: String,
+    #[serde(default)]
+    start_tls: bool,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    bind_dn: String,
+    bind_password_file: PathBuf,
+    base: String,
+    filter: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    cache: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLockout {
+    #[serde(default)]
+    failures: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    window: Option<Duration>,
+}
+
+fn default_token_path() -> String {
+    "/auth".into()
+}
+fn default_issuer() -> String {
+    "portcullis".into()
+}
+fn default_service() -> String {
+    "Docker registry".into()
 }
 
 /// `auth.users`: a path, or the users themselves. Written by hand rather than
@@ -354,13 +492,82 @@ impl Config {
                 err("auth.htpasswd", format!("{} does not exist", p.display()));
             }
         }
-        if raw.auth.challenge == Challenge::Token {
+        let token = raw.auth.token.map(|t| Token {
+            path: t.path,
+            realm: t.realm,
+            issuer: t.issuer,
+            service: t.service,
+            key: resolve(&t.key),
+            certificate: t.certificate.as_deref().map(resolve),
+            expiration: t.expiration.unwrap_or(Duration::from_secs(300)),
+            refresh_expiration: t.refresh_expiration.unwrap_or(Duration::from_secs(30 * 86_400)),
+        });
+        if let Some(t) = &token {
+            if !t.path.starts_with('/') || t.path.starts_with("/v2") || t.path.contains(['?', '#', '%']) {
+                err(
+                    "auth.token.path",
+                    format!("{:?} must be an absolute path outside /v2", t.path),
+                );
+            }
+            if !t.key.is_file() {
+                err("auth.token.key", format!("{} does not exist", t.key.display()));
+            }
+            if let Some(c) = &t.certificate {
+                if !c.is_file() {
+                    err("auth.token.certificate", format!("{} does not exist", c.display()));
+                }
+            }
+            if t.expiration.is_zero() {
+                err("auth.token.expiration", "must be more than 0".into());
+            }
+        }
+        if raw.auth.challenge == Challenge::Token && token.is_none() {
             err(
                 "auth.challenge",
-                "`token` needs the token service, which this build does not have yet; use `basic`"
-                    .into(),
+                "`token` needs the token service: configure `auth.token`".into(),
             );
         }
+        let ldap = raw.auth.ldap.map(|l| Ldap {
+            url: l.url,
+            start_tls: l.start_tls,
+            ca_certificate: l.ca_certificate.as_deref().map(resolve),
+            bind_dn: l.bind_dn,
+            bind_password_file: resolve(&l.bind_password_file),
+            base: l.base,
+            filter: l.filter,
+            labels: l.labels,
+            timeout: l.timeout.unwrap_or(Duration::from_secs(5)),
+            cache: l.cache.unwrap_or(Duration::from_secs(60)),
+        });
+        if let Some(l) = &ldap {
+            if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
+                err("auth.ldap.url", format!("{:?} must start with ldap:// or ldaps://", l.url));
+            }
+            if l.start_tls && l.url.starts_with("ldaps://") {
+                err("auth.ldap.start_tls", "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into());
+            }
+            if !l.filter.contains("{account}") {
+                err("auth.ldap.filter", "must contain {account}".into());
+            }
+            if !l.bind_password_file.is_file() {
+                err(
+                    "auth.ldap.bind_password_file",
+                    format!("{} does not exist", l.bind_password_file.display()),
+                );
+            }
+            if let Some(c) = &l.ca_certificate {
+                if !c.is_file() {
+                    err("auth.ldap.ca_certificate", format!("{} does not exist", c.display()));
+                }
+            }
+        }
+        let lockout = match raw.auth.lockout {
+            None => Lockout::default(),
+            Some(l) => Lockout {
+                failures: l.failures.unwrap_or(10),
+                window: l.window.unwrap_or(Duration::from_secs(300)),
+            },
+        };
         let acl = resolve(&raw.acl);
         if !acl.exists() {
             err("acl", format!("{} does not exist", acl.display()));
@@ -384,6 +591,9 @@ impl Config {
                 realm: raw.auth.realm,
                 users,
                 htpasswd,
+                token,
+                ldap,
+                lockout,
             },
             acl,
             threads: raw.threads.unwrap_or_else(|| {

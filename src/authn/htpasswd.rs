@@ -89,6 +89,17 @@ impl Authenticator for Htpasswd {
         })
     }
 
+    async fn lookup(&self, account: &str) -> Lookup {
+        if self.users.contains_key(account) {
+            Lookup::Decided(Ok(Identity {
+                account: account.to_owned(),
+                labels: Default::default(),
+            }))
+        } else {
+            Lookup::Unknown
+        }
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -80,6 +80,10 @@ pub trait Authenticator: Send + Sync {
     /// Checks `password` for `account`, or says the account is not known here.
     async fn authenticate(&self, account: &str, password: &str) -> Lookup;
 
+    /// The identity of `account` without checking a password, or [`Lookup::Unknown`]. A refresh
+    /// token uses it to re-check that its account still exists (and to get fresh labels).
+    async fn lookup(&self, account: &str) -> Lookup;
+
     /// A short name for logs (`users`, `htpasswd:/etc/registry.htpasswd`).
     fn name(&self) -> &str;
 }
@@ -147,6 +151,26 @@ impl Authenticators {
         Err(AuthnError::UnknownAccount)
     }
 
+    /// The current identity of `account` (no password check): for refresh tokens, which must
+    /// stop working when the account is removed. The anonymous account exists only while `""`
+    /// is configured.
+    pub async fn lookup(&self, account: &str) -> Result<Identity, AuthnError> {
+        if account.is_empty() {
+            return if self.anonymous_allowed {
+                Ok(Identity::anonymous())
+            } else {
+                Err(AuthnError::UnknownAccount)
+            };
+        }
+        for backend in &self.backends {
+            match backend.lookup(account).await {
+                Lookup::Unknown => continue,
+                Lookup::Decided(result) => return result,
+            }
+        }
+        Err(AuthnError::UnknownAccount)
+    }
+
     /// Number of backends, for the start-up summary.
     pub fn len(&self) -> usize {
         self.backends.len()
@@ -189,6 +213,16 @@ mod tests {
         assert_eq!(a.login("bob", "bobpw").await.unwrap().account, "bob");
         assert_eq!(a.login("bob", "nope").await, Err(AuthnError::BadPassword));
         assert_eq!(a.login("carol", "x").await, Err(AuthnError::UnknownAccount));
+    }
+
+    #[tokio::test]
+    async fn lookup_finds_accounts_without_a_password() {
+        let yaml = format!("alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n", hash("pw"));
+        let a = chain(&yaml, &format!("bob:{}\n", hash("x")));
+        assert_eq!(a.lookup("alice").await.unwrap().labels["team"], vec!["a"]);
+        assert_eq!(a.lookup("bob").await.unwrap().account, "bob");
+        assert_eq!(a.lookup("carol").await, Err(AuthnError::UnknownAccount));
+        assert_eq!(a.lookup("").await, Err(AuthnError::UnknownAccount));
     }
 
     #[tokio::test]

@@ -202,6 +202,16 @@ impl Authenticator for StaticUsers {
         })
     }
 
+    async fn lookup(&self, account: &str) -> Lookup {
+        match self.users.get(account) {
+            None => Lookup::Unknown,
+            Some(user) => Lookup::Decided(Ok(Identity {
+                account: account.to_owned(),
+                labels: user.labels.clone(),
+            })),
+        }
+    }
+
     fn name(&self) -> &str {
         "users"
     }
