@@ -14,6 +14,7 @@
 //! | [`state`] | everything loaded from files, swapped as one unit |
 //! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
 //! | [`tls`] | the client-side certificate, swappable without a restart |
+//! | [`reload`] | watching files and SIGHUP, building a new state, swapping it in |
 //! | [`server`] | builds the Pingora server: listeners, TLS, threads |
 //! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
 
@@ -24,6 +25,7 @@ pub mod diagnostic;
 pub mod errors;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod state;

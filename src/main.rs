@@ -137,7 +137,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         rules = summary.rules,
         "portcullis starting"
     );
-    let prepared = portcullis::server::prepare(config, built.state)?;
+    let prepared = portcullis::server::prepare(path, config, built.state)?;
     prepared.server.run_forever()
 }
 

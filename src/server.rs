@@ -2,6 +2,7 @@
 //! HTTP/2 via ALPN, or plain HTTP), worker threads, and shutdown timing.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
@@ -9,9 +10,11 @@ use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::background::background_service;
 
 use crate::config::Config;
 use crate::proxy::Portcullis;
+use crate::reload::Reloader;
 use crate::state::State;
 use crate::tls::CertResolver;
 
@@ -34,8 +37,9 @@ fn resolve_upstream(address: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("upstream {address} has no address"))
 }
 
-/// Builds the server for `config` with the already loaded `state`.
-pub fn prepare(config: Arc<Config>, state: State) -> anyhow::Result<Prepared> {
+/// Builds the server for `config` (read from `config_path`) with the already loaded `state`,
+/// including the background reloader.
+pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow::Result<Prepared> {
     let conf = ServerConf {
         threads: config.threads,
         grace_period_seconds: Some(0),
@@ -86,6 +90,13 @@ pub fn prepare(config: Arc<Config>, state: State) -> anyhow::Result<Prepared> {
         }
     };
     server.add_service(service);
+    let reloader = Reloader::new(
+        config_path.to_path_buf(),
+        config.clone(),
+        state.clone(),
+        certs.clone(),
+    );
+    server.add_service(background_service("reload", reloader));
     Ok(Prepared {
         server,
         state,

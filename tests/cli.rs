@@ -175,3 +175,95 @@ fn hash_password_makes_a_hash_that_verifies() {
     assert!(bcrypt::verify("s3cret", hash.trim()).unwrap());
     assert!(!bcrypt::verify("s3cret\n", hash.trim()).unwrap());
 }
+
+#[test]
+fn explain_shows_placeholders_labels_ip_and_first_match() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("proxy.yaml", "upstream: http://127.0.0.1:5001\nauth:\n  users: users.yaml\nacl: acl.yaml\n"),
+            ("users.yaml", &format!("ci:\n  password: \"{HASH}\"\n  labels: {{team: [web, api]}}\n")),
+            (
+                "acl.yaml",
+                "- match: {ip: 10.0.0.0/8, name: \"internal/*\"}\n  actions: [pull]\n  comment: office network\n- match: {labels: {team: \"/w.b/\"}, name: \"${labels:team}/*\"}\n  actions: [pull, push]\n  comment: team namespaces\n- match: {name: \"${account}/**\"}\n  actions: [\"*\"]\n  comment: own\n- match: {name: \"ci/**\"}\n  actions: []\n  comment: never\n",
+            ),
+        ],
+    );
+    let run = |args: &[&str]| portcullis(args, dir.path()).1;
+    // Labels come from the users file; ${labels:team} expands to each value.
+    let out = run(&[
+        "explain",
+        "--account",
+        "ci",
+        "repository:api/x:push",
+        "repository:web/x:pull",
+        "repository:db/x:pull",
+    ]);
+    assert!(
+        out.contains(
+            "repository:api/x:push: granted push; decided by acl.yaml:4 (team namespaces)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("repository:web/x:pull: granted pull; decided by acl.yaml:4"),
+        "{out}"
+    );
+    assert!(
+        out.contains("repository:db/x:pull: granted nothing; no rule matched"),
+        "{out}"
+    );
+    // --label adds labels; the label match needs a value matching /w.b/.
+    let out = run(&[
+        "explain",
+        "--account",
+        "x",
+        "--label",
+        "team=web",
+        "repository:web/a:push",
+    ]);
+    assert!(out.contains("granted push; decided by acl.yaml:4"), "{out}");
+    let out = run(&[
+        "explain",
+        "--account",
+        "x",
+        "--label",
+        "team=db",
+        "repository:db/a:push",
+    ]);
+    assert!(out.contains("granted nothing; no rule matched"), "{out}");
+    // ${account} is literal: `ci` owns ci/**, and first match wins over the later deny rule.
+    let out = run(&["explain", "--account", "ci", "repository:ci/deep/x:delete"]);
+    assert!(
+        out.contains("granted delete; decided by acl.yaml:7 (own)"),
+        "{out}"
+    );
+    let out = run(&["explain", "--account", "bob", "repository:ci/x:pull"]);
+    assert!(
+        out.contains("granted nothing; decided by acl.yaml:10 (never)"),
+        "{out}"
+    );
+    // ip: CIDR.
+    let out = run(&[
+        "explain",
+        "--account",
+        "bob",
+        "--ip",
+        "10.1.2.3",
+        "repository:internal/x:pull,push",
+    ]);
+    assert!(
+        out.contains("granted pull; decided by acl.yaml:1 (office network)"),
+        "{out}"
+    );
+    let out = run(&[
+        "explain",
+        "--account",
+        "bob",
+        "--ip",
+        "192.168.1.1",
+        "repository:internal/x:pull",
+    ]);
+    assert!(out.contains("no rule matched"), "{out}");
+}

@@ -71,6 +71,13 @@ impl LoginCache {
         entries.insert(key, (identity, Instant::now()));
     }
 
+    /// Keeps only the logins `keep` accepts (used on reload for changed accounts).
+    pub fn retain(&self, mut keep: impl FnMut(&Identity) -> bool) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|_, (identity, _)| keep(identity));
+        }
+    }
+
     /// Number of remembered logins.
     pub fn len(&self) -> usize {
         self.entries.read().map(|e| e.len()).unwrap_or(0)

@@ -100,6 +100,10 @@ impl Authenticator for Htpasswd {
         }
     }
 
+    fn fingerprint(&self, account: &str) -> Option<u64> {
+        self.users.get(account).map(super::digest)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

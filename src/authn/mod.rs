@@ -22,6 +22,12 @@ pub use credentials::Credentials;
 /// Labels of an account (`groups: [builders]`): the ACL matches on them.
 pub type Labels = BTreeMap<String, Vec<String>>;
 
+/// A stable in-process digest for [`Authenticator::fingerprint`].
+pub(crate) fn digest<T: std::hash::Hash>(value: &T) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
+}
+
 /// An authenticated caller. The anonymous account is `""`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -86,6 +92,13 @@ pub trait Authenticator: Send + Sync {
 
     /// A short name for logs (`users`, `htpasswd:/etc/registry.htpasswd`).
     fn name(&self) -> &str;
+
+    /// A digest of what this backend holds for `account` (password hash, labels), for backends
+    /// that read files: on reload, cached logins survive only for accounts whose fingerprint
+    /// did not change. `None` (the default) means "unknown here, or not fixed by a file".
+    fn fingerprint(&self, _account: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// The backends in order, plus the login cache. Built anew on every (re)load, so a changed
@@ -93,7 +106,7 @@ pub trait Authenticator: Send + Sync {
 pub struct Authenticators {
     backends: Vec<Arc<dyn Authenticator>>,
     anonymous_allowed: bool,
-    cache: cache::LoginCache,
+    cache: Arc<cache::LoginCache>,
 }
 
 impl Authenticators {
@@ -102,8 +115,27 @@ impl Authenticators {
         Authenticators {
             backends,
             anonymous_allowed,
-            cache: cache::LoginCache::new(65_536, Duration::from_secs(3600)),
+            cache: Arc::new(cache::LoginCache::new(65_536, Duration::from_secs(3600))),
         }
+    }
+
+    /// Takes over `old`'s remembered logins after a reload, dropping those of accounts whose
+    /// password, labels or deciding backend changed, so an unchanged user does not pay bcrypt
+    /// again and a changed one cannot log in with the old password.
+    pub fn adopt_cache(&mut self, old: &Authenticators) {
+        old.cache.retain(|identity| {
+            let before = old.fingerprint(&identity.account);
+            before.is_some() && before == self.fingerprint(&identity.account)
+        });
+        self.cache = old.cache.clone();
+    }
+
+    /// (backend position, its fingerprint) of the first backend that fixes `account`.
+    fn fingerprint(&self, account: &str) -> Option<(usize, u64)> {
+        self.backends
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| b.fingerprint(account).map(|f| (i, f)))
     }
 
     /// Authenticates a request's credentials. Bearer tokens are not handled here.
@@ -216,8 +248,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reload_keeps_cached_logins_only_for_unchanged_accounts() {
+        let (ha, hb) = (hash("a-pw"), hash("b-pw"));
+        let old = chain(
+            &format!("alice:\n  password: \"{ha}\"\nbob:\n  password: \"{hb}\"\n"),
+            "",
+        );
+        old.login("alice", "a-pw").await.unwrap();
+        old.login("bob", "b-pw").await.unwrap();
+        assert_eq!(old.cache.len(), 2);
+        // bob's password changes; alice's entry is untouched.
+        let mut new = chain(
+            &format!(
+                "alice:\n  password: \"{ha}\"\nbob:\n  password: \"{}\"\n",
+                hash("new")
+            ),
+            "",
+        );
+        new.adopt_cache(&old);
+        assert_eq!(new.cache.len(), 1);
+        assert!(new.cache.get(&new.cache.key("alice", "a-pw")).is_some());
+        assert_eq!(new.login("bob", "b-pw").await, Err(AuthnError::BadPassword));
+        // Labels changing also drops the entry.
+        let mut newer = chain(
+            &format!("alice:\n  password: \"{ha}\"\n  labels: {{g: [x]}}\n"),
+            "",
+        );
+        newer.adopt_cache(&new);
+        assert_eq!(newer.cache.len(), 0);
+    }
+
+    #[tokio::test]
     async fn lookup_finds_accounts_without_a_password() {
-        let yaml = format!("alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n", hash("pw"));
+        let yaml = format!(
+            "alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n",
+            hash("pw")
+        );
         let a = chain(&yaml, &format!("bob:{}\n", hash("x")));
         assert_eq!(a.lookup("alice").await.unwrap().labels["team"], vec!["a"]);
         assert_eq!(a.lookup("bob").await.unwrap().account, "bob");

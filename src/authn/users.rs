@@ -212,6 +212,11 @@ impl Authenticator for StaticUsers {
         }
     }
 
+    fn fingerprint(&self, account: &str) -> Option<u64> {
+        let user = self.users.get(account)?;
+        Some(super::digest(&(&user.password, &user.labels)))
+    }
+
     fn name(&self) -> &str {
         "users"
     }
