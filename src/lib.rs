@@ -10,6 +10,7 @@
 //! | [`authn`] | one [`authn::Authenticator`] trait; static users, htpasswd; login cache |
 //! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
 //! | [`policy`] | credentials + route + ACL → [`policy::Decision`]: the one place that decides |
+//! | [`catalog`] | the per-user filtered catalog |
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |
 //! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
@@ -20,6 +21,7 @@
 
 pub mod acl;
 pub mod authn;
+pub mod catalog;
 pub mod config;
 pub mod diagnostic;
 pub mod errors;

@@ -21,6 +21,9 @@ pub enum Decision {
         /// drop `mount`/`from` and forward a plain upload start, as registry:2 itself does.
         drop_mount: bool,
     },
+    /// Answer with the catalog filtered to what this caller may pull (it lacks
+    /// `registry:catalog:*`, which would show the upstream's list unchanged).
+    FilteredCatalog,
     /// Refuse it: 403 for an account, 401 for the anonymous caller.
     Deny {
         /// The rule that refused it; `None` when no rule matched.
@@ -31,13 +34,14 @@ pub enum Decision {
 impl Decision {
     /// True for [`Decision::Allow`].
     pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allow { .. })
+        matches!(self, Decision::Allow { .. } | Decision::FilteredCatalog)
     }
 
     /// The deciding rule, for the audit log.
     pub fn rule(&self) -> Option<&RuleOrigin> {
         match self {
             Decision::Allow { rule, .. } | Decision::Deny { rule } => rule.as_ref(),
+            Decision::FilteredCatalog => None,
         }
     }
 }
@@ -67,16 +71,16 @@ pub fn authorize(acl: &Acl, subject: Subject<'_>, route: &Route) -> Decision {
             }
         }
         Route::Catalog => {
-            // The per-user filtered catalog is not built yet: only holders of
-            // `registry:catalog:*` see the catalog at all.
             let grant = acl.decide(&request(subject, "registry", "catalog", &["*"]));
             if grant.actions.iter().any(|a| a == "*") {
                 Decision::Allow {
                     rule: grant.rule,
                     drop_mount: false,
                 }
-            } else {
+            } else if subject.identity.is_anonymous() {
                 Decision::Deny { rule: grant.rule }
+            } else {
+                Decision::FilteredCatalog
             }
         }
         Route::Repository {
@@ -99,6 +103,11 @@ pub fn authorize(acl: &Acl, subject: Subject<'_>, route: &Route) -> Decision {
             }
         }
     }
+}
+
+/// True when `subject` may pull `name`: what the filtered catalog shows.
+pub fn may_pull(acl: &Acl, subject: Subject<'_>, name: &str) -> bool {
+    may(acl, subject, name, Action::Pull)
 }
 
 fn may(acl: &Acl, subject: Subject<'_>, name: &str, action: Action) -> bool {
@@ -185,9 +194,19 @@ mod tests {
     }
 
     #[test]
-    fn catalog_needs_the_wildcard_scope() {
-        assert!(decide("admin", "GET", "/v2/_catalog").is_allowed());
-        assert!(!decide("bob", "GET", "/v2/_catalog").is_allowed());
+    fn catalog_is_whole_with_the_wildcard_scope_and_filtered_otherwise() {
+        assert!(matches!(
+            decide("admin", "GET", "/v2/_catalog"),
+            Decision::Allow { .. }
+        ));
+        assert_eq!(
+            decide("bob", "GET", "/v2/_catalog"),
+            Decision::FilteredCatalog
+        );
+        assert!(matches!(
+            decide("", "GET", "/v2/_catalog"),
+            Decision::Deny { .. }
+        ));
     }
 
     #[test]

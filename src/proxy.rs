@@ -25,6 +25,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::acl::RuleOrigin;
 use crate::authn::{credentials, AuthnError, Identity};
+use crate::catalog::{self, Catalog};
 use crate::config::Upstream;
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
 use crate::policy::{self, Decision, Subject};
@@ -58,6 +59,7 @@ pub struct Portcullis {
     upstream_addr: SocketAddr,
     tls: bool,
     trusted_proxies: Vec<IpNet>,
+    catalog: Catalog,
 }
 
 impl Portcullis {
@@ -76,7 +78,50 @@ impl Portcullis {
             upstream_addr,
             tls,
             trusted_proxies,
+            catalog: Catalog::new(),
         }
+    }
+
+    /// The registry, with the configured timeouts.
+    fn peer(&self) -> HttpPeer {
+        let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
+        peer.options.connection_timeout = Some(self.upstream.connect_timeout);
+        peer.options.read_timeout = Some(self.upstream.read_timeout);
+        peer.options.write_timeout = Some(self.upstream.read_timeout);
+        peer
+    }
+
+    /// Answers `/v2/_catalog` with only what `subject` may pull.
+    async fn filtered_catalog(
+        &self,
+        session: &mut Session,
+        state: &State,
+        subject: Subject<'_>,
+    ) -> Result<()> {
+        let query = session.req_header().uri.query().map(str::to_owned);
+        let paging = match catalog::Paging::from_query(query.as_deref()) {
+            Ok(p) => p,
+            Err(why) => {
+                let e = OciError::new(400, "PAGINATION_NUMBER_INVALID", why);
+                return respond(session, &e, &[]).await;
+            }
+        };
+        let host = self.upstream.address.clone();
+        let all = match self.catalog.all(&self.peer(), &host).await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot fetch the registry catalog");
+                return respond(session, &OciError::upstream(502), &[]).await;
+            }
+        };
+        let page = catalog::page(&all, &paging, |name| {
+            policy::may_pull(&state.acl, subject, name)
+        });
+        let extra: Vec<(&'static str, String)> = catalog::link(&page, paging.n)
+            .map(|l| ("Link", l))
+            .into_iter()
+            .collect();
+        respond_json(session, 200, catalog::body(&page.repositories), &extra).await
     }
 
     fn trusted(&self, ip: IpAddr) -> bool {
@@ -110,6 +155,15 @@ impl Portcullis {
                 .find(|ip| !self.trusted(*ip))
                 .unwrap_or(peer),
         )
+    }
+}
+
+/// The ACL's view of a caller.
+fn subject_of(identity: &Identity, ip: Option<IpAddr>) -> Subject<'_> {
+    Subject {
+        identity,
+        ip,
+        service: policy::DEFAULT_SERVICE,
     }
 }
 
@@ -167,8 +221,17 @@ async fn respond(
     error: &OciError,
     extra: &[(&'static str, String)],
 ) -> Result<()> {
-    let body = error.body();
-    let mut resp = ResponseHeader::build(error.status, Some(4 + extra.len()))?;
+    respond_json(session, error.status, error.body(), extra).await
+}
+
+/// Writes a complete JSON answer with the registry's version header.
+async fn respond_json(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    extra: &[(&'static str, String)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
     resp.insert_header("Content-Type", "application/json; charset=utf-8")?;
     resp.insert_header("Content-Length", body.len().to_string())?;
     resp.insert_header(API_VERSION_HEADER, API_VERSION)?;
@@ -291,11 +354,7 @@ impl ProxyHttp for Portcullis {
             }
         };
         ctx.account = Some(identity.account.clone());
-        let subject = Subject {
-            identity: &identity,
-            ip: ctx.client_ip,
-            service: policy::DEFAULT_SERVICE,
-        };
+        let subject = subject_of(&identity, ctx.client_ip);
         let decision = policy::authorize(&state.acl, subject, &route);
         ctx.rule = decision.rule().cloned();
         ctx.route = Some(route);
@@ -304,6 +363,12 @@ impl ProxyHttp for Portcullis {
                 ctx.outcome = Outcome::Allowed;
                 ctx.drop_mount = drop_mount;
                 Ok(false)
+            }
+            Decision::FilteredCatalog => {
+                ctx.outcome = Outcome::Allowed;
+                self.filtered_catalog(session, &state, subject_of(&identity, ctx.client_ip))
+                    .await?;
+                Ok(true)
             }
             Decision::Deny { .. } => {
                 ctx.outcome = Outcome::Denied;
