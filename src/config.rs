@@ -35,6 +35,8 @@ pub struct Config {
     pub acl: PathBuf,
     /// Worker threads for the proxy service.
     pub threads: usize,
+    /// How long SIGTERM waits for requests in flight before stopping anyway.
+    pub shutdown_timeout: Duration,
 }
 
 /// TLS certificate chain and key files, PEM.
@@ -179,6 +181,8 @@ struct RawConfig {
     acl: PathBuf,
     #[serde(default)]
     threads: Option<usize>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    shutdown_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -500,21 +504,32 @@ impl Config {
             key: resolve(&t.key),
             certificate: t.certificate.as_deref().map(resolve),
             expiration: t.expiration.unwrap_or(Duration::from_secs(300)),
-            refresh_expiration: t.refresh_expiration.unwrap_or(Duration::from_secs(30 * 86_400)),
+            refresh_expiration: t
+                .refresh_expiration
+                .unwrap_or(Duration::from_secs(30 * 86_400)),
         });
         if let Some(t) = &token {
-            if !t.path.starts_with('/') || t.path.starts_with("/v2") || t.path.contains(['?', '#', '%']) {
+            if !t.path.starts_with('/')
+                || t.path.starts_with("/v2")
+                || t.path.contains(['?', '#', '%'])
+            {
                 err(
                     "auth.token.path",
                     format!("{:?} must be an absolute path outside /v2", t.path),
                 );
             }
             if !t.key.is_file() {
-                err("auth.token.key", format!("{} does not exist", t.key.display()));
+                err(
+                    "auth.token.key",
+                    format!("{} does not exist", t.key.display()),
+                );
             }
             if let Some(c) = &t.certificate {
                 if !c.is_file() {
-                    err("auth.token.certificate", format!("{} does not exist", c.display()));
+                    err(
+                        "auth.token.certificate",
+                        format!("{} does not exist", c.display()),
+                    );
                 }
             }
             if t.expiration.is_zero() {
@@ -541,10 +556,16 @@ impl Config {
         });
         if let Some(l) = &ldap {
             if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
-                err("auth.ldap.url", format!("{:?} must start with ldap:// or ldaps://", l.url));
+                err(
+                    "auth.ldap.url",
+                    format!("{:?} must start with ldap:// or ldaps://", l.url),
+                );
             }
             if l.start_tls && l.url.starts_with("ldaps://") {
-                err("auth.ldap.start_tls", "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into());
+                err(
+                    "auth.ldap.start_tls",
+                    "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into(),
+                );
             }
             if !l.filter.contains("{account}") {
                 err("auth.ldap.filter", "must contain {account}".into());
@@ -557,7 +578,10 @@ impl Config {
             }
             if let Some(c) = &l.ca_certificate {
                 if !c.is_file() {
-                    err("auth.ldap.ca_certificate", format!("{} does not exist", c.display()));
+                    err(
+                        "auth.ldap.ca_certificate",
+                        format!("{} does not exist", c.display()),
+                    );
                 }
             }
         }
@@ -601,6 +625,7 @@ impl Config {
                     .map(|n| n.get())
                     .unwrap_or(1)
             }),
+            shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
         })
     }
 }

@@ -138,7 +138,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         "portcullis starting"
     );
     let prepared = portcullis::server::prepare(path, config, built.state)?;
-    prepared.server.run_forever()
+    prepared.run();
+    tracing::info!("portcullis stopped");
+    Ok(())
 }
 
 fn check(path: &Path) -> ExitCode {

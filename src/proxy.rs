@@ -30,6 +30,7 @@ use crate::config::Upstream;
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
 use crate::policy::{self, Decision, Subject};
 use crate::route::{self, Route, RouteError};
+use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
 
 /// Headers a client could use to make the registry (or something between us and it) see a
@@ -60,6 +61,7 @@ pub struct Portcullis {
     tls: bool,
     trusted_proxies: Vec<IpNet>,
     catalog: Catalog,
+    drain: Arc<Drain>,
 }
 
 impl Portcullis {
@@ -71,6 +73,7 @@ impl Portcullis {
         upstream_addr: SocketAddr,
         tls: bool,
         trusted_proxies: Vec<IpNet>,
+        drain: Arc<Drain>,
     ) -> Self {
         Portcullis {
             state,
@@ -79,6 +82,7 @@ impl Portcullis {
             tls,
             trusted_proxies,
             catalog: Catalog::new(),
+            drain,
         }
     }
 
@@ -177,6 +181,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// What one request learned on its way through, for the later phases and the audit line.
 pub struct RequestCtx {
+    _in_flight: InFlight,
     started: Instant,
     state: Option<Arc<State>>,
     route: Option<Route>,
@@ -269,6 +274,7 @@ impl ProxyHttp for Portcullis {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            _in_flight: self.drain.enter(),
             started: Instant::now(),
             state: None,
             route: None,
@@ -284,6 +290,18 @@ impl ProxyHttp for Portcullis {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
         ctx.client_ip = self.client_ip(session);
+        if self.drain.is_draining() {
+            ctx.outcome = Outcome::Error;
+            session.set_keepalive(None);
+            let e = OciError::new(503, "UNAVAILABLE", "shutting down");
+            respond(
+                session,
+                &e,
+                &[("Connection", "close".into()), ("Retry-After", "1".into())],
+            )
+            .await?;
+            return Ok(true);
+        }
 
         let req = session.req_header();
         // An absolute-form target (`GET http://other/v2/... HTTP/1.1`) names a host and a path

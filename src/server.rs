@@ -9,12 +9,13 @@ use anyhow::{anyhow, Context};
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
 use crate::config::Config;
 use crate::proxy::Portcullis;
 use crate::reload::Reloader;
+use crate::shutdown::{Drain, SignalWatch};
 use crate::state::State;
 use crate::tls::CertResolver;
 
@@ -26,6 +27,20 @@ pub struct Prepared {
     pub state: Arc<ArcSwap<State>>,
     /// The TLS certificate in use, when TLS is on.
     pub certs: Option<Arc<CertResolver>>,
+    /// Requests in flight, for graceful shutdown.
+    pub drain: Arc<Drain>,
+    /// How long SIGTERM waits for them.
+    pub shutdown_timeout: std::time::Duration,
+}
+
+impl Prepared {
+    /// Runs until a signal stops the server; SIGTERM drains requests in flight first.
+    pub fn run(self) {
+        let watch = SignalWatch::new(self.drain.clone(), self.shutdown_timeout);
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(watch),
+        });
+    }
 }
 
 /// Resolves the upstream once at start; a name that does not resolve is a start-up error.
@@ -59,6 +74,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     server.bootstrap();
 
     let state = Arc::new(ArcSwap::from_pointee(state));
+    let drain = Drain::new();
     let upstream_addr = resolve_upstream(&config.upstream.address)?;
     let proxy = Portcullis::new(
         state.clone(),
@@ -66,6 +82,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         upstream_addr,
         config.tls.is_some(),
         config.trusted_proxies.clone(),
+        drain.clone(),
     );
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     let listen = config.listen.to_string();
@@ -101,5 +118,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         server,
         state,
         certs,
+        drain,
+        shutdown_timeout: config.shutdown_timeout,
     })
 }

@@ -1,0 +1,135 @@
+//! Graceful shutdown that waits for the requests in flight, not for a fixed time.
+//!
+//! Pingora's own SIGTERM handling sleeps a fixed grace period and then cancels whatever is
+//! still running, which either delays every shutdown or cuts a long upload. Here SIGTERM
+//! first puts the proxy in *draining* mode (new requests get `503` with `Connection: close`,
+//! so load balancers move on), waits until no request is in flight or the drain timeout
+//! passes, and only then lets Pingora shut down. SIGINT still stops at once; SIGQUIT keeps
+//! Pingora's socket hand-over upgrade.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Requests in flight and whether the process is draining.
+#[derive(Debug, Default)]
+pub struct Drain {
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+}
+
+/// Held by each request while it runs; dropping it (however the request ends) counts it out.
+#[derive(Debug)]
+pub struct InFlight(Arc<Drain>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drain {
+    /// A new, idle tracker.
+    pub fn new() -> Arc<Drain> {
+        Arc::new(Drain::default())
+    }
+
+    /// Counts a request in until the returned guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// True once SIGTERM arrived: new requests are turned away.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Requests now running.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Starts draining and waits until at most `allowance` requests are running (the caller's
+    /// own, if it asks from inside a request) or `timeout` passes. Returns whether it drained.
+    pub async fn drain(&self, allowance: usize, timeout: Duration) -> bool {
+        self.draining.store(true, Ordering::Release);
+        let start = Instant::now();
+        while self.in_flight() > allowance {
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+/// The signal handler given to Pingora's `Server::run`.
+pub struct SignalWatch {
+    drain: Arc<Drain>,
+    timeout: Duration,
+}
+
+impl SignalWatch {
+    /// Drains `drain` for at most `timeout` on SIGTERM.
+    pub fn new(drain: Arc<Drain>, timeout: Duration) -> Self {
+        SignalWatch { drain, timeout }
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for SignalWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => {
+                tracing::info!(in_flight = self.drain.in_flight(), "SIGTERM: draining requests in flight");
+                if self.drain.drain(0, self.timeout).await {
+                    tracing::info!("drained; shutting down");
+                } else {
+                    tracing::warn!(in_flight = self.drain.in_flight(), timeout = ?self.timeout, "drain timeout reached; shutting down anyway");
+                }
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn drain_waits_for_guards() {
+        let drain = Drain::new();
+        let guard = drain.enter();
+        let other = drain.enter();
+        assert_eq!(drain.in_flight(), 2);
+        drop(other);
+        assert!(
+            !drain.drain(0, Duration::from_millis(50)).await,
+            "one still in flight"
+        );
+        assert!(drain.is_draining());
+        let d = drain.clone();
+        let waiter = tokio::spawn(async move { d.drain(0, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        drop(guard);
+        assert!(waiter.await.unwrap());
+        assert_eq!(drain.in_flight(), 0);
+    }
+}
