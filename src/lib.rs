@@ -10,26 +10,34 @@
 //! | [`authn`] | one [`authn::Authenticator`] trait; static users, htpasswd; login cache |
 //! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
 //! | [`policy`] | credentials + route + ACL → [`policy::Decision`]: the one place that decides |
+//! | [`token`] | the Docker token service: keys, JWT signing/verification, the token endpoint |
 //! | [`catalog`] | the per-user filtered catalog |
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |
 //! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
 //! | [`tls`] | the client-side certificate, swappable without a restart |
 //! | [`reload`] | watching files and SIGHUP, building a new state, swapping it in |
+//! | [`shutdown`] | SIGTERM drains requests in flight before exiting |
 //! | [`server`] | builds the Pingora server: listeners, TLS, threads |
+//! | [`metrics`] | the Prometheus registry and one method per thing counted |
+//! | [`admin`] | the admin listener (`/metrics`, `/healthz`, `/readyz`) and the registry probe |
 //! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
 
 pub mod acl;
+pub mod admin;
 pub mod authn;
 pub mod catalog;
 pub mod config;
 pub mod diagnostic;
 pub mod errors;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod route;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod tls;
+pub mod token;
 pub mod yaml;

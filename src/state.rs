@@ -75,6 +75,14 @@ impl State {
                 Err(e) => errors.extend(e.0),
             }
         }
+        if let Some(ldap) = &config.auth.ldap {
+            // Reads the bind password file (errors keyed `auth.ldap.bind_password_file`) and
+            // the CA; does not connect.
+            match crate::authn::ldap::LdapAuthenticator::load(ldap) {
+                Ok(l) => backends.push(Arc::new(l)),
+                Err(e) => errors.extend(e.0),
+            }
+        }
         let mut warnings = Vec::new();
         let acl = match Acl::load(&config.acl) {
             Ok(loaded) => {

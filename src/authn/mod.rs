@@ -8,6 +8,8 @@
 pub mod cache;
 pub mod credentials;
 pub mod htpasswd;
+pub mod lockout;
+pub mod ldap;
 pub mod password;
 pub mod users;
 
@@ -99,6 +101,14 @@ pub trait Authenticator: Send + Sync {
     fn fingerprint(&self, _account: &str) -> Option<u64> {
         None
     }
+
+    /// `None` (the default): the chain may remember this backend's successful logins for its
+    /// own TTL (1 h). `Some(ttl)`: the backend remembers them itself for `ttl` (LDAP:
+    /// `ldap.cache`; `0s` for never) and the chain does not remember them at all, so a
+    /// disabled directory account stops working after `ttl`, not after the chain's hour.
+    fn cache_ttl(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The backends in order, plus the login cache. Built anew on every (re)load, so a changed
@@ -171,7 +181,9 @@ impl Authenticators {
             match backend.authenticate(account, password).await {
                 Lookup::Unknown => continue,
                 Lookup::Decided(Ok(identity)) => {
-                    self.cache.insert(key, identity.clone());
+                    if backend.cache_ttl().is_none() {
+                        self.cache.insert(key, identity.clone());
+                    }
                     return Ok(identity);
                 }
                 Lookup::Decided(Err(e)) => return Err(e),

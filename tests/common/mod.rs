@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub mod slapd;
+
 /// A free loopback port (bound then released; the tiny race is acceptable in tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

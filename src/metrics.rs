@@ -1,0 +1,568 @@
+//! Prometheus metrics: one [`Metrics`] value owning its own registry (never the global one, so
+//! tests can build several), with one method per thing that happened.
+//!
+//! Every label value comes from a closed enum here, never from the request, so an attacker
+//! cannot grow the number of series. Counter handles are resolved once at construction and
+//! kept in arrays indexed by those enums: the hot path does no label hashing or allocation.
+//! Resolving every combination up front also means a scrape shows `0` for things that have
+//! not happened yet rather than leaving the series out.
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `portcullis_requests_total` | `action`, `decision` |
+//! | `portcullis_request_duration_seconds` (histogram) | `action` |
+//! | `portcullis_upstream_errors_total` | `kind` |
+//! | `portcullis_auth_failures_total` | `reason` |
+//! | `portcullis_config_reloads_total` | `result` |
+//! | `portcullis_acl_rules` (gauge) | |
+//! | `portcullis_tokens_issued_total` | |
+//! | `portcullis_lockouts_total` | |
+//! | `portcullis_bytes_total` | `direction` (`in` client→registry, `out` registry→client) |
+//! | `portcullis_upstream_up` (gauge 0/1) | |
+//! | `process_*` (Linux) | |
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::authn::AuthnError;
+use crate::proxy::Outcome;
+use crate::route::Route;
+
+/// The `Content-Type` of [`Metrics::encode`]'s output (text exposition format 0.0.4).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Request duration buckets, seconds: 100 µs (a cached refusal) to 60 s (a large blob).
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+/// Declares a closed label enum: variants, their label values, and `ALL` in index order.
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in index order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// The `action` label of request metrics.
+    Action {
+        /// Reading a repository.
+        Pull => "pull",
+        /// Writing a repository.
+        Push => "push",
+        /// Deleting from a repository.
+        Delete => "delete",
+        /// `/v2/_catalog`.
+        Catalog => "catalog",
+        /// `/v2/`.
+        Base => "base",
+        /// The token endpoint.
+        Token => "token",
+        /// Nothing parsed (an invalid request).
+        None => "none",
+    }
+}
+
+impl Action {
+    /// The action of a parsed route; `None` (no route: the request did not parse) is
+    /// [`Action::None`].
+    pub fn of_route(route: Option<&Route>) -> Action {
+        match route {
+            Some(Route::Base) => Action::Base,
+            Some(Route::Catalog) => Action::Catalog,
+            Some(Route::Repository { action, .. }) => match action {
+                crate::route::Action::Pull => Action::Pull,
+                crate::route::Action::Push => Action::Push,
+                crate::route::Action::Delete => Action::Delete,
+            },
+            None => Action::None,
+        }
+    }
+}
+
+label_enum! {
+    /// The `decision` label of `portcullis_requests_total` (the audit line's `decision`).
+    Decision {
+        /// Forwarded.
+        Allowed => "allowed",
+        /// Refused with a valid login (or anonymous refused).
+        Denied => "denied",
+        /// No or bad credentials.
+        Unauthenticated => "unauthenticated",
+        /// Refused before authentication: the request did not parse.
+        Invalid => "invalid",
+        /// The registry or an authentication backend failed.
+        Error => "error",
+    }
+}
+
+impl From<Outcome> for Decision {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Allowed => Decision::Allowed,
+            Outcome::Denied => Decision::Denied,
+            Outcome::Unauthenticated => Decision::Unauthenticated,
+            Outcome::Invalid => Decision::Invalid,
+            Outcome::Error => Decision::Error,
+        }
+    }
+}
+
+label_enum! {
+    /// The `kind` label of `portcullis_upstream_errors_total`.
+    UpstreamErrorKind {
+        /// The TCP connect failed (refused, no route, …).
+        Connect => "connect",
+        /// Connecting, reading or writing took too long.
+        Timeout => "timeout",
+        /// The registry closed or reset an established connection.
+        Reset => "reset",
+        /// Anything else (a malformed answer, …).
+        Other => "other",
+    }
+}
+
+impl UpstreamErrorKind {
+    /// Classifies a Pingora error met while talking to the registry.
+    pub fn of(error: &pingora::Error) -> Self {
+        use pingora::ErrorType as E;
+        match error.etype() {
+            E::ConnectTimedout | E::ReadTimedout | E::WriteTimedout | E::TLSHandshakeTimedout => {
+                UpstreamErrorKind::Timeout
+            }
+            E::ConnectRefused
+            | E::ConnectNoRoute
+            | E::ConnectError
+            | E::TLSHandshakeFailure
+            | E::HandshakeError
+            | E::InvalidCert
+            | E::BindError
+            | E::SocketError
+            | E::ConnectProxyFailure => UpstreamErrorKind::Connect,
+            E::ConnectionClosed | E::ReadError | E::WriteError => UpstreamErrorKind::Reset,
+            _ => UpstreamErrorKind::Other,
+        }
+    }
+}
+
+label_enum! {
+    /// The `reason` label of `portcullis_auth_failures_total`.
+    AuthFailure {
+        /// A known account with a wrong password.
+        BadPassword => "bad_password",
+        /// No backend knows the account.
+        UnknownAccount => "unknown_account",
+        /// An `Authorization` header that does not parse.
+        Malformed => "malformed",
+        /// LDAP (or another backend) could not answer.
+        LdapUnavailable => "ldap_unavailable",
+        /// Refused because of a lockout, before the password was checked.
+        LockedOut => "locked_out",
+        /// A bearer token that is invalid, expired or for another service.
+        BadToken => "bad_token",
+    }
+}
+
+impl AuthFailure {
+    /// The failure reason of a login error; `None` for "no credentials" (a challenge, not a
+    /// failure).
+    pub fn of(error: &AuthnError) -> Option<Self> {
+        match error {
+            AuthnError::BadPassword => Some(AuthFailure::BadPassword),
+            AuthnError::UnknownAccount => Some(AuthFailure::UnknownAccount),
+            AuthnError::Unavailable(_) => Some(AuthFailure::LdapUnavailable),
+            AuthnError::Missing => None,
+        }
+    }
+}
+
+label_enum! {
+    /// The `direction` label of `portcullis_bytes_total`.
+    Direction {
+        /// Client → registry (request bodies: pushes).
+        In => "in",
+        /// Registry → client (response bodies: pulls).
+        Out => "out",
+    }
+}
+
+const ACTIONS: usize = 7;
+const DECISIONS: usize = 5;
+
+/// All portcullis metrics and the registry they are registered in.
+pub struct Metrics {
+    registry: Registry,
+    requests: [[IntCounter; DECISIONS]; ACTIONS],
+    durations: [Histogram; ACTIONS],
+    upstream_errors: [IntCounter; 4],
+    auth_failures: [IntCounter; 6],
+    reloads: [IntCounter; 2],
+    acl_rules: IntGauge,
+    tokens_issued: IntCounter,
+    lockouts: IntCounter,
+    bytes: [IntCounter; 2],
+    upstream_up: IntGauge,
+}
+
+/// Resolves one counter per label value: `label(i)` is the value at index `i`.
+fn resolve<const N: usize>(
+    vec: &IntCounterVec,
+    label: impl Fn(usize) -> &'static str,
+) -> [IntCounter; N] {
+    std::array::from_fn(|i| vec.with_label_values(&[label(i)]))
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered and every label combination at 0.
+    pub fn new() -> Self {
+        Self::try_new().expect("metric definitions are valid and registered once")
+    }
+
+    fn try_new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok::<_, prometheus::Error>(vec)
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+
+        let requests_vec = counter_vec(
+            "portcullis_requests_total",
+            "Requests answered, by action and decision.",
+            &["action", "decision"],
+        )?;
+        let requests = std::array::from_fn(|a| {
+            std::array::from_fn(|d| {
+                requests_vec
+                    .with_label_values(&[Action::ALL[a].as_str(), Decision::ALL[d].as_str()])
+            })
+        });
+
+        let durations_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_request_duration_seconds",
+                "Time from the request head to the end of the answer, by action.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["action"],
+        )?;
+        registry.register(Box::new(durations_vec.clone()))?;
+        let durations =
+            std::array::from_fn(|a| durations_vec.with_label_values(&[Action::ALL[a].as_str()]));
+
+        let upstream_errors = resolve(
+            &counter_vec(
+                "portcullis_upstream_errors_total",
+                "Failures talking to the registry, by kind.",
+                &["kind"],
+            )?,
+            |i| UpstreamErrorKind::ALL[i].as_str(),
+        );
+        let auth_failures = resolve(
+            &counter_vec(
+                "portcullis_auth_failures_total",
+                "Failed authentications, by reason.",
+                &["reason"],
+            )?,
+            |i| AuthFailure::ALL[i].as_str(),
+        );
+        let reloads = resolve(
+            &counter_vec(
+                "portcullis_config_reloads_total",
+                "Configuration reloads, by result.",
+                &["result"],
+            )?,
+            |i| ["success", "failure"][i],
+        );
+        let acl_rules = gauge("portcullis_acl_rules", "ACL rules currently loaded.")?;
+        let tokens_issued = counter("portcullis_tokens_issued_total", "Bearer tokens issued.")?;
+        let lockouts = counter(
+            "portcullis_lockouts_total",
+            "Accounts or client addresses locked out after too many failed logins.",
+        )?;
+        let bytes = resolve(
+            &counter_vec(
+                "portcullis_bytes_total",
+                "Body bytes proxied; in = client to registry, out = registry to client.",
+                &["direction"],
+            )?,
+            |i| Direction::ALL[i].as_str(),
+        );
+        let upstream_up = gauge(
+            "portcullis_upstream_up",
+            "1 when the registry answered the last readiness probe, else 0.",
+        )?;
+
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        Ok(Metrics {
+            registry,
+            requests,
+            durations,
+            upstream_errors,
+            auth_failures,
+            reloads,
+            acl_rules,
+            tokens_issued,
+            lockouts,
+            bytes,
+            upstream_up,
+        })
+    }
+
+    /// One answered request: counts it and records how long it took.
+    pub fn observe_request(&self, action: Action, decision: Decision, duration: Duration) {
+        self.requests[action.index()][decision.index()].inc();
+        self.durations[action.index()].observe(duration.as_secs_f64());
+    }
+
+    /// A failure talking to the registry.
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors[kind.index()].inc();
+    }
+
+    /// A failed authentication.
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        self.auth_failures[reason.index()].inc();
+    }
+
+    /// A configuration reload, successful (`true`) or refused (`false`).
+    pub fn reload(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].inc();
+    }
+
+    /// The number of ACL rules now loaded (at start and after each successful reload).
+    pub fn set_acl_rules(&self, n: usize) {
+        self.acl_rules.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A bearer token was issued.
+    pub fn token_issued(&self) {
+        self.tokens_issued.inc();
+    }
+
+    /// An account or client address was just locked out.
+    pub fn lockout(&self) {
+        self.lockouts.inc();
+    }
+
+    /// `n` body bytes went in `direction`.
+    pub fn bytes(&self, direction: Direction, n: u64) {
+        self.bytes[direction.index()].inc_by(n);
+    }
+
+    /// The result of the latest readiness probe of the registry.
+    pub fn set_upstream_up(&self, up: bool) {
+        self.upstream_up.set(i64::from(up));
+    }
+
+    /// Everything, in the text exposition format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let families = self.registry.gather();
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            // Only possible for malformed families, which this module never builds.
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The registry, to register further collectors.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_line(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[track_caller]
+    fn assert_line(text: &str, line: &str) {
+        assert!(has_line(text, line), "missing line {line:?} in:\n{text}");
+    }
+
+    #[test]
+    fn label_enums_index_in_declaration_order() {
+        for (i, a) in Action::ALL.iter().enumerate() {
+            assert_eq!(a.index(), i);
+        }
+        assert_eq!(Action::ALL.len(), ACTIONS);
+        assert_eq!(Decision::ALL.len(), DECISIONS);
+        assert_eq!(UpstreamErrorKind::ALL.len(), 4);
+        assert_eq!(AuthFailure::ALL.len(), 6);
+        assert_eq!(Direction::ALL.len(), 2);
+    }
+
+    #[test]
+    fn fresh_registry_shows_zeroes() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert_line(
+            &text,
+            r#"portcullis_config_reloads_total{result="success"} 0"#,
+        );
+        assert_line(
+            &text,
+            r#"portcullis_config_reloads_total{result="failure"} 0"#,
+        );
+        assert_line(
+            &text,
+            r#"portcullis_requests_total{action="push",decision="denied"} 0"#,
+        );
+        assert_line(
+            &text,
+            r#"portcullis_auth_failures_total{reason="locked_out"} 0"#,
+        );
+        assert_line(&text, r#"portcullis_upstream_errors_total{kind="reset"} 0"#);
+        assert_line(&text, r#"portcullis_bytes_total{direction="in"} 0"#);
+        assert_line(&text, "portcullis_acl_rules 0");
+        assert_line(&text, "portcullis_tokens_issued_total 0");
+        assert_line(&text, "portcullis_lockouts_total 0");
+        assert_line(&text, "portcullis_upstream_up 0");
+        assert_line(
+            &text,
+            "# TYPE portcullis_request_duration_seconds histogram",
+        );
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    }
+
+    #[test]
+    fn counts_what_happened() {
+        let m = Metrics::new();
+        m.observe_request(Action::Pull, Decision::Allowed, Duration::from_millis(3));
+        m.observe_request(Action::Pull, Decision::Allowed, Duration::from_micros(50));
+        m.observe_request(Action::Push, Decision::Denied, Duration::from_secs(90));
+        m.upstream_error(UpstreamErrorKind::Timeout);
+        m.auth_failure(AuthFailure::BadPassword);
+        m.auth_failure(AuthFailure::BadPassword);
+        m.auth_failure(AuthFailure::LockedOut);
+        m.reload(true);
+        m.reload(false);
+        m.reload(true);
+        m.set_acl_rules(42);
+        m.token_issued();
+        m.lockout();
+        m.bytes(Direction::In, 1000);
+        m.bytes(Direction::Out, 7);
+        m.bytes(Direction::Out, 8);
+        m.set_upstream_up(true);
+        let text = m.encode();
+        for line in [
+            r#"portcullis_requests_total{action="pull",decision="allowed"} 2"#,
+            r#"portcullis_requests_total{action="push",decision="denied"} 1"#,
+            r#"portcullis_requests_total{action="pull",decision="denied"} 0"#,
+            r#"portcullis_request_duration_seconds_count{action="pull"} 2"#,
+            r#"portcullis_request_duration_seconds_bucket{action="pull",le="0.0001"} 1"#,
+            r#"portcullis_request_duration_seconds_bucket{action="pull",le="0.0025"} 1"#,
+            r#"portcullis_request_duration_seconds_bucket{action="pull",le="0.005"} 2"#,
+            r#"portcullis_request_duration_seconds_bucket{action="push",le="60"} 0"#,
+            r#"portcullis_request_duration_seconds_bucket{action="push",le="+Inf"} 1"#,
+            r#"portcullis_request_duration_seconds_sum{action="push"} 90"#,
+            r#"portcullis_upstream_errors_total{kind="timeout"} 1"#,
+            r#"portcullis_upstream_errors_total{kind="connect"} 0"#,
+            r#"portcullis_auth_failures_total{reason="bad_password"} 2"#,
+            r#"portcullis_auth_failures_total{reason="locked_out"} 1"#,
+            r#"portcullis_config_reloads_total{result="success"} 2"#,
+            r#"portcullis_config_reloads_total{result="failure"} 1"#,
+            "portcullis_acl_rules 42",
+            "portcullis_tokens_issued_total 1",
+            "portcullis_lockouts_total 1",
+            r#"portcullis_bytes_total{direction="in"} 1000"#,
+            r#"portcullis_bytes_total{direction="out"} 15"#,
+            "portcullis_upstream_up 1",
+        ] {
+            assert_line(&text, line);
+        }
+        m.set_upstream_up(false);
+        m.set_acl_rules(3);
+        let text = m.encode();
+        assert_line(&text, "portcullis_upstream_up 0");
+        assert_line(&text, "portcullis_acl_rules 3");
+    }
+
+    #[test]
+    fn registries_are_independent() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.token_issued();
+        assert_line(&a.encode(), "portcullis_tokens_issued_total 1");
+        assert_line(&b.encode(), "portcullis_tokens_issued_total 0");
+    }
+
+    #[test]
+    fn maps_from_other_modules() {
+        assert_eq!(Action::of_route(None), Action::None);
+        assert_eq!(Action::of_route(Some(&Route::Catalog)), Action::Catalog);
+        assert_eq!(Action::of_route(Some(&Route::Base)), Action::Base);
+        for outcome in [
+            Outcome::Allowed,
+            Outcome::Denied,
+            Outcome::Unauthenticated,
+            Outcome::Invalid,
+            Outcome::Error,
+        ] {
+            assert_eq!(Decision::from(outcome).as_str(), outcome.as_str());
+        }
+        assert_eq!(
+            AuthFailure::of(&AuthnError::BadPassword),
+            Some(AuthFailure::BadPassword)
+        );
+        assert_eq!(AuthFailure::of(&AuthnError::Missing), None);
+        let refused = pingora::Error::new(pingora::ErrorType::ConnectRefused);
+        assert_eq!(UpstreamErrorKind::of(&refused), UpstreamErrorKind::Connect);
+        let slow = pingora::Error::new(pingora::ErrorType::ReadTimedout);
+        assert_eq!(UpstreamErrorKind::of(&slow), UpstreamErrorKind::Timeout);
+        let closed = pingora::Error::new(pingora::ErrorType::ConnectionClosed);
+        assert_eq!(UpstreamErrorKind::of(&closed), UpstreamErrorKind::Reset);
+    }
+}

@@ -1,0 +1,958 @@
+//! The token endpoint (`auth.token.path`): a request in, a complete response out, no I/O of
+//! its own besides authentication, so the proxy only copies bytes and tests need no server.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET ?service=&scope=…[&account=][&offline_token=true]` with Basic or no credentials | `{"token","access_token","expires_in","issued_at"[,"refresh_token"]}` |
+//! | `POST` form `grant_type=password&username=&password=&service=&scope=&client_id=[&access_type=offline]` | `{"access_token","token","expires_in","issued_at"[,"scope"][,"refresh_token"]}` |
+//! | `POST` form `grant_type=refresh_token&refresh_token=&service=&scope=&client_id=` | the same, without a new refresh token |
+//!
+//! Decisions made here, each on purpose:
+//! - Every requested scope gets what the ACL grants of its actions; a scope granted nothing is
+//!   left out of the token (as docker_auth does) — the registry then answers 401 on use.
+//! - A `service` other than ours is a 400 (docker_auth does the same); a missing one is taken
+//!   to mean ours, since the token's `aud` is ours either way.
+//! - An `account` other than the Basic user is a 400; `account` without credentials too.
+//! - Single-valued parameters given twice are a 400 (Go would take the first; we do not guess).
+//! - Refresh tokens are issued only to real accounts, never to anonymous callers (GET with
+//!   `offline_token=true`, POST with `access_type=offline`), and only when
+//!   `refresh_expiration` is not zero. A refresh re-checks that the account still exists
+//!   (fresh labels) and re-evaluates the ACL. A bad refresh token is a 401.
+//! - `client_id` is accepted and not checked (the spec calls it required, but it identifies
+//!   nothing we could verify). On POST, only the form body counts; the query is ignored.
+//! - Errors carry both shapes clients read: the OCI `{"errors":[{code,message,detail}]}` and
+//!   OAuth2's `error`/`error_description`.
+//! - Nothing here logs or echoes a password or token.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+
+use super::claims::{rfc3339, ResourceActions};
+use super::scope::{parse_scopes, Scope};
+use super::{unix_now, TokenError, TokenService};
+use crate::acl::{AccessRequest, Acl};
+use crate::authn::{Authenticators, AuthnError, Credentials, Identity};
+
+/// Largest POST body accepted. The proxy must read at most this many bytes (plus one, to tell
+/// "too long" apart) and hand them over; a longer body is answered 413 here.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the proxy hands over from one HTTP request to the token path.
+#[derive(Debug)]
+pub struct EndpointRequest<'a> {
+    /// `GET` or `POST` (others are answered 405).
+    pub method: &'a str,
+    /// The raw query string, without `?` (`""` when there is none).
+    pub query: &'a str,
+    /// The `Content-Type` header, for POST.
+    pub content_type: Option<&'a str>,
+    /// The request body (POST), at most [`MAX_BODY`] + 1 bytes.
+    pub body: &'a [u8],
+    /// The parsed `Authorization` header.
+    pub credentials: Credentials,
+    /// The client address the ACL's `ip` sees.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// How a request ended, for the audit line, metrics and failed-login counting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A token was issued (possibly with empty `access`).
+    Issued,
+    /// A malformed request: 400, 405 or 413.
+    Invalid,
+    /// Credentials were wrong or missing: 401. Count it for lockout unless `Missing`.
+    LoginFailed(AuthnError),
+    /// A refresh token was invalid, expired, or its account is gone: 401.
+    RefreshRejected,
+    /// An authentication backend could not answer, or signing failed: 503/500.
+    Error,
+}
+
+/// A complete answer: status, headers and body.
+#[derive(Debug)]
+pub struct EndpointResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers to send; always `Content-Type: application/json` and `Cache-Control: no-store`.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Bytes,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The account the request was for, when known (Basic user, form username, refresh `sub`).
+    pub account: Option<String>,
+    /// The granted scopes, space-separated (`type:name:actions`), for the audit line.
+    pub granted: String,
+}
+
+/// A refusal, before it becomes a response.
+struct Failure {
+    status: u16,
+    code: &'static str,
+    oauth: &'static str,
+    message: &'static str,
+    outcome: Outcome,
+}
+
+impl Failure {
+    fn invalid(oauth: &'static str, message: &'static str) -> Failure {
+        Failure {
+            status: 400,
+            code: "UNSUPPORTED",
+            oauth,
+            message,
+            outcome: Outcome::Invalid,
+        }
+    }
+
+    fn login(e: AuthnError) -> Failure {
+        match e {
+            AuthnError::Unavailable(_) => Failure {
+                status: 503,
+                code: "UNAVAILABLE",
+                oauth: "temporarily_unavailable",
+                message: "authentication is unavailable, try again later",
+                outcome: Outcome::Error,
+            },
+            other => Failure {
+                status: 401,
+                code: "UNAUTHORIZED",
+                oauth: "invalid_grant",
+                message: "authentication required",
+                outcome: Outcome::LoginFailed(other),
+            },
+        }
+    }
+
+    fn refresh() -> Failure {
+        Failure {
+            status: 401,
+            code: "UNAUTHORIZED",
+            oauth: "invalid_grant",
+            message: "invalid or expired refresh token",
+            outcome: Outcome::RefreshRejected,
+        }
+    }
+
+    fn internal() -> Failure {
+        Failure {
+            status: 500,
+            code: "UNKNOWN",
+            oauth: "server_error",
+            message: "the token could not be signed",
+            outcome: Outcome::Error,
+        }
+    }
+}
+
+/// Answers one token request. `realm` is the Basic realm of the `WWW-Authenticate` header on
+/// 401s. Never panics, whatever the input.
+pub async fn handle(
+    service: &TokenService,
+    authn: &Authenticators,
+    acl: &Acl,
+    realm: &str,
+    req: EndpointRequest<'_>,
+) -> EndpointResponse {
+    let mut account = None;
+    let result = match req.method {
+        "GET" => get(service, authn, acl, &req, &mut account).await,
+        "POST" => post(service, authn, acl, &req, &mut account).await,
+        _ => Err(Failure {
+            status: 405,
+            code: "UNSUPPORTED",
+            oauth: "invalid_request",
+            message: "method not allowed",
+            outcome: Outcome::Invalid,
+        }),
+    };
+    match result {
+        Ok((body, granted)) => EndpointResponse {
+            status: 200,
+            headers: common_headers(),
+            body: Bytes::from(body.to_string()),
+            outcome: Outcome::Issued,
+            account,
+            granted,
+        },
+        Err(f) => {
+            let mut headers = common_headers();
+            if f.status == 401 {
+                headers.push(("WWW-Authenticate", basic_challenge(realm)));
+            }
+            if f.status == 405 {
+                headers.push(("Allow", "GET, POST".to_string()));
+            }
+            let body = serde_json::json!({
+                "errors": [{"code": f.code, "message": f.message, "detail": null}],
+                "error": f.oauth,
+                "error_description": f.message,
+            });
+            EndpointResponse {
+                status: f.status,
+                headers,
+                body: Bytes::from(body.to_string()),
+                outcome: f.outcome,
+                account,
+                granted: String::new(),
+            }
+        }
+    }
+}
+
+fn common_headers() -> Vec<(&'static str, String)> {
+    vec![
+        ("Content-Type", "application/json".to_string()),
+        ("Cache-Control", "no-store".to_string()),
+        ("Pragma", "no-cache".to_string()),
+    ]
+}
+
+/// `Basic realm="…"` with quotes and backslashes escaped.
+fn basic_challenge(realm: &str) -> String {
+    format!("Basic realm=\"{}\"", super::quote_escape(realm))
+}
+
+/// Decoded parameters, with the one-value rule.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(text: &str) -> Result<Params, Failure> {
+        crate::route::parse_query(text)
+            .map(Params)
+            .map_err(|_| Failure::invalid("invalid_request", "malformed parameters"))
+    }
+
+    /// The value of a parameter that may appear at most once.
+    fn one(&self, key: &str) -> Result<Option<&str>, Failure> {
+        let mut found = None;
+        for (k, v) in &self.0 {
+            if k == key && found.replace(v.as_str()).is_some() {
+                return Err(Failure::invalid(
+                    "invalid_request",
+                    "a parameter is given more than once",
+                ));
+            }
+        }
+        Ok(found)
+    }
+
+    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The service check and the scopes, shared by every flow.
+    fn service_and_scopes(&self, service: &TokenService) -> Result<Vec<Scope>, Failure> {
+        match self.one("service")? {
+            Some(s) if s != service.service() => {
+                return Err(Failure::invalid("invalid_request", "unknown service"))
+            }
+            _ => {}
+        }
+        parse_scopes(self.all("scope"))
+            .map_err(|_| Failure::invalid("invalid_scope", "malformed scope"))
+    }
+}
+
+type Answer = Result<(serde_json::Value, String), Failure>;
+
+async fn get(
+    service: &TokenService,
+    authn: &Authenticators,
+    acl: &Acl,
+    req: &EndpointRequest<'_>,
+    account: &mut Option<String>,
+) -> Answer {
+    let params = Params::parse(req.query)?;
+    let scopes = params.service_and_scopes(service)?;
+    let asked_account = params.one("account")?;
+    let offline = params
+        .one("offline_token")?
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    params.one("client_id")?;
+    let identity = match &req.credentials {
+        Credentials::Basic {
+            account: user,
+            password,
+        } => {
+            *account = Some(user.clone());
+            if asked_account.is_some_and(|a| a != user) {
+                return Err(Failure::invalid(
+                    "invalid_request",
+                    "account does not match the credentials",
+                ));
+            }
+            authn.login(user, password).await
+        }
+        Credentials::None => {
+            if asked_account.is_some_and(|a| !a.is_empty()) {
+                return Err(Failure::invalid(
+                    "invalid_request",
+                    "account does not match the credentials",
+                ));
+            }
+            authn.authenticate(&Credentials::None).await
+        }
+        Credentials::Bearer(_) => Err(AuthnError::Missing),
+    }
+    .map_err(Failure::login)?;
+    *account = Some(identity.account.clone());
+    respond(
+        service,
+        acl,
+        req.client_ip,
+        &identity,
+        &scopes,
+        offline,
+        false,
+    )
+}
+
+async fn post(
+    service: &TokenService,
+    authn: &Authenticators,
+    acl: &Acl,
+    req: &EndpointRequest<'_>,
+    account: &mut Option<String>,
+) -> Answer {
+    if !is_urlencoded_form(req.content_type) {
+        return Err(Failure::invalid(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    if req.body.len() > MAX_BODY {
+        return Err(Failure {
+            status: 413,
+            code: "SIZE_INVALID",
+            oauth: "invalid_request",
+            message: "request body too large",
+            outcome: Outcome::Invalid,
+        });
+    }
+    let body = std::str::from_utf8(req.body)
+        .map_err(|_| Failure::invalid("invalid_request", "malformed parameters"))?;
+    let params = Params::parse(body)?;
+    let grant_type = params.one("grant_type")?;
+    params.one("client_id")?;
+    let scopes = params.service_and_scopes(service)?;
+    match grant_type {
+        Some("password") => {
+            let user = params
+                .one("username")?
+                .ok_or_else(|| Failure::invalid("invalid_request", "username is required"))?;
+            let password = params.one("password")?.unwrap_or("");
+            let offline = params.one("access_type")? == Some("offline");
+            *account = Some(user.to_string());
+            let identity = authn.login(user, password).await.map_err(Failure::login)?;
+            respond(
+                service,
+                acl,
+                req.client_ip,
+                &identity,
+                &scopes,
+                offline,
+                true,
+            )
+        }
+        Some("refresh_token") => {
+            let token = params
+                .one("refresh_token")?
+                .ok_or_else(|| Failure::invalid("invalid_request", "refresh_token is required"))?;
+            let claims = service
+                .verify_refresh(token)
+                .map_err(|_: TokenError| Failure::refresh())?;
+            *account = Some(claims.sub.clone());
+            let identity = match authn.lookup(&claims.sub).await {
+                Ok(identity) => identity,
+                Err(AuthnError::Unavailable(m)) => {
+                    return Err(Failure::login(AuthnError::Unavailable(m)))
+                }
+                Err(_) => return Err(Failure::refresh()),
+            };
+            respond(service, acl, req.client_ip, &identity, &scopes, false, true)
+        }
+        Some(_) => Err(Failure::invalid(
+            "unsupported_grant_type",
+            "grant_type must be password or refresh_token",
+        )),
+        None => Err(Failure::invalid(
+            "invalid_request",
+            "grant_type is required",
+        )),
+    }
+}
+
+/// Whether the media type (before any `;`) is `application/x-www-form-urlencoded`.
+fn is_urlencoded_form(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
+/// What the ACL grants of each scope; scopes granted nothing are left out.
+pub fn grant(
+    service: &TokenService,
+    acl: &Acl,
+    identity: &Identity,
+    ip: Option<IpAddr>,
+    scopes: &[Scope],
+) -> Vec<ResourceActions> {
+    scopes
+        .iter()
+        .filter_map(|scope| {
+            let actions: Vec<&str> = scope.actions.iter().map(String::as_str).collect();
+            let granted = acl.decide(&AccessRequest {
+                account: &identity.account,
+                labels: &identity.labels,
+                ip,
+                service: service.service(),
+                kind: &scope.kind,
+                name: &scope.name,
+                actions: &actions,
+            });
+            (!granted.actions.is_empty()).then(|| ResourceActions {
+                kind: scope.kind.clone(),
+                name: scope.name.clone(),
+                actions: granted.actions,
+            })
+        })
+        .collect()
+}
+
+fn respond(
+    service: &TokenService,
+    acl: &Acl,
+    ip: Option<IpAddr>,
+    identity: &Identity,
+    scopes: &[Scope],
+    offline: bool,
+    oauth: bool,
+) -> Answer {
+    let access = grant(service, acl, identity, ip, scopes);
+    let granted = access
+        .iter()
+        .map(|r| format!("{}:{}:{}", r.kind, r.name, r.actions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let now = unix_now();
+    let token = service
+        .sign_access(&identity.account, access, now)
+        .map_err(|_| Failure::internal())?;
+    let mut body = serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": service.expiration_secs(),
+        "issued_at": rfc3339(now),
+    });
+    if oauth && !granted.is_empty() {
+        body["scope"] = serde_json::Value::String(granted.clone());
+    }
+    if offline && !identity.is_anonymous() && service.refresh_expiration_secs() > 0 {
+        let refresh = service
+            .sign_refresh(&identity.account, now)
+            .map_err(|_| Failure::internal())?;
+        body["refresh_token"] = serde_json::Value::String(refresh);
+    }
+    Ok((body, granted))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use base64::Engine;
+
+    use super::super::keys::generate_dev_keypair;
+    use super::*;
+    use crate::authn::users::StaticUsers;
+
+    const ACL: &str = r#"
+- match: {account: admin}
+  actions: ["*"]
+- match: {account: "/.+/", name: "${account}/*"}
+  actions: ["*"]
+- match: {labels: {groups: builders}, name: "builds/*"}
+  actions: [pull, push]
+- match: {account: "/.+/", name: "team/*"}
+  actions: [pull]
+- match: {account: "", name: "public/*"}
+  actions: [pull]
+"#;
+
+    struct Env {
+        _dir: tempfile::TempDir,
+        service: TokenService,
+        acl: Acl,
+    }
+
+    fn env() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = generate_dev_keypair(dir.path()).unwrap();
+        let cfg = crate::config::Token {
+            path: "/auth".into(),
+            realm: None,
+            issuer: "portcullis-test".into(),
+            service: "registry.test".into(),
+            key,
+            certificate: Some(cert),
+            expiration: std::time::Duration::from_secs(300),
+            refresh_expiration: std::time::Duration::from_secs(3600),
+        };
+        let service = TokenService::load(&cfg).unwrap();
+        let acl = Acl::parse(ACL, std::path::Path::new("acl.yaml"))
+            .unwrap()
+            .acl;
+        Env {
+            _dir: dir,
+            service,
+            acl,
+        }
+    }
+
+    fn users(yaml: &str) -> Authenticators {
+        let users = StaticUsers::parse(yaml, std::path::Path::new("u.yaml")).unwrap();
+        let anonymous = users.contains("");
+        Authenticators::new(vec![Arc::new(users)], anonymous)
+    }
+
+    fn hash(p: &str) -> String {
+        bcrypt::hash(p, 4).unwrap()
+    }
+
+    fn standard_users(anonymous: bool) -> Authenticators {
+        let mut yaml = format!(
+            "alice:\n  password: \"{}\"\nci:\n  password: \"{}\"\n  labels: {{groups: [builders]}}\n",
+            hash("alice-pw"),
+            hash("ci-pw")
+        );
+        if anonymous {
+            yaml.push_str("\"\": {}\n");
+        }
+        users(&yaml)
+    }
+
+    fn basic(user: &str, password: &str) -> Credentials {
+        Credentials::Basic {
+            account: user.into(),
+            password: password.into(),
+        }
+    }
+
+    async fn call(
+        env: &Env,
+        authn: &Authenticators,
+        method: &str,
+        query: &str,
+        credentials: Credentials,
+        body: &str,
+    ) -> (EndpointResponse, serde_json::Value) {
+        let resp = handle(
+            &env.service,
+            authn,
+            &env.acl,
+            "Test Realm",
+            EndpointRequest {
+                method,
+                query,
+                content_type: (method == "POST").then_some("application/x-www-form-urlencoded"),
+                body: body.as_bytes(),
+                credentials,
+                client_ip: Some("192.0.2.1".parse().unwrap()),
+            },
+        )
+        .await;
+        let json = serde_json::from_slice(&resp.body).unwrap();
+        (resp, json)
+    }
+
+    fn header<'a>(resp: &'a EndpointResponse, name: &str) -> Option<&'a str> {
+        resp.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn access_of(env: &Env, token: &serde_json::Value) -> Vec<ResourceActions> {
+        env.service
+            .verify(token.as_str().unwrap())
+            .unwrap()
+            .access
+            .clone()
+    }
+
+    fn ra(kind: &str, name: &str, actions: &[&str]) -> ResourceActions {
+        ResourceActions {
+            kind: kind.into(),
+            name: name.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn get_grants_what_the_acl_allows_and_omits_the_rest() {
+        let env = env();
+        let authn = standard_users(false);
+        let (resp, json) = call(
+            &env,
+            &authn,
+            "GET",
+            "service=registry.test&scope=repository:team/app:pull,push&scope=repository:alice/x:push+repository:other/y:pull&account=alice",
+            basic("alice", "alice-pw"),
+            "",
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{json}");
+        assert_eq!(resp.outcome, Outcome::Issued);
+        assert_eq!(header(&resp, "content-type"), Some("application/json"));
+        assert_eq!(header(&resp, "cache-control"), Some("no-store"));
+        assert_eq!(json["token"], json["access_token"]);
+        assert_eq!(json["expires_in"], 300);
+        assert!(json["issued_at"].as_str().unwrap().ends_with('Z'));
+        assert!(json.get("refresh_token").is_none());
+        assert!(json.get("scope").is_none());
+        assert_eq!(
+            access_of(&env, &json["token"]),
+            vec![
+                ra("repository", "team/app", &["pull"]),
+                ra("repository", "alice/x", &["push"]),
+            ]
+        );
+        assert_eq!(
+            resp.granted,
+            "repository:team/app:pull repository:alice/x:push"
+        );
+        let claims = env.service.verify(json["token"].as_str().unwrap()).unwrap();
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.aud, "registry.test");
+        assert_eq!(claims.iss, "portcullis-test");
+    }
+
+    #[tokio::test]
+    async fn login_without_scope_gives_an_empty_token() {
+        let env = env();
+        let authn = standard_users(false);
+        let (resp, json) = call(
+            &env,
+            &authn,
+            "GET",
+            "service=registry.test&client_id=docker&offline_token=true",
+            basic("alice", "alice-pw"),
+            "",
+        )
+        .await;
+        assert_eq!(resp.status, 200);
+        assert!(access_of(&env, &json["token"]).is_empty());
+        // docker login asks for a refresh token (identity token) this way.
+        let refresh = json["refresh_token"].as_str().unwrap();
+        assert_eq!(
+            env.service.verify(refresh).unwrap_err(),
+            TokenError::WrongUse
+        );
+    }
+
+    #[tokio::test]
+    async fn anonymous_only_when_configured() {
+        let env = env();
+        let q = "service=registry.test&scope=repository:public/x:pull,push&scope=repository:team/a:pull";
+        let (resp, json) = call(&env, &standard_users(true), "GET", q, Credentials::None, "").await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            access_of(&env, &json["token"]),
+            vec![ra("repository", "public/x", &["pull"])]
+        );
+        assert_eq!(resp.account.as_deref(), Some(""));
+        // No refresh token for anonymous.
+        let (_, json) = call(
+            &env,
+            &standard_users(true),
+            "GET",
+            &format!("{q}&offline_token=true"),
+            Credentials::None,
+            "",
+        )
+        .await;
+        assert!(json.get("refresh_token").is_none());
+        let (resp, json) = call(
+            &env,
+            &standard_users(false),
+            "GET",
+            q,
+            Credentials::None,
+            "",
+        )
+        .await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.outcome, Outcome::LoginFailed(AuthnError::Missing));
+        assert_eq!(json["errors"][0]["code"], "UNAUTHORIZED");
+    }
+
+    #[tokio::test]
+    async fn bad_credentials_are_401_with_a_basic_challenge() {
+        let env = env();
+        let authn = standard_users(false);
+        for creds in [
+            basic("alice", "wrong"),
+            basic("nobody", "x"),
+            Credentials::Bearer("abc".into()),
+        ] {
+            let (resp, json) = call(&env, &authn, "GET", "service=registry.test", creds, "").await;
+            assert_eq!(resp.status, 401);
+            assert_eq!(
+                header(&resp, "www-authenticate"),
+                Some("Basic realm=\"Test Realm\"")
+            );
+            assert_eq!(json["errors"][0]["code"], "UNAUTHORIZED");
+            assert!(!String::from_utf8_lossy(&resp.body).contains("wrong"));
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_are_400() {
+        let env = env();
+        let authn = standard_users(true);
+        for (query, creds) in [
+            (
+                "service=registry.test&account=bob",
+                basic("alice", "alice-pw"),
+            ),
+            ("service=registry.test&account=bob", Credentials::None),
+            ("service=other", basic("alice", "alice-pw")),
+            (
+                "service=registry.test&service=registry.test",
+                Credentials::None,
+            ),
+            ("scope=repository:a", Credentials::None),
+            ("scope=repository:a:b:pull", Credentials::None),
+            ("scope=%zz", Credentials::None),
+            ("scope=a;b", Credentials::None),
+        ] {
+            let (resp, json) = call(&env, &authn, "GET", query, creds, "").await;
+            assert_eq!(resp.status, 400, "{query}: {json}");
+            assert_eq!(resp.outcome, Outcome::Invalid);
+            assert!(json["error"].is_string());
+        }
+        let (resp, _) = call(&env, &authn, "PUT", "", Credentials::None, "").await;
+        assert_eq!(resp.status, 405);
+        assert_eq!(header(&resp, "allow"), Some("GET, POST"));
+    }
+
+    #[tokio::test]
+    async fn post_password_offline_then_refresh() {
+        let env = env();
+        let authn = standard_users(false);
+        let (resp, json) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::None,
+            "grant_type=password&username=ci&password=ci-pw&service=registry.test&client_id=docker&access_type=offline&scope=repository%3Abuilds%2Fapp%3Apush%2Cpull%2Cdelete",
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{json}");
+        assert_eq!(json["scope"], "repository:builds/app:push,pull");
+        assert_eq!(
+            access_of(&env, &json["access_token"]),
+            vec![ra("repository", "builds/app", &["push", "pull"])]
+        );
+        let refresh = json["refresh_token"].as_str().unwrap().to_string();
+        let (resp, json) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::None,
+            &format!("grant_type=refresh_token&refresh_token={refresh}&service=registry.test&client_id=docker&scope=repository:builds/other:pull"),
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{json}");
+        assert_eq!(resp.account.as_deref(), Some("ci"));
+        assert!(json.get("refresh_token").is_none());
+        assert_eq!(
+            access_of(&env, &json["access_token"]),
+            vec![ra("repository", "builds/other", &["pull"])]
+        );
+        // An access token is not a refresh token.
+        let access = json["access_token"].as_str().unwrap();
+        let (resp, _) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::None,
+            &format!("grant_type=refresh_token&refresh_token={access}&service=registry.test"),
+        )
+        .await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.outcome, Outcome::RefreshRejected);
+        // Wrong password on POST.
+        let (resp, json) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::None,
+            "grant_type=password&username=ci&password=nope&service=registry.test",
+        )
+        .await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(json["error"], "invalid_grant");
+        assert_eq!(resp.outcome, Outcome::LoginFailed(AuthnError::BadPassword));
+    }
+
+    #[tokio::test]
+    async fn refresh_follows_the_current_accounts() {
+        let env = env();
+        let before = standard_users(false);
+        let (_, json) = call(
+            &env,
+            &before,
+            "POST",
+            "",
+            Credentials::None,
+            "grant_type=password&username=ci&password=ci-pw&access_type=offline",
+        )
+        .await;
+        let refresh = json["refresh_token"].as_str().unwrap().to_string();
+        let body = format!(
+            "grant_type=refresh_token&refresh_token={refresh}&scope=repository:builds/app:push"
+        );
+        // ci lost the builders label: the ACL is evaluated again, with the fresh labels.
+        let relabelled = users(&format!("ci:\n  password: \"{}\"\n", hash("ci-pw")));
+        let (resp, json) = call(&env, &relabelled, "POST", "", Credentials::None, &body).await;
+        assert_eq!(resp.status, 200);
+        assert!(access_of(&env, &json["access_token"]).is_empty());
+        assert!(json.get("scope").is_none());
+        // ci was removed: the refresh token stops working.
+        let removed = users(&format!("alice:\n  password: \"{}\"\n", hash("x")));
+        let (resp, json) = call(&env, &removed, "POST", "", Credentials::None, &body).await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.outcome, Outcome::RefreshRejected);
+        assert_eq!(json["errors"][0]["code"], "UNAUTHORIZED");
+        // A tampered refresh token is refused.
+        let mut parts: Vec<String> = refresh.split('.').map(String::from).collect();
+        let mut payload: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&parts[1])
+                .unwrap(),
+        )
+        .unwrap();
+        payload["sub"] = "alice".into();
+        parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&payload).unwrap());
+        let (resp, _) = call(
+            &env,
+            &removed,
+            "POST",
+            "",
+            Credentials::None,
+            &format!("grant_type=refresh_token&refresh_token={}", parts.join(".")),
+        )
+        .await;
+        assert_eq!(resp.status, 401);
+    }
+
+    #[tokio::test]
+    async fn post_refusals() {
+        let env = env();
+        let authn = standard_users(false);
+        for (body, status, error) in [
+            (
+                "grant_type=client_credentials",
+                400,
+                "unsupported_grant_type",
+            ),
+            ("username=ci&password=ci-pw", 400, "invalid_request"),
+            ("grant_type=password&password=x", 400, "invalid_request"),
+            ("grant_type=refresh_token", 400, "invalid_request"),
+            (
+                "grant_type=refresh_token&refresh_token=a.b.c",
+                401,
+                "invalid_grant",
+            ),
+            (
+                "grant_type=password&grant_type=refresh_token",
+                400,
+                "invalid_request",
+            ),
+            (
+                "grant_type=password&username=ci&password=ci-pw&service=x",
+                400,
+                "invalid_request",
+            ),
+            (
+                "grant_type=password&username=ci&password=ci-pw&scope=bad",
+                400,
+                "invalid_scope",
+            ),
+        ] {
+            let (resp, json) = call(&env, &authn, "POST", "", Credentials::None, body).await;
+            assert_eq!(resp.status, status, "{body}: {json}");
+            assert_eq!(json["error"], error, "{body}");
+        }
+        // Not a form, too large, not UTF-8.
+        let big = "a".repeat(MAX_BODY + 1);
+        for (ct, body, status) in [
+            (Some("application/json"), "{}".as_bytes(), 400),
+            (None, b"grant_type=password".as_slice(), 400),
+            (
+                Some("application/x-www-form-urlencoded"),
+                big.as_bytes(),
+                413,
+            ),
+            (
+                Some("application/x-www-form-urlencoded; charset=utf-8"),
+                b"\xff\xfe".as_slice(),
+                400,
+            ),
+        ] {
+            let resp = handle(
+                &env.service,
+                &authn,
+                &env.acl,
+                "r",
+                EndpointRequest {
+                    method: "POST",
+                    query: "",
+                    content_type: ct,
+                    body,
+                    credentials: Credentials::None,
+                    client_ip: None,
+                },
+            )
+            .await;
+            assert_eq!(resp.status, status);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn never_panics(query in "\\PC{0,60}", body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let env = env();
+            let authn = standard_users(true);
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            for method in ["GET", "POST"] {
+                let resp = rt.block_on(handle(&env.service, &authn, &env.acl, "r", EndpointRequest {
+                    method,
+                    query: &query,
+                    content_type: Some("application/x-www-form-urlencoded"),
+                    body: &body,
+                    credentials: Credentials::None,
+                    client_ip: None,
+                }));
+                proptest::prop_assert!(matches!(resp.status, 200 | 400 | 401 | 413));
+            }
+        }
+    }
+}

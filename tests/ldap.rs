@@ -1,0 +1,455 @@
+//! LDAP authentication against a real slapd (tests/common/slapd.rs): through the library
+//! directly, then end-to-end through the built proxy in front of the real registry.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::slapd::Slapd;
+use common::*;
+use portcullis::authn::ldap::{LdapAuthenticator, POOL_SIZE};
+use portcullis::authn::{Authenticator, Authenticators, AuthnError, Identity, Lookup};
+
+fn backend(config: &portcullis::config::Ldap) -> LdapAuthenticator {
+    LdapAuthenticator::load(config).unwrap()
+}
+
+fn ok(l: Lookup) -> Identity {
+    match l {
+        Lookup::Decided(Ok(id)) => id,
+        other => panic!("expected a login, got {other:?}"),
+    }
+}
+
+fn unavailable(l: Lookup) -> String {
+    match l {
+        Lookup::Decided(Err(AuthnError::Unavailable(reason))) => reason,
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+fn is_bad_password(l: &Lookup) -> bool {
+    matches!(l, Lookup::Decided(Err(AuthnError::BadPassword)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_labels_and_refusals() {
+    let slapd = Slapd::start(false);
+    let ldap = backend(&slapd.config());
+
+    let mozart = ok(ldap.authenticate("mozart", "mozartpw").await);
+    assert_eq!(mozart.account, "mozart");
+    assert_eq!(mozart.labels["groups"], vec!["builders", "composers"]);
+    assert_eq!(mozart.labels["dept"], vec!["vienna"]);
+    // A group whose RDN has an escaped comma (slapd sends `cn=strings\2C winds,...`).
+    let bach = ok(ldap.authenticate("bach", "bachpw").await);
+    assert_eq!(bach.labels["groups"], vec!["composers", "strings, winds"]);
+    assert!(!bach.labels.contains_key("dept"));
+
+    assert!(is_bad_password(&ldap.authenticate("mozart", "wrong").await));
+    assert!(is_bad_password(
+        &ldap.authenticate("mozart", "bachpw").await
+    ));
+    assert!(is_bad_password(&ldap.authenticate("mozart", "").await));
+    assert!(is_bad_password(
+        &ldap.authenticate("bach", "mozartpw").await
+    ));
+    assert!(matches!(
+        ldap.authenticate("salieri", "x").await,
+        Lookup::Unknown
+    ));
+    // Outside the search base: not known here, whatever the password.
+    assert!(matches!(
+        ldap.authenticate("kant", "kantpw").await,
+        Lookup::Unknown
+    ));
+    assert!(matches!(
+        ldap.authenticate("schopenhauer", "schopenhauerpw").await,
+        Lookup::Unknown
+    ));
+    assert!(matches!(
+        ldap.authenticate("serviceaccount", "servicepw").await,
+        Lookup::Unknown
+    ));
+    // Two entries with the same uid under the base: fails closed, never a guess.
+    let reason = unavailable(ldap.authenticate("twin", "twinpw").await);
+    assert!(reason.contains("ambiguous"), "{reason}");
+    unavailable(ldap.lookup("twin").await);
+
+    // Filter injection never logs anyone in, with any of the real passwords.
+    for evil in [
+        "*",
+        "mozart)(uid=*",
+        "*)(|(uid=*",
+        "mozart*",
+        "m*",
+        "*)(uid=mozart",
+        "mozart)(|(objectClass=*)",
+        "mozart\\",
+        "mozart\0",
+        "(uid=mozart)",
+    ] {
+        for pw in ["mozartpw", "bachpw", "x"] {
+            let l = ldap.authenticate(evil, pw).await;
+            assert!(matches!(l, Lookup::Unknown), "{evil:?}/{pw}: {l:?}");
+        }
+        assert!(
+            matches!(ldap.lookup(evil).await, Lookup::Unknown),
+            "{evil:?}"
+        );
+    }
+
+    // lookup: search only, with labels.
+    let id = ok(ldap.lookup("mozart").await);
+    assert_eq!(id.labels["groups"], vec!["builders", "composers"]);
+    assert!(matches!(ldap.lookup("kant").await, Lookup::Unknown));
+    assert!(matches!(ldap.lookup("salieri").await, Lookup::Unknown));
+
+    // The pool reuses its connections and stays bounded.
+    assert!(ldap.idle_connections() >= 1 && ldap.idle_connections() <= POOL_SIZE);
+
+    // Through the chain: LDAP's answers keep their meaning.
+    let chain = Authenticators::new(vec![Arc::new(backend(&slapd.config()))], false);
+    assert_eq!(
+        chain.login("mozart", "mozartpw").await.unwrap().account,
+        "mozart"
+    );
+    assert_eq!(
+        chain.login("mozart", "no").await,
+        Err(AuthnError::BadPassword)
+    );
+    assert_eq!(
+        chain.login("kant", "kantpw").await,
+        Err(AuthnError::UnknownAccount)
+    );
+    assert_eq!(
+        chain.login("*", "mozartpw").await,
+        Err(AuthnError::UnknownAccount)
+    );
+    assert_eq!(chain.lookup("bach").await.unwrap().account, "bach");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_logins_share_a_bounded_pool() {
+    let slapd = Slapd::start(false);
+    let mut config = slapd.config();
+    config.cache = Duration::ZERO;
+    let ldap = Arc::new(backend(&config));
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let ldap = ldap.clone();
+        tasks.push(tokio::spawn(async move {
+            let (a, p) = if i % 2 == 0 {
+                ("mozart", "mozartpw")
+            } else {
+                ("bach", "bachpw")
+            };
+            ok(ldap.authenticate(a, p).await).account
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(ldap.idle_connections() >= 1 && ldap.idle_connections() <= POOL_SIZE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldaps_and_starttls_verify_the_certificate() {
+    let slapd = Slapd::start(true);
+    let wrong = tempfile::tempdir().unwrap();
+    make_certs(wrong.path());
+    let wrong_ca = wrong.path().join("ca.pem");
+
+    // ldaps:// with the private CA.
+    let mut c = slapd.config();
+    c.url = slapd.ldaps_url();
+    c.ca_certificate = Some(slapd.ca());
+    let id = ok(backend(&c).authenticate("mozart", "mozartpw").await);
+    assert_eq!(id.labels["groups"], vec!["builders", "composers"]);
+    assert!(is_bad_password(
+        &backend(&c).authenticate("mozart", "nope").await
+    ));
+
+    // ldap:// + StartTLS with the private CA.
+    let mut s = slapd.config();
+    s.start_tls = true;
+    s.ca_certificate = Some(slapd.ca());
+    ok(backend(&s).authenticate("bach", "bachpw").await);
+    assert!(matches!(
+        backend(&s).authenticate("kant", "kantpw").await,
+        Lookup::Unknown
+    ));
+
+    // Another CA: refused, both ways, and the reason says why.
+    for mut config in [c.clone(), s.clone()] {
+        config.ca_certificate = Some(wrong_ca.clone());
+        let reason = unavailable(backend(&config).authenticate("mozart", "mozartpw").await);
+        assert!(
+            reason.to_lowercase().contains("certificate") || reason.contains("UnknownIssuer"),
+            "{reason}"
+        );
+        unavailable(backend(&config).lookup("mozart").await);
+    }
+    // No CA configured: the system trust store does not know the private CA.
+    let mut system = c.clone();
+    system.ca_certificate = None;
+    if let Ok(l) = LdapAuthenticator::load(&system) {
+        unavailable(l.authenticate("mozart", "mozartpw").await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_fails_closed_then_recovers() {
+    let mut slapd = Slapd::start(false);
+    let mut config = slapd.config();
+    config.timeout = Duration::from_secs(1);
+    let ldap = backend(&config); // cache: 60 s
+    let mut short = config.clone();
+    short.cache = Duration::from_millis(500);
+    let short = backend(&short);
+    let mut none = config.clone();
+    none.cache = Duration::ZERO;
+    let none = backend(&none);
+
+    ok(ldap.authenticate("mozart", "mozartpw").await);
+    ok(short.authenticate("mozart", "mozartpw").await);
+    ok(none.authenticate("mozart", "mozartpw").await);
+    assert!(ldap.idle_connections() >= 1);
+
+    slapd.stop();
+
+    // Remembered logins keep working for `cache`.
+    let id = ok(ldap.authenticate("mozart", "mozartpw").await);
+    assert_eq!(id.labels["groups"], vec!["builders", "composers"]);
+    ok(short.authenticate("mozart", "mozartpw").await);
+    // Everything else fails closed, quickly, with a reason — never Unknown, never a hang.
+    for (account, password) in [("mozart", "wrong"), ("bach", "bachpw"), ("salieri", "x")] {
+        let start = Instant::now();
+        let reason = unavailable(ldap.authenticate(account, password).await);
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(reason.starts_with("ldap: "), "{reason}");
+        assert!(!reason.contains(password), "{reason}");
+    }
+    unavailable(ldap.lookup("mozart").await);
+    // cache: 0s remembers nothing.
+    unavailable(none.authenticate("mozart", "mozartpw").await);
+    // A cache entry expires after `cache`.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    unavailable(short.authenticate("mozart", "mozartpw").await);
+    // Through the chain the outage is an error, not "unknown account".
+    let chain = Authenticators::new(vec![Arc::new(backend(&config))], false);
+    assert!(matches!(
+        chain.login("bach", "bachpw").await,
+        Err(AuthnError::Unavailable(_))
+    ));
+
+    // Back on the same port: the next login works (the pool does not keep dead connections).
+    slapd.restart();
+    ok(ldap.authenticate("bach", "bachpw").await);
+    ok(none.authenticate("mozart", "mozartpw").await);
+    assert!(is_bad_password(&ldap.authenticate("mozart", "wrong").await));
+    ok(ldap.lookup("mozart").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_while_connections_are_pooled() {
+    // The server goes away and comes back between two logins: the pooled connections are
+    // dead, and the first login after the restart must not fail because of them.
+    let mut slapd = Slapd::start(false);
+    let mut config = slapd.config();
+    config.cache = Duration::ZERO;
+    let ldap = backend(&config);
+    ok(ldap.authenticate("mozart", "mozartpw").await);
+    assert!(ldap.idle_connections() >= 1);
+    slapd.stop();
+    slapd.restart();
+    ok(ldap.authenticate("mozart", "mozartpw").await);
+    ok(ldap.lookup("bach").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_times_out() {
+    let slapd = Slapd::start(false);
+    let mut config = slapd.config();
+    config.timeout = Duration::from_millis(500);
+    config.cache = Duration::ZERO;
+    let ldap = backend(&config);
+    ok(ldap.authenticate("mozart", "mozartpw").await);
+
+    slapd.pause();
+    let start = Instant::now();
+    let reason = unavailable(ldap.authenticate("mozart", "mozartpw").await);
+    let took = start.elapsed();
+    slapd.resume();
+    assert!(reason.contains("timed out"), "{reason}");
+    // The search phase and the bind phase each get the timeout.
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+
+    // Once the server answers again, so do we.
+    ok(ldap.authenticate("mozart", "mozartpw").await);
+    ok(ldap.authenticate("bach", "bachpw").await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: proxy + registry + slapd.
+
+const ACL: &str = r#"
+- match: {account: admin}
+  actions: ["*"]
+- match: {labels: {groups: builders}, name: "builds/*"}
+  actions: [pull, push]
+- match: {labels: {groups: composers}, name: "scores/*"}
+  actions: [pull]
+"#;
+
+fn post_upload(proxy: &Proxy, repo: &str, creds: Option<(&str, &str)>) -> u16 {
+    let mut req = proxy
+        .client()
+        .post(proxy.url(&format!("/v2/{repo}/blobs/uploads/")));
+    if let Some((user, pw)) = creds {
+        req = req.basic_auth(user, Some(pw));
+    }
+    req.send().unwrap().status().as_u16()
+}
+
+#[test]
+fn through_the_proxy() {
+    let registry = Registry::start();
+    let mut slapd = Slapd::start(false);
+    let config = format!(
+        "upstream: {{upstream}}\nauth:\n  challenge: basic\n  users: users.yaml\n{}  lockout: {{failures: 0}}\nacl: acl.yaml\n",
+        slapd.yaml("ldap.pw", "0s")
+    );
+    let files = vec![
+        (
+            "users.yaml",
+            format!("admin:\n  password: \"{}\"\n", hash("badmin")),
+        ),
+        ("ldap.pw", "servicepw\r\n".to_string()),
+        ("acl.yaml", ACL.to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: &config,
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+
+    // mozart is in builders: push to builds/* is allowed.
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("mozart", "mozartpw"))),
+        202
+    );
+    // bach is not: authenticated, but denied.
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("bach", "bachpw"))),
+        403
+    );
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("mozart", "wrong"))),
+        401
+    );
+    // kant is outside the search base.
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("kant", "kantpw"))),
+        401
+    );
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("*", "mozartpw"))),
+        401
+    );
+
+    // A real push with skopeo as mozart, and a pull back.
+    let work = tempfile::tempdir().unwrap();
+    let layer = pseudo_random(64 * 1024, 3);
+    let digest = write_oci_image(work.path(), "v1", &layer);
+    let src = format!("oci:{}:v1", work.path().display());
+    let dst = format!("docker://{}/builds/app:v1", proxy.host());
+    let (pushed, err) = copy(&proxy, &src, &dst, Some("mozart:mozartpw"));
+    assert!(pushed, "{err}\n{}", proxy.proc.output());
+    let (pushed, _) = copy(
+        &proxy,
+        &src,
+        &format!("docker://{}/builds/other:v1", proxy.host()),
+        Some("bach:bachpw"),
+    );
+    assert!(!pushed, "bach must not push to builds/");
+    let back = tempfile::tempdir().unwrap();
+    let (pulled, err) = copy(
+        &proxy,
+        &dst,
+        &format!("oci:{}:v1", back.path().join("img").display()),
+        Some("mozart:mozartpw"),
+    );
+    assert!(pulled, "{err}");
+    assert!(back
+        .path()
+        .join("img/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+        .is_file());
+
+    // LDAP down: a fresh LDAP login fails closed, a static user still works, the proxy stays up.
+    slapd.stop();
+    let start = Instant::now();
+    let status = post_upload(&proxy, "builds/app", Some(("mozart", "mozartpw")));
+    assert_eq!(status, 401, "the proxy answers a directory outage with 401");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("admin", "badmin"))),
+        202
+    );
+    wait_until("the outage log line", Duration::from_secs(5), || {
+        proxy.proc.output().contains("LDAP unavailable")
+    });
+    let log = proxy.proc.output();
+    for line in log.lines().filter(|l| l.contains("LDAP unavailable")) {
+        eprintln!("proxy log: {line}");
+    }
+    assert!(
+        !log.contains("mozartpw"),
+        "a password reached the log:\n{log}"
+    );
+
+    // LDAP back: logins work again without restarting the proxy.
+    slapd.restart();
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("mozart", "mozartpw"))),
+        202
+    );
+    assert_eq!(
+        post_upload(&proxy, "builds/app", Some(("bach", "bachpw"))),
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_names_match_as_the_directory_matches() {
+    // uid uses caseIgnoreMatch: the directory finds `MOZART`, and the identity keeps the name
+    // as typed (ACL rules on account names see `MOZART`, not `mozart`).
+    let slapd = Slapd::start(false);
+    let ldap = backend(&slapd.config());
+    assert_eq!(
+        ok(ldap.authenticate("MOZART", "mozartpw").await).account,
+        "MOZART"
+    );
+    // Names with surrounding spaces or control characters never reach the directory.
+    assert!(matches!(
+        ldap.authenticate(" mozart", "mozartpw").await,
+        Lookup::Unknown
+    ));
+    assert!(matches!(
+        ldap.authenticate("mozart\n", "mozartpw").await,
+        Lookup::Unknown
+    ));
+}
