@@ -24,10 +24,12 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::acl::RuleOrigin;
+use crate::authn::lockout::{self, Lockout};
 use crate::authn::{credentials, AuthnError, Identity};
 use crate::catalog::{self, Catalog};
-use crate::config::Upstream;
+use crate::config::{Config, Upstream};
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
+use crate::metrics::{self as m, AuthFailure, Metrics};
 use crate::policy::{self, Decision, Subject};
 use crate::route::{self, Route, RouteError};
 use crate::shutdown::{Drain, InFlight};
@@ -53,6 +55,16 @@ const SPOOFABLE_HEADERS: &[&str] = &[
     "x-method-override",
 ];
 
+/// What the proxy shares with the rest of the process and keeps across reloads.
+pub struct Shared {
+    /// Requests in flight, for graceful shutdown.
+    pub drain: Arc<Drain>,
+    /// The Prometheus series.
+    pub metrics: Arc<Metrics>,
+    /// Failed-login counters (a reload must not reset them).
+    pub lockout: Arc<Lockout>,
+}
+
 /// The proxy: the current [`State`] and where the registry is.
 pub struct Portcullis {
     state: Arc<ArcSwap<State>>,
@@ -62,27 +74,101 @@ pub struct Portcullis {
     trusted_proxies: Vec<IpNet>,
     catalog: Catalog,
     drain: Arc<Drain>,
+    metrics: Arc<Metrics>,
+    lockout: Arc<Lockout>,
 }
 
 impl Portcullis {
     /// A proxy deciding under `state` (swapped atomically on reload) and forwarding to
-    /// `upstream_addr`.
+    /// `upstream_addr`, with the listener settings of `config` (those need a restart).
     pub fn new(
         state: Arc<ArcSwap<State>>,
-        upstream: Upstream,
+        config: &Config,
         upstream_addr: SocketAddr,
-        tls: bool,
-        trusted_proxies: Vec<IpNet>,
-        drain: Arc<Drain>,
+        shared: Shared,
     ) -> Self {
         Portcullis {
             state,
-            upstream,
+            upstream: config.upstream.clone(),
             upstream_addr,
-            tls,
-            trusted_proxies,
+            tls: config.tls.is_some(),
+            trusted_proxies: config.trusted_proxies.clone(),
             catalog: Catalog::new(),
-            drain,
+            drain: shared.drain,
+            metrics: shared.metrics,
+            lockout: shared.lockout,
+        }
+    }
+
+    /// Checks credentials, with the failed-login limits around it. The one login path for
+    /// `/v2` (and, through the token endpoint, for `/auth`).
+    async fn login(
+        &self,
+        state: &State,
+        creds: &credentials::Credentials,
+        ip: Option<IpAddr>,
+    ) -> std::result::Result<Identity, Refusal> {
+        let credentials::Credentials::Basic { account, password } = creds else {
+            return state
+                .authn
+                .authenticate(creds)
+                .await
+                .map_err(|e| self.refusal(e));
+        };
+        let now = Instant::now();
+        if let Err(remaining) = self.lockout.check(account, ip, now) {
+            self.metrics.auth_failure(AuthFailure::LockedOut);
+            return Err(Refusal {
+                error: OciError::new(
+                    429,
+                    "TOOMANYREQUESTS",
+                    "too many failed logins; try again later",
+                ),
+                headers: vec![(
+                    "Retry-After",
+                    lockout::retry_after_secs(remaining).to_string(),
+                )],
+                outcome: Outcome::Unauthenticated,
+            });
+        }
+        match state.authn.login(account, password).await {
+            Ok(identity) => Ok(identity),
+            Err(e) => {
+                if matches!(e, AuthnError::BadPassword | AuthnError::UnknownAccount)
+                    && self.lockout.record_failure(account, ip, now)
+                {
+                    self.metrics.lockout();
+                    tracing::warn!(account = %account, client = ?ip, "too many failed logins: locked out");
+                }
+                Err(self.refusal(e))
+            }
+        }
+    }
+
+    /// The answer to a failed login: 401, or 503 when a backend (LDAP) could not answer —
+    /// failing closed, but telling the user it is not their password.
+    fn refusal(&self, e: AuthnError) -> Refusal {
+        if let Some(reason) = AuthFailure::of(&e) {
+            self.metrics.auth_failure(reason);
+        }
+        match e {
+            AuthnError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "login refused: authentication backend unavailable");
+                Refusal {
+                    error: OciError::new(
+                        503,
+                        "UNAVAILABLE",
+                        "the login service is unavailable; try again later",
+                    ),
+                    headers: vec![("Retry-After", "5".into())],
+                    outcome: Outcome::Error,
+                }
+            }
+            _ => Refusal {
+                error: OciError::unauthorized(),
+                headers: vec![],
+                outcome: Outcome::Unauthenticated,
+            },
         }
     }
 
@@ -177,6 +263,13 @@ fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     }
+}
+
+/// A refused login, ready to be answered.
+struct Refusal {
+    error: OciError,
+    headers: Vec<(&'static str, String)>,
+    outcome: Outcome,
 }
 
 /// What one request learned on its way through, for the later phases and the audit line.
@@ -327,6 +420,8 @@ impl ProxyHttp for Portcullis {
                 return Ok(true);
             }
         };
+        // Known from here on, so refusals below are logged and counted by action.
+        ctx.route = Some(route.clone());
         if is_form(req) {
             ctx.outcome = Outcome::Invalid;
             let e = OciError::new(
@@ -348,34 +443,34 @@ impl ProxyHttp for Portcullis {
             "WWW-Authenticate",
             basic_challenge(&state.config.auth.realm),
         )];
-        let identity: Identity = match creds {
+        let creds = match creds {
+            Ok(c) => c,
             Err(_) => {
+                self.metrics.auth_failure(AuthFailure::Malformed);
                 ctx.outcome = Outcome::Unauthenticated;
                 respond(session, &OciError::unauthorized(), &challenge).await?;
                 return Ok(true);
             }
-            Ok(creds) => {
-                if let credentials::Credentials::Basic { account, .. } = &creds {
-                    ctx.account = Some(account.clone());
+        };
+        if let credentials::Credentials::Basic { account, .. } = &creds {
+            ctx.account = Some(account.clone());
+        }
+        let identity = match self.login(&state, &creds, ctx.client_ip).await {
+            Ok(identity) => identity,
+            Err(refusal) => {
+                ctx.outcome = refusal.outcome;
+                let mut extra = refusal.headers;
+                if refusal.error.status == 401 {
+                    extra.extend(challenge);
                 }
-                match state.authn.authenticate(&creds).await {
-                    Ok(identity) => identity,
-                    Err(e) => {
-                        ctx.outcome = match e {
-                            AuthnError::Unavailable(_) => Outcome::Error,
-                            _ => Outcome::Unauthenticated,
-                        };
-                        respond(session, &OciError::unauthorized(), &challenge).await?;
-                        return Ok(true);
-                    }
-                }
+                respond(session, &refusal.error, &extra).await?;
+                return Ok(true);
             }
         };
         ctx.account = Some(identity.account.clone());
         let subject = subject_of(&identity, ctx.client_ip);
         let decision = policy::authorize(&state.acl, subject, &route);
         ctx.rule = decision.rule().cloned();
-        ctx.route = Some(route);
         match decision {
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
@@ -494,6 +589,9 @@ impl ProxyHttp for Portcullis {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         ctx.outcome = Outcome::Error;
+        if e.esource() == &ErrorSource::Upstream {
+            self.metrics.upstream_error(m::UpstreamErrorKind::of(e));
+        }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -529,6 +627,17 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        self.metrics.observe_request(
+            m::Action::of_route(ctx.route.as_ref()),
+            ctx.outcome.into(),
+            ctx.started.elapsed(),
+        );
+        if ctx.outcome == Outcome::Allowed {
+            self.metrics
+                .bytes(m::Direction::In, session.body_bytes_read() as u64);
+            self.metrics
+                .bytes(m::Direction::Out, session.body_bytes_sent() as u64);
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

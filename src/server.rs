@@ -12,8 +12,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
+use crate::admin::{self, Readiness};
+use crate::authn::lockout::Lockout;
 use crate::config::Config;
-use crate::proxy::Portcullis;
+use crate::metrics::Metrics;
+use crate::proxy::{Portcullis, Shared};
 use crate::reload::Reloader;
 use crate::shutdown::{Drain, SignalWatch};
 use crate::state::State;
@@ -31,12 +34,18 @@ pub struct Prepared {
     pub drain: Arc<Drain>,
     /// How long SIGTERM waits for them.
     pub shutdown_timeout: std::time::Duration,
+    /// The Prometheus series.
+    pub metrics: Arc<Metrics>,
+    /// What `/readyz` answers.
+    pub readiness: Arc<Readiness>,
 }
 
 impl Prepared {
     /// Runs until a signal stops the server; SIGTERM drains requests in flight first.
     pub fn run(self) {
-        let watch = SignalWatch::new(self.drain.clone(), self.shutdown_timeout);
+        let readiness = self.readiness.clone();
+        let watch = SignalWatch::new(self.drain.clone(), self.shutdown_timeout)
+            .on_drain(Box::new(move || readiness.set_shutting_down()));
         self.server.run(RunArgs {
             shutdown_signal: Box::new(watch),
         });
@@ -73,16 +82,24 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_acl_rules(state.acl.len());
+    let readiness = Arc::new(Readiness::new());
+    readiness.set_config_loaded(true);
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
     let upstream_addr = resolve_upstream(&config.upstream.address)?;
+    // Outside the reloadable state: a reload must not wipe the failed-login counters.
+    let lockout = Arc::new(Lockout::new(config.auth.lockout));
     let proxy = Portcullis::new(
         state.clone(),
-        config.upstream.clone(),
+        &config,
         upstream_addr,
-        config.tls.is_some(),
-        config.trusted_proxies.clone(),
-        drain.clone(),
+        Shared {
+            drain: drain.clone(),
+            metrics: metrics.clone(),
+            lockout,
+        },
     );
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     let listen = config.listen.to_string();
@@ -107,12 +124,31 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         }
     };
     server.add_service(service);
+    if let Some(admin) = config.admin_listen {
+        server.add_service(admin::admin_service(
+            admin,
+            metrics.clone(),
+            readiness.clone(),
+        ));
+        server.add_service(admin::readiness_service(
+            upstream_addr,
+            readiness.clone(),
+            metrics.clone(),
+        ));
+    }
+    let reload_metrics = metrics.clone();
     let reloader = Reloader::new(
         config_path.to_path_buf(),
         config.clone(),
         state.clone(),
         certs.clone(),
-    );
+    )
+    .with_hook(Box::new(move |result| {
+        reload_metrics.reload(result.is_ok());
+        if let Ok(summary) = result {
+            reload_metrics.set_acl_rules(summary.rules);
+        }
+    }));
     server.add_service(background_service("reload", reloader));
     Ok(Prepared {
         server,
@@ -120,5 +156,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         certs,
         drain,
         shutdown_timeout: config.shutdown_timeout,
+        metrics,
+        readiness,
     })
 }

@@ -73,12 +73,23 @@ impl Drain {
 pub struct SignalWatch {
     drain: Arc<Drain>,
     timeout: Duration,
+    on_drain: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl SignalWatch {
     /// Drains `drain` for at most `timeout` on SIGTERM.
     pub fn new(drain: Arc<Drain>, timeout: Duration) -> Self {
-        SignalWatch { drain, timeout }
+        SignalWatch {
+            drain,
+            timeout,
+            on_drain: None,
+        }
+    }
+
+    /// Also runs `f` when draining starts (readiness turns 503 so balancers stop sending).
+    pub fn on_drain(mut self, f: Box<dyn Fn() + Send + Sync>) -> Self {
+        self.on_drain = Some(f);
+        self
     }
 }
 
@@ -98,6 +109,9 @@ impl ShutdownSignalWatch for SignalWatch {
             _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
             _ = term.recv() => {
                 tracing::info!(in_flight = self.drain.in_flight(), "SIGTERM: draining requests in flight");
+                if let Some(f) = &self.on_drain {
+                    f();
+                }
                 if self.drain.drain(0, self.timeout).await {
                     tracing::info!("drained; shutting down");
                 } else {

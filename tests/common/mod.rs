@@ -72,8 +72,23 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        Self::start_in(tempfile::tempdir().unwrap(), free_port())
+    }
+
+    /// Stops the registry process (its storage stays).
+    pub fn stop(&mut self) {
+        let _ = self.proc.child.kill();
+        let _ = self.proc.child.wait();
+    }
+
+    /// Starts it again on the same port with the same storage.
+    pub fn restart(self) -> Registry {
+        let Registry { dir, port, proc } = self;
+        drop(proc);
+        Self::start_in(dir, port)
+    }
+
+    fn start_in(dir: tempfile::TempDir, port: u16) -> Registry {
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
