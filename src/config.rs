@@ -37,6 +37,8 @@ pub struct Config {
     pub threads: usize,
     /// How long SIGTERM waits for requests in flight before stopping anyway.
     pub shutdown_timeout: Duration,
+    /// Connection and request limits.
+    pub limits: crate::limits::Limits,
 }
 
 /// TLS certificate chain and key files, PEM.
@@ -183,6 +185,25 @@ struct RawConfig {
     threads: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    max_connections: Option<usize>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    header_read_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    idle_timeout: Option<Duration>,
+    #[serde(default)]
+    max_uri_length: Option<usize>,
+    #[serde(default)]
+    max_headers: Option<usize>,
+    #[serde(default)]
+    max_header_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -596,6 +617,28 @@ impl Config {
         if !acl.exists() {
             err("acl", format!("{} does not exist", acl.display()));
         }
+        let d = crate::limits::Limits::default();
+        let limits = match &raw.limits {
+            None => d,
+            Some(l) => crate::limits::Limits {
+                max_connections: l.max_connections.unwrap_or(d.max_connections),
+                header_read_timeout: l.header_read_timeout.unwrap_or(d.header_read_timeout),
+                idle_timeout: l.idle_timeout.unwrap_or(d.idle_timeout),
+                max_uri_length: l.max_uri_length.unwrap_or(d.max_uri_length),
+                max_headers: l.max_headers.unwrap_or(d.max_headers),
+                max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
+            },
+        };
+        if limits.max_connections == 0
+            || limits.max_uri_length == 0
+            || limits.max_headers == 0
+            || limits.max_header_bytes == 0
+        {
+            err("limits", "limits must be more than 0".into());
+        }
+        if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
+            err("limits", "timeouts must be more than 0".into());
+        }
         if raw.threads == Some(0) {
             err("threads", "must be at least 1".into());
         }
@@ -626,6 +669,7 @@ impl Config {
                     .unwrap_or(1)
             }),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+            limits,
         })
     }
 }

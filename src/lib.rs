@@ -18,6 +18,7 @@
 //! | [`tls`] | the client-side certificate, swappable without a restart |
 //! | [`reload`] | watching files and SIGHUP, building a new state, swapping it in |
 //! | [`shutdown`] | SIGTERM drains requests in flight before exiting |
+//! | [`limits`] | connection cap, header deadline (slowloris), URI and header size limits |
 //! | [`server`] | builds the Pingora server: listeners, TLS, threads |
 //! | [`metrics`] | the Prometheus registry and one method per thing counted |
 //! | [`admin`] | the admin listener (`/metrics`, `/healthz`, `/readyz`) and the registry probe |
@@ -30,6 +31,7 @@ pub mod catalog;
 pub mod config;
 pub mod diagnostic;
 pub mod errors;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -29,6 +29,7 @@ use crate::authn::{credentials, AuthnError, Identity};
 use crate::catalog::{self, Catalog};
 use crate::config::{Config, Upstream};
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
+use crate::limits::Limits;
 use crate::metrics::{self as m, AuthFailure, Metrics};
 use crate::policy::{self, Decision, Subject};
 use crate::route::{self, Route, RouteError};
@@ -76,6 +77,7 @@ pub struct Portcullis {
     drain: Arc<Drain>,
     metrics: Arc<Metrics>,
     lockout: Arc<Lockout>,
+    limits: Limits,
 }
 
 impl Portcullis {
@@ -97,6 +99,7 @@ impl Portcullis {
             drain: shared.drain,
             metrics: shared.metrics,
             lockout: shared.lockout,
+            limits: config.limits,
         }
     }
 
@@ -283,6 +286,7 @@ pub struct RequestCtx {
     outcome: Outcome,
     rule: Option<RuleOrigin>,
     drop_mount: bool,
+    refused_early: bool,
 }
 
 /// The `decision` label of the audit line and the request metric.
@@ -376,10 +380,30 @@ impl ProxyHttp for Portcullis {
             outcome: Outcome::Error,
             rule: None,
             drop_mount: false,
+            refused_early: false,
         }
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        session.set_keepalive(Some(self.limits.idle_timeout.as_secs().max(1)));
+        if let Err(exceeded) = self.limits.check(session.req_header()) {
+            ctx.outcome = Outcome::Invalid;
+            ctx.refused_early = true;
+            let e = OciError::new(exceeded.status(), "UNSUPPORTED", exceeded.message());
+            session.set_keepalive(None);
+            respond(session, &e, &[]).await?;
+        }
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if ctx.refused_early {
+            return Ok(true);
+        }
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
         ctx.client_ip = self.client_ip(session);

@@ -11,10 +11,12 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::admin::{self, Readiness};
 use crate::authn::lockout::Lockout;
 use crate::config::Config;
+use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::proxy::{Portcullis, Shared};
 use crate::reload::Reloader;
@@ -101,7 +103,11 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             lockout,
         },
     );
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    let app = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut service = Service::new(
+        "portcullis".to_string(),
+        ConnectionLimiter::new(app, &config.limits),
+    );
     let listen = config.listen.to_string();
     let certs = match &config.tls {
         Some(tls) => {

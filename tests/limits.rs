@@ -1,0 +1,168 @@
+//! Request limits: long targets, many or large headers, slow headers (slowloris), idle
+//! keep-alive connections and the connection cap — each refused without reaching the registry.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn start(recorder: &Recorder) -> Proxy {
+    let files = vec![
+        (
+            "users.yaml",
+            format!("bob:\n  password: \"{}\"\n", hash("bobpw")),
+        ),
+        (
+            "acl.yaml",
+            "- match: {account: bob}\n  actions: [\"*\"]\n".to_string(),
+        ),
+    ];
+    Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nauth:\n  users: users.yaml\nacl: acl.yaml\nlimits:\n  max_connections: 4\n  header_read_timeout: 1s\n  idle_timeout: 1s\n  max_uri_length: 2048\n  max_headers: 20\n  max_header_bytes: 4096\n",
+            files: &files,
+            tls: false,
+        },
+        &recorder.url(),
+    )
+}
+
+const AUTH: &str = "Authorization: Basic Ym9iOmJvYnB3\r\n"; // bob:bobpw
+
+/// Reads until the server closes the connection or `limit` passes; returns what came and
+/// whether the server closed it.
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool) {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&out).to_string(), true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (String::from_utf8_lossy(&out).to_string(), true),
+        }
+    }
+    (String::from_utf8_lossy(&out).to_string(), false)
+}
+
+#[test]
+fn sizes_are_limited_and_never_forwarded() {
+    let recorder = Recorder::start();
+    let proxy = start(&recorder);
+    let addr: SocketAddr = proxy.host().parse().unwrap();
+    let host = proxy.host();
+    let long = format!("/v2/bob/{}/tags/list", "a".repeat(2100));
+    let resp = raw_request(
+        addr,
+        format!("GET {long} HTTP/1.1\r\nHost: {host}\r\n{AUTH}\r\n").as_bytes(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 414"), "{resp}");
+    let many: String = (0..25).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let resp = raw_request(
+        addr,
+        format!("GET /v2/ HTTP/1.1\r\nHost: {host}\r\n{AUTH}{many}\r\n").as_bytes(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let big = format!("X-Big: {}\r\n", "b".repeat(5000));
+    let resp = raw_request(
+        addr,
+        format!("GET /v2/ HTTP/1.1\r\nHost: {host}\r\n{AUTH}{big}\r\n").as_bytes(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    assert!(resp.contains("\"errors\""), "{resp}");
+    assert!(recorder.seen().is_empty(), "{:?}", recorder.seen());
+    // Within the limits it is forwarded.
+    let resp = raw_request(
+        addr,
+        format!("GET /v2/ HTTP/1.1\r\nHost: {host}\r\n{AUTH}Connection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert_eq!(recorder.seen().len(), 1);
+}
+
+#[test]
+fn a_slow_header_is_cut_off_and_an_idle_connection_closed() {
+    let recorder = Recorder::start();
+    let proxy = start(&recorder);
+    let addr: SocketAddr = proxy.host().parse().unwrap();
+
+    // Slowloris: one header byte every 200 ms never finishes within 1 s.
+    let mut s = TcpStream::connect(addr).unwrap();
+    let started = Instant::now();
+    let request = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: {}\r\n{AUTH}X-Slow: {}\r\n\r\n",
+        proxy.host(),
+        "z".repeat(50)
+    );
+    let mut closed_after = None;
+    for b in request.as_bytes() {
+        if s.write_all(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let closed_after = closed_after.unwrap_or_else(|| {
+        let (_, closed) = read_until_closed(&mut s, Duration::from_secs(1));
+        assert!(closed, "the slow header was not cut off");
+        started.elapsed()
+    });
+    assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
+    assert!(recorder.seen().is_empty());
+
+    // A keep-alive connection left idle is closed after idle_timeout.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\n{AUTH}\r\n", proxy.host()).as_bytes())
+        .unwrap();
+    let idle_from = Instant::now();
+    let (resp, closed) = read_until_closed(&mut s, Duration::from_secs(4));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(closed, "idle connection left open");
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        idle_from.elapsed()
+    );
+}
+
+#[test]
+fn connections_beyond_the_cap_are_closed() {
+    let recorder = Recorder::start();
+    let proxy = start(&recorder);
+    let addr: SocketAddr = proxy.host().parse().unwrap();
+    // Four connections, each in the middle of a header (so they stay open).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /v2/ HTTP/1.1\r\n").unwrap();
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fifth = TcpStream::connect(addr).unwrap();
+    let _ = fifth.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n").as_bytes());
+    let (resp, closed) = read_until_closed(&mut fifth, Duration::from_secs(1));
+    assert!(
+        closed && resp.is_empty(),
+        "the fifth connection was served: {resp}"
+    );
+    // When the held ones go, new connections are served again.
+    drop(held);
+    wait_until("a free slot", Duration::from_secs(5), || {
+        let resp = raw_request(
+            addr,
+            format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{AUTH}Connection: close\r\n\r\n").as_bytes(),
+        );
+        resp.starts_with("HTTP/1.1 200")
+    });
+}
