@@ -198,27 +198,25 @@ impl HeaderDeadline {
             timer: None,
         }
     }
+}
 
-    /// Follows `bytes` through the header-end search; returns whether the header ended.
-    fn scan(&mut self, bytes: &[u8]) {
-        let Phase::Header { mut matched } = self.phase else {
-            return;
+/// Follows `bytes` through the search for the header's blank line.
+fn scan(phase: Phase, bytes: &[u8]) -> Phase {
+    let Phase::Header { mut matched } = phase else {
+        return phase;
+    };
+    for &b in bytes {
+        matched = match (matched, b) {
+            (0 | 2, b'\r') => matched + 1,
+            (1 | 3, b'\n') => matched + 1,
+            (_, b'\r') => 1,
+            _ => 0,
         };
-        for &b in bytes {
-            matched = match (matched, b) {
-                (0 | 2, b'\r') => matched + 1,
-                (1 | 3, b'\n') => matched + 1,
-                (_, b'\r') => 1,
-                _ => 0,
-            };
-            if matched == 4 {
-                self.phase = Phase::Rest;
-                self.timer = None;
-                return;
-            }
+        if matched == 4 {
+            return Phase::Rest;
         }
-        self.phase = Phase::Header { matched };
     }
+    Phase::Header { matched }
 }
 
 impl AsyncRead for HeaderDeadline {
@@ -248,7 +246,10 @@ impl AsyncRead for HeaderDeadline {
                     let _ = timer.as_mut().poll(cx);
                     this.timer = Some(timer);
                 }
-                this.scan(&new);
+                this.phase = scan(this.phase, &new);
+                if this.phase == Phase::Rest {
+                    this.timer = None;
+                }
             }
         }
         result
@@ -371,13 +372,20 @@ mod tests {
 
     #[test]
     fn header_end_is_found_across_reads() {
-        let mut d = HeaderDeadline::new(Box::new(tokio_test_stream()), Duration::from_secs(1));
-        d.scan(b"GET / HTTP/1.1\r\nHost: x\r");
-        assert!(matches!(d.phase, Phase::Header { .. }));
-        d.scan(b"\n\r");
-        assert!(matches!(d.phase, Phase::Header { matched: 3 }));
-        d.scan(b"\nbody");
-        assert_eq!(d.phase, Phase::Rest);
+        let p = scan(Phase::Header { matched: 0 }, b"GET / HTTP/1.1\r\nHost: x\r");
+        assert_eq!(p, Phase::Header { matched: 1 });
+        let p = scan(p, b"\n\r");
+        assert_eq!(p, Phase::Header { matched: 3 });
+        assert_eq!(scan(p, b"\nbody"), Phase::Rest);
+        assert_eq!(
+            scan(Phase::Header { matched: 0 }, b"a\r\r\n\r\n"),
+            Phase::Rest
+        );
+        assert_eq!(
+            scan(Phase::Header { matched: 0 }, b"a\n\n\r\n"),
+            Phase::Header { matched: 2 }
+        );
+        assert_eq!(scan(Phase::Rest, b"\r\n\r\n"), Phase::Rest);
     }
 
     #[test]
@@ -400,20 +408,5 @@ mod tests {
         assert_eq!(limits.check(&req), Err(Exceeded::HeaderBytes));
         let req = pingora::http::RequestHeader::build("GET", b"/v2/aaaaaaaaaa", None).unwrap();
         assert_eq!(limits.check(&req), Err(Exceeded::Uri));
-    }
-
-    fn tokio_test_stream() -> tokio::net::TcpStream {
-        let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = std.local_addr().unwrap();
-        let client = std::net::TcpStream::connect(addr).unwrap();
-        client.set_nonblocking(true).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _g = rt.enter();
-        let s = tokio::net::TcpStream::from_std(client).unwrap();
-        std::mem::forget(rt);
-        s
     }
 }
