@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real components the tests run (Debian's docker-registry,
-# skopeo, slapd, curl) when they are missing, then runs `cargo test`.
+# skopeo, slapd, curl; docker-compose, systemd-analyze and kubernetes-validate for the
+# deployment checks) when they are missing, then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake gcc pkg-config docker-registry skopeo slapd ldap-utils curl openssl ca-certificates)
+packages=(cmake gcc pkg-config docker-registry skopeo slapd ldap-utils curl openssl ca-certificates
+          docker-compose systemd python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,5 +21,13 @@ if ! command -v cargo >/dev/null; then
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
   . "$HOME/.cargo/env"
 fi
+
+if ! command -v kubernetes-validate >/dev/null; then
+  python3 -m pip install -q kubernetes-validate 2>/dev/null \
+    || python3 -m pip install -q --user --break-system-packages kubernetes-validate
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+# Here every tool is installed, so a deployment check that cannot find one must fail.
+export PORTCULLIS_REQUIRE_DEPLOY_TOOLS=1
 
 cargo test --all-targets "$@"

@@ -165,7 +165,7 @@ fn path_header_and_smuggling_tricks_are_refused() {
         format!("/v2/secret/app;bob/blobs/{d}"),
         format!("/v2/secret\\app/blobs/{d}"),
         format!("/v2/secret/app/blobs/{d}#/v2/bob/app"),
-        format!("/v2/bob/app/../../secret/app/manifests/v1"),
+        "/v2/bob/app/../../secret/app/manifests/v1".to_string(),
         "/v2/secret/app/manifests/v1%00".to_string(),
         "/v2/secret/app/manifests/%2e%2e%2f..%2fbob".to_string(),
         "/v2/_catalog/../secret/app/tags/list".to_string(),
@@ -290,9 +290,9 @@ fn cross_repository_tricks_are_refused() {
     let r = bob(c
         .post(w.proxy.url("/v2/bob/app/blobs/uploads/"))
         .header("content-type", "multipart/form-data; boundary=x")
-        .body(format!(
-            "--x\r\nContent-Disposition: form-data; name=\"from\"\r\n\r\nsecret/app\r\n--x--\r\n"
-        )));
+        .body(
+            "--x\r\nContent-Disposition: form-data; name=\"from\"\r\n\r\nsecret/app\r\n--x--\r\n",
+        ));
     assert_eq!(r.status(), 400);
     // Blob by digest through a repository bob owns: the registry links blobs per repository.
     let r = bob(c.get(w.proxy.url(&format!("/v2/bob/app/blobs/{d}"))));

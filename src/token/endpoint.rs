@@ -22,9 +22,13 @@
 //!   nothing we could verify). On POST, only the form body counts; the query is ignored.
 //! - Errors carry both shapes clients read: the OCI `{"errors":[{code,message,detail}]}` and
 //!   OAuth2's `error`/`error_description`.
+//! - Password checks (GET Basic, POST `password` grant) go through the failed-login limits
+//!   given in the request: a locked account or address gets a 429 with `Retry-After` before
+//!   any password is checked; only a wrong password or an unknown account counts.
 //! - Nothing here logs or echoes a password or token.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -32,6 +36,7 @@ use super::claims::{rfc3339, ResourceActions};
 use super::scope::{parse_scopes, Scope};
 use super::{unix_now, TokenError, TokenService};
 use crate::acl::{AccessRequest, Acl};
+use crate::authn::lockout::Lockout;
 use crate::authn::{Authenticators, AuthnError, Credentials, Identity};
 
 /// Largest POST body accepted. The proxy must read at most this many bytes (plus one, to tell
@@ -39,7 +44,6 @@ use crate::authn::{Authenticators, AuthnError, Credentials, Identity};
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// What the proxy hands over from one HTTP request to the token path.
-#[derive(Debug)]
 pub struct EndpointRequest<'a> {
     /// `GET` or `POST` (others are answered 405).
     pub method: &'a str,
@@ -51,8 +55,24 @@ pub struct EndpointRequest<'a> {
     pub body: &'a [u8],
     /// The parsed `Authorization` header.
     pub credentials: Credentials,
-    /// The client address the ACL's `ip` sees.
+    /// The client address the ACL's `ip` sees (and lockout counts).
     pub client_ip: Option<IpAddr>,
+    /// Failed-login limits, checked before and counted after every password check here
+    /// (the POST username is only known once the body is parsed, so the proxy cannot).
+    pub lockout: Option<&'a Lockout>,
+}
+
+// Hand-written: the body holds passwords and refresh tokens, and must never reach a log.
+impl std::fmt::Debug for EndpointRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRequest")
+            .field("method", &self.method)
+            .field("content_type", &self.content_type)
+            .field("body_len", &self.body.len())
+            .field("credentials", &self.credentials)
+            .field("client_ip", &self.client_ip)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a request ended, for the audit line, metrics and failed-login counting.
@@ -62,8 +82,17 @@ pub enum Outcome {
     Issued,
     /// A malformed request: 400, 405 or 413.
     Invalid,
-    /// Credentials were wrong or missing: 401. Count it for lockout unless `Missing`.
-    LoginFailed(AuthnError),
+    /// Credentials were wrong or missing: 401. Already counted in the request's lockout;
+    /// `locked_now` says this failure started a lockout (for the metric and a warning).
+    LoginFailed {
+        /// Why.
+        error: AuthnError,
+        /// This failure reached the limit.
+        locked_now: bool,
+    },
+    /// The account or client address is locked out: 429 with `Retry-After`, no password
+    /// checked.
+    LockedOut,
     /// A refresh token was invalid, expired, or its account is gone: 401.
     RefreshRejected,
     /// An authentication backend could not answer, or signing failed: 503/500.
@@ -71,7 +100,6 @@ pub enum Outcome {
 }
 
 /// A complete answer: status, headers and body.
-#[derive(Debug)]
 pub struct EndpointResponse {
     /// HTTP status.
     pub status: u16,
@@ -87,6 +115,18 @@ pub struct EndpointResponse {
     pub granted: String,
 }
 
+// Hand-written: the body holds the tokens.
+impl std::fmt::Debug for EndpointResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointResponse")
+            .field("status", &self.status)
+            .field("outcome", &self.outcome)
+            .field("account", &self.account)
+            .field("granted", &self.granted)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A refusal, before it becomes a response.
 struct Failure {
     status: u16,
@@ -94,6 +134,7 @@ struct Failure {
     oauth: &'static str,
     message: &'static str,
     outcome: Outcome,
+    retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -104,6 +145,7 @@ impl Failure {
             oauth,
             message,
             outcome: Outcome::Invalid,
+            retry_after: None,
         }
     }
 
@@ -115,13 +157,18 @@ impl Failure {
                 oauth: "temporarily_unavailable",
                 message: "authentication is unavailable, try again later",
                 outcome: Outcome::Error,
+                retry_after: Some(5),
             },
-            other => Failure {
+            error => Failure {
                 status: 401,
                 code: "UNAUTHORIZED",
                 oauth: "invalid_grant",
                 message: "authentication required",
-                outcome: Outcome::LoginFailed(other),
+                outcome: Outcome::LoginFailed {
+                    error,
+                    locked_now: false,
+                },
+                retry_after: None,
             },
         }
     }
@@ -133,6 +180,7 @@ impl Failure {
             oauth: "invalid_grant",
             message: "invalid or expired refresh token",
             outcome: Outcome::RefreshRejected,
+            retry_after: None,
         }
     }
 
@@ -143,6 +191,7 @@ impl Failure {
             oauth: "server_error",
             message: "the token could not be signed",
             outcome: Outcome::Error,
+            retry_after: None,
         }
     }
 }
@@ -166,6 +215,7 @@ pub async fn handle(
             oauth: "invalid_request",
             message: "method not allowed",
             outcome: Outcome::Invalid,
+            retry_after: None,
         }),
     };
     match result {
@@ -184,6 +234,9 @@ pub async fn handle(
             }
             if f.status == 405 {
                 headers.push(("Allow", "GET, POST".to_string()));
+            }
+            if let Some(secs) = f.retry_after {
+                headers.push(("Retry-After", secs.to_string()));
             }
             let body = serde_json::json!({
                 "errors": [{"code": f.code, "message": f.message, "detail": null}],
@@ -287,7 +340,7 @@ async fn get(
                     "account does not match the credentials",
                 ));
             }
-            authn.login(user, password).await
+            login(authn, req, user, password).await?
         }
         Credentials::None => {
             if asked_account.is_some_and(|a| !a.is_empty()) {
@@ -296,11 +349,13 @@ async fn get(
                     "account does not match the credentials",
                 ));
             }
-            authn.authenticate(&Credentials::None).await
+            authn
+                .authenticate(&Credentials::None)
+                .await
+                .map_err(Failure::login)?
         }
-        Credentials::Bearer(_) => Err(AuthnError::Missing),
-    }
-    .map_err(Failure::login)?;
+        Credentials::Bearer(_) => return Err(Failure::login(AuthnError::Missing)),
+    };
     *account = Some(identity.account.clone());
     respond(
         service,
@@ -333,6 +388,7 @@ async fn post(
             oauth: "invalid_request",
             message: "request body too large",
             outcome: Outcome::Invalid,
+            retry_after: None,
         });
     }
     let body = std::str::from_utf8(req.body)
@@ -349,7 +405,7 @@ async fn post(
             let password = params.one("password")?.unwrap_or("");
             let offline = params.one("access_type")? == Some("offline");
             *account = Some(user.to_string());
-            let identity = authn.login(user, password).await.map_err(Failure::login)?;
+            let identity = login(authn, req, user, password).await?;
             respond(
                 service,
                 acl,
@@ -385,6 +441,45 @@ async fn post(
             "invalid_request",
             "grant_type is required",
         )),
+    }
+}
+
+/// A password check with the failed-login limits around it, as the proxy does on `/v2`:
+/// a locked account or address is refused before the password is looked at, and only a
+/// wrong password or an unknown account counts as a failure.
+async fn login(
+    authn: &Authenticators,
+    req: &EndpointRequest<'_>,
+    account: &str,
+    password: &str,
+) -> Result<Identity, Failure> {
+    let now = Instant::now();
+    if let Some(lockout) = req.lockout {
+        if let Err(remaining) = lockout.check(account, req.client_ip, now) {
+            return Err(Failure {
+                status: 429,
+                code: "TOOMANYREQUESTS",
+                oauth: "temporarily_unavailable",
+                message: "too many failed logins; try again later",
+                outcome: Outcome::LockedOut,
+                retry_after: Some(crate::authn::lockout::retry_after_secs(remaining)),
+            });
+        }
+    }
+    match authn.login(account, password).await {
+        Ok(identity) => Ok(identity),
+        Err(error) => {
+            let counted = matches!(error, AuthnError::BadPassword | AuthnError::UnknownAccount);
+            let locked_now = counted
+                && req
+                    .lockout
+                    .is_some_and(|l| l.record_failure(account, req.client_ip, now));
+            let mut failure = Failure::login(error);
+            if let Outcome::LoginFailed { locked_now: l, .. } = &mut failure.outcome {
+                *l = locked_now;
+            }
+            Err(failure)
+        }
     }
 }
 
@@ -568,6 +663,7 @@ mod tests {
                 body: body.as_bytes(),
                 credentials,
                 client_ip: Some("192.0.2.1".parse().unwrap()),
+                lockout: None,
             },
         )
         .await;
@@ -692,7 +788,13 @@ mod tests {
         )
         .await;
         assert_eq!(resp.status, 401);
-        assert_eq!(resp.outcome, Outcome::LoginFailed(AuthnError::Missing));
+        assert_eq!(
+            resp.outcome,
+            Outcome::LoginFailed {
+                error: AuthnError::Missing,
+                locked_now: false
+            }
+        );
         assert_eq!(json["errors"][0]["code"], "UNAUTHORIZED");
     }
 
@@ -807,7 +909,13 @@ mod tests {
         .await;
         assert_eq!(resp.status, 401);
         assert_eq!(json["error"], "invalid_grant");
-        assert_eq!(resp.outcome, Outcome::LoginFailed(AuthnError::BadPassword));
+        assert_eq!(
+            resp.outcome,
+            Outcome::LoginFailed {
+                error: AuthnError::BadPassword,
+                locked_now: false
+            }
+        );
     }
 
     #[tokio::test]
@@ -860,6 +968,69 @@ mod tests {
         )
         .await;
         assert_eq!(resp.status, 401);
+    }
+
+    #[tokio::test]
+    async fn failed_logins_lock_out_get_and_post() {
+        let env = env();
+        let authn = standard_users(false);
+        let lockout = Lockout::new(crate::config::Lockout {
+            failures: 2,
+            window: std::time::Duration::from_secs(60),
+        });
+        let run = |method: &'static str, creds: Credentials, body: &'static str| {
+            let (env, authn, lockout) = (&env, &authn, &lockout);
+            async move {
+                handle(
+                    &env.service,
+                    authn,
+                    &env.acl,
+                    "r",
+                    EndpointRequest {
+                        method,
+                        query: "service=registry.test",
+                        content_type: Some("application/x-www-form-urlencoded"),
+                        body: body.as_bytes(),
+                        credentials: creds,
+                        client_ip: Some("192.0.2.9".parse().unwrap()),
+                        lockout: Some(lockout),
+                    },
+                )
+                .await
+            }
+        };
+        let r = run("GET", basic("alice", "bad1"), "").await;
+        assert_eq!(
+            r.outcome,
+            Outcome::LoginFailed {
+                error: AuthnError::BadPassword,
+                locked_now: false
+            }
+        );
+        let r = run(
+            "POST",
+            Credentials::None,
+            "grant_type=password&username=alice&password=bad2",
+        )
+        .await;
+        assert_eq!(
+            r.outcome,
+            Outcome::LoginFailed {
+                error: AuthnError::BadPassword,
+                locked_now: true
+            }
+        );
+        // Locked: even the right password is not checked, on GET or POST.
+        let r = run("GET", basic("alice", "alice-pw"), "").await;
+        assert_eq!((r.status, r.outcome.clone()), (429, Outcome::LockedOut));
+        assert!(r.headers.iter().any(|(n, _)| *n == "Retry-After"));
+        let r = run(
+            "POST",
+            Credentials::None,
+            "grant_type=password&username=alice&password=alice-pw",
+        )
+        .await;
+        assert_eq!(r.status, 429);
     }
 
     #[tokio::test]
@@ -928,6 +1099,7 @@ mod tests {
                     body,
                     credentials: Credentials::None,
                     client_ip: None,
+                    lockout: None,
                 },
             )
             .await;
@@ -950,6 +1122,7 @@ mod tests {
                     body: &body,
                     credentials: Credentials::None,
                     client_ip: None,
+                    lockout: None,
                 }));
                 proptest::prop_assert!(matches!(resp.status, 200 | 400 | 401 | 413));
             }

@@ -71,10 +71,9 @@ pub fn parse_scope(text: &str) -> Result<Scope, ScopeError> {
     if name.is_empty() || name.contains(':') || !name.bytes().all(|c| c.is_ascii_graphic()) {
         return Err(ScopeError::Name);
     }
-    if kind == "repository" || kind.starts_with("repository(") {
-        if !crate::route::is_valid_name(name) {
-            return Err(ScopeError::Name);
-        }
+    let is_repository = kind == "repository" || kind.starts_with("repository(");
+    if is_repository && !crate::route::is_valid_name(name) {
+        return Err(ScopeError::Name);
     }
     let mut list: Vec<String> = Vec::new();
     for action in actions.split(',') {
