@@ -62,6 +62,13 @@ enum Command {
         #[arg(required = true)]
         scopes: Vec<String>,
     },
+    /// Write a development token key pair (EC P-256 `token.key`, self-signed `token.crt`) for
+    /// `auth.token.key` / `auth.token.certificate` and registry:2's `rootcertbundle`.
+    GenTokenKey {
+        /// Folder to write into; existing files are never overwritten.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
     /// Read a password from stdin and print its bcrypt hash for `users:` or htpasswd.
     HashPassword {
         /// bcrypt cost.
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
             scopes,
         } => explain(&cli.config, &account, ip, &labels, &scopes),
         Command::HashPassword { cost } => hash_password(cost),
+        Command::GenTokenKey { dir } => gen_token_key(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,6 +143,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         users = summary.users,
         htpasswd_users = summary.htpasswd_users,
         rules = summary.rules,
+        challenge = ?config.auth.challenge,
+        token_kid = built.state.token.as_ref().map(|t| t.kid()).unwrap_or(""),
         "portcullis starting"
     );
     let prepared = portcullis::server::prepare(path, config, built.state)?;
@@ -229,6 +239,22 @@ fn own_labels(users: &StaticUsers, account: &str) -> portcullis::authn::Labels {
         .get(account)
         .map(|u| u.labels.clone())
         .unwrap_or_default()
+}
+
+fn gen_token_key(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (key, cert) = portcullis::token::generate_dev_keypair(dir)
+        .with_context(|| format!("writing a key pair into {}", dir.display()))?;
+    let public = portcullis::token::SigningKey::load(&key).map_err(|d| anyhow!("{d}"))?;
+    println!(
+        "key: {}
+certificate: {}
+kid: {}",
+        key.display(),
+        cert.display(),
+        public.public().kid()
+    );
+    Ok(())
 }
 
 fn hash_password(cost: u32) -> anyhow::Result<()> {

@@ -24,6 +24,13 @@ pub enum Decision {
     /// Answer with the catalog filtered to what this caller may pull (it lacks
     /// `registry:catalog:*`, which would show the upstream's list unchanged).
     FilteredCatalog,
+    /// A valid Bearer token that does not carry the scope: 401 with
+    /// `error="insufficient_scope"` and the scope to ask for, as registry:2 answers, so the
+    /// client fetches a new token.
+    InsufficientScope {
+        /// The rule the ACL decided with (the ACL allows it; the token lacks it).
+        rule: Option<RuleOrigin>,
+    },
     /// Refuse it: 403 for an account, 401 for the anonymous caller.
     Deny {
         /// The rule that refused it; `None` when no rule matched.
@@ -40,7 +47,9 @@ impl Decision {
     /// The deciding rule, for the audit log.
     pub fn rule(&self) -> Option<&RuleOrigin> {
         match self {
-            Decision::Allow { rule, .. } | Decision::Deny { rule } => rule.as_ref(),
+            Decision::Allow { rule, .. }
+            | Decision::Deny { rule }
+            | Decision::InsufficientScope { rule } => rule.as_ref(),
             Decision::FilteredCatalog => None,
         }
     }
@@ -102,6 +111,64 @@ pub fn authorize(acl: &Acl, subject: Subject<'_>, route: &Route) -> Decision {
                 drop_mount,
             }
         }
+    }
+}
+
+/// Decides `route` for a caller who presented a valid Bearer token: the ACL as it is *now*
+/// must allow it (a reload takes effect even for tokens already issued) *and* the token must
+/// carry the scope. `/v2/` and the filtered catalog need only the token.
+pub fn authorize_bearer(
+    acl: &Acl,
+    subject: Subject<'_>,
+    route: &Route,
+    claims: &crate::token::Claims,
+) -> Decision {
+    let decision = authorize(acl, subject, route);
+    let Decision::Allow { rule, drop_mount } = decision else {
+        return decision;
+    };
+    match route {
+        Route::Base => Decision::Allow { rule, drop_mount },
+        Route::Catalog => {
+            if claims.allows("registry", "catalog", "*") {
+                Decision::Allow { rule, drop_mount }
+            } else {
+                // Without the scope in the token, the caller still gets its filtered view.
+                Decision::FilteredCatalog
+            }
+        }
+        Route::Repository {
+            name,
+            action,
+            mount,
+            ..
+        } => {
+            if !claims.allows("repository", name, action.as_str()) {
+                return Decision::InsufficientScope { rule };
+            }
+            let drop_mount = drop_mount
+                || mount
+                    .as_ref()
+                    .is_some_and(|m| !claims.allows("repository", &m.from, "pull"));
+            Decision::Allow { rule, drop_mount }
+        }
+    }
+}
+
+/// The scope a client should ask a token for to make this request, as registry:2 words it in
+/// its challenge (a push asks for `pull,push`, which is what clients request anyway).
+pub fn challenge_scope(route: &Route) -> Option<String> {
+    match route {
+        Route::Base => None,
+        Route::Catalog => Some("registry:catalog:*".to_owned()),
+        Route::Repository { name, action, .. } => Some(format!(
+            "repository:{name}:{}",
+            match action {
+                Action::Pull => "pull",
+                Action::Push => "pull,push",
+                Action::Delete => "delete",
+            }
+        )),
     }
 }
 
@@ -170,6 +237,111 @@ mod tests {
             service: DEFAULT_SERVICE,
         };
         authorize(&acl(), subject, &parse(method, target).unwrap())
+    }
+
+    fn claims(access: &[(&str, &str, &[&str])]) -> crate::token::Claims {
+        crate::token::Claims {
+            iss: "i".into(),
+            sub: "bob".into(),
+            aud: "s".into(),
+            exp: 0,
+            nbf: 0,
+            iat: 0,
+            jti: "j".into(),
+            access: access
+                .iter()
+                .map(|(k, n, a)| crate::token::ResourceActions {
+                    kind: k.to_string(),
+                    name: n.to_string(),
+                    actions: a.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect(),
+            token_use: None,
+        }
+    }
+
+    fn decide_bearer(
+        account: &str,
+        method: &str,
+        target: &str,
+        c: &crate::token::Claims,
+    ) -> Decision {
+        let identity = id(account);
+        let subject = Subject {
+            identity: &identity,
+            ip: None,
+            service: DEFAULT_SERVICE,
+        };
+        authorize_bearer(&acl(), subject, &parse(method, target).unwrap(), c)
+    }
+
+    #[test]
+    fn bearer_needs_both_the_token_scope_and_the_acl() {
+        let c = claims(&[
+            ("repository", "bob/app", &["pull", "push"]),
+            ("repository", "alice/app", &["pull"]),
+        ]);
+        assert!(decide_bearer("bob", "PUT", "/v2/bob/app/manifests/1", &c).is_allowed());
+        // In the token but not (any more) in the ACL: denied.
+        assert!(matches!(
+            decide_bearer("bob", "GET", "/v2/alice/app/manifests/1", &c),
+            Decision::Deny { .. }
+        ));
+        // In the ACL but not in the token: insufficient scope.
+        assert!(matches!(
+            decide_bearer("bob", "DELETE", "/v2/bob/app/manifests/1", &c),
+            Decision::InsufficientScope { .. }
+        ));
+        assert!(matches!(
+            decide_bearer("bob", "GET", "/v2/bob/other/manifests/1", &c),
+            Decision::InsufficientScope { .. }
+        ));
+        assert!(decide_bearer("bob", "GET", "/v2/", &claims(&[])).is_allowed());
+        assert_eq!(
+            decide_bearer("bob", "GET", "/v2/_catalog", &claims(&[])),
+            Decision::FilteredCatalog
+        );
+        assert!(matches!(
+            decide_bearer(
+                "admin",
+                "GET",
+                "/v2/_catalog",
+                &claims(&[("registry", "catalog", &["*"])])
+            ),
+            Decision::Allow { .. }
+        ));
+        // A mount from a repository the token cannot pull is dropped.
+        let digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let t = format!("/v2/bob/app/blobs/uploads/?mount={digest}&from=team/base");
+        assert!(matches!(
+            decide_bearer("bob", "POST", &t, &c),
+            Decision::Allow {
+                drop_mount: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn challenge_scopes_follow_registry() {
+        let s = |m, t| challenge_scope(&parse(m, t).unwrap());
+        assert_eq!(
+            s("GET", "/v2/a/b/manifests/1").as_deref(),
+            Some("repository:a/b:pull")
+        );
+        assert_eq!(
+            s("PATCH", "/v2/a/blobs/uploads/x").as_deref(),
+            Some("repository:a:pull,push")
+        );
+        assert_eq!(
+            s("DELETE", "/v2/a/manifests/1").as_deref(),
+            Some("repository:a:delete")
+        );
+        assert_eq!(
+            s("GET", "/v2/_catalog").as_deref(),
+            Some("registry:catalog:*")
+        );
+        assert_eq!(s("GET", "/v2/"), None);
     }
 
     #[test]

@@ -25,9 +25,9 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::acl::RuleOrigin;
 use crate::authn::lockout::{self, Lockout};
-use crate::authn::{credentials, AuthnError, Identity};
+use crate::authn::{credentials, AuthnError, Credentials, Identity};
 use crate::catalog::{self, Catalog};
-use crate::config::{Config, Upstream};
+use crate::config::{Challenge, Config, Upstream};
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
 use crate::limits::Limits;
 use crate::metrics::{self as m, AuthFailure, Metrics};
@@ -35,6 +35,7 @@ use crate::policy::{self, Decision, Subject};
 use crate::route::{self, Route, RouteError};
 use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
+use crate::token::{self, Claims, TokenService};
 
 /// Headers a client could use to make the registry (or something between us and it) see a
 /// different request than the one we authorized. Removed before forwarding; the
@@ -78,6 +79,7 @@ pub struct Portcullis {
     metrics: Arc<Metrics>,
     lockout: Arc<Lockout>,
     limits: Limits,
+    listen: String,
 }
 
 impl Portcullis {
@@ -100,18 +102,218 @@ impl Portcullis {
             metrics: shared.metrics,
             lockout: shared.lockout,
             limits: config.limits,
+            listen: config.listen.to_string(),
         }
     }
 
+    /// Who is asking on `/v2`: a Bearer token's subject (with its claims) or a login.
+    async fn identify(
+        &self,
+        state: &State,
+        creds: &Credentials,
+        ip: Option<IpAddr>,
+    ) -> std::result::Result<(Identity, Option<Arc<Claims>>), Refusal> {
+        let Credentials::Bearer(token) = creds else {
+            return self.login(state, creds, ip).await.map(|i| (i, None));
+        };
+        let bad_token = || {
+            self.metrics.auth_failure(AuthFailure::BadToken);
+            Refusal {
+                error: OciError::unauthorized(),
+                headers: vec![],
+                outcome: Outcome::Unauthenticated,
+            }
+        };
+        let Some(service) = &state.token else {
+            return Err(bad_token());
+        };
+        let claims = match service.verify(token) {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::debug!(error = %e, "Bearer token refused");
+                return Err(bad_token());
+            }
+        };
+        // The account must still exist; its labels are the current ones, so the ACL is
+        // evaluated as it stands now, not as it stood when the token was issued.
+        match state.authn.lookup_cached(&claims.sub).await {
+            Ok(identity) => Ok((identity, Some(claims))),
+            Err(AuthnError::Unavailable(why)) => Err(self.refusal(AuthnError::Unavailable(why))),
+            Err(_) => Err(bad_token()),
+        }
+    }
+
+    /// `WWW-Authenticate` for a 401: Bearer with the scope to ask for when the token service
+    /// is the challenge (or the presented token lacked a scope), Basic otherwise.
+    fn challenge(
+        &self,
+        session: &Session,
+        state: &State,
+        route: Option<&Route>,
+        insufficient: bool,
+    ) -> (&'static str, String) {
+        let value = match &state.token {
+            Some(token) if insufficient || state.config.auth.challenge == Challenge::Token => {
+                let realm = match token.realm() {
+                    Some(r) => r.to_owned(),
+                    None => self.realm_from_request(session, token.path()),
+                };
+                let scope = route.and_then(policy::challenge_scope);
+                token.challenge(&realm, scope.as_deref(), insufficient)
+            }
+            _ => basic_challenge(&state.config.auth.realm),
+        };
+        ("WWW-Authenticate", value)
+    }
+
+    /// `https://<host>/auth` from the request: the scheme we serve (or `X-Forwarded-Proto`
+    /// from a trusted proxy) and the `Host` (or `X-Forwarded-Host` from a trusted proxy). A
+    /// host with characters no host name has falls back to the listen address, so a forged
+    /// `Host` cannot inject into the challenge.
+    fn realm_from_request(&self, session: &Session, path: &str) -> String {
+        let req = session.req_header();
+        let trusted = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| self.trusted(a.ip()));
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(',').next().unwrap_or("").trim().to_owned())
+        };
+        let mut scheme = if self.tls { "https" } else { "http" }.to_owned();
+        let mut host = header("host").or_else(|| req.uri.authority().map(|a| a.to_string()));
+        if trusted {
+            if let Some(p) = header("x-forwarded-proto").filter(|p| p == "http" || p == "https") {
+                scheme = p;
+            }
+            if let Some(h) = header("x-forwarded-host") {
+                host = Some(h);
+            }
+        }
+        let valid = |h: &String| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        };
+        let host = host.filter(valid).unwrap_or_else(|| self.listen.clone());
+        format!("{scheme}://{host}{path}")
+    }
+
+    /// The token endpoint: reads the (small) form body, hands everything to
+    /// [`crate::token::handle`], and writes its answer. Nothing goes upstream.
+    async fn token_endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        state: &State,
+        token: &TokenService,
+    ) -> Result<()> {
+        let req = session.req_header();
+        let method = req.method.as_str().to_owned();
+        let query = req.uri.query().unwrap_or("").to_owned();
+        let content_type = req
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let declared = req
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let creds = authorization(req);
+        if declared.is_some_and(|n| n > token::MAX_BODY) {
+            ctx.outcome = Outcome::Invalid;
+            session.set_keepalive(None);
+            let e = OciError::new(413, "SIZE_INVALID", "token request body too large");
+            return respond(session, &e, &[]).await;
+        }
+        let mut body = Vec::new();
+        if method == "POST" {
+            while let Some(chunk) = session.read_request_body().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > token::MAX_BODY {
+                    break;
+                }
+            }
+        }
+        let credentials = match creds {
+            Ok(c) => c,
+            Err(_) => {
+                self.metrics.auth_failure(AuthFailure::Malformed);
+                ctx.outcome = Outcome::Unauthenticated;
+                let challenge = (
+                    "WWW-Authenticate",
+                    basic_challenge(&state.config.auth.realm),
+                );
+                return respond(session, &OciError::unauthorized(), &[challenge]).await;
+            }
+        };
+        let answer = token::handle(
+            token,
+            &state.authn,
+            &state.acl,
+            &state.config.auth.realm,
+            token::EndpointRequest {
+                method: &method,
+                query: &query,
+                content_type: content_type.as_deref(),
+                body: &body,
+                credentials,
+                client_ip: ctx.client_ip,
+                lockout: Some(&self.lockout),
+            },
+        )
+        .await;
+        ctx.account = answer.account.clone();
+        ctx.outcome = match &answer.outcome {
+            token::Outcome::Issued => {
+                self.metrics.token_issued();
+                Outcome::Allowed
+            }
+            token::Outcome::Invalid => Outcome::Invalid,
+            token::Outcome::LoginFailed { error, locked_now } => {
+                if let Some(reason) = AuthFailure::of(error) {
+                    self.metrics.auth_failure(reason);
+                }
+                if *locked_now {
+                    self.metrics.lockout();
+                    tracing::warn!(account = ?answer.account, client = ?ctx.client_ip, "too many failed logins: locked out");
+                }
+                Outcome::Unauthenticated
+            }
+            token::Outcome::LockedOut => {
+                self.metrics.auth_failure(AuthFailure::LockedOut);
+                Outcome::Unauthenticated
+            }
+            token::Outcome::RefreshRejected => {
+                self.metrics.auth_failure(AuthFailure::BadToken);
+                Outcome::Unauthenticated
+            }
+            token::Outcome::Error => Outcome::Error,
+        };
+        let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 2))?;
+        for (name, value) in &answer.headers {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        resp.insert_header("Content-Length", answer.body.len().to_string())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(answer.body), true).await?;
+        Ok(())
+    }
+
     /// Checks credentials, with the failed-login limits around it. The one login path for
-    /// `/v2` (and, through the token endpoint, for `/auth`).
+    /// `/v2` Basic credentials (the token endpoint applies the same lockout itself).
     async fn login(
         &self,
         state: &State,
-        creds: &credentials::Credentials,
+        creds: &Credentials,
         ip: Option<IpAddr>,
     ) -> std::result::Result<Identity, Refusal> {
-        let credentials::Credentials::Basic { account, password } = creds else {
+        let Credentials::Basic { account, password } = creds else {
             return state
                 .authn
                 .authenticate(creds)
@@ -251,15 +453,6 @@ impl Portcullis {
     }
 }
 
-/// The ACL's view of a caller.
-fn subject_of(identity: &Identity, ip: Option<IpAddr>) -> Subject<'_> {
-    Subject {
-        identity,
-        ip,
-        service: policy::DEFAULT_SERVICE,
-    }
-}
-
 /// IPv4-mapped IPv6 addresses are IPv4 clients; compare them as such.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -287,6 +480,7 @@ pub struct RequestCtx {
     rule: Option<RuleOrigin>,
     drop_mount: bool,
     refused_early: bool,
+    token_endpoint: bool,
 }
 
 /// The `decision` label of the audit line and the request metric.
@@ -349,6 +543,19 @@ async fn respond_json(
 }
 
 /// `Basic realm="…"` with the realm's quotes and backslashes escaped.
+/// The request's credentials. Two `Authorization` headers are refused: which one would a
+/// backend read?
+fn authorization(
+    req: &RequestHeader,
+) -> std::result::Result<Credentials, credentials::CredentialsError> {
+    let values: Vec<_> = req.headers.get_all("authorization").iter().collect();
+    match values.as_slice() {
+        [] => credentials::parse(None),
+        [one] => credentials::parse(Some(one.as_bytes())),
+        _ => Err(credentials::CredentialsError::UnsupportedScheme),
+    }
+}
+
 fn basic_challenge(realm: &str) -> String {
     let escaped = realm.replace('\\', "\\\\").replace('"', "\\\"");
     format!("Basic realm=\"{escaped}\"")
@@ -381,6 +588,7 @@ impl ProxyHttp for Portcullis {
             rule: None,
             drop_mount: false,
             refused_early: false,
+            token_endpoint: false,
         }
     }
 
@@ -420,6 +628,14 @@ impl ProxyHttp for Portcullis {
             return Ok(true);
         }
 
+        if let Some(token) = state.token.clone() {
+            let req = session.req_header();
+            if req.uri.path() == token.path() && req.uri.authority().is_none() {
+                ctx.token_endpoint = true;
+                self.token_endpoint(session, ctx, &state, &token).await?;
+                return Ok(true);
+            }
+        }
         let req = session.req_header();
         // An absolute-form target (`GET http://other/v2/... HTTP/1.1`) names a host and a path
         // that the registry might read differently from us; HTTP/2 always carries an
@@ -456,44 +672,41 @@ impl ProxyHttp for Portcullis {
             respond(session, &e, &[]).await?;
             return Ok(true);
         }
-        let authz: Vec<_> = req.headers.get_all("authorization").iter().collect();
-        let creds = match authz.as_slice() {
-            [] => credentials::parse(None),
-            [one] => credentials::parse(Some(one.as_bytes())),
-            // Two Authorization headers: which one would a backend read? Refuse.
-            _ => Err(credentials::CredentialsError::UnsupportedScheme),
-        };
-        let challenge = [(
-            "WWW-Authenticate",
-            basic_challenge(&state.config.auth.realm),
-        )];
-        let creds = match creds {
+        let creds = match authorization(req) {
             Ok(c) => c,
             Err(_) => {
                 self.metrics.auth_failure(AuthFailure::Malformed);
                 ctx.outcome = Outcome::Unauthenticated;
-                respond(session, &OciError::unauthorized(), &challenge).await?;
+                let challenge = self.challenge(session, &state, Some(&route), false);
+                respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 return Ok(true);
             }
         };
-        if let credentials::Credentials::Basic { account, .. } = &creds {
+        if let Credentials::Basic { account, .. } = &creds {
             ctx.account = Some(account.clone());
         }
-        let identity = match self.login(&state, &creds, ctx.client_ip).await {
-            Ok(identity) => identity,
+        let (identity, claims) = match self.identify(&state, &creds, ctx.client_ip).await {
+            Ok(found) => found,
             Err(refusal) => {
                 ctx.outcome = refusal.outcome;
                 let mut extra = refusal.headers;
                 if refusal.error.status == 401 {
-                    extra.extend(challenge);
+                    extra.push(self.challenge(session, &state, Some(&route), false));
                 }
                 respond(session, &refusal.error, &extra).await?;
                 return Ok(true);
             }
         };
         ctx.account = Some(identity.account.clone());
-        let subject = subject_of(&identity, ctx.client_ip);
-        let decision = policy::authorize(&state.acl, subject, &route);
+        let subject = Subject {
+            identity: &identity,
+            ip: ctx.client_ip,
+            service: state.service(),
+        };
+        let decision = match &claims {
+            Some(claims) => policy::authorize_bearer(&state.acl, subject, &route, claims),
+            None => policy::authorize(&state.acl, subject, &route),
+        };
         ctx.rule = decision.rule().cloned();
         match decision {
             Decision::Allow { drop_mount, .. } => {
@@ -503,14 +716,20 @@ impl ProxyHttp for Portcullis {
             }
             Decision::FilteredCatalog => {
                 ctx.outcome = Outcome::Allowed;
-                self.filtered_catalog(session, &state, subject_of(&identity, ctx.client_ip))
-                    .await?;
+                self.filtered_catalog(session, &state, subject).await?;
+                Ok(true)
+            }
+            Decision::InsufficientScope { .. } => {
+                ctx.outcome = Outcome::Denied;
+                let challenge = self.challenge(session, &state, Some(&route), true);
+                respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 Ok(true)
             }
             Decision::Deny { .. } => {
                 ctx.outcome = Outcome::Denied;
                 if identity.is_anonymous() {
-                    respond(session, &OciError::unauthorized(), &challenge).await?;
+                    let challenge = self.challenge(session, &state, Some(&route), false);
+                    respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 } else {
                     respond(session, &OciError::denied(), &[]).await?;
                 }
@@ -524,11 +743,7 @@ impl ProxyHttp for Portcullis {
         _session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
-        peer.options.connection_timeout = Some(self.upstream.connect_timeout);
-        peer.options.read_timeout = Some(self.upstream.read_timeout);
-        peer.options.write_timeout = Some(self.upstream.read_timeout);
-        Ok(Box::new(peer))
+        Ok(Box::new(self.peer()))
     }
 
     async fn upstream_request_filter(
@@ -652,7 +867,11 @@ impl ProxyHttp for Portcullis {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         self.metrics.observe_request(
-            m::Action::of_route(ctx.route.as_ref()),
+            if ctx.token_endpoint {
+                m::Action::Token
+            } else {
+                m::Action::of_route(ctx.route.as_ref())
+            },
             ctx.outcome.into(),
             ctx.started.elapsed(),
         );

@@ -9,6 +9,7 @@ use crate::authn::users::StaticUsers;
 use crate::authn::{Authenticator, Authenticators};
 use crate::config::{Config, UsersSource};
 use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::token::TokenService;
 
 /// The loaded set a request is decided under.
 pub struct State {
@@ -18,6 +19,18 @@ pub struct State {
     pub authn: Authenticators,
     /// What they may do.
     pub acl: Acl,
+    /// The token service, when `auth.token` is configured (its key reloads with the rest).
+    pub token: Option<Arc<TokenService>>,
+}
+
+impl State {
+    /// The service name ACL rules see: the token service's, or docker_auth's default.
+    pub fn service(&self) -> &str {
+        self.token
+            .as_ref()
+            .map(|t| t.service())
+            .unwrap_or(crate::policy::DEFAULT_SERVICE)
+    }
 }
 
 /// A freshly built state and the warnings its loaders raised.
@@ -83,6 +96,16 @@ impl State {
                 Err(e) => errors.extend(e.0),
             }
         }
+        let token = match &config.auth.token {
+            None => None,
+            Some(t) => match TokenService::load(t) {
+                Ok(service) => Some(Arc::new(service)),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+        };
         let mut warnings = Vec::new();
         let acl = match Acl::load(&config.acl) {
             Ok(loaded) => {
@@ -105,6 +128,7 @@ impl State {
                     config,
                     authn: Authenticators::new(backends, anonymous),
                     acl,
+                    token,
                 },
                 warnings,
             },

@@ -8,8 +8,8 @@
 pub mod cache;
 pub mod credentials;
 pub mod htpasswd;
-pub mod lockout;
 pub mod ldap;
+pub mod lockout;
 pub mod password;
 pub mod users;
 
@@ -117,7 +117,14 @@ pub struct Authenticators {
     backends: Vec<Arc<dyn Authenticator>>,
     anonymous_allowed: bool,
     cache: Arc<cache::LoginCache>,
+    lookups: std::sync::Mutex<std::collections::HashMap<String, (Identity, std::time::Instant)>>,
 }
+
+/// How long [`Authenticators::lookup_cached`] trusts an answer: Bearer requests re-check that
+/// their account exists (and read its labels) at most this often, so an LDAP directory is not
+/// searched on every request, and a removed account loses access within this time.
+pub const LOOKUP_TTL: Duration = Duration::from_secs(30);
+const LOOKUP_CAPACITY: usize = 10_000;
 
 impl Authenticators {
     /// A chain of `backends`; `anonymous_allowed` when the users file has the `""` account.
@@ -126,7 +133,30 @@ impl Authenticators {
             backends,
             anonymous_allowed,
             cache: Arc::new(cache::LoginCache::new(65_536, Duration::from_secs(3600))),
+            lookups: Default::default(),
         }
+    }
+
+    /// [`Self::lookup`], remembered for [`LOOKUP_TTL`]. Failures are not remembered.
+    pub async fn lookup_cached(&self, account: &str) -> Result<Identity, AuthnError> {
+        if let Ok(lookups) = self.lookups.lock() {
+            if let Some((identity, at)) = lookups.get(account) {
+                if at.elapsed() < LOOKUP_TTL {
+                    return Ok(identity.clone());
+                }
+            }
+        }
+        let identity = self.lookup(account).await?;
+        if let Ok(mut lookups) = self.lookups.lock() {
+            if lookups.len() >= LOOKUP_CAPACITY {
+                lookups.clear();
+            }
+            lookups.insert(
+                account.to_owned(),
+                (identity.clone(), std::time::Instant::now()),
+            );
+        }
+        Ok(identity)
     }
 
     /// Takes over `old`'s remembered logins after a reload, dropping those of accounts whose
