@@ -115,6 +115,9 @@ pub struct Token {
     pub key: PathBuf,
     /// Its certificate (PEM), sent as `x5c` and given to registry:2 as `rootcertbundle`.
     pub certificate: Option<PathBuf>,
+    /// Public keys or certificates (PEM) whose tokens are still accepted: the previous key
+    /// during a key rotation, so nobody is logged out at the switch.
+    pub previous_keys: Vec<PathBuf>,
     /// Lifetime of access tokens.
     pub expiration: Duration,
     /// Lifetime of refresh tokens (`access_type=offline`).
@@ -269,6 +272,8 @@ struct RawToken {
     key: PathBuf,
     #[serde(default)]
     certificate: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_one_or_many")]
+    previous_keys: Vec<PathBuf>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     expiration: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
@@ -524,6 +529,7 @@ impl Config {
             service: t.service,
             key: resolve(&t.key),
             certificate: t.certificate.as_deref().map(resolve),
+            previous_keys: t.previous_keys.iter().map(|p| resolve(p)).collect(),
             expiration: t.expiration.unwrap_or(Duration::from_secs(300)),
             refresh_expiration: t
                 .refresh_expiration

@@ -111,6 +111,7 @@ fn token_config(key: &Path, certificate: Option<&Path>) -> portcullis::config::T
         certificate: certificate.map(Path::to_path_buf),
         expiration: Duration::from_secs(300),
         refresh_expiration: Duration::from_secs(3600),
+        previous_keys: vec![],
     }
 }
 

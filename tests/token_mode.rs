@@ -73,6 +73,7 @@ fn service_like(proxy: &Proxy, issuer: &str, service: &str, expiration: Duration
         certificate: Some(proxy.dir.path().join("token.crt")),
         expiration,
         refresh_expiration: Duration::from_secs(3600),
+        previous_keys: vec![],
     })
     .unwrap()
 }
@@ -410,6 +411,7 @@ fn forged_expired_and_misused_tokens_are_refused() {
         certificate: Some(crt),
         expiration: Duration::from_secs(300),
         refresh_expiration: Duration::from_secs(300),
+        previous_keys: vec![],
     })
     .unwrap();
     forged.push((
@@ -561,4 +563,64 @@ fn a_stock_registry_in_token_mode_trusts_portcullis_as_its_token_server() {
         recorder.seen().is_empty(),
         "nothing but /auth was asked of portcullis"
     );
+}
+
+#[test]
+fn rotating_the_token_key_keeps_old_tokens_working_through_previous_keys() {
+    let registry = Registry::start();
+    let proxy = start(&registry.url(), false);
+    let c = proxy.client();
+    let old = service_like(&proxy, ISSUER, SERVICE, Duration::from_secs(300));
+    let old_token = old.issue("bob", access("bob/app", &["pull"])).unwrap();
+    let get = |token: &str| {
+        c.get(proxy.url("/v2/bob/app/tags/list"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(get(&old_token), 404);
+    // Rotate: keep the old certificate as a previous key, sign with a new key.
+    let dir = proxy.dir.path();
+    std::fs::rename(dir.join("token.crt"), dir.join("old-token.crt")).unwrap();
+    std::fs::remove_file(dir.join("token.key")).unwrap();
+    portcullis::token::generate_dev_keypair(dir).unwrap();
+    let config = std::fs::read_to_string(dir.join("proxy.yaml"))
+        .unwrap()
+        .replace(
+            "    certificate: token.crt\n",
+            "    certificate: token.crt\n    previous_keys: [old-token.crt]\n",
+        );
+    std::fs::write(dir.join("proxy.yaml"), config).unwrap();
+    let new = service_like(&proxy, ISSUER, SERVICE, Duration::from_secs(300));
+    let new_token = new.issue("bob", access("bob/app", &["pull"])).unwrap();
+    wait_until("the new key", Duration::from_secs(5), || {
+        get(&new_token) == 404
+    });
+    assert_eq!(
+        get(&old_token),
+        404,
+        "a token of the previous key must still work"
+    );
+    // Issued tokens now come from the new key.
+    let r = c
+        .get(proxy.url("/auth"))
+        .query(&[("service", SERVICE), ("scope", "repository:bob/app:pull")])
+        .basic_auth("bob", Some("bobpw"))
+        .send()
+        .unwrap();
+    let t = r.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(new.verify(&t).is_ok());
+    // Ending the overlap: without previous_keys the old token is refused.
+    let config = std::fs::read_to_string(dir.join("proxy.yaml"))
+        .unwrap()
+        .replace("    previous_keys: [old-token.crt]\n", "");
+    std::fs::write(dir.join("proxy.yaml"), config).unwrap();
+    wait_until("the old key to be dropped", Duration::from_secs(5), || {
+        get(&old_token) == 401
+    });
+    assert_eq!(get(&new_token), 404);
 }

@@ -602,6 +602,7 @@ mod tests {
             certificate: Some(cert),
             expiration: std::time::Duration::from_secs(300),
             refresh_expiration: std::time::Duration::from_secs(3600),
+            previous_keys: vec![],
         };
         let service = TokenService::load(&cfg).unwrap();
         let acl = Acl::parse(ACL, std::path::Path::new("acl.yaml"))

@@ -91,7 +91,28 @@ impl TokenService {
             Some(path) => Some(keys::load_certificate_chain(path, key.public())?),
             None => None,
         };
-        Ok(Self::new(cfg, key, chain))
+        let mut previous = Vec::new();
+        let mut errors = Vec::new();
+        for path in &cfg.previous_keys {
+            let loaded = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| PublicKey::from_pem(&pem));
+            match loaded {
+                Ok(k) => previous.push(k),
+                Err(e) => errors.push(
+                    crate::diagnostic::Diagnostic::new(path, e).key("auth.token.previous_keys"),
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        let service = Self::new(cfg, key, chain);
+        Ok(if previous.is_empty() {
+            service
+        } else {
+            service.with_verification_keys(previous)
+        })
     }
 
     /// A service from an already loaded key and DER certificate chain (leaf first).
@@ -253,6 +274,7 @@ mod tests {
             certificate: Some(cert),
             expiration: std::time::Duration::from_secs(300),
             refresh_expiration: std::time::Duration::from_secs(0),
+            previous_keys: vec![],
         }
     }
 
