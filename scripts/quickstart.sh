@@ -39,6 +39,7 @@ docker-registry serve "$state/registry.yml" > "$state/registry.log" 2>&1 &
 registry_pid=$!
 trap 'kill $registry_pid 2>/dev/null' EXIT
 until curl -fs http://127.0.0.1:5001/v2/ >/dev/null; do sleep 0.2; done
-echo "registry:2 on 127.0.0.1:5001 (log: $state/registry.log); portcullis on https://127.0.0.1:5000"
+echo "registry:2 on 127.0.0.1:5001 (log: $state/registry.log); portcullis on https://127.0.0.1:5000,"
+echo "metrics on http://127.0.0.1:9100/metrics. Users: admin/badmin (everything), test/123 (pull only)."
 echo "try: curl --cacert certs/ca.pem -u admin:badmin https://127.0.0.1:5000/v2/_catalog"
 ./target/release/portcullis serve -c proxy.yaml --log-format text

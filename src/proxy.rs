@@ -630,7 +630,9 @@ impl ProxyHttp for Portcullis {
 
         if let Some(token) = state.token.clone() {
             let req = session.req_header();
-            if req.uri.path() == token.path() && req.uri.authority().is_none() {
+            // HTTP/2 requests always carry an authority; HTTP/1 ones only in absolute form.
+            let origin_form = session.is_http2() || req.uri.authority().is_none();
+            if req.uri.path() == token.path() && origin_form {
                 ctx.token_endpoint = true;
                 self.token_endpoint(session, ctx, &state, &token).await?;
                 return Ok(true);

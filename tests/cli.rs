@@ -31,18 +31,24 @@ const HASH: &str = "$2y$05$LzHNqrNFLRXUzvmtfyeSIOVbV3x5Q4p8FqB5qSl9v03G5yv0j4E1y
 fn the_example_configuration_in_the_repository_checks() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    // The example expects certs made by certs/make-dev-certs.sh; use a copy without TLS.
-    let text = std::fs::read_to_string(root.join("proxy.yaml")).unwrap();
-    let start = text.find("tls:").unwrap();
-    let end = text[start..].find("upstream:").unwrap() + start;
-    let text = format!("{}{}", &text[..start], &text[end..]);
-    std::fs::write(dir.path().join("proxy.yaml"), text).unwrap();
+    // The example as the quick start uses it, with certificates from its own script.
+    std::fs::copy(root.join("proxy.yaml"), dir.path().join("proxy.yaml")).unwrap();
     std::fs::copy(root.join("users.yaml"), dir.path().join("users.yaml")).unwrap();
-    std::fs::create_dir(dir.path().join("acl")).unwrap();
+    for sub in ["acl", "certs"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
     for f in std::fs::read_dir(root.join("acl")).unwrap() {
         let f = f.unwrap();
         std::fs::copy(f.path(), dir.path().join("acl").join(f.file_name())).unwrap();
     }
+    let script = dir.path().join("certs/make-dev-certs.sh");
+    std::fs::copy(root.join("certs/make-dev-certs.sh"), &script).unwrap();
+    let made = Command::new("bash").arg(&script).output().unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let (code, out, err) = portcullis(&["check"], dir.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(

@@ -624,3 +624,46 @@ fn rotating_the_token_key_keeps_old_tokens_working_through_previous_keys() {
     });
     assert_eq!(get(&new_token), 404);
 }
+
+#[test]
+fn the_token_endpoint_answers_over_http2() {
+    let registry = Registry::start();
+    let proxy = start(&registry.url(), true);
+    let ca = proxy.dir.path().join("ca.pem");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "-w",
+            "\n%{http_version} %{http_code}",
+            "--cacert",
+        ])
+        .arg(&ca)
+        .args(["-u", "bob:bobpw"])
+        .arg(proxy.url(&format!(
+            "/auth?service={SERVICE}&scope=repository:bob/app:pull"
+        )))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    assert_eq!(status, "2 200", "{text}");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let token = v["token"].as_str().unwrap();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "--cacert",
+        ])
+        .arg(&ca)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(proxy.url("/v2/bob/app/tags/list"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 404");
+}
