@@ -96,9 +96,13 @@ fn acl_changes_apply_under_load_without_a_failed_request() {
         ),
         ("acl/10.yaml", rules(0)),
     ];
+    let admin_port = free_port();
+    let config = format!(
+        "upstream: {{upstream}}\nadmin_listen: 127.0.0.1:{admin_port}\nauth:\n  users: users.yaml\nacl: acl/\n"
+    );
     let proxy = Proxy::start(
         ProxySetup {
-            config: "upstream: {upstream}\nauth:\n  users: users.yaml\nacl: acl/\n",
+            config: &config,
             files: &files,
             tls: false,
         },
@@ -205,6 +209,28 @@ fn acl_changes_apply_under_load_without_a_failed_request() {
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("{version} valid and {invalid_seen} invalid versions; {ok} requests under load; slowest change {slowest:?}");
     assert_eq!(failed, 0, "{failed} requests failed during reloads");
+    // Every invalid version was counted as a failed reload, every valid one as a success.
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    };
+    let failures = value("portcullis_config_reloads_total{result=\"failure\"}");
+    let successes = value("portcullis_config_reloads_total{result=\"success\"}");
+    assert!(
+        failures >= invalid_seen as f64,
+        "{failures} failed reloads counted, {invalid_seen} invalid versions"
+    );
+    assert!(
+        successes >= version as f64,
+        "{successes} successful reloads counted, {version} versions"
+    );
+    assert_eq!(value("portcullis_acl_rules"), 2.0);
     assert!(ok > 1000, "the load did not run ({ok} requests)");
     assert!(version >= 30 && invalid_seen >= 8);
 }
