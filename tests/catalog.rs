@@ -155,3 +155,77 @@ fn each_user_sees_exactly_what_they_may_pull_across_every_page() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[test]
+fn tags_list_keeps_the_registry_paging() {
+    let registry = Registry::start();
+    let direct = reqwest::blocking::Client::new();
+    // One image under five tags, pushed straight to the registry.
+    let config = "{}";
+    let digest = format!("sha256:{}", sha256_hex(config.as_bytes()));
+    let r = direct
+        .post(format!("{}/v2/alice/app/blobs/uploads/", registry.url()))
+        .send()
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        direct
+            .put(format!("{loc}&digest={digest}"))
+            .body(config)
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 2},
+        "layers": []
+    })
+    .to_string();
+    for tag in ["t1", "t2", "t3", "t4", "t5"] {
+        let r = direct
+            .put(format!("{}/v2/alice/app/manifests/{tag}", registry.url()))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let files = vec![
+        (
+            "users.yaml",
+            format!("alice:\n  password: \"{}\"\n", hash("pw")),
+        ),
+        ("acl.yaml", ACL.to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nauth:\n  users: users.yaml\nacl: acl.yaml\n",
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+    let c = proxy.client();
+    for query in ["", "?n=2", "?n=2&last=t2", "?n=10&last=t4", "?last=t5"] {
+        let via = c
+            .get(proxy.url(&format!("/v2/alice/app/tags/list{query}")))
+            .basic_auth("alice", Some("pw"))
+            .send()
+            .unwrap();
+        let up = direct
+            .get(format!("{}/v2/alice/app/tags/list{query}", registry.url()))
+            .send()
+            .unwrap();
+        assert_eq!(via.status(), up.status(), "{query}");
+        let link = |r: &reqwest::blocking::Response| {
+            r.headers()
+                .get("link")
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(link(&via), link(&up), "{query}");
+        assert_eq!(via.text().unwrap(), up.text().unwrap(), "{query}");
+    }
+}

@@ -456,3 +456,87 @@ async fn account_names_match_as_the_directory_matches() {
         Lookup::Unknown
     ));
 }
+
+#[test]
+fn ldap_accounts_in_token_mode() {
+    let registry = Registry::start();
+    let slapd = Slapd::start(false);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = portcullis::token::generate_dev_keypair(keys.path()).unwrap();
+    let config = format!(
+        "upstream: {{upstream}}\nauth:\n  challenge: token\n  token:\n    service: reg\n    key: token.key\n    certificate: token.crt\n{}acl: acl.yaml\n",
+        slapd.yaml("ldap.pw", "1m")
+    );
+    let files = vec![
+        ("ldap.pw", "servicepw\n".to_string()),
+        ("acl.yaml", ACL.to_string()),
+        ("token.key", std::fs::read_to_string(key).unwrap()),
+        ("token.crt", std::fs::read_to_string(cert).unwrap()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: &config,
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+    let c = proxy.client();
+    let token_for = |user: &str, pw: &str, scope: &str| {
+        c.get(proxy.url("/auth"))
+            .query(&[("service", "reg"), ("scope", scope)])
+            .basic_auth(user, Some(pw))
+            .send()
+            .unwrap()
+    };
+    // mozart's groups (from memberOf) grant push on builds/* and pull on scores/*.
+    let r = token_for("mozart", "mozartpw", "repository:builds/app:pull,push");
+    assert_eq!(r.status(), 200);
+    let token = r.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(proxy.url("/v2/builds/app/blobs/uploads/"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // bach is a composer, not a builder: the push scope is left out of his token.
+    let r = token_for(
+        "bach",
+        "bachpw",
+        "repository:builds/app:pull,push repository:scores/x:pull",
+    );
+    assert_eq!(r.status(), 200);
+    let token = r.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .post(proxy.url("/v2/builds/app/blobs/uploads/"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    // The ACL refuses bach a push (403) before the token is even consulted.
+    assert_eq!(r.status(), 403, "bach may not push builds/*");
+    let r = c
+        .get(proxy.url("/v2/scores/x/tags/list"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "bach may pull scores/* (the registry has no such repository)"
+    );
+    // Wrong password and an account outside the base: 401 at the token endpoint.
+    assert_eq!(
+        token_for("mozart", "nope", "repository:builds/app:pull").status(),
+        401
+    );
+    assert_eq!(
+        token_for("kant", "kantpw", "repository:builds/app:pull").status(),
+        401
+    );
+}

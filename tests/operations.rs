@@ -358,3 +358,35 @@ fn registry_down_gives_5xx_with_oci_bodies_then_recovers() {
     });
     assert!(proxy.proc.output().contains("portcullis starting"));
 }
+
+#[test]
+fn a_registry_that_stops_answering_gives_504() {
+    // Accepts connections and reads requests but never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let admin_port = free_port();
+    let proxy = setup(&format!("http://127.0.0.1:{port}"), admin_port, "");
+    let c = proxy.client();
+    let started = Instant::now();
+    let r = c
+        .get(proxy.url("/v2/bob/app/tags/list"))
+        .basic_auth("bob", Some(PASSWORDS[1]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let body: serde_json::Value = r.json().unwrap();
+    assert!(body["errors"][0]["code"].is_string());
+    let m = scrape(admin_port);
+    assert!(metric(&m, "portcullis_upstream_errors_total{kind=\"timeout\"}") >= 1.0);
+}
