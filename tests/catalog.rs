@@ -161,37 +161,8 @@ fn tags_list_keeps_the_registry_paging() {
     let registry = Registry::start();
     let direct = reqwest::blocking::Client::new();
     // One image under five tags, pushed straight to the registry.
-    let config = "{}";
-    let digest = format!("sha256:{}", sha256_hex(config.as_bytes()));
-    let r = direct
-        .post(format!("{}/v2/alice/app/blobs/uploads/", registry.url()))
-        .send()
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(
-        direct
-            .put(format!("{loc}&digest={digest}"))
-            .body(config)
-            .send()
-            .unwrap()
-            .status(),
-        201
-    );
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 2},
-        "layers": []
-    })
-    .to_string();
     for tag in ["t1", "t2", "t3", "t4", "t5"] {
-        let r = direct
-            .put(format!("{}/v2/alice/app/manifests/{tag}", registry.url()))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(manifest.clone())
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        registry.push_manifest("alice/app", tag, &[], serde_json::json!({}));
     }
     let files = vec![
         (

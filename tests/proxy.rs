@@ -221,7 +221,7 @@ fn exact_statuses_headers_and_bodies() {
         .send()
         .unwrap();
     assert_eq!(up.status(), 404, "PUT on uploads/ is not an upload start");
-    let digest = push_blob_direct(&registry, "team/app", b"secret bytes");
+    let digest = registry.push_blob("team/app", b"secret bytes");
     for creds in [("bob", "bobpw"), ("carol", "carolpw")] {
         let exists = c
             .get(url(&format!("/v2/team/app/blobs/{digest}")))
@@ -349,32 +349,11 @@ fn exact_statuses_headers_and_bodies() {
     assert_eq!(r.status(), 401);
 }
 
-/// Pushes a blob straight to the registry (monolithic POST+PUT) and returns its digest.
-fn push_blob_direct(registry: &Registry, repo: &str, data: &[u8]) -> String {
-    let c = Client::new();
-    let digest = format!("sha256:{}", sha256_hex(data));
-    let r = c
-        .post(format!("{}/v2/{repo}/blobs/uploads/", registry.url()))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = c
-        .put(format!("{loc}{sep}digest={digest}"))
-        .header("content-type", "application/octet-stream")
-        .body(data.to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201, "{:?}", r.text());
-    digest
-}
-
 #[test]
 fn cross_repository_mount_needs_pull_on_the_source() {
     let (registry, proxy) = start(false);
     let c = proxy.client();
-    let digest = push_blob_direct(&registry, "team/base", b"base layer");
+    let digest = registry.push_blob("team/base", b"base layer");
     let mount = |user: &str, pw: &str, to: &str| {
         c.post(proxy.url(&format!(
             "/v2/{to}/blobs/uploads/?mount={digest}&from=team/base"

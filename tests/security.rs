@@ -28,51 +28,15 @@ struct World {
 }
 
 fn push_secret(registry: &Registry) -> (String, String) {
-    let c = reqwest::blocking::Client::new();
     let blob = format!("{MARKER} {}", "x".repeat(100));
-    let digest = format!("sha256:{}", sha256_hex(blob.as_bytes()));
-    let r = c
-        .post(format!("{}/v2/secret/app/blobs/uploads/", registry.url()))
-        .send()
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let r = c
-        .put(format!("{loc}&digest={digest}"))
-        .header("content-type", "application/octet-stream")
-        .body(blob.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let config = "{}";
-    let config_digest = format!("sha256:{}", sha256_hex(config.as_bytes()));
-    let r = c
-        .post(format!("{}/v2/secret/app/blobs/uploads/", registry.url()))
-        .send()
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    c.put(format!("{loc}&digest={config_digest}"))
-        .body(config)
-        .send()
-        .unwrap();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": blob.len()}],
-        "annotations": {"secret": MARKER}
-    })
-    .to_string();
-    let r = c
-        .put(format!("{}/v2/secret/app/manifests/v1", registry.url()))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    (
-        digest,
-        format!("sha256:{}", sha256_hex(manifest.as_bytes())),
-    )
+    let digest = registry.push_blob("secret/app", blob.as_bytes());
+    let manifest = registry.push_manifest(
+        "secret/app",
+        "v1",
+        &[(&digest, blob.len())],
+        serde_json::json!({"secret": MARKER}),
+    );
+    (digest, manifest)
 }
 
 fn world() -> World {

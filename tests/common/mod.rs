@@ -111,6 +111,59 @@ impl Registry {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// Pushes a blob straight to the registry (upload start + monolithic PUT); its digest.
+    pub fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let c = reqwest::blocking::Client::new();
+        let digest = format!("sha256:{}", sha256_hex(data));
+        let r = c
+            .post(format!("{}/v2/{repo}/blobs/uploads/", self.url()))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = c
+            .put(format!("{loc}{sep}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(data.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text());
+        digest
+    }
+
+    /// Pushes an OCI manifest (config `{}` and `layers`, with `annotations`) under `reference`
+    /// straight to the registry; the manifest's digest.
+    pub fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        layers: &[(&str, usize)],
+        annotations: serde_json::Value,
+    ) -> String {
+        let config_digest = self.push_blob(repo, b"{}");
+        let layers: Vec<_> = layers
+            .iter()
+            .map(|(d, size)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size}))
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": 2},
+            "layers": layers,
+            "annotations": annotations,
+        })
+        .to_string();
+        let r = reqwest::blocking::Client::new()
+            .put(format!("{}/v2/{repo}/manifests/{reference}", self.url()))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(manifest.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text());
+        format!("sha256:{}", sha256_hex(manifest.as_bytes()))
+    }
 }
 
 /// Test TLS material made with rcgen: a CA and a server certificate for 127.0.0.1.
