@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real components the tests run (Debian's docker-registry,
 # skopeo, slapd, curl; docker-compose, systemd-analyze and kubernetes-validate for the
-# deployment checks) when they are missing, then runs `cargo test`.
+# deployment checks; chromium, node and playwright-core for the web UI's browser test) when
+# they are missing, then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake gcc pkg-config docker-registry skopeo slapd ldap-utils curl openssl ca-certificates
-          docker-compose systemd python3-pip)
+          docker-compose systemd python3-pip chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm by command: an image's own Node.js build (which ships npm) must not be replaced.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing: ${missing[*]}"
@@ -27,6 +31,14 @@ if ! command -v kubernetes-validate >/dev/null; then
     || python3 -m pip install -q --user --break-system-packages kubernetes-validate
   export PATH="$HOME/.local/bin:$PATH"
 fi
+# The web UI's browser test (tests/ui.rs) drives Debian's chromium with playwright-core from
+# npm; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD keeps it from ever fetching a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+if [ ! -f tests/ui-e2e/node_modules/playwright-core/package.json ] \
+   || [ tests/ui-e2e/package-lock.json -nt tests/ui-e2e/node_modules/.package-lock.json ]; then
+  (cd tests/ui-e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # Here every tool is installed, so a deployment check that cannot find one must fail.
 export PORTCULLIS_REQUIRE_DEPLOY_TOOLS=1
 

@@ -14,6 +14,9 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Mutex;
 
+use crate::acl::Acl;
+use crate::policy::{self, Subject};
+
 /// How long a fetched upstream list is reused.
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
 /// The most repository names portcullis will hold for one catalog.
@@ -109,6 +112,63 @@ pub fn page(all: &[String], paging: &Paging, mut visible: impl FnMut(&str) -> bo
         None
     };
     Page { repositories, next }
+}
+
+/// What a listing shows `subject`: the repositories it may pull ([`policy::may_pull`]). The
+/// one visibility rule of the filtered `/v2/_catalog` and the web UI's list.
+pub fn visible_to<'a>(acl: &'a Acl, subject: Subject<'a>) -> impl Fn(&str) -> bool + 'a {
+    move |name| policy::may_pull(acl, subject, name)
+}
+
+/// One numbered page of a search through a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The names on this page.
+    pub names: Vec<String>,
+    /// Names matching in all.
+    pub total: usize,
+    /// This page, 1-based (clamped to the last page).
+    pub page: usize,
+    /// Pages in all (at least 1).
+    pub pages: usize,
+    /// The position of this page's first name among all matches.
+    pub first: usize,
+}
+
+/// The `page`-th block of `per_page` names of the sorted list `all` that contain `q` (as a
+/// substring, ignoring ASCII case) and are `visible`, with the total count. The cheap
+/// substring test runs before `visible`.
+pub fn search(
+    all: &[String],
+    q: &str,
+    page: usize,
+    per_page: usize,
+    visible: impl Fn(&str) -> bool,
+) -> Found {
+    let per_page = per_page.max(1);
+    let q = q.trim().to_ascii_lowercase();
+    let matching: Vec<&String> = all
+        .iter()
+        .filter(|name| q.is_empty() || name.to_ascii_lowercase().contains(&q))
+        .filter(|name| visible(name))
+        .collect();
+    let total = matching.len();
+    let pages = total.div_ceil(per_page).max(1);
+    let page = page.clamp(1, pages);
+    let first = (page - 1) * per_page;
+    let names = matching
+        .into_iter()
+        .skip(first)
+        .take(per_page)
+        .cloned()
+        .collect();
+    Found {
+        names,
+        total,
+        page,
+        pages,
+        first,
+    }
 }
 
 /// The `Link` header for the page after `page`, in registry:2's form.
@@ -322,6 +382,26 @@ mod tests {
         assert!(p.repositories.is_empty() && p.next.is_none());
         let p = page(&all, &Paging { n: 0, last: None }, |_| true);
         assert!(p.repositories.is_empty());
+    }
+
+    #[test]
+    fn search_pages_through_visible_matches() {
+        let all = names(100);
+        let visible = |name: &str| name.ends_with('3');
+        let f = search(&all, "", 1, 4, visible);
+        assert_eq!(f.total, 10);
+        assert_eq!(f.pages, 3);
+        assert_eq!(f.names, vec!["r00003", "r00013", "r00023", "r00033"]);
+        let f = search(&all, "", 3, 4, visible);
+        assert_eq!(f.names, vec!["r00083", "r00093"]);
+        assert_eq!(f.first, 8);
+        // Past the end: the last page; before the start: the first.
+        assert_eq!(search(&all, "", 99, 4, visible).page, 3);
+        assert_eq!(search(&all, "", 0, 4, visible).page, 1);
+        let f = search(&all, "R0004", 1, 50, visible);
+        assert_eq!(f.names, vec!["r00043"]);
+        let f = search(&all, "zzz", 1, 50, visible);
+        assert_eq!((f.total, f.pages, f.names.len()), (0, 1, 0));
     }
 
     #[test]

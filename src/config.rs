@@ -39,6 +39,36 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Connection and request limits.
     pub limits: crate::limits::Limits,
+    /// The web UI.
+    pub ui: Ui,
+}
+
+/// `ui:`: the web UI served on `listen` under `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ui {
+    /// Served at all; when false, `path` is an ordinary (404) request target.
+    pub enabled: bool,
+    /// Where it is mounted: starts and ends with `/`, outside `/v2`.
+    pub path: String,
+    /// How long a login lasts.
+    pub session_lifetime: Duration,
+    /// The name in the page header and title.
+    pub title: String,
+    /// A file holding the key sessions are signed with (at least 32 bytes), so sessions
+    /// survive a restart and are accepted by every replica; `None`: a random key per process.
+    pub session_key_file: Option<PathBuf>,
+}
+
+impl Default for Ui {
+    fn default() -> Self {
+        Ui {
+            enabled: true,
+            path: "/ui/".into(),
+            session_lifetime: Duration::from_secs(8 * 3600),
+            title: "portcullis".into(),
+            session_key_file: None,
+        }
+    }
 }
 
 /// TLS certificate chain and key files, PEM.
@@ -190,6 +220,23 @@ struct RawConfig {
     shutdown_timeout: Option<Duration>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    ui: Option<RawUi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    session_lifetime: Option<Duration>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    session_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -648,6 +695,57 @@ impl Config {
         if raw.threads == Some(0) {
             err("threads", "must be at least 1".into());
         }
+        let ui_default = Ui::default();
+        let ui = match raw.ui {
+            None => ui_default,
+            Some(u) => Ui {
+                enabled: u.enabled.unwrap_or(ui_default.enabled),
+                path: u.path.unwrap_or(ui_default.path),
+                session_lifetime: u.session_lifetime.unwrap_or(ui_default.session_lifetime),
+                title: u.title.unwrap_or(ui_default.title),
+                session_key_file: u.session_key_file.as_deref().map(resolve),
+            },
+        };
+        if !ui.path.starts_with('/')
+            || !ui.path.ends_with('/')
+            || ui.path == "/"
+            || ui.path.starts_with("/v2/")
+            || ui.path.contains("//")
+            || !ui
+                .path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        {
+            err(
+                "ui.path",
+                format!(
+                    "{:?} must be an absolute path ending in `/`, outside /v2, of letters, digits and -_.",
+                    ui.path
+                ),
+            );
+        }
+        if let Some(t) = &token {
+            if t.path.starts_with(&ui.path) || format!("{}/", t.path) == ui.path {
+                err(
+                    "ui.path",
+                    format!("{:?} overlaps the token endpoint {:?}", ui.path, t.path),
+                );
+            }
+        }
+        if ui.session_lifetime.is_zero() {
+            err("ui.session_lifetime", "must be more than 0".into());
+        }
+        if ui.title.trim().is_empty() || ui.title.chars().count() > 100 {
+            err("ui.title", "must be 1 to 100 characters".into());
+        }
+        if let Some(k) = &ui.session_key_file {
+            if !k.is_file() {
+                err(
+                    "ui.session_key_file",
+                    format!("{} does not exist", k.display()),
+                );
+            }
+        }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -676,6 +774,7 @@ impl Config {
             }),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
             limits,
+            ui,
         })
     }
 }
@@ -791,6 +890,51 @@ mod tests {
         assert!(keys.contains(&("acl".into(), Some(3))), "{e}");
         assert!(keys.contains(&("auth.htpasswd".into(), Some(5))), "{e}");
         assert!(keys.contains(&("trusted_proxies".into(), Some(6))), "{e}");
+    }
+
+    #[test]
+    fn ui_defaults_and_validation() {
+        let d = dir_with(&[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n",
+            ),
+            ("acl.yaml", "[]\n"),
+            ("ui.key", &"k".repeat(40)),
+        ]);
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.ui, Ui::default());
+        assert!(c.ui.enabled);
+        assert_eq!(c.ui.path, "/ui/");
+        assert_eq!(c.ui.session_lifetime, Duration::from_secs(8 * 3600));
+        let with = |ui: &str| {
+            fs::write(
+                d.path().join("proxy.yaml"),
+                format!("upstream: http://127.0.0.1:5001\nacl: acl.yaml\nui:\n{ui}"),
+            )
+            .unwrap();
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = with("  enabled: false\n  path: /console/\n  session_lifetime: 30m\n  title: Acme\n  session_key_file: ui.key\n").unwrap();
+        assert!(!c.ui.enabled);
+        assert_eq!(c.ui.path, "/console/");
+        assert_eq!(c.ui.session_lifetime, Duration::from_secs(1800));
+        assert_eq!(c.ui.title, "Acme");
+        assert_eq!(c.ui.session_key_file, Some(d.path().join("ui.key")));
+        for (bad, key) in [
+            ("  path: /ui\n", "ui.path"),
+            ("  path: ui/\n", "ui.path"),
+            ("  path: /\n", "ui.path"),
+            ("  path: /v2/ui/\n", "ui.path"),
+            ("  path: /a b/\n", "ui.path"),
+            ("  session_lifetime: 0s\n", "ui.session_lifetime"),
+            ("  title: \"\"\n", "ui.title"),
+            ("  session_key_file: missing.key\n", "ui.session_key_file"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{bad}: {e}");
+        }
+        assert!(with("  colour: red\n").is_err(), "unknown keys are errors");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |
 //! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
+//! | [`ui`] | the web UI under `/ui/`: login sessions, repositories and tags, explain |
+//! | [`explain`] | scope + account → granted actions and the deciding rule (CLI and UI) |
 //! | [`tls`] | the client-side certificate, swappable without a restart |
 //! | [`reload`] | watching files and SIGHUP, building a new state, swapping it in |
 //! | [`shutdown`] | SIGTERM drains requests in flight before exiting |
@@ -31,6 +33,7 @@ pub mod catalog;
 pub mod config;
 pub mod diagnostic;
 pub mod errors;
+pub mod explain;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
@@ -42,4 +45,5 @@ pub mod shutdown;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod ui;
 pub mod yaml;

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use portcullis::acl::AccessRequest;
-use portcullis::authn::users::StaticUsers;
-use portcullis::config::{Config, UsersSource};
+use portcullis::config::Config;
 use portcullis::diagnostic::Diagnostics;
 use portcullis::state::State;
 
@@ -190,55 +188,23 @@ fn explain(
     label_args: &[String],
     scopes: &[String],
 ) -> anyhow::Result<()> {
+    use portcullis::explain::{self, Asker, Scope};
     let (config, built, _) = load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
-    let mut labels = match &config.auth.users {
-        Some(UsersSource::Inline(u)) => own_labels(u, account),
-        Some(UsersSource::File(p)) => StaticUsers::load(p)
-            .map(|u| own_labels(&u, account))
-            .unwrap_or_default(),
-        None => Default::default(),
+    let mut labels = explain::static_labels(&config, account);
+    explain::add_labels(&mut labels, label_args).map_err(|e| anyhow!("--{e}"))?;
+    let asker = Asker {
+        account,
+        labels: &labels,
+        ip,
+        service: portcullis::policy::DEFAULT_SERVICE,
     };
-    for l in label_args {
-        let (k, v) = l
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--label {l:?} must be key=value"))?;
-        labels.entry(k.to_owned()).or_default().push(v.to_owned());
-    }
-    for scope in scopes {
-        let (kind, rest) = scope
-            .split_once(':')
-            .ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
-        let (name, actions) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| anyhow!("scope {scope:?} must be type:name:actions"))?;
-        let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
-        let grant = built.state.acl.decide(&AccessRequest {
-            account,
-            labels: &labels,
-            ip,
-            service: portcullis::policy::DEFAULT_SERVICE,
-            kind,
-            name,
-            actions: &actions,
-        });
-        let granted = if grant.actions.is_empty() {
-            "nothing".to_owned()
-        } else {
-            grant.actions.join(",")
-        };
-        match &grant.rule {
-            Some(rule) => println!("{scope}: granted {granted}; decided by {rule}"),
-            None => println!("{scope}: granted nothing; no rule matched (denied)"),
-        }
+    for text in scopes {
+        let scope = Scope::parse(text).map_err(|e| anyhow!(e))?;
+        let mut answer = explain::explain(&built.state.acl, asker, &scope);
+        answer.scope = text.clone();
+        println!("{answer}");
     }
     Ok(())
-}
-
-fn own_labels(users: &StaticUsers, account: &str) -> portcullis::authn::Labels {
-    users
-        .get(account)
-        .map(|u| u.labels.clone())
-        .unwrap_or_default()
 }
 
 fn gen_token_key(dir: &Path) -> anyhow::Result<()> {

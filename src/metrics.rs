@@ -83,6 +83,8 @@ label_enum! {
         Base => "base",
         /// The token endpoint.
         Token => "token",
+        /// The web UI (`ui.path`).
+        Ui => "ui",
         /// Nothing parsed (an invalid request).
         None => "none",
     }
@@ -211,7 +213,7 @@ label_enum! {
     }
 }
 
-const ACTIONS: usize = 7;
+const ACTIONS: usize = 8;
 const DECISIONS: usize = 5;
 
 /// All portcullis metrics and the registry they are registered in.

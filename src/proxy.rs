@@ -36,6 +36,7 @@ use crate::route::{self, Route, RouteError};
 use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
 use crate::token::{self, Claims, TokenService};
+use crate::ui::{self, Ui};
 
 /// Headers a client could use to make the registry (or something between us and it) see a
 /// different request than the one we authorized. Removed before forwarding; the
@@ -65,6 +66,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Failed-login counters (a reload must not reset them).
     pub lockout: Arc<Lockout>,
+    /// The web UI (its session key lives as long as the process).
+    pub ui: Arc<Ui>,
 }
 
 /// The proxy: the current [`State`] and where the registry is.
@@ -80,6 +83,7 @@ pub struct Portcullis {
     lockout: Arc<Lockout>,
     limits: Limits,
     listen: String,
+    ui: Arc<Ui>,
 }
 
 impl Portcullis {
@@ -103,6 +107,7 @@ impl Portcullis {
             lockout: shared.lockout,
             limits: config.limits,
             listen: config.listen.to_string(),
+            ui: shared.ui,
         }
     }
 
@@ -171,6 +176,13 @@ impl Portcullis {
     /// host with characters no host name has falls back to the listen address, so a forged
     /// `Host` cannot inject into the challenge.
     fn realm_from_request(&self, session: &Session, path: &str) -> String {
+        let (scheme, host) = self.public_origin(session);
+        format!("{scheme}://{host}{path}")
+    }
+
+    /// The scheme and host clients reach us by, as [`Self::realm_from_request`] reads them
+    /// (the web UI's pull commands use the host).
+    pub(crate) fn public_origin(&self, session: &Session) -> (String, String) {
         let req = session.req_header();
         let trusted = session
             .client_addr()
@@ -199,7 +211,7 @@ impl Portcullis {
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
         };
         let host = host.filter(valid).unwrap_or_else(|| self.listen.clone());
-        format!("{scheme}://{host}{path}")
+        (scheme, host)
     }
 
     /// The token endpoint: reads the (small) form body, hands everything to
@@ -306,8 +318,9 @@ impl Portcullis {
     }
 
     /// Checks credentials, with the failed-login limits around it. The one login path for
-    /// `/v2` Basic credentials (the token endpoint applies the same lockout itself).
-    async fn login(
+    /// `/v2` Basic credentials and the web UI's login form (the token endpoint applies the
+    /// same lockout itself).
+    pub(crate) async fn login(
         &self,
         state: &State,
         creds: &Credentials,
@@ -378,12 +391,30 @@ impl Portcullis {
     }
 
     /// The registry, with the configured timeouts.
-    fn peer(&self) -> HttpPeer {
+    pub(crate) fn peer(&self) -> HttpPeer {
         let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
         peer.options.connection_timeout = Some(self.upstream.connect_timeout);
         peer.options.read_timeout = Some(self.upstream.read_timeout);
         peer.options.write_timeout = Some(self.upstream.read_timeout);
         peer
+    }
+
+    /// The `Host` the registry is asked with.
+    pub(crate) fn upstream_host(&self) -> &str {
+        &self.upstream.address
+    }
+
+    /// True when the client listener speaks TLS.
+    pub(crate) fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The upstream's whole repository list (cached briefly): what the filtered catalog and
+    /// the web UI list from, each through [`catalog::visible_to`].
+    pub(crate) async fn upstream_repositories(
+        &self,
+    ) -> std::result::Result<Arc<Vec<String>>, catalog::CatalogError> {
+        self.catalog.all(&self.peer(), &self.upstream.address).await
     }
 
     /// Answers `/v2/_catalog` with only what `subject` may pull.
@@ -401,17 +432,14 @@ impl Portcullis {
                 return respond(session, &e, &[]).await;
             }
         };
-        let host = self.upstream.address.clone();
-        let all = match self.catalog.all(&self.peer(), &host).await {
+        let all = match self.upstream_repositories().await {
             Ok(all) => all,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot fetch the registry catalog");
                 return respond(session, &OciError::upstream(502), &[]).await;
             }
         };
-        let page = catalog::page(&all, &paging, |name| {
-            policy::may_pull(&state.acl, subject, name)
-        });
+        let page = catalog::page(&all, &paging, catalog::visible_to(&state.acl, subject));
         let extra: Vec<(&'static str, String)> = catalog::link(&page, paging.n)
             .map(|l| ("Link", l))
             .into_iter()
@@ -462,10 +490,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// A refused login, ready to be answered.
-struct Refusal {
-    error: OciError,
-    headers: Vec<(&'static str, String)>,
-    outcome: Outcome,
+pub(crate) struct Refusal {
+    pub(crate) error: OciError,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) outcome: Outcome,
 }
 
 /// What one request learned on its way through, for the later phases and the audit line.
@@ -481,6 +509,7 @@ pub struct RequestCtx {
     drop_mount: bool,
     refused_early: bool,
     token_endpoint: bool,
+    ui: bool,
 }
 
 /// The `decision` label of the audit line and the request metric.
@@ -589,6 +618,7 @@ impl ProxyHttp for Portcullis {
             drop_mount: false,
             refused_early: false,
             token_endpoint: false,
+            ui: false,
         }
     }
 
@@ -637,6 +667,14 @@ impl ProxyHttp for Portcullis {
                 self.token_endpoint(session, ctx, &state, &token).await?;
                 return Ok(true);
             }
+        }
+        if ui::is_mounted(&state.config.ui, session.req_header(), session.is_http2()) {
+            ctx.ui = true;
+            let served = self.ui.serve(self, session, &state, ctx.client_ip).await?;
+            ctx.account = served.account;
+            ctx.outcome = served.outcome;
+            ctx.rule = served.rule;
+            return Ok(true);
         }
         let req = session.req_header();
         // An absolute-form target (`GET http://other/v2/... HTTP/1.1`) names a host and a path
@@ -871,6 +909,8 @@ impl ProxyHttp for Portcullis {
         self.metrics.observe_request(
             if ctx.token_endpoint {
                 m::Action::Token
+            } else if ctx.ui {
+                m::Action::Ui
             } else {
                 m::Action::of_route(ctx.route.as_ref())
             },
@@ -899,6 +939,7 @@ impl ProxyHttp for Portcullis {
             action = route.and_then(Route::action).map(|a| a.as_str()).unwrap_or(match route {
                 Some(Route::Catalog) => "catalog",
                 Some(Route::Base) => "base",
+                _ if ctx.ui => "ui",
                 _ => "",
             }),
             decision = ctx.outcome.as_str(),

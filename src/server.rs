@@ -101,6 +101,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             drain: drain.clone(),
             metrics: metrics.clone(),
             lockout,
+            ui: Arc::new(crate::ui::Ui::new(&config.ui).map_err(|e| anyhow!("ui: {e}"))?),
         },
     );
     let app = pingora::proxy::http_proxy(&server.configuration, proxy);

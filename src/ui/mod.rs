@@ -1,0 +1,995 @@
+//! The web UI: server-rendered pages under `ui.path` (default `/ui/`) on the client listener,
+//! compiled into the binary — no scripts, no external resources.
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | mount check, dispatch, request parsing, security headers, writing answers |
+//! | [`session`] | signed, expiring session cookies; the key; logged-out sessions |
+//! | [`csrf`] | CSRF tokens (session-bound, and the login form's double-submit cookie) |
+//! | [`pages`] | the maud templates |
+//! | [`registry`] | tags, manifests and configs read from the upstream |
+//! | [`assets`] | the embedded stylesheet |
+//!
+//! Access is never decided here: logins go through the proxy's one login path (lockout
+//! included), listings through [`catalog::visible_to`], and a repository page asks
+//! [`policy::authorize`] about the very `/v2` request it is about to make upstream, so the UI
+//! never shows what the registry API would refuse. A repository the account may not pull is
+//! answered exactly like one that does not exist.
+
+pub mod assets;
+pub mod csrf;
+pub mod pages;
+pub mod registry;
+pub mod session;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::Method;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+
+use crate::acl::{AccessRequest, RuleOrigin};
+use crate::authn::{AuthnError, Credentials, Identity};
+use crate::catalog;
+use crate::config;
+use crate::explain::{self, Asker, Scope};
+use crate::policy::{self, Decision, Subject};
+use crate::proxy::{Outcome, Portcullis};
+use crate::state::State;
+
+use pages::Chrome;
+use session::{Claims, Key, Revoked};
+
+/// The Content-Security-Policy of every UI answer: nothing but our own stylesheet (and
+/// images, of which there are none yet), forms only to ourselves, never framed.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Repositories per page of the list.
+pub const REPOSITORIES_PER_PAGE: usize = 50;
+/// Tags per page of a repository (each costs upstream reads the first time).
+pub const TAGS_PER_PAGE: usize = 25;
+/// The largest form body read.
+const MAX_FORM: usize = 16 * 1024;
+/// The longest search text honoured.
+const MAX_QUERY: usize = 200;
+/// Scopes one explain request may ask about.
+const MAX_SCOPES: usize = 20;
+/// How long the login form's CSRF cookie lives.
+const LOGIN_COOKIE_AGE: u64 = 3600;
+
+/// True when `req` is for the UI: it is enabled and the path is under `ui.path` (or is
+/// `ui.path` without its trailing `/`). Absolute-form HTTP/1 targets never are.
+pub fn is_mounted(ui: &config::Ui, req: &RequestHeader, http2: bool) -> bool {
+    if !ui.enabled {
+        return false;
+    }
+    if !http2 && (req.uri.scheme().is_some() || req.uri.authority().is_some()) {
+        return false;
+    }
+    let path = req.uri.path();
+    path.starts_with(&ui.path) || path == ui.path.trim_end_matches('/')
+}
+
+/// What the audit line and metrics learn from a UI request.
+#[derive(Debug)]
+pub struct Served {
+    /// The account (logged in, or trying to).
+    pub account: Option<String>,
+    /// The decision label.
+    pub outcome: Outcome,
+    /// The ACL rule that decided a repository page.
+    pub rule: Option<RuleOrigin>,
+}
+
+/// The UI's process-wide parts: the session key, logged-out sessions, the registry reader.
+pub struct Ui {
+    key: Key,
+    revoked: Revoked,
+    reader: Arc<registry::Reader>,
+}
+
+/// A complete answer, before it is written.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    cache: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+    served: Served,
+}
+
+impl Answer {
+    fn html(status: u16, markup: maud::Markup, outcome: Outcome) -> Answer {
+        Answer {
+            status,
+            content_type: "text/html; charset=utf-8",
+            cache: "no-store",
+            headers: vec![],
+            body: Bytes::from(markup.into_string()),
+            served: Served {
+                account: None,
+                outcome,
+                rule: None,
+            },
+        }
+    }
+
+    fn redirect(to: String, outcome: Outcome) -> Answer {
+        Answer {
+            status: 303,
+            content_type: "text/plain; charset=utf-8",
+            cache: "no-store",
+            headers: vec![("Location", to)],
+            body: Bytes::new(),
+            served: Served {
+                account: None,
+                outcome,
+                rule: None,
+            },
+        }
+    }
+
+    fn with(mut self, name: &'static str, value: String) -> Answer {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn account(mut self, account: Option<&str>) -> Answer {
+        self.served.account = account.map(str::to_owned);
+        self
+    }
+}
+
+/// A logged-in visitor.
+struct Visitor {
+    claims: Claims,
+    identity: Identity,
+    csrf: String,
+    admin: bool,
+}
+
+/// What one request carries, parsed.
+struct Request {
+    method: Method,
+    /// The path after `ui.path`.
+    rest: String,
+    query: Vec<(String, String)>,
+    cookies: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+}
+
+impl Request {
+    fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn page(&self) -> usize {
+        self.query("page")
+            .and_then(|p| p.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
+fn cookies_of(req: &RequestHeader) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for value in req.headers.get_all("cookie") {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                out.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn is_form_body(req: &RequestHeader) -> bool {
+    req.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|v| v.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
+impl Ui {
+    /// The UI for `config`: its session key from `session_key_file`, or a random one.
+    pub fn new(config: &config::Ui) -> Result<Ui, String> {
+        let key = match &config.session_key_file {
+            Some(path) => Key::from_file(path)?,
+            None => Key::random(),
+        };
+        Ok(Ui {
+            key,
+            revoked: Revoked::default(),
+            reader: Arc::new(registry::Reader::new()),
+        })
+    }
+
+    /// Answers a request [`is_mounted`] accepted, and writes the answer.
+    pub async fn serve(
+        &self,
+        proxy: &Portcullis,
+        session: &mut Session,
+        state: &State,
+        ip: Option<IpAddr>,
+    ) -> pingora::Result<Served> {
+        let answer = self.answer(proxy, session, state, ip).await?;
+        write(session, &answer).await?;
+        Ok(answer.served)
+    }
+
+    async fn answer(
+        &self,
+        proxy: &Portcullis,
+        session: &mut Session,
+        state: &State,
+        ip: Option<IpAddr>,
+    ) -> pingora::Result<Answer> {
+        let ui = &state.config.ui;
+        let base = ui.path.as_str();
+        let anonymous = Chrome {
+            title: &ui.title,
+            base,
+            account: None,
+            csrf: None,
+            admin: false,
+        };
+        let req = session.req_header();
+        let path = req.uri.path().to_owned();
+        let Some(rest) = path.strip_prefix(base) else {
+            // `/ui` without the slash.
+            return Ok(Answer::redirect(base.to_owned(), Outcome::Allowed));
+        };
+        let method = req.method.clone();
+        let asset = match rest.strip_prefix("static/") {
+            Some(f) if f == assets::STYLESHEET => Some(("text/css; charset=utf-8", assets::CSS)),
+            Some(assets::ICON) => Some(("image/svg+xml", assets::ICON_SVG)),
+            _ => None,
+        };
+        if let Some((content_type, text)) = asset {
+            return Ok(match method {
+                Method::GET | Method::HEAD => Answer {
+                    status: 200,
+                    content_type,
+                    cache: "public, max-age=3600",
+                    headers: vec![],
+                    body: Bytes::from_static(text.as_bytes()),
+                    served: Served {
+                        account: None,
+                        outcome: Outcome::Allowed,
+                        rule: None,
+                    },
+                },
+                _ => not_allowed(&anonymous, "GET"),
+            });
+        }
+        let query = match req.uri.query() {
+            None => vec![],
+            Some(q) => match crate::route::parse_query(q) {
+                Ok(pairs) => pairs,
+                Err(_) => {
+                    let page = pages::problem(
+                        &anonymous,
+                        "Bad request",
+                        "The address has a malformed query.",
+                    );
+                    return Ok(Answer::html(400, page, Outcome::Invalid));
+                }
+            },
+        };
+        let mut request = Request {
+            method,
+            rest: rest.to_owned(),
+            query,
+            cookies: cookies_of(req),
+            form: vec![],
+        };
+        if request.method == Method::POST {
+            let declared = req
+                .headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            let form_type = is_form_body(req);
+            if declared.is_some_and(|n| n > MAX_FORM) {
+                session.set_keepalive(None);
+                let page = pages::problem(&anonymous, "Too large", "The form is too large.");
+                return Ok(Answer::html(413, page, Outcome::Invalid));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = session.read_request_body().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_FORM {
+                    session.set_keepalive(None);
+                    let page = pages::problem(&anonymous, "Too large", "The form is too large.");
+                    return Ok(Answer::html(413, page, Outcome::Invalid));
+                }
+            }
+            if form_type {
+                let text = String::from_utf8_lossy(&body);
+                request.form = crate::route::parse_query(&text).unwrap_or_default();
+            }
+        }
+
+        let now = SystemTime::now();
+        let mut clear_session = false;
+        let visitor = match request.cookie(session::COOKIE) {
+            None => None,
+            Some(value) => match self.visitor(state, value, ip, now).await {
+                Ok(v) => {
+                    clear_session = v.is_none();
+                    v
+                }
+                Err(why) => {
+                    tracing::warn!(reason = %why, "UI session check: authentication backend unavailable");
+                    let page = pages::problem(
+                        &anonymous,
+                        "Unavailable",
+                        "The login service is unavailable; try again later.",
+                    );
+                    return Ok(
+                        Answer::html(503, page, Outcome::Error).with("Retry-After", "5".into())
+                    );
+                }
+            },
+        };
+        let mut answer = self
+            .route(proxy, session, state, ip, &request, visitor.as_ref(), now)
+            .await;
+        if clear_session && !answer.headers.iter().any(|(n, _)| *n == "Set-Cookie") {
+            answer.headers.push((
+                "Set-Cookie",
+                session::set_cookie(session::COOKIE, "", base, 0, proxy.tls()),
+            ));
+        }
+        if answer.served.account.is_none() {
+            answer.served.account = visitor.map(|v| v.identity.account);
+        }
+        Ok(answer)
+    }
+
+    /// The visitor a session cookie names: `Ok(None)` for a bad, expired or logged-out
+    /// session or an account that no longer exists; `Err` when that cannot be told.
+    async fn visitor(
+        &self,
+        state: &State,
+        value: &str,
+        ip: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<Option<Visitor>, String> {
+        let ui = &state.config.ui;
+        let Some(claims) = session::verify(&self.key, value, ui.session_lifetime, now) else {
+            return Ok(None);
+        };
+        if self.revoked.contains(&claims) || claims.account.is_empty() {
+            return Ok(None);
+        }
+        // The account must still exist, with its current labels, as for Bearer tokens.
+        let identity = match state.authn.lookup_cached(&claims.account).await {
+            Ok(identity) => identity,
+            Err(AuthnError::Unavailable(why)) => return Err(why),
+            Err(_) => return Ok(None),
+        };
+        let admin = is_admin(state, &identity, ip);
+        Ok(Some(Visitor {
+            csrf: csrf::session_token(&self.key, &claims),
+            claims,
+            identity,
+            admin,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn route(
+        &self,
+        proxy: &Portcullis,
+        session: &Session,
+        state: &State,
+        ip: Option<IpAddr>,
+        request: &Request,
+        visitor: Option<&Visitor>,
+        now: SystemTime,
+    ) -> Answer {
+        let ui = &state.config.ui;
+        let base = ui.path.as_str();
+        let chrome = Chrome {
+            title: &ui.title,
+            base,
+            account: visitor.map(|v| v.identity.account.as_str()),
+            csrf: visitor.map(|v| v.csrf.as_str()),
+            admin: visitor.is_some_and(|v| v.admin),
+        };
+        let get = matches!(request.method, Method::GET | Method::HEAD);
+        let post = request.method == Method::POST;
+        match request.rest.as_str() {
+            "login" if get => match visitor {
+                Some(_) => Answer::redirect(base.to_owned(), Outcome::Allowed),
+                None => {
+                    self.login_form(state, request, proxy.tls(), "", None, 200, Outcome::Allowed)
+                }
+            },
+            "login" if post => self.login(proxy, state, request, ip, now).await,
+            "login" => not_allowed(&chrome, "GET, POST"),
+            "logout" if post => match visitor {
+                None => Answer::redirect(format!("{base}login"), Outcome::Unauthenticated),
+                Some(v) => {
+                    if !csrf::matches(&v.csrf, request.field(csrf::FIELD)) {
+                        return forbidden(&chrome);
+                    }
+                    self.revoked.revoke(&v.claims, now);
+                    Answer::redirect(format!("{base}login"), Outcome::Allowed).with(
+                        "Set-Cookie",
+                        session::set_cookie(session::COOKIE, "", base, 0, proxy.tls()),
+                    )
+                }
+            },
+            "logout" => not_allowed(&chrome, "POST"),
+            _ => {
+                let Some(visitor) = visitor else {
+                    return Answer::redirect(format!("{base}login"), Outcome::Unauthenticated);
+                };
+                let subject = Subject {
+                    identity: &visitor.identity,
+                    ip,
+                    service: state.service(),
+                };
+                let rest = request.rest.as_str();
+                if rest.is_empty() {
+                    if !get {
+                        return not_allowed(&chrome, "GET");
+                    }
+                    return repositories(proxy, state, &chrome, request, subject).await;
+                }
+                if rest == "explain" {
+                    if !visitor.admin {
+                        return not_found(&chrome);
+                    }
+                    if get {
+                        return explain_page(state, &chrome, visitor, ip, None).await;
+                    }
+                    if !post {
+                        return not_allowed(&chrome, "GET, POST");
+                    }
+                    if !csrf::matches(&visitor.csrf, request.field(csrf::FIELD)) {
+                        return forbidden(&chrome);
+                    }
+                    return explain_page(state, &chrome, visitor, ip, Some(request)).await;
+                }
+                if let Some(name) = rest.strip_prefix("repo/") {
+                    if !get {
+                        return not_allowed(&chrome, "GET");
+                    }
+                    let name = name.trim_end_matches('/');
+                    return self
+                        .repository(proxy, session, state, &chrome, request, subject, name)
+                        .await;
+                }
+                not_found(&chrome)
+            }
+        }
+    }
+
+    /// The login form with a CSRF token, setting the double-submit cookie when it is missing.
+    #[allow(clippy::too_many_arguments)]
+    fn login_form(
+        &self,
+        state: &State,
+        request: &Request,
+        tls: bool,
+        account: &str,
+        problem: Option<&str>,
+        status: u16,
+        outcome: Outcome,
+    ) -> Answer {
+        let ui = &state.config.ui;
+        let chrome = Chrome {
+            title: &ui.title,
+            base: &ui.path,
+            account: None,
+            csrf: None,
+            admin: false,
+        };
+        let existing = request
+            .cookie(csrf::LOGIN_COOKIE)
+            .filter(|n| csrf::is_nonce(n))
+            .map(str::to_owned);
+        let nonce = existing.clone().unwrap_or_else(session::random_text);
+        let token = csrf::login_token(&self.key, &nonce);
+        let mut answer = Answer::html(
+            status,
+            pages::login(&chrome, &token, account, problem),
+            outcome,
+        );
+        if existing.is_none() {
+            answer.headers.push((
+                "Set-Cookie",
+                session::set_cookie(csrf::LOGIN_COOKIE, &nonce, &ui.path, LOGIN_COOKIE_AGE, tls),
+            ));
+        }
+        answer
+    }
+
+    /// `POST login`: CSRF, then the proxy's login path (lockout included), then a session.
+    async fn login(
+        &self,
+        proxy: &Portcullis,
+        state: &State,
+        request: &Request,
+        ip: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Answer {
+        let ui = &state.config.ui;
+        let tls = proxy.tls();
+        let account = request.field("account").unwrap_or("").trim().to_owned();
+        let password = request.field("password").unwrap_or("").to_owned();
+        let valid_csrf = request
+            .cookie(csrf::LOGIN_COOKIE)
+            .filter(|n| csrf::is_nonce(n))
+            .is_some_and(|nonce| {
+                csrf::matches(
+                    &csrf::login_token(&self.key, nonce),
+                    request.field(csrf::FIELD),
+                )
+            });
+        if !valid_csrf {
+            return self.login_form(
+                state,
+                request,
+                tls,
+                &account,
+                Some("the form had expired. Please try again."),
+                403,
+                Outcome::Denied,
+            );
+        }
+        if account.is_empty() || password.is_empty() {
+            return self
+                .login_form(
+                    state,
+                    request,
+                    tls,
+                    &account,
+                    Some("enter an account and a password."),
+                    401,
+                    Outcome::Unauthenticated,
+                )
+                .account(None);
+        }
+        let creds = Credentials::Basic {
+            account: account.clone(),
+            password,
+        };
+        match proxy.login(state, &creds, ip).await {
+            Ok(identity) => {
+                let (value, _) =
+                    session::issue(&self.key, &identity.account, ui.session_lifetime, now);
+                Answer::redirect(ui.path.clone(), Outcome::Allowed)
+                    .with(
+                        "Set-Cookie",
+                        session::set_cookie(
+                            session::COOKIE,
+                            &value,
+                            &ui.path,
+                            ui.session_lifetime.as_secs(),
+                            tls,
+                        ),
+                    )
+                    .with(
+                        "Set-Cookie",
+                        session::set_cookie(csrf::LOGIN_COOKIE, "", &ui.path, 0, tls),
+                    )
+                    .account(Some(&identity.account))
+            }
+            Err(refusal) => {
+                let status = refusal.error.status;
+                let problem = match status {
+                    429 => "too many failed logins. Try again later.",
+                    503 => "the login service is unavailable. Try again later.",
+                    _ => "wrong account or password.",
+                };
+                let mut answer = self
+                    .login_form(
+                        state,
+                        request,
+                        tls,
+                        &account,
+                        Some(problem),
+                        status,
+                        refusal.outcome,
+                    )
+                    .account(Some(&account));
+                answer.headers.extend(refusal.headers);
+                answer
+            }
+        }
+    }
+
+    /// A repository's tags, if the account may pull it; the same 404 otherwise.
+    #[allow(clippy::too_many_arguments)]
+    async fn repository(
+        &self,
+        proxy: &Portcullis,
+        session: &Session,
+        state: &State,
+        chrome: &Chrome<'_>,
+        request: &Request,
+        subject: Subject<'_>,
+        name: &str,
+    ) -> Answer {
+        if !crate::route::is_valid_name(name) {
+            return not_found(chrome);
+        }
+        // Decide the very request made upstream below, as the registry API would.
+        let Ok(route) = crate::route::parse("GET", &format!("/v2/{name}/tags/list")) else {
+            return not_found(chrome);
+        };
+        let decision = policy::authorize(&state.acl, subject, &route);
+        let rule = decision.rule().cloned();
+        if !matches!(decision, Decision::Allow { .. }) {
+            let mut answer = not_found(chrome);
+            answer.served.outcome = Outcome::Denied;
+            answer.served.rule = rule;
+            return answer;
+        }
+        let peer = proxy.peer();
+        let host = proxy.upstream_host();
+        let tags = match self.reader.tags(&peer, host, name).await {
+            Ok(tags) => tags,
+            Err(registry::ReadError::NotFound) => {
+                let mut answer = not_found(chrome);
+                answer.served.rule = rule;
+                return answer;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, repository = name, "UI: cannot list tags");
+                return upstream_failed(chrome);
+            }
+        };
+        let total = tags.len();
+        let pages_count = total.div_ceil(TAGS_PER_PAGE).max(1);
+        let page = request.page().min(pages_count);
+        let first = (page - 1) * TAGS_PER_PAGE;
+        let shown: Vec<String> = tags.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
+        let infos = registry::tags_info(&self.reader, &peer, host, name, &shown).await;
+        let (_, public_host) = proxy.public_origin(session);
+        let view = pages::RepositoryView {
+            name,
+            host: &public_host,
+            tags: &infos,
+            total,
+            page,
+            pages: pages_count,
+            first,
+        };
+        let mut answer = Answer::html(200, pages::repository(chrome, &view), Outcome::Allowed);
+        answer.served.rule = rule;
+        answer
+    }
+}
+
+/// The repository list: the shared listing code, searched and paged.
+async fn repositories(
+    proxy: &Portcullis,
+    state: &State,
+    chrome: &Chrome<'_>,
+    request: &Request,
+    subject: Subject<'_>,
+) -> Answer {
+    let all = match proxy.upstream_repositories().await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!(error = %e, "UI: cannot fetch the registry catalog");
+            return upstream_failed(chrome);
+        }
+    };
+    let q: String = request
+        .query("q")
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(MAX_QUERY)
+        .collect();
+    let found = catalog::search(
+        &all,
+        &q,
+        request.page(),
+        REPOSITORIES_PER_PAGE,
+        catalog::visible_to(&state.acl, subject),
+    );
+    Answer::html(
+        200,
+        pages::repositories(chrome, &q, &found),
+        Outcome::Allowed,
+    )
+}
+
+/// True when the ACL grants `*` on `registry:ui` to `identity`: the explain page.
+fn is_admin(state: &State, identity: &Identity, ip: Option<IpAddr>) -> bool {
+    state
+        .acl
+        .decide(&AccessRequest {
+            account: &identity.account,
+            labels: &identity.labels,
+            ip,
+            service: state.service(),
+            kind: "registry",
+            name: "ui",
+            actions: &["*"],
+        })
+        .actions
+        .iter()
+        .any(|a| a == "*")
+}
+
+/// The explain page; with a posted `request`, its answers. The account's own labels come
+/// from whichever backend knows it (as a login would give them), plus the typed ones.
+async fn explain_page(
+    state: &State,
+    chrome: &Chrome<'_>,
+    visitor: &Visitor,
+    ip: Option<IpAddr>,
+    request: Option<&Request>,
+) -> Answer {
+    let Some(request) = request else {
+        let form = pages::ExplainForm {
+            account: visitor.identity.account.clone(),
+            labels: String::new(),
+            ip: ip.map(|i| i.to_string()).unwrap_or_default(),
+            scopes: format!(
+                "repository:{}/app:pull,push\nregistry:catalog:*",
+                visitor.identity.account
+            ),
+        };
+        return Answer::html(
+            200,
+            pages::explain(chrome, &form, None, &[], None),
+            Outcome::Allowed,
+        );
+    };
+    let form = pages::ExplainForm {
+        account: request.field("account").unwrap_or("").trim().to_owned(),
+        labels: request.field("labels").unwrap_or("").to_owned(),
+        ip: request.field("ip").unwrap_or("").trim().to_owned(),
+        scopes: request.field("scopes").unwrap_or("").to_owned(),
+    };
+    let refuse = |problem: String| {
+        Answer::html(
+            400,
+            pages::explain(chrome, &form, None, &[], Some(&problem)),
+            Outcome::Invalid,
+        )
+    };
+    let asked_ip = if form.ip.is_empty() {
+        None
+    } else {
+        match form.ip.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => return refuse(format!("{:?} is not an IP address.", form.ip)),
+        }
+    };
+    let extra: Vec<String> = form
+        .labels
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let scopes: Vec<&str> = form
+        .scopes
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if scopes.is_empty() {
+        return refuse("enter at least one scope.".into());
+    }
+    if scopes.len() > MAX_SCOPES || extra.len() > MAX_SCOPES {
+        return refuse(format!(
+            "at most {MAX_SCOPES} scopes and {MAX_SCOPES} labels."
+        ));
+    }
+    let mut labels = match state.authn.lookup_cached(&form.account).await {
+        Ok(identity) => identity.labels,
+        Err(_) => explain::static_labels(&state.config, &form.account),
+    };
+    if let Err(e) = explain::add_labels(&mut labels, &extra) {
+        return refuse(format!("{e}."));
+    }
+    let mut parsed = Vec::new();
+    for text in &scopes {
+        match Scope::parse(text) {
+            Ok(s) => parsed.push(s),
+            Err(e) => return refuse(format!("{e}.")),
+        }
+    }
+    let asker = Asker {
+        account: &form.account,
+        labels: &labels,
+        ip: asked_ip,
+        service: state.service(),
+    };
+    let rows: Vec<pages::ExplainRow> = parsed
+        .iter()
+        .map(|scope| {
+            let e = explain::explain(&state.acl, asker, scope);
+            pages::ExplainRow {
+                scope: e.scope,
+                granted: e.granted,
+                rule: e
+                    .rule
+                    .as_ref()
+                    .map(|r| format!("{}:{}", r.file.display(), r.line)),
+                comment: e.rule.and_then(|r| r.comment),
+            }
+        })
+        .collect();
+    let labels_text = if labels.is_empty() {
+        "none".to_owned()
+    } else {
+        labels
+            .iter()
+            .map(|(k, vs)| format!("{k}={}", vs.join(",")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Answer::html(
+        200,
+        pages::explain(chrome, &form, Some(&labels_text), &rows, None),
+        Outcome::Allowed,
+    )
+}
+
+fn not_found(chrome: &Chrome<'_>) -> Answer {
+    Answer::html(
+        404,
+        pages::problem(
+            chrome,
+            "Not found",
+            "There is nothing here, or you may not see it.",
+        ),
+        Outcome::Invalid,
+    )
+}
+
+fn forbidden(chrome: &Chrome<'_>) -> Answer {
+    Answer::html(
+        403,
+        pages::problem(
+            chrome,
+            "Forbidden",
+            "The form was not sent by this page or has expired. Go back, reload the page and try again.",
+        ),
+        Outcome::Denied,
+    )
+}
+
+fn not_allowed(chrome: &Chrome<'_>, allow: &'static str) -> Answer {
+    Answer::html(
+        405,
+        pages::problem(
+            chrome,
+            "Method not allowed",
+            "This address does not take that method.",
+        ),
+        Outcome::Invalid,
+    )
+    .with("Allow", allow.into())
+}
+
+fn upstream_failed(chrome: &Chrome<'_>) -> Answer {
+    Answer::html(
+        502,
+        pages::problem(
+            chrome,
+            "Registry unavailable",
+            "The registry could not be reached; try again later.",
+        ),
+        Outcome::Error,
+    )
+}
+
+/// Writes `answer` with the security headers every UI answer carries.
+async fn write(session: &mut Session, answer: &Answer) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(answer.status, Some(10 + answer.headers.len()))?;
+    resp.insert_header("Content-Type", answer.content_type)?;
+    resp.insert_header("Content-Length", answer.body.len().to_string())?;
+    resp.insert_header("Cache-Control", answer.cache)?;
+    resp.insert_header("Content-Security-Policy", CSP)?;
+    resp.insert_header("X-Content-Type-Options", "nosniff")?;
+    resp.insert_header("Referrer-Policy", "no-referrer")?;
+    resp.insert_header("X-Frame-Options", "DENY")?;
+    resp.insert_header("Cross-Origin-Opener-Policy", "same-origin")?;
+    for (name, value) in &answer.headers {
+        resp.append_header(*name, value.as_str())?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    let head_only = session.req_header().method == Method::HEAD;
+    let body = if head_only || answer.body.is_empty() {
+        None
+    } else {
+        Some(answer.body.clone())
+    };
+    session.write_response_body(body, true).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str) -> RequestHeader {
+        RequestHeader::build("GET", target.as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn mounted_under_the_path_only_when_enabled() {
+        let mut ui = config::Ui::default();
+        assert!(is_mounted(&ui, &req("/ui/"), false));
+        assert!(is_mounted(&ui, &req("/ui"), false));
+        assert!(is_mounted(&ui, &req("/ui/repo/a/b?page=2"), false));
+        assert!(!is_mounted(&ui, &req("/uix"), false));
+        assert!(!is_mounted(&ui, &req("/v2/ui/"), false));
+        let mut absolute = req("/ui/");
+        absolute.set_uri("http://other/ui/".parse().unwrap());
+        assert!(!is_mounted(&ui, &absolute, false));
+        assert!(
+            is_mounted(&ui, &absolute, true),
+            "HTTP/2 always has an authority"
+        );
+        ui.enabled = false;
+        assert!(!is_mounted(&ui, &req("/ui/"), false));
+    }
+
+    #[test]
+    fn a_key_file_makes_sessions_portable() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("k");
+        std::fs::write(&path, "x".repeat(48)).unwrap();
+        let config = config::Ui {
+            session_key_file: Some(path),
+            ..config::Ui::default()
+        };
+        let (a, b) = (Ui::new(&config).unwrap(), Ui::new(&config).unwrap());
+        let now = SystemTime::now();
+        let life = config.session_lifetime;
+        let (value, _) = session::issue(&a.key, "alice", life, now);
+        assert!(session::verify(&b.key, &value, life, now).is_some());
+        let random = Ui::new(&config::Ui::default()).unwrap();
+        assert!(session::verify(&random.key, &value, life, now).is_none());
+    }
+
+    #[test]
+    fn cookies_are_read_from_every_header() {
+        let mut r = req("/ui/");
+        r.append_header("Cookie", "a=1; b=2").unwrap();
+        r.append_header("Cookie", "c=3").unwrap();
+        assert_eq!(
+            cookies_of(&r),
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "2".to_string()),
+                ("c".to_string(), "3".to_string())
+            ]
+        );
+    }
+}

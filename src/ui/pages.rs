@@ -1,0 +1,424 @@
+//! The UI's pages, as maud templates compiled into the binary. Every value is escaped by
+//! maud; no inline script or style (the Content-Security-Policy allows neither).
+
+use maud::{html, Markup, DOCTYPE};
+
+use super::assets::{ICON, STYLESHEET};
+use super::registry::{Platform, TagInfo};
+use crate::catalog::Found;
+
+/// What every page's frame needs.
+pub struct Chrome<'a> {
+    /// `ui.title`.
+    pub title: &'a str,
+    /// `ui.path`, ending in `/`.
+    pub base: &'a str,
+    /// The logged-in account, if any.
+    pub account: Option<&'a str>,
+    /// The session's CSRF token (for the logout form).
+    pub csrf: Option<&'a str>,
+    /// Show the explain page in the menu.
+    pub admin: bool,
+}
+
+fn url_part(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Bytes in binary units with one decimal (`12.3 MiB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `2024-05-01T10:00:00.123456Z` → `2024-05-01 10:00:00 UTC`; anything else as it is.
+pub fn human_time(text: &str) -> String {
+    let t = text.trim();
+    if t.len() >= 19 && t.as_bytes()[10] == b'T' {
+        let (date, rest) = (&t[..10], &t[11..19]);
+        let zone = &t[19..];
+        let zone = zone.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+        let zone = if zone == "Z" || zone.is_empty() {
+            "UTC"
+        } else {
+            zone
+        };
+        return format!("{date} {rest} {zone}");
+    }
+    t.to_owned()
+}
+
+fn frame(chrome: &Chrome<'_>, heading: &str, body: Markup) -> Markup {
+    let base = chrome.base;
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="referrer" content="no-referrer";
+                title { (heading) " · " (chrome.title) }
+                link rel="stylesheet" href={ (base) "static/" (STYLESHEET) };
+                link rel="icon" type="image/svg+xml" href={ (base) "static/" (ICON) };
+            }
+            body {
+                header.top {
+                    a.brand href=(base) { (chrome.title) }
+                    @if let Some(account) = chrome.account {
+                        nav aria-label="Main" {
+                            a href=(base) { "Repositories" }
+                            @if chrome.admin {
+                                a href={ (base) "explain" } { "Explain" }
+                            }
+                        }
+                        div.who {
+                            span { "Signed in as " strong { (account) } }
+                            form method="post" action={ (base) "logout" } {
+                                input type="hidden" name="csrf" value=(chrome.csrf.unwrap_or(""));
+                                button.link type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+                footer { "portcullis " (env!("CARGO_PKG_VERSION")) }
+            }
+        }
+    }
+}
+
+/// The login form; `problem` explains why the last attempt failed.
+pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&str>) -> Markup {
+    let base = chrome.base;
+    frame(
+        chrome,
+        "Log in",
+        html! {
+            div.login.card {
+                h1 { "Log in" }
+                @if let Some(p) = problem {
+                    p.notice role="alert" { strong { "Not logged in:" } (p) }
+                }
+                form method="post" action={ (base) "login" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="account" { "Account" }
+                    input #account type="text" name="account" value=(account)
+                        autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus;
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" autocomplete="current-password" required;
+                    button type="submit" { "Log in" }
+                }
+                p.hint { "The same account and password as for docker login." }
+            }
+        },
+    )
+}
+
+fn page_link(base_href: &str, q: &str, page: usize) -> String {
+    let mut s = format!("{base_href}?page={page}");
+    if !q.is_empty() {
+        s.push_str("&q=");
+        s.push_str(&url_part(q));
+    }
+    s
+}
+
+fn pager(href: &str, q: &str, page: usize, pages: usize) -> Markup {
+    html! {
+        @if pages > 1 {
+            nav.pages aria-label="Pages" {
+                @if page > 1 {
+                    a href=(page_link(href, q, page - 1)) rel="prev" { "← Previous" }
+                } @else {
+                    span.disabled aria-hidden="true" { "← Previous" }
+                }
+                span { "Page " (page) " of " (pages) }
+                @if page < pages {
+                    a href=(page_link(href, q, page + 1)) rel="next" { "Next →" }
+                } @else {
+                    span.disabled aria-hidden="true" { "Next →" }
+                }
+            }
+        }
+    }
+}
+
+/// The repositories the account may pull, filtered by `q`.
+pub fn repositories(chrome: &Chrome<'_>, q: &str, found: &Found) -> Markup {
+    let base = chrome.base;
+    frame(
+        chrome,
+        "Repositories",
+        html! {
+            h1 { "Repositories" }
+            form.search method="get" action=(base) role="search" {
+                label.sr-only for="q" { "Search repositories" }
+                input #q type="search" name="q" value=(q) placeholder="Search repositories";
+                button type="submit" { "Search" }
+            }
+            p.count {
+                @if found.total == 0 {
+                    @if q.is_empty() { "No repositories you may pull." }
+                    @else { "No repository you may pull matches “" (q) "”." }
+                } @else {
+                    (found.total) " " (if found.total == 1 { "repository" } else { "repositories" })
+                    @if !q.is_empty() { " matching “" (q) "”" }
+                    @if found.pages > 1 { ", showing " (found.first + 1) "–" (found.first + found.names.len()) }
+                }
+            }
+            @if !found.names.is_empty() {
+                ul.repos {
+                    @for name in &found.names {
+                        li { a href={ (base) "repo/" (name) } { (name) } }
+                    }
+                }
+            }
+            (pager(base, q, found.page, found.pages))
+        },
+    )
+}
+
+/// What the repository page shows.
+pub struct RepositoryView<'a> {
+    /// The repository.
+    pub name: &'a str,
+    /// The registry host for the pull commands.
+    pub host: &'a str,
+    /// The tags of this page, read.
+    pub tags: &'a [TagInfo],
+    /// All tags.
+    pub total: usize,
+    /// This page (1-based) and the number of pages.
+    pub page: usize,
+    /// Pages.
+    pub pages: usize,
+    /// The index of this page's first tag.
+    pub first: usize,
+}
+
+fn platform_line(p: &Platform) -> Markup {
+    html! {
+        (p.name.as_deref().unwrap_or("unknown platform"))
+        @if let Some(size) = p.size { " — " (human_size(size)) }
+    }
+}
+
+fn short_name(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+fn tag_card(view: &RepositoryView<'_>, t: &TagInfo) -> Markup {
+    let reference = format!("{}/{}:{}", view.host, view.name, t.tag);
+    html! {
+        section.card id={ "tag-" (t.tag) } {
+            div.tag-title {
+                h2 { span.sr-only { "Tag " } code { (t.tag) } }
+                @if t.is_index { span.badge { "multi-platform" } }
+            }
+            @if let Some(e) = &t.error {
+                p.notice role="status" { strong { "Unreadable:" } (e) }
+            }
+            dl.facts {
+                dt { "Digest" }
+                dd.digest.mono { (t.digest.as_deref().unwrap_or("—")) }
+                dt { "Media type" }
+                dd.mono { (t.media_type.as_deref().unwrap_or("—")) }
+                @if !t.is_index {
+                    dt { "Size" }
+                    dd {
+                        @if let Some(size) = t.size {
+                            (human_size(size)) " " span.hint { "(" (size) " bytes, config + layers)" }
+                        } @else { "—" }
+                    }
+                }
+                dt { "Created" }
+                dd { (t.created.as_deref().map(human_time).unwrap_or_else(|| "—".into())) }
+                dt { @if t.is_index { "Platforms" } @else { "Platform" } }
+                dd {
+                    @if t.platforms.is_empty() { "—" }
+                    @else if t.is_index {
+                        ul.platforms {
+                            @for p in &t.platforms { li { (platform_line(p)) } }
+                            @if t.platforms_omitted > 0 { li { "… and " (t.platforms_omitted) " more" } }
+                        }
+                    } @else {
+                        (t.platforms[0].name.as_deref().unwrap_or("unknown"))
+                    }
+                }
+            }
+            div.cmds {
+                p { "Pull with Docker:" }
+                code.cmd { "docker pull " (reference) }
+                p { "Copy with skopeo:" }
+                code.cmd { "skopeo copy docker://" (reference) " oci:" (short_name(view.name)) ":" (t.tag) }
+            }
+        }
+    }
+}
+
+/// A repository's tags with their details.
+pub fn repository(chrome: &Chrome<'_>, view: &RepositoryView<'_>) -> Markup {
+    let href = format!("{}repo/{}", chrome.base, view.name);
+    frame(
+        chrome,
+        view.name,
+        html! {
+            p { a href=(chrome.base) { "← Repositories" } }
+            h1 { (view.name) }
+            p.count {
+                @if view.total == 0 { "No tags." }
+                @else {
+                    (view.total) " " (if view.total == 1 { "tag" } else { "tags" })
+                    @if view.pages > 1 { ", showing " (view.first + 1) "–" (view.first + view.tags.len()) }
+                }
+            }
+            @for t in view.tags { (tag_card(view, t)) }
+            (pager(&href, "", view.page, view.pages))
+        },
+    )
+}
+
+/// The explain form's fields, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct ExplainForm {
+    /// Account.
+    pub account: String,
+    /// `key=value` lines.
+    pub labels: String,
+    /// Client address.
+    pub ip: String,
+    /// One scope per line.
+    pub scopes: String,
+}
+
+/// One answered scope.
+pub struct ExplainRow {
+    /// The scope.
+    pub scope: String,
+    /// Granted actions, empty for none.
+    pub granted: Vec<String>,
+    /// `file:line` of the deciding rule.
+    pub rule: Option<String>,
+    /// Its comment.
+    pub comment: Option<String>,
+}
+
+/// The explain page: the form, and the answers when it was posted.
+pub fn explain(
+    chrome: &Chrome<'_>,
+    form: &ExplainForm,
+    labels_used: Option<&str>,
+    rows: &[ExplainRow],
+    problem: Option<&str>,
+) -> Markup {
+    let base = chrome.base;
+    frame(
+        chrome,
+        "Explain",
+        html! {
+            h1 { "Explain a decision" }
+            p.lead { "Which actions the ACL grants, and which rule decides — the same engine as " code { "portcullis explain" } "." }
+            @if let Some(p) = problem {
+                p.notice role="alert" { strong { "Cannot explain:" } (p) }
+            }
+            @if !rows.is_empty() {
+                section.card aria-labelledby="answers" {
+                    h2 #answers { "Answers for " code { (form.account) } }
+                    @if let Some(l) = labels_used { p.hint { "Labels: " (l) } }
+                    table.stack {
+                        thead { tr { th { "Scope" } th { "Granted" } th { "Deciding rule" } } }
+                        tbody {
+                            @for r in rows {
+                                tr {
+                                    td.mono data-label="Scope" { (r.scope) }
+                                    td data-label="Granted" {
+                                        @if r.granted.is_empty() { span.granted-none { "nothing (denied)" } }
+                                        @else { (r.granted.join(", ")) }
+                                    }
+                                    td data-label="Deciding rule" {
+                                        @if let Some(rule) = &r.rule {
+                                            code { (rule) }
+                                            @if let Some(c) = &r.comment { " — " (c) }
+                                        } @else { "no rule matched (denied by default)" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.card method="post" action={ (base) "explain" } {
+                input type="hidden" name="csrf" value=(chrome.csrf.unwrap_or(""));
+                label for="account" { "Account " span.hint { "(empty for anonymous)" } }
+                input #account type="text" name="account" value=(form.account) autocapitalize="none" spellcheck="false";
+                label for="labels" { "Extra labels " span.hint { "(key=value, one per line; added to the account's own)" } }
+                textarea #labels name="labels" spellcheck="false" { (form.labels) }
+                label for="ip" { "Client address " span.hint { "(optional)" } }
+                input #ip type="text" name="ip" value=(form.ip) spellcheck="false";
+                label for="scopes" { "Scopes " span.hint { "(type:name:actions, one per line)" } }
+                textarea #scopes name="scopes" spellcheck="false" required { (form.scopes) }
+                p { button type="submit" { "Explain" } }
+            }
+        },
+    )
+}
+
+/// An error page: the heading and a sentence.
+pub fn problem(chrome: &Chrome<'_>, heading: &str, message: &str) -> Markup {
+    frame(
+        chrome,
+        heading,
+        html! {
+            h1 { (heading) }
+            p { (message) }
+            p { a href=(chrome.base) { "← Repositories" } }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times_read_well() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(
+            human_time("2024-05-01T10:00:00.123456789Z"),
+            "2024-05-01 10:00:00 UTC"
+        );
+        assert_eq!(
+            human_time("2024-05-01T10:00:00+02:00"),
+            "2024-05-01 10:00:00 +02:00"
+        );
+        assert_eq!(human_time("yesterday"), "yesterday");
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let chrome = Chrome {
+            title: "<t>",
+            base: "/ui/",
+            account: Some("<script>"),
+            csrf: Some("x\"y"),
+            admin: false,
+        };
+        let page = login(&chrome, "tok", "\"><img>", Some("<b>")).into_string();
+        assert!(!page.contains("<script>") && !page.contains("<img>") && !page.contains("<b>"));
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(!page.contains("style="), "no inline style");
+        assert!(!page.contains("<script"), "no script");
+    }
+}

@@ -1,0 +1,635 @@
+//! Reads the UI shows from the upstream registry: a repository's tags, each tag's manifest
+//! (or index), and image configs — through pingora's [`Connector`], as the catalog does.
+//!
+//! Callers have already decided that the account may pull the repository; this module only
+//! fetches. Everything is bounded: body sizes, tags held, platforms looked into, and requests
+//! in flight. Manifests and configs are content-addressed, so what was read by digest is
+//! remembered (a bounded map) and a second visit costs one tag → digest request per tag.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+/// What manifests are asked for: OCI and Docker, images and indexes.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+/// The largest tags/list body read.
+const MAX_TAGS_BODY: usize = 4 * 1024 * 1024;
+/// The most tags held for one repository.
+pub const MAX_TAGS: usize = 50_000;
+/// The largest manifest read (the registry's own limit is 4 MiB).
+const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// The largest image config read.
+const MAX_CONFIG: usize = 1024 * 1024;
+/// The most platforms of one index looked into (the rest are listed without details).
+pub const MAX_PLATFORMS: usize = 16;
+/// Upstream requests in flight for one page.
+const PARALLEL: usize = 8;
+/// Entries in the by-digest memory before it is emptied.
+const MEMORY: usize = 20_000;
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// Why something could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The registry has no such repository or tag.
+    #[error("not found")]
+    NotFound,
+    /// Connecting or reading failed, or the registry answered an unexpected status.
+    #[error("registry: {0}")]
+    Upstream(String),
+    /// The answer was too large or not the document expected.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+/// One platform of an image or index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Platform {
+    /// `os/architecture[/variant]`, when known.
+    pub name: Option<String>,
+    /// The platform manifest's digest (for an index entry).
+    pub digest: Option<String>,
+    /// Config + layers, in bytes, when the manifest was read.
+    pub size: Option<u64>,
+    /// The config's `created`.
+    pub created: Option<String>,
+}
+
+/// What a tag points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagInfo {
+    /// The tag.
+    pub tag: String,
+    /// The manifest digest.
+    pub digest: Option<String>,
+    /// The manifest's media type.
+    pub media_type: Option<String>,
+    /// True for an index / manifest list.
+    pub is_index: bool,
+    /// For an image: config + layers. For an index: `None` (see each platform).
+    pub size: Option<u64>,
+    /// The image's `created`; for an index, the newest of its platforms'.
+    pub created: Option<String>,
+    /// The image's platform, or the index's platforms (attestations left out).
+    pub platforms: Vec<Platform>,
+    /// Platforms of an index not looked into (beyond [`MAX_PLATFORMS`]).
+    pub platforms_omitted: usize,
+    /// Set when the tag could not be read.
+    pub error: Option<String>,
+}
+
+/// A manifest as read: what the page needs of it.
+#[derive(Debug, Clone)]
+enum Manifest {
+    Image {
+        media_type: String,
+        config: Option<Descriptor>,
+        size: u64,
+    },
+    Index {
+        media_type: String,
+        entries: Vec<IndexEntry>,
+    },
+    Other {
+        media_type: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct IndexEntry {
+    digest: String,
+    platform: Option<String>,
+    attestation: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Descriptor {
+    #[serde(default, rename = "mediaType")]
+    _media_type: Option<String>,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct RawManifest {
+    #[serde(default, rename = "mediaType")]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+    #[serde(default)]
+    manifests: Option<Vec<RawEntry>>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    digest: String,
+    #[serde(default)]
+    platform: Option<RawPlatform>,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ConfigFacts {
+    platform: Option<String>,
+    created: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+fn platform_name(os: &str, arch: &str, variant: Option<&str>) -> Option<String> {
+    if os.is_empty() && arch.is_empty() {
+        return None;
+    }
+    let mut s = format!("{os}/{arch}");
+    if let Some(v) = variant.filter(|v| !v.is_empty()) {
+        s.push('/');
+        s.push_str(v);
+    }
+    Some(s)
+}
+
+fn parse_manifest(body: &[u8], header_type: Option<&str>) -> Result<Manifest, ReadError> {
+    let raw: RawManifest =
+        serde_json::from_slice(body).map_err(|e| ReadError::Malformed(e.to_string()))?;
+    let media_type = raw
+        .media_type
+        .clone()
+        .or_else(|| header_type.map(|t| t.split(';').next().unwrap_or(t).trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    if let Some(entries) = raw.manifests {
+        let entries = entries
+            .into_iter()
+            .map(|e| {
+                let attestation = e
+                    .annotations
+                    .get("vnd.docker.reference.type")
+                    .is_some_and(|t| t == "attestation-manifest");
+                IndexEntry {
+                    digest: e.digest,
+                    platform: e
+                        .platform
+                        .and_then(|p| platform_name(&p.os, &p.architecture, p.variant.as_deref())),
+                    attestation,
+                }
+            })
+            .collect();
+        return Ok(Manifest::Index {
+            media_type,
+            entries,
+        });
+    }
+    if INDEX_TYPES.contains(&media_type.as_str()) {
+        return Ok(Manifest::Index {
+            media_type,
+            entries: vec![],
+        });
+    }
+    match raw.config {
+        Some(config) => {
+            let size = raw
+                .layers
+                .iter()
+                .fold(config.size, |acc, l| acc.saturating_add(l.size));
+            Ok(Manifest::Image {
+                media_type,
+                config: Some(config),
+                size,
+            })
+        }
+        None => Ok(Manifest::Other { media_type }),
+    }
+}
+
+fn parse_config(body: &[u8]) -> ConfigFacts {
+    match serde_json::from_slice::<RawConfig>(body) {
+        Ok(c) => ConfigFacts {
+            platform: platform_name(
+                c.os.as_deref().unwrap_or(""),
+                c.architecture.as_deref().unwrap_or(""),
+                c.variant.as_deref(),
+            ),
+            created: c.created,
+        },
+        Err(_) => ConfigFacts::default(),
+    }
+}
+
+struct Fetched {
+    status: u16,
+    content_type: Option<String>,
+    digest: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Reads from the registry, remembering what it read by digest.
+pub struct Reader {
+    connector: Connector,
+    manifests: Mutex<HashMap<String, Manifest>>,
+    configs: Mutex<HashMap<String, ConfigFacts>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn remember<V>(map: &Mutex<HashMap<String, V>>, key: &str, value: V) {
+    if let Ok(mut m) = map.lock() {
+        if m.len() >= MEMORY {
+            m.clear();
+        }
+        m.insert(key.to_owned(), value);
+    }
+}
+
+fn recall<V: Clone>(map: &Mutex<HashMap<String, V>>, key: &str) -> Option<V> {
+    map.lock().ok().and_then(|m| m.get(key).cloned())
+}
+
+impl Reader {
+    /// A reader with its own connection pool.
+    pub fn new() -> Self {
+        Reader {
+            connector: Connector::new(None),
+            manifests: Mutex::new(HashMap::new()),
+            configs: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(PARALLEL)),
+        }
+    }
+
+    async fn get(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        target: &str,
+        accept: Option<&str>,
+        max: usize,
+    ) -> Result<Fetched, ReadError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ReadError::Upstream("closed".into()))?;
+        let up = |e: pingora::BError| ReadError::Upstream(e.to_string());
+        let (mut session, _reused) = self.connector.get_http_session(peer).await.map_err(up)?;
+        session.set_read_timeout(peer.options.read_timeout);
+        let mut req = RequestHeader::build("GET", target.as_bytes(), None).map_err(up)?;
+        req.insert_header("Host", host).map_err(up)?;
+        if let Some(accept) = accept {
+            req.insert_header("Accept", accept).map_err(up)?;
+        }
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(up)?;
+        session.finish_request_body().await.map_err(up)?;
+        session.read_response_header().await.map_err(up)?;
+        let header = session
+            .response_header()
+            .ok_or_else(|| ReadError::Upstream("no response header".into()))?;
+        let status = header.status.as_u16();
+        let text = |name: &str| {
+            header
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = text("content-type");
+        let digest = text("docker-content-digest");
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(up)? {
+            if body.len() + chunk.len() > max {
+                // The connection is dropped, not reused: the rest of the body is unread.
+                return Err(ReadError::Malformed(format!("answer over {max} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.connector
+            .release_http_session(session, peer, Some(Duration::from_secs(60)))
+            .await;
+        Ok(Fetched {
+            status,
+            content_type,
+            digest,
+            body,
+        })
+    }
+
+    /// The tags of `name` (a valid repository name), sorted; `NotFound` when the registry
+    /// does not know it.
+    pub async fn tags(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        name: &str,
+    ) -> Result<Vec<String>, ReadError> {
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let target = format!("/v2/{name}/tags/list?n={MAX_TAGS}");
+        let got = self.get(peer, host, &target, None, MAX_TAGS_BODY).await?;
+        match got.status {
+            200 => {}
+            404 => return Err(ReadError::NotFound),
+            s => return Err(ReadError::Upstream(format!("tags/list answered {s}"))),
+        }
+        let doc: Doc =
+            serde_json::from_slice(&got.body).map_err(|e| ReadError::Malformed(e.to_string()))?;
+        let mut tags: Vec<String> = doc
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| crate::route::is_valid_tag(t))
+            .take(MAX_TAGS)
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    /// The manifest `reference` (tag or digest) of `name`, and its digest.
+    async fn manifest(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        name: &str,
+        reference: &str,
+    ) -> Result<(String, Manifest), ReadError> {
+        if reference.starts_with("sha256:") {
+            if let Some(m) = recall(&self.manifests, reference) {
+                return Ok((reference.to_owned(), m));
+            }
+        }
+        let target = format!("/v2/{name}/manifests/{reference}");
+        let got = self
+            .get(peer, host, &target, Some(ACCEPT), MAX_MANIFEST)
+            .await?;
+        match got.status {
+            200 => {}
+            404 => return Err(ReadError::NotFound),
+            s => return Err(ReadError::Upstream(format!("manifest answered {s}"))),
+        }
+        let digest = got
+            .digest
+            .filter(|d| crate::route::is_valid_digest(d))
+            .unwrap_or_else(|| format!("sha256:{:x}", Sha256::digest(&got.body)));
+        if let Some(m) = recall(&self.manifests, &digest) {
+            return Ok((digest, m));
+        }
+        let m = parse_manifest(&got.body, got.content_type.as_deref())?;
+        remember(&self.manifests, &digest, m.clone());
+        Ok((digest, m))
+    }
+
+    async fn config(&self, peer: &HttpPeer, host: &str, name: &str, digest: &str) -> ConfigFacts {
+        if !crate::route::is_valid_digest(digest) {
+            return ConfigFacts::default();
+        }
+        if let Some(c) = recall(&self.configs, digest) {
+            return c;
+        }
+        let target = format!("/v2/{name}/blobs/{digest}");
+        match self.get(peer, host, &target, None, MAX_CONFIG).await {
+            Ok(got) if got.status == 200 => {
+                let facts = parse_config(&got.body);
+                remember(&self.configs, digest, facts.clone());
+                facts
+            }
+            _ => ConfigFacts::default(),
+        }
+    }
+
+    /// One image manifest's platform facts: size from the manifest, the rest from its config.
+    async fn image(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        name: &str,
+        config: Option<&Descriptor>,
+        size: u64,
+    ) -> Platform {
+        let facts = match config {
+            Some(c) => self.config(peer, host, name, &c.digest).await,
+            None => ConfigFacts::default(),
+        };
+        Platform {
+            name: facts.platform,
+            digest: None,
+            size: Some(size),
+            created: facts.created,
+        }
+    }
+
+    /// What `tag` of `name` points at. Errors are reported in [`TagInfo::error`].
+    pub async fn tag(&self, peer: &HttpPeer, host: &str, name: &str, tag: &str) -> TagInfo {
+        let mut info = TagInfo {
+            tag: tag.to_owned(),
+            digest: None,
+            media_type: None,
+            is_index: false,
+            size: None,
+            created: None,
+            platforms: vec![],
+            platforms_omitted: 0,
+            error: None,
+        };
+        let (digest, manifest) = match self.manifest(peer, host, name, tag).await {
+            Ok(found) => found,
+            Err(e) => {
+                info.error = Some(e.to_string());
+                return info;
+            }
+        };
+        info.digest = Some(digest);
+        match manifest {
+            Manifest::Image {
+                media_type,
+                config,
+                size,
+            } => {
+                info.media_type = Some(media_type);
+                let p = self.image(peer, host, name, config.as_ref(), size).await;
+                info.size = p.size;
+                info.created = p.created.clone();
+                info.platforms = vec![p];
+            }
+            Manifest::Other { media_type } => info.media_type = Some(media_type),
+            Manifest::Index {
+                media_type,
+                entries,
+            } => {
+                info.media_type = Some(media_type);
+                info.is_index = true;
+                let entries: Vec<IndexEntry> =
+                    entries.into_iter().filter(|e| !e.attestation).collect();
+                info.platforms_omitted = entries.len().saturating_sub(MAX_PLATFORMS);
+                for e in entries.into_iter().take(MAX_PLATFORMS) {
+                    let mut p = Platform {
+                        name: e.platform.clone(),
+                        digest: Some(e.digest.clone()),
+                        ..Platform::default()
+                    };
+                    if crate::route::is_valid_digest(&e.digest) {
+                        if let Ok((_, Manifest::Image { config, size, .. })) =
+                            self.manifest(peer, host, name, &e.digest).await
+                        {
+                            let facts = self.image(peer, host, name, config.as_ref(), size).await;
+                            p.size = facts.size;
+                            p.created = facts.created;
+                            p.name = p.name.or(facts.name);
+                        }
+                    }
+                    info.platforms.push(p);
+                }
+                info.created = info
+                    .platforms
+                    .iter()
+                    .filter_map(|p| p.created.clone())
+                    .max();
+            }
+        }
+        info
+    }
+}
+
+/// Reads `tags` of `name` concurrently (at most [`PARALLEL`] requests in flight), in order.
+pub async fn tags_info(
+    reader: &Arc<Reader>,
+    peer: &HttpPeer,
+    host: &str,
+    name: &str,
+    tags: &[String],
+) -> Vec<TagInfo> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, tag) in tags.iter().enumerate() {
+        let (reader, peer, host, name, tag) = (
+            reader.clone(),
+            peer.clone(),
+            host.to_owned(),
+            name.to_owned(),
+            tag.clone(),
+        );
+        set.spawn(async move { (i, reader.tag(&peer, &host, &name, &tag).await) });
+    }
+    let mut out: Vec<Option<TagInfo>> = vec![None; tags.len()];
+    while let Some(done) = set.join_next().await {
+        if let Ok((i, info)) = done {
+            out[i] = Some(info);
+        }
+    }
+    out.into_iter()
+        .zip(tags)
+        .map(|(info, tag)| {
+            info.unwrap_or_else(|| TagInfo {
+                tag: tag.clone(),
+                digest: None,
+                media_type: None,
+                is_index: false,
+                size: None,
+                created: None,
+                platforms: vec![],
+                platforms_omitted: 0,
+                error: Some("could not be read".into()),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_manifests_give_their_size() {
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{"mediaType":"c","digest":"sha256:aa","size":100},
+            "layers":[{"mediaType":"l","digest":"sha256:bb","size":1000},{"mediaType":"l","digest":"sha256:cc","size":20}]}"#;
+        match parse_manifest(m, None).unwrap() {
+            Manifest::Image {
+                media_type, size, ..
+            } => {
+                assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
+                assert_eq!(size, 1120);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn indexes_list_platforms_without_attestations() {
+        let m = br#"{"schemaVersion":2,"manifests":[
+            {"digest":"sha256:a","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+            {"digest":"sha256:b","size":1,"platform":{"os":"linux","architecture":"amd64"}},
+            {"digest":"sha256:c","size":1,"platform":{"os":"unknown","architecture":"unknown"},
+             "annotations":{"vnd.docker.reference.type":"attestation-manifest"}}]}"#;
+        match parse_manifest(m, Some("application/vnd.oci.image.index.v1+json; x")).unwrap() {
+            Manifest::Index {
+                media_type,
+                entries,
+            } => {
+                assert_eq!(media_type, "application/vnd.oci.image.index.v1+json");
+                let names: Vec<_> = entries.iter().map(|e| e.platform.clone()).collect();
+                assert_eq!(
+                    names,
+                    vec![
+                        Some("linux/arm64/v8".into()),
+                        Some("linux/amd64".into()),
+                        Some("unknown/unknown".into())
+                    ]
+                );
+                assert!(entries[2].attestation && !entries[0].attestation);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn configs_give_platform_and_creation_time() {
+        let c = parse_config(
+            br#"{"created":"2024-05-01T10:00:00Z","os":"linux","architecture":"arm","variant":"v7"}"#,
+        );
+        assert_eq!(c.platform.as_deref(), Some("linux/arm/v7"));
+        assert_eq!(c.created.as_deref(), Some("2024-05-01T10:00:00Z"));
+        assert!(parse_config(b"not json").platform.is_none());
+    }
+}

@@ -1,0 +1,244 @@
+//! Signed, expiring session cookies: `base64url(JSON claims) "." base64url(HMAC-SHA256)`.
+//!
+//! The key is random per process unless `ui.session_key_file` names one: without it, sessions
+//! end at a restart and are not accepted by another replica. Nothing is stored on the server
+//! except the nonces of sessions logged out before they expired ([`Revoked`]), so a copied
+//! cookie stops working at logout.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "portcullis_session";
+/// Cookie values longer than this are not even parsed.
+const MAX_VALUE: usize = 2048;
+/// A key file must hold at least this many bytes.
+pub const MIN_KEY_LEN: usize = 32;
+/// Logged-out sessions remembered at most (older entries are dropped once expired).
+const MAX_REVOKED: usize = 100_000;
+
+/// The HMAC key for sessions and CSRF tokens.
+pub struct Key(Vec<u8>);
+
+impl Key {
+    /// 32 random bytes: sessions last as long as the process.
+    pub fn random() -> Key {
+        let mut k = vec![0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        Key(k)
+    }
+
+    /// The contents of `path` (a trailing line end is removed); at least [`MIN_KEY_LEN`] bytes.
+    pub fn from_file(path: &Path) -> Result<Key, String> {
+        let mut bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            bytes.pop();
+        }
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(format!(
+                "{} holds {} bytes; a session key needs at least {MIN_KEY_LEN} (e.g. `head -c 48 /dev/urandom | base64`)",
+                path.display(),
+                bytes.len()
+            ));
+        }
+        Ok(Key(bytes))
+    }
+
+    /// HMAC-SHA256 of `data` for `purpose`: a MAC made for one purpose never verifies for
+    /// another (a CSRF token is not a session signature).
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> [u8; 32] {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        m.update(purpose.as_bytes());
+        m.update(&[0]);
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
+    /// [`Self::mac`] as base64url text.
+    pub fn mac_text(&self, purpose: &str, data: &[u8]) -> String {
+        B64.encode(self.mac(purpose, data))
+    }
+}
+
+/// What a session cookie says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    /// The account logged in.
+    #[serde(rename = "a")]
+    pub account: String,
+    /// Issued at, seconds since the epoch.
+    #[serde(rename = "i")]
+    pub issued: u64,
+    /// Expires at, seconds since the epoch.
+    #[serde(rename = "e")]
+    pub expires: u64,
+    /// Random: tells sessions apart, binds CSRF tokens, names a logged-out session.
+    #[serde(rename = "n")]
+    pub nonce: String,
+}
+
+/// Seconds since the epoch.
+pub fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// 32 random bytes as base64url text.
+pub fn random_text() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    B64.encode(b)
+}
+
+/// A new session for `account`, valid for `lifetime`: (cookie value, its claims).
+pub fn issue(key: &Key, account: &str, lifetime: Duration, now: SystemTime) -> (String, Claims) {
+    let issued = unix(now);
+    let claims = Claims {
+        account: account.to_owned(),
+        issued,
+        expires: issued.saturating_add(lifetime.as_secs().max(1)),
+        nonce: random_text(),
+    };
+    let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialize"));
+    let sig = key.mac_text("session", payload.as_bytes());
+    (format!("{payload}.{sig}"), claims)
+}
+
+/// The claims of a cookie value signed by `key`, if it has not expired — neither by its own
+/// expiry nor by `lifetime` (the current setting: shortening it ends longer sessions).
+pub fn verify(key: &Key, value: &str, lifetime: Duration, now: SystemTime) -> Option<Claims> {
+    if value.len() > MAX_VALUE {
+        return None;
+    }
+    let (payload, sig) = value.split_once('.')?;
+    let sig = B64.decode(sig).ok()?;
+    let expected = key.mac("session", payload.as_bytes());
+    if !crate::ui::csrf::bytes_equal(&expected, &sig) {
+        return None;
+    }
+    let claims: Claims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
+    let now = unix(now);
+    if now >= claims.expires || now >= claims.issued.saturating_add(lifetime.as_secs()) {
+        return None;
+    }
+    Some(claims)
+}
+
+/// Nonces of sessions logged out before they expired, each kept until its expiry.
+#[derive(Default)]
+pub struct Revoked(Mutex<HashMap<String, u64>>);
+
+impl Revoked {
+    /// Remembers that `claims`' session ended.
+    pub fn revoke(&self, claims: &Claims, now: SystemTime) {
+        let Ok(mut set) = self.0.lock() else { return };
+        if set.len() >= MAX_REVOKED {
+            let now = unix(now);
+            set.retain(|_, expires| *expires > now);
+        }
+        if set.len() < MAX_REVOKED {
+            set.insert(claims.nonce.clone(), claims.expires);
+        }
+    }
+
+    /// True when `claims`' session was logged out.
+    pub fn contains(&self, claims: &Claims) -> bool {
+        self.0
+            .lock()
+            .map(|s| s.contains_key(&claims.nonce))
+            .unwrap_or(true)
+    }
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, limited to `path`, `Secure` over
+/// TLS; `max_age` 0 deletes the cookie.
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
+    let mut c =
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_session_verifies_until_it_expires() {
+        let key = Key::random();
+        let now = SystemTime::now();
+        let (value, claims) = issue(&key, "alice", HOUR, now);
+        assert_eq!(verify(&key, &value, HOUR, now), Some(claims.clone()));
+        assert_eq!(claims.account, "alice");
+        assert!(verify(&key, &value, HOUR, now + HOUR).is_none());
+        // A shorter lifetime set later ends it sooner.
+        assert!(verify(&key, &value, Duration::from_secs(60), now + HOUR / 2).is_none());
+    }
+
+    #[test]
+    fn tampering_and_other_keys_are_refused() {
+        let key = Key::random();
+        let now = SystemTime::now();
+        let (value, _) = issue(&key, "alice", HOUR, now);
+        assert!(verify(&Key::random(), &value, HOUR, now).is_none());
+        let (payload, sig) = value.split_once('.').unwrap();
+        let forged = B64.encode(
+            String::from_utf8(B64.decode(payload).unwrap())
+                .unwrap()
+                .replace("alice", "admin"),
+        );
+        assert!(verify(&key, &format!("{forged}.{sig}"), HOUR, now).is_none());
+        assert!(verify(&key, payload, HOUR, now).is_none());
+        assert!(verify(&key, "", HOUR, now).is_none());
+        assert!(verify(&key, &"a".repeat(5000), HOUR, now).is_none());
+        // A CSRF token of the same data is not a session signature.
+        let csrf = key.mac_text("csrf", payload.as_bytes());
+        assert!(verify(&key, &format!("{payload}.{csrf}"), HOUR, now).is_none());
+    }
+
+    #[test]
+    fn key_files_must_be_long_enough() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k");
+        std::fs::write(&p, "short\n").unwrap();
+        assert!(Key::from_file(&p).is_err());
+        std::fs::write(&p, format!("{}\n", "k".repeat(40))).unwrap();
+        let a = Key::from_file(&p).unwrap();
+        let b = Key::from_file(&p).unwrap();
+        assert_eq!(a.mac("x", b"y"), b.mac("x", b"y"));
+    }
+
+    #[test]
+    fn revoked_sessions_are_remembered() {
+        let key = Key::random();
+        let now = SystemTime::now();
+        let (_, claims) = issue(&key, "alice", HOUR, now);
+        let r = Revoked::default();
+        assert!(!r.contains(&claims));
+        r.revoke(&claims, now);
+        assert!(r.contains(&claims));
+    }
+
+    #[test]
+    fn cookies_have_the_attributes() {
+        assert_eq!(
+            set_cookie("s", "v", "/ui/", 60, true),
+            "s=v; Path=/ui/; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert!(!set_cookie("s", "v", "/ui/", 60, false).contains("Secure"));
+    }
+}

@@ -1,0 +1,171 @@
+// The web UI in a real browser: Debian's Chromium, headless, driven by playwright-core
+// (which never downloads a browser of its own here).
+//
+//   node tests/ui-e2e/flow.mjs <base-url, e.g. https://127.0.0.1:5000/ui/> <screenshot folder>
+//
+// What each account should see comes from $PORTCULLIS_E2E_SPEC (JSON, written by tests/ui.rs):
+// {"users": [{"account", "password", "repositories": [...], "open": "repo", "tags": [...],
+//             "search"?: "text", "explain"?: true, "phone"?: true}]}
+// For each account and viewport (desktop 1280×800; phone 390×844 where asked): log in, check
+// the list is exactly the permitted repositories, search, open a repository and check its
+// tags and sizes, (admin) explain a scope, log out and check the session is gone. Any console
+// error (a Content-Security-Policy violation shows up as one) or page error fails the run.
+// Screenshots of every page go to the folder. Prints "e2e: all flows passed" on success.
+
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [base, outDir] = process.argv.slice(2);
+if (!base || !outDir) {
+  console.error('usage: node flow.mjs <base-url> <out-dir>');
+  process.exit(2);
+}
+const spec = JSON.parse(process.env.PORTCULLIS_E2E_SPEC || '{"users": []}');
+mkdirSync(outDir, { recursive: true });
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const VIEWPORTS = {
+  desktop: { width: 1280, height: 800 },
+  phone: { width: 390, height: 844 },
+};
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+function sameList(actual, expected) {
+  return JSON.stringify([...actual].sort()) === JSON.stringify([...expected].sort());
+}
+
+async function flow(user, viewportName) {
+  const label = `${user.account}-${viewportName}`;
+  const profile = mkdtempSync(join(tmpdir(), 'portcullis-chromium-'));
+  // A persistent context is how playwright passes a fresh --user-data-dir.
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    ignoreHTTPSErrors: true, // the test CA is not in this profile
+    viewport: VIEWPORTS[viewportName],
+    isMobile: viewportName === 'phone',
+    hasTouch: viewportName === 'phone',
+  });
+  const problems = [];
+  const started = Date.now();
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    page.setDefaultTimeout(15000);
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
+    });
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    const shot = async (name) => {
+      const file = join(outDir, `${label}-${name}.png`);
+      await page.screenshot({ path: file, fullPage: true });
+      console.log(`screenshot: ${file}`);
+    };
+    const noSideways = async (what) => {
+      const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+      check(scroll <= inner + 1, `${label}: ${what} scrolls sideways (${scroll} > ${inner})`);
+    };
+
+    // Not logged in: the UI sends us to the login form.
+    await page.goto(base);
+    check(page.url() === `${base}login`, `${label}: expected the login page, got ${page.url()}`);
+    check(await page.title() !== '', `${label}: the login page has no title`);
+    await shot('1-login');
+    await noSideways('the login page');
+
+    // Log in.
+    await page.fill('#account', user.account);
+    await page.fill('#password', user.password);
+    await Promise.all([page.waitForURL(base), page.click('button[type=submit]')]);
+    check((await page.textContent('header')).includes(user.account), `${label}: header does not name the account`);
+
+    // Exactly the permitted repositories.
+    const names = await page.locator('ul.repos a').allTextContents();
+    check(sameList(names.map((n) => n.trim()), user.repositories),
+      `${label}: list ${JSON.stringify(names)} != ${JSON.stringify(user.repositories)}`);
+    await shot('2-repositories');
+    await noSideways('the list');
+
+    if (user.search) {
+      await page.fill('#q', user.search);
+      await Promise.all([page.waitForURL(/\?q=/), page.press('#q', 'Enter')]);
+      const found = (await page.locator('ul.repos a').allTextContents()).map((n) => n.trim());
+      const expected = user.repositories.filter((r) => r.includes(user.search));
+      check(sameList(found, expected), `${label}: search ${user.search}: ${JSON.stringify(found)} != ${JSON.stringify(expected)}`);
+      await page.goto(base);
+    }
+
+    // A repository: its tags, each with a digest and a size.
+    await Promise.all([page.waitForURL(`${base}repo/${user.open}`), page.click(`ul.repos a:text-is("${user.open}")`)]);
+    const tags = (await page.locator('section.card h2 code').allTextContents()).map((t) => t.trim());
+    check(sameList(tags, user.tags), `${label}: tags ${JSON.stringify(tags)} != ${JSON.stringify(user.tags)}`);
+    const text = await page.textContent('main');
+    check(/sha256:[0-9a-f]{64}/.test(text), `${label}: no digest on the repository page`);
+    check(/\d+(\.\d)? (B|KiB|MiB)/.test(text), `${label}: no size on the repository page`);
+    check(text.includes(`docker pull `) && text.includes(`/${user.open}:${user.tags[0]}`),
+      `${label}: no pull command`);
+    await shot('3-repository');
+    await noSideways('the repository page');
+
+    // Another account's repository, by editing the URL: the not-found page.
+    const before = problems.length;
+    const other = await page.goto(`${base}repo/secret/db`);
+    if (!user.repositories.includes('secret/db')) {
+      check(other.status() === 404, `${label}: secret/db answered ${other.status()}`);
+      // The browser logs the 404 it was sent to on purpose.
+      problems.splice(before);
+      await shot('3b-not-found');
+    }
+
+    if (user.explain) {
+      await page.goto(`${base}explain`);
+      await page.fill('#account', 'alice');
+      await page.fill('#scopes', 'repository:team/web:pull,push\nrepository:secret/db:pull');
+      await Promise.all([page.waitForLoadState('load'), page.click('main button[type=submit]')]);
+      const answers = await page.textContent('main');
+      check(answers.includes('acl.yaml:7'), `${label}: explain does not name the deciding rule: ${answers}`);
+      check(answers.includes('no rule matched'), `${label}: explain does not show the default deny`);
+      await shot('4-explain');
+      await noSideways('the explain page');
+    }
+
+    // Log out: back to the login page, and the session is gone.
+    await page.goto(base);
+    await Promise.all([page.waitForURL(`${base}login`), page.click('header button[type=submit]')]);
+    await page.goto(base);
+    check(page.url() === `${base}login`, `${label}: still logged in after logout (${page.url()})`);
+    await shot('5-logged-out');
+
+    check(problems.length === 0, `${label}: ${problems.join('; ')}`);
+    console.log(`ok: ${label} (${Date.now() - started} ms)`);
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+let failed = 0;
+for (const user of spec.users) {
+  for (const viewport of user.phone ? ['desktop', 'phone'] : ['desktop']) {
+    try {
+      await flow(user, viewport);
+    } catch (e) {
+      failed += 1;
+      console.log(`FAILED: ${user.account}-${viewport}: ${e.message}`);
+    }
+  }
+}
+if (failed > 0) {
+  console.log(`e2e: ${failed} flow(s) failed`);
+  process.exit(1);
+}
+console.log('e2e: all flows passed');
