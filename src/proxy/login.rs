@@ -1,0 +1,137 @@
+//! Who is asking: Basic credentials through the login path (with the failed-login limits
+//! around it), or a Bearer token's subject looked up again.
+
+use super::*;
+
+/// A refused login, ready to be answered.
+pub(crate) struct Refusal {
+    pub(crate) error: OciError,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) outcome: Outcome,
+}
+
+/// `Basic realm="…"` with the realm's quotes and backslashes escaped.
+/// The request's credentials. Two `Authorization` headers are refused: which one would a
+/// backend read?
+pub(super) fn authorization(
+    req: &RequestHeader,
+) -> std::result::Result<Credentials, credentials::CredentialsError> {
+    let values: Vec<_> = req.headers.get_all("authorization").iter().collect();
+    match values.as_slice() {
+        [] => credentials::parse(None),
+        [one] => credentials::parse(Some(one.as_bytes())),
+        _ => Err(credentials::CredentialsError::UnsupportedScheme),
+    }
+}
+
+impl Portcullis {
+    /// Who is asking on `/v2`: a Bearer token's subject (with its claims) or a login.
+    pub(super) async fn identify(
+        &self,
+        state: &State,
+        creds: &Credentials,
+        ip: Option<IpAddr>,
+    ) -> std::result::Result<(Identity, Option<Arc<Claims>>), Refusal> {
+        let Credentials::Bearer(token) = creds else {
+            return self.login(state, creds, ip).await.map(|i| (i, None));
+        };
+        let bad_token = || {
+            self.metrics.auth_failure(AuthFailure::BadToken);
+            Refusal {
+                error: OciError::unauthorized(),
+                headers: vec![],
+                outcome: Outcome::Unauthenticated,
+            }
+        };
+        let Some(service) = &state.token else {
+            return Err(bad_token());
+        };
+        let claims = match service.verify(token) {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::debug!(error = %e, "Bearer token refused");
+                return Err(bad_token());
+            }
+        };
+        // The account must still exist; its labels are the current ones, so the ACL is
+        // evaluated as it stands now, not as it stood when the token was issued.
+        match state.authn.lookup_cached(&claims.sub).await {
+            Ok(identity) => Ok((identity, Some(claims))),
+            Err(AuthnError::Unavailable(why)) => Err(self.refusal(AuthnError::Unavailable(why))),
+            Err(_) => Err(bad_token()),
+        }
+    }
+
+    /// Checks credentials, with the failed-login limits around it. The one login path for
+    /// `/v2` Basic credentials and the web UI's login form (the token endpoint applies the
+    /// same lockout itself).
+    pub(crate) async fn login(
+        &self,
+        state: &State,
+        creds: &Credentials,
+        ip: Option<IpAddr>,
+    ) -> std::result::Result<Identity, Refusal> {
+        let Credentials::Basic { account, password } = creds else {
+            return state
+                .authn
+                .authenticate(creds)
+                .await
+                .map_err(|e| self.refusal(e));
+        };
+        let now = Instant::now();
+        if let Err(remaining) = self.lockout.check(account, ip, now) {
+            self.metrics.auth_failure(AuthFailure::LockedOut);
+            return Err(Refusal {
+                error: OciError::new(
+                    429,
+                    "TOOMANYREQUESTS",
+                    "too many failed logins; try again later",
+                ),
+                headers: vec![(
+                    "Retry-After",
+                    lockout::retry_after_secs(remaining).to_string(),
+                )],
+                outcome: Outcome::Unauthenticated,
+            });
+        }
+        match state.authn.login(account, password).await {
+            Ok(identity) => Ok(identity),
+            Err(e) => {
+                if matches!(e, AuthnError::BadPassword | AuthnError::UnknownAccount)
+                    && self.lockout.record_failure(account, ip, now)
+                {
+                    self.metrics.lockout();
+                    tracing::warn!(account = %account, client = ?ip, "too many failed logins: locked out");
+                }
+                Err(self.refusal(e))
+            }
+        }
+    }
+
+    /// The answer to a failed login: 401, or 503 when a backend (LDAP) could not answer —
+    /// failing closed, but telling the user it is not their password.
+    fn refusal(&self, e: AuthnError) -> Refusal {
+        if let Some(reason) = AuthFailure::of(&e) {
+            self.metrics.auth_failure(reason);
+        }
+        match e {
+            AuthnError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "login refused: authentication backend unavailable");
+                Refusal {
+                    error: OciError::new(
+                        503,
+                        "UNAVAILABLE",
+                        "the login service is unavailable; try again later",
+                    ),
+                    headers: vec![("Retry-After", "5".into())],
+                    outcome: Outcome::Error,
+                }
+            }
+            _ => Refusal {
+                error: OciError::unauthorized(),
+                headers: vec![],
+                outcome: Outcome::Unauthenticated,
+            },
+        }
+    }
+}

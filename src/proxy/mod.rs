@@ -1,0 +1,526 @@
+//! The Pingora `ProxyHttp` phases. Each phase has one job; none of them decides access —
+//! that is [`crate::policy`]'s — they parse, ask, and carry out.
+//!
+//! | phase | job |
+//! |---|---|
+//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals |
+//! | `upstream_peer` | the registry, with timeouts |
+//! | `upstream_request_filter` | strip credentials and spoofable headers, set `X-Forwarded-*` |
+//! | `request_body_filter` | work around a Pingora HTTP/2 → HTTP/1 chunking bug |
+//! | `fail_to_proxy` | an OCI error when the registry is down or slow |
+//! | `logging` | the audit line |
+//!
+//! The helpers the phases call live beside this file, one job each: [`login`] (who is
+//! asking), [`challenge`] (the 401's `WWW-Authenticate`), [`token_endpoint`], [`listing`]
+//! (the filtered catalog), [`forward`] (client address, spoofable headers) and [`answer`]
+//! (answers written by portcullis itself).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use ipnet::IpNet;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::acl::RuleOrigin;
+use crate::authn::lockout::{self, Lockout};
+use crate::authn::{credentials, AuthnError, Credentials, Identity};
+use crate::catalog::{self, Catalog};
+use crate::config::{Challenge, Config, Upstream};
+use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
+use crate::limits::Limits;
+use crate::metrics::{self as m, AuthFailure, Metrics};
+use crate::policy::{self, Decision, Subject};
+use crate::route::{self, Route, RouteError};
+use crate::shutdown::{Drain, InFlight};
+use crate::state::State;
+use crate::token::{self, Claims, TokenService};
+use crate::ui::{self, Ui};
+
+mod answer;
+mod challenge;
+mod forward;
+mod listing;
+mod login;
+mod token_endpoint;
+
+pub(crate) use answer::{respond, respond_json};
+pub(crate) use challenge::basic_challenge;
+use forward::{is_form, SPOOFABLE_HEADERS};
+use login::authorization;
+
+/// What the proxy shares with the rest of the process and keeps across reloads.
+pub struct Shared {
+    /// Requests in flight, for graceful shutdown.
+    pub drain: Arc<Drain>,
+    /// The Prometheus series.
+    pub metrics: Arc<Metrics>,
+    /// Failed-login counters (a reload must not reset them).
+    pub lockout: Arc<Lockout>,
+    /// The web UI (its session key lives as long as the process).
+    pub ui: Arc<Ui>,
+}
+
+/// The proxy: the current [`State`] and where the registry is.
+pub struct Portcullis {
+    state: Arc<ArcSwap<State>>,
+    upstream: Upstream,
+    upstream_addr: SocketAddr,
+    tls: bool,
+    trusted_proxies: Vec<IpNet>,
+    catalog: Catalog,
+    drain: Arc<Drain>,
+    metrics: Arc<Metrics>,
+    lockout: Arc<Lockout>,
+    limits: Limits,
+    listen: String,
+    ui: Arc<Ui>,
+}
+
+impl Portcullis {
+    /// A proxy deciding under `state` (swapped atomically on reload) and forwarding to
+    /// `upstream_addr`, with the listener settings of `config` (those need a restart).
+    pub fn new(
+        state: Arc<ArcSwap<State>>,
+        config: &Config,
+        upstream_addr: SocketAddr,
+        shared: Shared,
+    ) -> Self {
+        Portcullis {
+            state,
+            upstream: config.upstream.clone(),
+            upstream_addr,
+            tls: config.tls.is_some(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            catalog: Catalog::new(),
+            drain: shared.drain,
+            metrics: shared.metrics,
+            lockout: shared.lockout,
+            limits: config.limits,
+            listen: config.listen.to_string(),
+            ui: shared.ui,
+        }
+    }
+
+    /// The registry, with the configured timeouts.
+    pub(crate) fn peer(&self) -> HttpPeer {
+        let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
+        peer.options.connection_timeout = Some(self.upstream.connect_timeout);
+        peer.options.read_timeout = Some(self.upstream.read_timeout);
+        peer.options.write_timeout = Some(self.upstream.read_timeout);
+        peer
+    }
+
+    /// The `Host` the registry is asked with.
+    pub(crate) fn upstream_host(&self) -> &str {
+        &self.upstream.address
+    }
+
+    /// True when the client listener speaks TLS.
+    pub(crate) fn tls(&self) -> bool {
+        self.tls
+    }
+}
+
+/// What one request learned on its way through, for the later phases and the audit line.
+pub struct RequestCtx {
+    _in_flight: InFlight,
+    started: Instant,
+    state: Option<Arc<State>>,
+    route: Option<Route>,
+    account: Option<String>,
+    client_ip: Option<IpAddr>,
+    outcome: Outcome,
+    rule: Option<RuleOrigin>,
+    drop_mount: bool,
+    refused_early: bool,
+    token_endpoint: bool,
+    ui: bool,
+}
+
+/// The `decision` label of the audit line and the request metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded.
+    Allowed,
+    /// A valid login without the right (403), or anonymous refused (401).
+    Denied,
+    /// No or bad credentials (401).
+    Unauthenticated,
+    /// A request portcullis refused to parse (400/404/405).
+    Invalid,
+    /// Something failed: the registry, or an authentication backend.
+    Error,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Invalid => "invalid",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Portcullis {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            _in_flight: self.drain.enter(),
+            started: Instant::now(),
+            state: None,
+            route: None,
+            account: None,
+            client_ip: None,
+            outcome: Outcome::Error,
+            rule: None,
+            drop_mount: false,
+            refused_early: false,
+            token_endpoint: false,
+            ui: false,
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        session.set_keepalive(Some(self.limits.idle_timeout.as_secs().max(1)));
+        if let Err(exceeded) = self.limits.check(session.req_header()) {
+            ctx.outcome = Outcome::Invalid;
+            ctx.refused_early = true;
+            let e = OciError::new(exceeded.status(), "UNSUPPORTED", exceeded.message());
+            session.set_keepalive(None);
+            respond(session, &e, &[]).await?;
+        }
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if ctx.refused_early {
+            return Ok(true);
+        }
+        let state = self.state.load_full();
+        ctx.state = Some(state.clone());
+        ctx.client_ip = self.client_ip(session);
+        if self.drain.is_draining() {
+            ctx.outcome = Outcome::Error;
+            session.set_keepalive(None);
+            let e = OciError::new(503, "UNAVAILABLE", "shutting down");
+            respond(
+                session,
+                &e,
+                &[("Connection", "close".into()), ("Retry-After", "1".into())],
+            )
+            .await?;
+            return Ok(true);
+        }
+
+        if let Some(token) = state.token.clone() {
+            let req = session.req_header();
+            // HTTP/2 requests always carry an authority; HTTP/1 ones only in absolute form.
+            let origin_form = session.is_http2() || req.uri.authority().is_none();
+            if req.uri.path() == token.path() && origin_form {
+                ctx.token_endpoint = true;
+                self.token_endpoint(session, ctx, &state, &token).await?;
+                return Ok(true);
+            }
+        }
+        if ui::is_mounted(&state.config.ui, session.req_header(), session.is_http2()) {
+            ctx.ui = true;
+            let served = self.ui.serve(self, session, &state, ctx.client_ip).await?;
+            ctx.account = served.account;
+            ctx.outcome = served.outcome;
+            ctx.rule = served.rule;
+            return Ok(true);
+        }
+        let req = session.req_header();
+        // An absolute-form target (`GET http://other/v2/... HTTP/1.1`) names a host and a path
+        // that the registry might read differently from us; HTTP/2 always carries an
+        // authority, so only HTTP/1 is checked.
+        let parsed = if !session.is_http2()
+            && (req.uri.scheme().is_some() || req.uri.authority().is_some())
+        {
+            Err(RouteError::NotOriginForm)
+        } else {
+            let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+            route::parse(req.method.as_str(), target)
+        };
+        let route = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.outcome = Outcome::Invalid;
+                let extra: Vec<(&'static str, String)> = match &e {
+                    RouteError::MethodNotAllowed { allow } => vec![("Allow", allow.to_string())],
+                    _ => vec![],
+                };
+                respond(session, &OciError::from(&e), &extra).await?;
+                return Ok(true);
+            }
+        };
+        // Known from here on, so refusals below are logged and counted by action.
+        ctx.route = Some(route.clone());
+        if is_form(req) {
+            ctx.outcome = Outcome::Invalid;
+            let e = OciError::new(
+                400,
+                "UNSUPPORTED",
+                "form-encoded request bodies are not accepted",
+            );
+            respond(session, &e, &[]).await?;
+            return Ok(true);
+        }
+        let creds = match authorization(req) {
+            Ok(c) => c,
+            Err(_) => {
+                self.metrics.auth_failure(AuthFailure::Malformed);
+                ctx.outcome = Outcome::Unauthenticated;
+                let challenge = self.challenge(session, &state, Some(&route), false);
+                respond(session, &OciError::unauthorized(), &[challenge]).await?;
+                return Ok(true);
+            }
+        };
+        if let Credentials::Basic { account, .. } = &creds {
+            ctx.account = Some(account.clone());
+        }
+        let (identity, claims) = match self.identify(&state, &creds, ctx.client_ip).await {
+            Ok(found) => found,
+            Err(refusal) => {
+                ctx.outcome = refusal.outcome;
+                let mut extra = refusal.headers;
+                if refusal.error.status == 401 {
+                    extra.push(self.challenge(session, &state, Some(&route), false));
+                }
+                respond(session, &refusal.error, &extra).await?;
+                return Ok(true);
+            }
+        };
+        ctx.account = Some(identity.account.clone());
+        let subject = Subject {
+            identity: &identity,
+            ip: ctx.client_ip,
+            service: state.service(),
+        };
+        let decision = match &claims {
+            Some(claims) => policy::authorize_bearer(&state.acl, subject, &route, claims),
+            None => policy::authorize(&state.acl, subject, &route),
+        };
+        ctx.rule = decision.rule().cloned();
+        match decision {
+            Decision::Allow { drop_mount, .. } => {
+                ctx.outcome = Outcome::Allowed;
+                ctx.drop_mount = drop_mount;
+                Ok(false)
+            }
+            Decision::FilteredCatalog => {
+                ctx.outcome = Outcome::Allowed;
+                self.filtered_catalog(session, &state, subject).await?;
+                Ok(true)
+            }
+            Decision::InsufficientScope { .. } => {
+                ctx.outcome = Outcome::Denied;
+                let challenge = self.challenge(session, &state, Some(&route), true);
+                respond(session, &OciError::unauthorized(), &[challenge]).await?;
+                Ok(true)
+            }
+            Decision::Deny { .. } => {
+                ctx.outcome = Outcome::Denied;
+                if identity.is_anonymous() {
+                    let challenge = self.challenge(session, &state, Some(&route), false);
+                    respond(session, &OciError::unauthorized(), &[challenge]).await?;
+                } else {
+                    respond(session, &OciError::denied(), &[]).await?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(self.peer()))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Always send an origin-form target built from what was authorized.
+        let pq = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let (path, query) = match pq.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (pq.clone(), None),
+        };
+        let path = if matches!(ctx.route, Some(Route::Base)) {
+            "/v2/".to_owned()
+        } else {
+            path
+        };
+        let query = match (query, ctx.drop_mount) {
+            (Some(q), true) => route::strip_mount(&q),
+            (q, _) => q,
+        };
+        let target = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let uri: http::Uri = target.parse().map_err(|_| {
+            Error::explain(ErrorType::InternalError, "rebuilt target does not parse")
+        })?;
+        upstream.set_uri(uri);
+
+        let host = session
+            .req_header()
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
+        for name in SPOOFABLE_HEADERS {
+            upstream.remove_header(*name);
+        }
+        if let Some(ip) = ctx.client_ip {
+            upstream.insert_header("X-Forwarded-For", ip.to_string())?;
+            upstream.insert_header("X-Real-IP", ip.to_string())?;
+        }
+        upstream.insert_header("X-Forwarded-Proto", if self.tls { "https" } else { "http" })?;
+        if let Some(host) = host {
+            if upstream.headers.get("host").is_none() {
+                upstream.insert_header("Host", host.as_str())?;
+            }
+            upstream.insert_header("X-Forwarded-Host", host)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // cloudflare/pingora#935: an HTTP/2 upload that ends with an empty DATA frame makes
+        // Pingora write the chunked terminator twice to the HTTP/1.1 registry, which then reads
+        // the second one as the start of the next request on the pooled connection.
+        if end_of_stream && body.as_ref().is_some_and(|b| b.is_empty()) {
+            *body = None;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        ctx.outcome = Outcome::Error;
+        if e.esource() == &ErrorSource::Upstream {
+            self.metrics.upstream_error(m::UpstreamErrorKind::of(e));
+        }
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                if e.esource() == &ErrorSource::Upstream {
+                    504
+                } else {
+                    0
+                }
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let error = match code {
+                502..=504 => OciError::upstream(code),
+                400 => OciError::new(400, "UNSUPPORTED", "malformed request"),
+                _ => OciError::new(code, "UNKNOWN", "internal error"),
+            };
+            if let Err(write_err) = respond(session, &error, &[]).await {
+                tracing::debug!(error = %write_err, "could not send the error answer");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        self.metrics.observe_request(
+            if ctx.token_endpoint {
+                m::Action::Token
+            } else if ctx.ui {
+                m::Action::Ui
+            } else {
+                m::Action::of_route(ctx.route.as_ref())
+            },
+            ctx.outcome.into(),
+            ctx.started.elapsed(),
+        );
+        if ctx.outcome == Outcome::Allowed {
+            self.metrics
+                .bytes(m::Direction::In, session.body_bytes_read() as u64);
+            self.metrics
+                .bytes(m::Direction::Out, session.body_bytes_sent() as u64);
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let req = session.req_header();
+        let route = ctx.route.as_ref();
+        tracing::info!(
+            target: "audit",
+            client = ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            account = ctx.account.as_deref().unwrap_or(""),
+            method = req.method.as_str(),
+            path = req.uri.path(),
+            repository = route.and_then(Route::repository).unwrap_or(""),
+            action = route.and_then(Route::action).map(|a| a.as_str()).unwrap_or(match route {
+                Some(Route::Catalog) => "catalog",
+                Some(Route::Base) => "base",
+                _ if ctx.ui => "ui",
+                _ => "",
+            }),
+            decision = ctx.outcome.as_str(),
+            rule = ctx.rule.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+            status,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
+            "request"
+        );
+    }
+}
