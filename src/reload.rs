@@ -127,6 +127,16 @@ impl Reloader {
                 "trusted_proxies",
                 old.trusted_proxies != new.trusted_proxies,
             ),
+            (
+                "shutdown_timeout",
+                old.shutdown_timeout != new.shutdown_timeout,
+            ),
+            ("limits", old.limits != new.limits),
+            ("auth.lockout", old.auth.lockout != new.auth.lockout),
+            (
+                "ui.session_key_file",
+                old.ui.session_key_file != new.ui.session_key_file,
+            ),
         ];
         for (key, differs) in changed {
             if differs {
