@@ -4,8 +4,8 @@
 //! still running, which either delays every shutdown or cuts a long upload. Here SIGTERM
 //! first puts the proxy in *draining* mode (new requests get `503` with `Connection: close`,
 //! so load balancers move on), waits until no request is in flight or the drain timeout
-//! passes, and only then lets Pingora shut down. SIGINT still stops at once; SIGQUIT keeps
-//! Pingora's socket hand-over upgrade.
+//! passes, and only then lets Pingora shut down. SIGINT drains the same way (a second one
+//! stops at once); SIGQUIT keeps Pingora's socket hand-over upgrade.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -104,21 +104,31 @@ impl ShutdownSignalWatch for SignalWatch {
             tracing::error!("cannot install signal handlers; stopping");
             return ShutdownSignal::FastShutdown;
         };
+        let which = tokio::select! {
+            _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = which,
+            in_flight = self.drain.in_flight(),
+            "draining requests in flight"
+        );
+        if let Some(f) = &self.on_drain {
+            f();
+        }
+        // A second SIGINT or SIGTERM (an impatient Ctrl-C) stops at once.
         tokio::select! {
-            _ = int.recv() => ShutdownSignal::FastShutdown,
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
-            _ = term.recv() => {
-                tracing::info!(in_flight = self.drain.in_flight(), "SIGTERM: draining requests in flight");
-                if let Some(f) = &self.on_drain {
-                    f();
-                }
-                if self.drain.drain(0, self.timeout).await {
+            drained = self.drain.drain(0, self.timeout) => {
+                if drained {
                     tracing::info!("drained; shutting down");
                 } else {
                     tracing::warn!(in_flight = self.drain.in_flight(), timeout = ?self.timeout, "drain timeout reached; shutting down anyway");
                 }
                 ShutdownSignal::GracefulTerminate
             }
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = term.recv() => ShutdownSignal::FastShutdown,
         }
     }
 }

@@ -32,6 +32,15 @@ impl Read for Slow {
 
 #[test]
 fn sigterm_lets_a_large_upload_finish_and_exits_zero() {
+    upload_through_a_signal("-TERM", 64);
+}
+
+#[test]
+fn sigint_drains_the_same_way() {
+    upload_through_a_signal("-INT", 24);
+}
+
+fn upload_through_a_signal(signal: &str, mib: usize) {
     let registry = Registry::start();
     let files = vec![
         (
@@ -52,7 +61,7 @@ fn sigterm_lets_a_large_upload_finish_and_exits_zero() {
         &registry.url(),
     );
     let client = proxy.client();
-    let size = 64 * 1024 * 1024;
+    let size = mib * 1024 * 1024;
     let chunk = pseudo_random(64 * 1024, 5);
     let mut data = Vec::with_capacity(size);
     while data.len() < size {
@@ -94,7 +103,7 @@ fn sigterm_lets_a_large_upload_finish_and_exits_zero() {
     std::thread::sleep(Duration::from_millis(500));
     let pid = proxy.proc.child.id().to_string();
     assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
