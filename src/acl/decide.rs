@@ -23,6 +23,12 @@ impl Acl {
     /// The rule that decides `req`, without building a [`Grant`]; for `explain` and for
     /// callers that only need the origin.
     pub fn first_match(&self, req: &AccessRequest<'_>) -> Option<&Rule> {
+        self.index.first_match(&self.rules, req)
+    }
+
+    /// [`Acl::first_match`] by scanning every rule, without the index: the reference the
+    /// index is tested against, and the baseline of the scale benchmark.
+    pub fn first_match_linear(&self, req: &AccessRequest<'_>) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.matches(req))
     }
 }

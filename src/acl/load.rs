@@ -10,9 +10,11 @@
 //! a `null` match value is an error (write `""` for anonymous, or drop the key), a top-level
 //! mapping without `acl:` is an error, and `match`/`actions` are both required.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::pattern::Compiled;
 use super::rule::{parse_ip_condition, Conditions, Rule, RuleActions};
 use super::{Acl, Loaded, Pattern, RuleOrigin};
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -24,6 +26,11 @@ struct Sink {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }
+
+/// Regular expressions compiled so far in one load, by source text, shared by the threads
+/// of [`parse_all`]: large ACLs repeat the same values (`/.+/`, a team's regex) thousands
+/// of times, and a regex costs ~50 µs and ~12 KiB to compile; a repeat shares it.
+type RegexCache = std::sync::Mutex<HashMap<String, Compiled>>;
 
 impl Sink {
     fn new() -> Sink {
@@ -37,7 +44,7 @@ impl Sink {
     fn finish(self) -> Result<Loaded, Diagnostics> {
         if self.errors.is_empty() {
             Ok(Loaded {
-                acl: Acl { rules: self.rules },
+                acl: Acl::from_rules(self.rules),
                 warnings: self.warnings,
             })
         } else {
@@ -50,6 +57,7 @@ impl Sink {
 struct FileCx<'s> {
     file: Arc<Path>,
     sink: &'s mut Sink,
+    regexes: &'s RegexCache,
 }
 
 impl FileCx<'_> {
@@ -76,48 +84,162 @@ impl FileCx<'_> {
 /// Parses one file's text (see [`Acl::parse`]).
 pub(super) fn parse(text: &str, file: &Path) -> Result<Loaded, Diagnostics> {
     let mut sink = Sink::new();
-    parse_into(text, Arc::from(file), &mut sink);
+    parse_all(vec![Ok((Arc::from(file), text.to_string()))], &mut sink);
     sink.finish()
 }
 
 /// Loads a file or a folder (see [`Acl::load`]).
 pub(super) fn load(path: &Path) -> Result<Loaded, Diagnostics> {
     let mut sink = Sink::new();
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => load_dir(path, &mut sink),
-        Ok(_) => load_file(path, &mut sink),
-        Err(e) => sink
-            .errors
-            .push(Diagnostic::new(path, format!("cannot read ACL: {e}"))),
-    }
+    let files = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => list_dir(path, &mut sink),
+        Ok(_) => vec![path.to_path_buf()],
+        Err(e) => {
+            sink.errors
+                .push(Diagnostic::new(path, format!("cannot read ACL: {e}")));
+            Vec::new()
+        }
+    };
+    let sources = files.iter().map(|p| read_file(p)).collect();
+    parse_all(sources, &mut sink);
     sink.finish()
 }
 
-fn load_file(path: &Path, sink: &mut Sink) {
+/// One file's text, or the error that stopped it from being read.
+type Source = Result<(Arc<Path>, String), Diagnostic>;
+
+fn read_file(path: &Path) -> Source {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => parse_into(&text, Arc::from(path), sink),
-            Err(e) => sink.errors.push(Diagnostic::new(
+            Ok(text) => Ok((Arc::from(path), text)),
+            Err(e) => Err(Diagnostic::new(
                 path,
                 format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
             )),
         },
-        Err(e) => sink
-            .errors
-            .push(Diagnostic::new(path, format!("cannot read ACL file: {e}"))),
+        Err(e) => Err(Diagnostic::new(path, format!("cannot read ACL file: {e}"))),
+    }
+}
+
+/// Below this much YAML, files are parsed on the calling thread: threads cost more than
+/// they save.
+const PARALLEL_BYTES: usize = 256 * 1024;
+
+/// Parses every file into `sink`, in order. Each file is two independent jobs: the syntax
+/// check with serde_yaml_ng (the reference for "is this valid YAML", which also catches
+/// duplicate keys) and the marked parse + rule compilation. For a large ACL the jobs of
+/// all files run on up to one thread per CPU (a 100 000-rule ACL is several MiB of YAML),
+/// and the results are merged in file order, so rules, errors and warnings come out
+/// exactly as a sequential load would give them.
+fn parse_all(sources: Vec<Source>, sink: &mut Sink) {
+    let total: usize = sources
+        .iter()
+        .map(|s| s.as_ref().map_or(0, |(_, t)| t.len()))
+        .sum();
+    let jobs = sources.len() * 2;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs);
+    let check = |text: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).err();
+    let regexes = RegexCache::default();
+    let build = |file: &Arc<Path>, text: &str| {
+        let mut out = Sink::new();
+        build_rules(text, file.clone(), &mut out, &regexes);
+        out
+    };
+    let mut checked: Vec<Option<serde_yaml_ng::Error>> = Vec::with_capacity(sources.len());
+    let mut built: Vec<Option<Sink>> = Vec::with_capacity(sources.len());
+    if threads <= 1 || total < PARALLEL_BYTES {
+        for source in &sources {
+            match source {
+                Ok((file, text)) => {
+                    let error = check(text);
+                    // As before: a file that is not valid YAML is not compiled at all.
+                    let out = error.is_none().then(|| build(file, text));
+                    checked.push(error);
+                    built.push(out);
+                }
+                Err(_) => {
+                    checked.push(None);
+                    built.push(None);
+                }
+            }
+        }
+    } else {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let next = AtomicUsize::new(0);
+        let checks: Vec<Mutex<Option<serde_yaml_ng::Error>>> =
+            sources.iter().map(|_| Mutex::new(None)).collect();
+        let builds: Vec<Mutex<Option<Sink>>> = sources.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let work = || loop {
+                    let job = next.fetch_add(1, Ordering::Relaxed);
+                    if job >= jobs {
+                        break;
+                    }
+                    let Ok((file, text)) = &sources[job / 2] else {
+                        continue;
+                    };
+                    if job % 2 == 0 {
+                        let error = check(text);
+                        *checks[job / 2].lock().unwrap_or_else(|p| p.into_inner()) = error;
+                    } else {
+                        let out = build(file, text);
+                        *builds[job / 2].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+                    }
+                };
+                // serde_yaml_ng recurses up to 128 levels: give workers a main-thread stack.
+                let spawned = std::thread::Builder::new()
+                    .name("acl-load".into())
+                    .stack_size(8 << 20)
+                    .spawn_scoped(scope, work);
+                if spawned.is_err() {
+                    // No thread to be had: do the remaining jobs here.
+                    work();
+                }
+            }
+        });
+        checked = checks
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        built = builds
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+    }
+    for ((source, error), out) in sources.into_iter().zip(checked).zip(built) {
+        match (source, error, out) {
+            (Err(unreadable), _, _) => sink.errors.push(unreadable),
+            (Ok((file, _)), Some(e), _) => {
+                let mut d = Diagnostic::new(&*file, yaml::error_message(&e));
+                if let Some((line, column)) = yaml::error_position(&e) {
+                    d = d.at(line, column);
+                }
+                sink.errors.push(d);
+            }
+            (Ok(_), None, Some(out)) => {
+                sink.rules.extend(out.rules);
+                sink.errors.extend(out.errors);
+                sink.warnings.extend(out.warnings);
+            }
+            (Ok(_), None, None) => {}
+        }
     }
 }
 
 /// Reads `*.yaml`/`*.yml` in file-name order, non-recursively, skipping names that start
 /// with `.` (Kubernetes ConfigMap mounts hold `..data` and `..2026_…` entries) and
 /// following symlinks (ConfigMap files are symlinks into those entries).
-fn load_dir(dir: &Path, sink: &mut Sink) {
+fn list_dir(dir: &Path, sink: &mut Sink) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
             sink.errors
                 .push(Diagnostic::new(dir, format!("cannot read ACL folder: {e}")));
-            return;
+            return Vec::new();
         }
     };
     let mut files = Vec::new();
@@ -151,22 +273,17 @@ fn load_dir(dir: &Path, sink: &mut Sink) {
             "no *.yaml or *.yml files in the ACL folder: every request will be denied",
         ));
     }
-    for (_, path) in files {
-        load_file(&path, sink);
-    }
+    files.into_iter().map(|(_, path)| path).collect()
 }
 
-fn parse_into(text: &str, file: Arc<Path>, sink: &mut Sink) {
-    let mut cx = FileCx { file, sink };
-    // Syntax: libyaml via serde, the reference for "is this valid YAML".
-    if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        let mut d = Diagnostic::new(&*cx.file, yaml::error_message(&e));
-        if let Some((line, column)) = yaml::error_position(&e) {
-            d = d.at(line, column);
-        }
-        cx.sink.errors.push(d);
-        return;
-    }
+/// The marked parse and rule compilation of one file (its syntax is checked apart, by
+/// [`parse_all`]).
+fn build_rules(text: &str, file: Arc<Path>, sink: &mut Sink, regexes: &RegexCache) {
+    let mut cx = FileCx {
+        file,
+        sink,
+        regexes,
+    };
     let root = match yaml::parse_marked(text) {
         Ok(Some(root)) => root,
         Ok(None) => return,
@@ -309,7 +426,23 @@ fn pattern(cx: &mut FileCx<'_>, node: &Node, key: &str) -> Option<Pattern> {
             return None;
         }
     };
-    match Pattern::compile(text) {
+    let is_regex = text.len() > 2 && text.starts_with('/') && text.ends_with('/');
+    let cached = if is_regex {
+        let cache = cx.regexes.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(text.as_str()).cloned()
+    } else {
+        None
+    };
+    let compiled = match cached {
+        Some(done) => Ok(done),
+        None => Pattern::compile(text).inspect(|c| {
+            if is_regex {
+                let mut cache = cx.regexes.lock().unwrap_or_else(|p| p.into_inner());
+                cache.insert(text.clone(), c.clone());
+            }
+        }),
+    };
+    match compiled {
         Ok(compiled) => {
             if let Some(w) = compiled.warning {
                 cx.warn(node, key, w);

@@ -11,10 +11,11 @@
 //! | [`pattern`] | `match` values: exact, glob (Go `path.Match` + `**`), anchored `/regex/`, placeholders |
 //! | [`rule`] | one compiled rule: conditions (incl. `ip`, `labels`), actions, origin |
 //! | `load` | YAML file or folder → rules, every error located at file:line:column |
+//! | `index` | rules bucketed by a literal they require, so a decision checks only candidates |
 //! | `decide` | first matching rule → [`Grant`] |
 //!
-//! Everything is compiled at load; [`Acl`] is immutable, `Send + Sync`, and shared behind
-//! an `Arc` (swapped as a whole on reload).
+//! Everything is compiled (and indexed) at load; [`Acl`] is immutable, `Send + Sync`, and
+//! shared behind an `Arc` (swapped as a whole on reload).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 mod decide;
+mod index;
 mod load;
 pub mod pattern;
 pub mod rule;
@@ -87,10 +89,12 @@ pub struct Grant {
     pub rule: Option<RuleOrigin>,
 }
 
-/// A loaded ACL: compiled rules in order (files in name order, rules top to bottom).
+/// A loaded ACL: compiled rules in order (files in name order, rules top to bottom), and
+/// an index over them that [`Acl::decide`] uses to skip rules that cannot match.
 #[derive(Debug, Clone, Default)]
 pub struct Acl {
     rules: Vec<Rule>,
+    index: index::Index,
 }
 
 /// A successfully loaded ACL and the warnings found on the way (e.g. an unanchored
@@ -132,5 +136,17 @@ impl Acl {
     /// The rules in decision order, for `explain` and diagnostics.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Indexes compiled rules (kept in the given order).
+    fn from_rules(rules: Vec<Rule>) -> Acl {
+        let index = index::Index::build(&rules);
+        Acl { rules, index }
+    }
+
+    /// How many rules the index files under a key, and how many are candidates for every
+    /// request (no literal to file them under); for benchmarks and diagnostics.
+    pub fn index_stats(&self) -> (usize, usize) {
+        self.index.stats()
     }
 }

@@ -15,6 +15,8 @@
 //!   `regex::escape`d) and the result is matched. Only templates allocate at match time;
 //!   a regex template is compiled per match (no cache yet).
 
+use std::sync::Arc;
+
 use regex::Regex;
 
 use super::AccessRequest;
@@ -94,7 +96,8 @@ struct Template {
 enum Kind {
     Exact(Box<str>),
     Glob(Vec<Tok>),
-    Regex(Regex),
+    /// Shared: a pattern written many times in one ACL (`/.+/`) is compiled once at load.
+    Regex(Arc<Regex>),
     Template(Template),
 }
 
@@ -133,7 +136,7 @@ impl Pattern {
                     body: TemplateBody::Regex(parts),
                 })
             } else {
-                Kind::Regex(build_regex(body)?)
+                Kind::Regex(Arc::new(build_regex(body)?))
             }
         } else if source.contains(['*', '?', '[', '\\']) {
             let toks = parse_glob(source, &mut labels)?;
@@ -182,6 +185,42 @@ impl Pattern {
     /// True if the pattern contains placeholders and so depends on the request.
     pub fn has_placeholders(&self) -> bool {
         matches!(self.kind, Kind::Template(_))
+    }
+
+    /// A literal every matching value starts with ("" when none is known), for the rule
+    /// index: exact patterns give themselves, globs their leading literal characters,
+    /// regexes the longest common prefix of the literals that regex-syntax proves every
+    /// match begins with. Templates give "" (see [`Pattern::account_prefixed`]).
+    pub fn required_prefix(&self) -> String {
+        match &self.kind {
+            Kind::Exact(s) => s.to_string(),
+            Kind::Glob(toks) => leading_literal(toks),
+            Kind::Regex(_) => regex_body(&self.source)
+                .map(regex_required_prefix)
+                .unwrap_or_default(),
+            Kind::Template(_) => String::new(),
+        }
+    }
+
+    /// For a template that starts with `${account}` (`${account}/*`, `${account}-ci/**`):
+    /// the literal text that follows it, so a matching value starts with the request's
+    /// account followed by that text. `None` for anything else (and for regex templates).
+    pub fn account_prefixed(&self) -> Option<String> {
+        let Kind::Template(t) = &self.kind else {
+            return None;
+        };
+        match &t.body {
+            TemplateBody::Exact(parts) => match parts.as_slice() {
+                [Part::Var(Var::Account), Part::Lit(s), ..] => Some(s.clone()),
+                [Part::Var(Var::Account), ..] => Some(String::new()),
+                _ => None,
+            },
+            TemplateBody::Glob(toks) => match toks.split_first() {
+                Some((Tok::Var(Var::Account), rest)) => Some(leading_literal(rest)),
+                _ => None,
+            },
+            TemplateBody::Regex(_) => None,
+        }
     }
 
     /// Whether `value` matches, with placeholders taken from `req`. Never allocates for
@@ -404,6 +443,42 @@ fn parse_class(s: &str) -> Result<(Class, usize), String> {
             }
         }
         ranges.push((lo, hi));
+    }
+}
+
+/// The literal characters a glob starts with, up to its first metacharacter or placeholder.
+fn leading_literal(toks: &[Tok]) -> String {
+    toks.iter()
+        .map_while(|t| match t {
+            Tok::Lit(c) => Some(*c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The longest prefix every match of the anchored regex `^(?:body)$` starts with, from
+/// regex-syntax's prefix extraction (which is sound: it feeds the regex crate's
+/// prefilters, so a match can never start with anything outside the extracted set).
+/// Falls back to "" on anything unexpected, which only makes the index less selective.
+fn regex_required_prefix(body: &str) -> String {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(&format!("^(?:{body})$"))
+    else {
+        return String::new();
+    };
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    if !seq.is_finite() || seq.is_empty() {
+        return String::new();
+    }
+    let Some(lcp) = seq.longest_common_prefix() else {
+        return String::new();
+    };
+    match std::str::from_utf8(lcp) {
+        Ok(s) => s.to_string(),
+        // Cut inside a multi-byte character: keep the whole characters before it.
+        Err(e) => String::from_utf8_lossy(&lcp[..e.valid_up_to()]).into_owned(),
     }
 }
 
