@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
+
+use crate::upstream::{self, FetchError};
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Mutex;
 
@@ -260,36 +261,17 @@ impl Catalog {
         host: &str,
         target: &str,
     ) -> Result<(Vec<String>, bool), CatalogError> {
-        let up = |e: pingora::BError| CatalogError::Upstream(e.to_string());
-        let (mut session, _reused) = self.connector.get_http_session(peer).await.map_err(up)?;
-        session.set_read_timeout(peer.options.read_timeout);
-        let mut req = RequestHeader::build("GET", target.as_bytes(), None).map_err(up)?;
-        req.insert_header("Host", host).map_err(up)?;
-        session
-            .write_request_header(Box::new(req))
+        let page = upstream::get(&self.connector, peer, host, target, None, MAX_BODY)
             .await
-            .map_err(up)?;
-        session.finish_request_body().await.map_err(up)?;
-        session.read_response_header().await.map_err(up)?;
-        let header = session
-            .response_header()
-            .ok_or_else(|| CatalogError::Upstream("no response header".into()))?;
-        let status = header.status.as_u16();
-        let more = header
-            .headers
-            .get("link")
-            .and_then(|v| v.to_str().ok())
+            .map_err(|e| match e {
+                FetchError::TooLarge(_) => CatalogError::Malformed("page too large".into()),
+                FetchError::Upstream(why) => CatalogError::Upstream(why),
+            })?;
+        let status = page.status;
+        let more = page
+            .header("link")
             .is_some_and(|v| v.contains("rel=\"next\""));
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(up)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(CatalogError::Malformed("page too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        self.connector
-            .release_http_session(session, peer, Some(Duration::from_secs(60)))
-            .await;
+        let body = page.body;
         if status != 200 {
             return Err(CatalogError::Status(status));
         }

@@ -11,6 +11,7 @@
 //! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
 //! | [`policy`] | credentials + route + ACL → [`policy::Decision`]: the one place that decides |
 //! | [`token`] | the Docker token service: keys, JWT signing/verification, the token endpoint |
+//! | [`upstream`] | small bounded GETs portcullis makes to the registry itself |
 //! | [`catalog`] | the per-user filtered catalog |
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |
@@ -46,4 +47,5 @@ pub mod state;
 pub mod tls;
 pub mod token;
 pub mod ui;
+pub mod upstream;
 pub mod yaml;

@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+
+use crate::upstream::{self, FetchError};
 
 /// What manifests are asked for: OCI and Docker, images and indexes.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -307,49 +307,19 @@ impl Reader {
             .acquire()
             .await
             .map_err(|_| ReadError::Upstream("closed".into()))?;
-        let up = |e: pingora::BError| ReadError::Upstream(e.to_string());
-        let (mut session, _reused) = self.connector.get_http_session(peer).await.map_err(up)?;
-        session.set_read_timeout(peer.options.read_timeout);
-        let mut req = RequestHeader::build("GET", target.as_bytes(), None).map_err(up)?;
-        req.insert_header("Host", host).map_err(up)?;
-        if let Some(accept) = accept {
-            req.insert_header("Accept", accept).map_err(up)?;
-        }
-        session
-            .write_request_header(Box::new(req))
+        let got = upstream::get(&self.connector, peer, host, target, accept, max)
             .await
-            .map_err(up)?;
-        session.finish_request_body().await.map_err(up)?;
-        session.read_response_header().await.map_err(up)?;
-        let header = session
-            .response_header()
-            .ok_or_else(|| ReadError::Upstream("no response header".into()))?;
-        let status = header.status.as_u16();
-        let text = |name: &str| {
-            header
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let content_type = text("content-type");
-        let digest = text("docker-content-digest");
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(up)? {
-            if body.len() + chunk.len() > max {
-                // The connection is dropped, not reused: the rest of the body is unread.
-                return Err(ReadError::Malformed(format!("answer over {max} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        self.connector
-            .release_http_session(session, peer, Some(Duration::from_secs(60)))
-            .await;
+            .map_err(|e| match e {
+                FetchError::TooLarge(max) => {
+                    ReadError::Malformed(format!("answer over {max} bytes"))
+                }
+                FetchError::Upstream(why) => ReadError::Upstream(why),
+            })?;
         Ok(Fetched {
-            status,
-            content_type,
-            digest,
-            body,
+            status: got.status,
+            content_type: got.header("content-type").map(str::to_owned),
+            digest: got.header("docker-content-digest").map(str::to_owned),
+            body: got.body,
         })
     }
 

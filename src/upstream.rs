@@ -1,0 +1,90 @@
+//! Small requests portcullis makes to the registry on its own behalf (the catalog's pages, the
+//! UI's tags, manifests and configs): one bounded `GET`, its answer read whole.
+//!
+//! Proxied requests never come here — they stream through Pingora. This is only for answers
+//! portcullis must read itself, so the body size is always capped.
+
+use std::time::Duration;
+
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+
+/// How long an idle connection to the registry is kept for the next small request.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// A registry answer read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// HTTP status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// The body, at most the `max` asked for.
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    /// A header's value as text, when present and readable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why the registry could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Connecting, sending or reading failed.
+    #[error("registry request failed: {0}")]
+    Upstream(String),
+    /// The body was larger than allowed; the connection is dropped, not reused.
+    #[error("registry answer over {0} bytes")]
+    TooLarge(usize),
+}
+
+/// `GET target` on the registry with `Host: host` (and `Accept` if given), reading at most
+/// `max` bytes of body. The connection goes back to `connector`'s pool when the body was read
+/// completely.
+pub async fn get(
+    connector: &Connector,
+    peer: &HttpPeer,
+    host: &str,
+    target: &str,
+    accept: Option<&str>,
+    max: usize,
+) -> Result<Fetched, FetchError> {
+    let up = |e: pingora::BError| FetchError::Upstream(e.to_string());
+    let (mut session, _reused) = connector.get_http_session(peer).await.map_err(up)?;
+    session.set_read_timeout(peer.options.read_timeout);
+    let mut req = RequestHeader::build("GET", target.as_bytes(), None).map_err(up)?;
+    req.insert_header("Host", host).map_err(up)?;
+    if let Some(accept) = accept {
+        req.insert_header("Accept", accept).map_err(up)?;
+    }
+    session
+        .write_request_header(Box::new(req))
+        .await
+        .map_err(up)?;
+    session.finish_request_body().await.map_err(up)?;
+    session.read_response_header().await.map_err(up)?;
+    let header = session
+        .response_header()
+        .ok_or_else(|| FetchError::Upstream("no response header".into()))?;
+    let status = header.status.as_u16();
+    let headers = header.headers.clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_response_body().await.map_err(up)? {
+        if body.len() + chunk.len() > max {
+            return Err(FetchError::TooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(session, peer, Some(IDLE))
+        .await;
+    Ok(Fetched {
+        status,
+        headers,
+        body,
+    })
+}
