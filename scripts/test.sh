@@ -42,4 +42,14 @@ fi
 # Here every tool is installed, so a deployment check that cannot find one must fail.
 export PORTCULLIS_REQUIRE_DEPLOY_TOOLS=1
 
-cargo test --all-targets "$@"
+# One closing line for the whole run: cargo prints a summary per test binary, the last of
+# which (a binary without tests) says "0 passed".
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, g }' "$log"
+exit "$status"
