@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::authn::{Authenticators, AuthnError, Identity};
 use crate::config;
 
 /// Entries per key kind (accounts, client addresses) unless [`Lockout::with_capacity`] says.
@@ -341,6 +342,47 @@ fn address_group(ip: IpAddr) -> (u8, u128) {
 pub fn retry_after_secs(remaining: Duration) -> u64 {
     let secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
     secs.max(1)
+}
+
+/// Why a login with the failed-login limits around it was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The account or the client address is locked out; the password was not looked at.
+    Locked {
+        /// Until the lockout ends.
+        remaining: Duration,
+    },
+    /// The login itself failed.
+    Failed {
+        /// Why.
+        error: AuthnError,
+        /// This failure reached the limit and started a lockout.
+        locked_now: bool,
+    },
+}
+
+/// Checks `account`/`password` with the limits around it: the one place both `/v2` and the
+/// token endpoint log in. A locked account or address is refused before the password is
+/// looked at; only a wrong password or an unknown account counts as a failure, and a correct
+/// password does not lift an active lockout. `lockout: None` checks the password only.
+pub async fn guarded_login(
+    lockout: Option<&Lockout>,
+    authn: &Authenticators,
+    account: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> Result<Identity, Refused> {
+    let now = Instant::now();
+    if let Some(lockout) = lockout {
+        lockout
+            .check(account, ip, now)
+            .map_err(|remaining| Refused::Locked { remaining })?;
+    }
+    authn.login(account, password).await.map_err(|error| {
+        let counted = matches!(error, AuthnError::BadPassword | AuthnError::UnknownAccount);
+        let locked_now = counted && lockout.is_some_and(|l| l.record_failure(account, ip, now));
+        Refused::Failed { error, locked_now }
+    })
 }
 
 #[cfg(test)]

@@ -78,32 +78,30 @@ impl Portcullis {
                 .await
                 .map_err(|e| self.refusal(e));
         };
-        let now = Instant::now();
-        if let Err(remaining) = self.lockout.check(account, ip, now) {
-            self.metrics.auth_failure(AuthFailure::LockedOut);
-            return Err(Refusal {
-                error: OciError::new(
-                    429,
-                    "TOOMANYREQUESTS",
-                    "too many failed logins; try again later",
-                ),
-                headers: vec![(
-                    "Retry-After",
-                    lockout::retry_after_secs(remaining).to_string(),
-                )],
-                outcome: Outcome::Unauthenticated,
-            });
-        }
-        match state.authn.login(account, password).await {
+        match lockout::guarded_login(Some(&self.lockout), &state.authn, account, password, ip).await
+        {
             Ok(identity) => Ok(identity),
-            Err(e) => {
-                if matches!(e, AuthnError::BadPassword | AuthnError::UnknownAccount)
-                    && self.lockout.record_failure(account, ip, now)
-                {
+            Err(lockout::Refused::Locked { remaining }) => {
+                self.metrics.auth_failure(AuthFailure::LockedOut);
+                Err(Refusal {
+                    error: OciError::new(
+                        429,
+                        "TOOMANYREQUESTS",
+                        "too many failed logins; try again later",
+                    ),
+                    headers: vec![(
+                        "Retry-After",
+                        lockout::retry_after_secs(remaining).to_string(),
+                    )],
+                    outcome: Outcome::Unauthenticated,
+                })
+            }
+            Err(lockout::Refused::Failed { error, locked_now }) => {
+                if locked_now {
                     self.metrics.lockout();
                     tracing::warn!(account = %account, client = ?ip, "too many failed logins: locked out");
                 }
-                Err(self.refusal(e))
+                Err(self.refusal(error))
             }
         }
     }

@@ -28,7 +28,6 @@
 //! - Nothing here logs or echoes a password or token.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -36,7 +35,7 @@ use super::claims::{rfc3339, ResourceActions};
 use super::scope::{parse_scopes, Scope};
 use super::{unix_now, TokenError, TokenService};
 use crate::acl::{AccessRequest, Acl};
-use crate::authn::lockout::Lockout;
+use crate::authn::lockout::{self, Lockout};
 use crate::authn::{Authenticators, AuthnError, Credentials, Identity};
 
 /// Largest POST body accepted. The proxy must read at most this many bytes (plus one, to tell
@@ -444,36 +443,25 @@ async fn post(
     }
 }
 
-/// A password check with the failed-login limits around it, as the proxy does on `/v2`:
-/// a locked account or address is refused before the password is looked at, and only a
-/// wrong password or an unknown account counts as a failure.
+/// A password check with the failed-login limits around it: the same
+/// [`lockout::guarded_login`] the proxy uses on `/v2`, answered the OAuth2 way.
 async fn login(
     authn: &Authenticators,
     req: &EndpointRequest<'_>,
     account: &str,
     password: &str,
 ) -> Result<Identity, Failure> {
-    let now = Instant::now();
-    if let Some(lockout) = req.lockout {
-        if let Err(remaining) = lockout.check(account, req.client_ip, now) {
-            return Err(Failure {
-                status: 429,
-                code: "TOOMANYREQUESTS",
-                oauth: "temporarily_unavailable",
-                message: "too many failed logins; try again later",
-                outcome: Outcome::LockedOut,
-                retry_after: Some(crate::authn::lockout::retry_after_secs(remaining)),
-            });
-        }
-    }
-    match authn.login(account, password).await {
+    match lockout::guarded_login(req.lockout, authn, account, password, req.client_ip).await {
         Ok(identity) => Ok(identity),
-        Err(error) => {
-            let counted = matches!(error, AuthnError::BadPassword | AuthnError::UnknownAccount);
-            let locked_now = counted
-                && req
-                    .lockout
-                    .is_some_and(|l| l.record_failure(account, req.client_ip, now));
+        Err(lockout::Refused::Locked { remaining }) => Err(Failure {
+            status: 429,
+            code: "TOOMANYREQUESTS",
+            oauth: "temporarily_unavailable",
+            message: "too many failed logins; try again later",
+            outcome: Outcome::LockedOut,
+            retry_after: Some(lockout::retry_after_secs(remaining)),
+        }),
+        Err(lockout::Refused::Failed { error, locked_now }) => {
             let mut failure = Failure::login(error);
             if let Outcome::LoginFailed { locked_now: l, .. } = &mut failure.outcome {
                 *l = locked_now;
