@@ -52,7 +52,7 @@
 //! The model speaks to its storage through [`Counters`], whose operations are each atomic per
 //! key: [`table::Tables`] keeps them in process, in fixed-size tables (bounded memory, and
 //! resistant to flushing by random names: see its documentation). A store shared by several
-//! replicas implements the same five operations.
+//! replicas implements the same operations (each one Lua script or transaction in Redis, say).
 
 pub mod gate;
 pub mod table;
