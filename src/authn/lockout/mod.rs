@@ -282,7 +282,7 @@ impl Lockout {
     }
 
     /// Waits for the gate of (`account`, `ip`), counts the attempt ([`Lockout::reserve`]).
-    /// The account-wide delay is for the caller to wait ([`Attempt::delay`]), after it has
+    /// The account-wide delay is for the caller to wait ([`Reservation::delay`]), after it has
     /// seen whether the login cache already proves the password right.
     pub async fn begin<'a>(
         &'a self,
@@ -905,10 +905,20 @@ mod tests {
     }
 
     /// A backend that knows `alice` (password `right`), counts password checks, and takes a
-    /// while over each so that concurrent logins overlap.
-    #[derive(Default)]
+    /// while over each so that concurrent logins overlap. While `open` is false, checks wait
+    /// for it: a test can hold the first check until the rest have queued.
     struct Counting {
         checks: AtomicUsize,
+        open: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl Default for Counting {
+        fn default() -> Self {
+            Counting {
+                checks: AtomicUsize::new(0),
+                open: tokio::sync::watch::Sender::new(true),
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -918,6 +928,7 @@ mod tests {
                 return Lookup::Unknown;
             }
             self.checks.fetch_add(1, Ordering::SeqCst);
+            let _ = self.open.subscribe().wait_for(|open| *open).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
             Lookup::Decided(if password == "right" {
                 Ok(Identity {
@@ -977,14 +988,25 @@ mod tests {
         let (backend, authn) = counting();
         let l = Arc::new(lockout(5));
         let me = ip("192.0.2.1");
+        // The first check is held until the whole burst, and then the right password, are
+        // queued at the pair's gate.
+        backend.open.send_replace(false);
         let burst: Vec<_> = (0..59)
             .map(|_| spawn_login(&l, &authn, "wrong", me))
             .collect();
-        // The burst is queued at the pair's gate before the right password arrives.
-        while l.in_flight() < 59 {
-            tokio::task::yield_now().await;
-        }
-        let right = spawn_login(&l, &authn, "right", me).await.unwrap();
+        let queued = |n| {
+            let l = l.clone();
+            tokio::time::timeout(Duration::from_secs(30), async move {
+                while l.in_flight() < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        queued(59).await.expect("the burst queues");
+        let right = spawn_login(&l, &authn, "right", me);
+        queued(60).await.expect("the right password queues");
+        backend.open.send_replace(true);
+        let right = right.await.unwrap();
         assert!(matches!(right, Err(Refused::Locked { .. })), "{right:?}");
         for login in burst {
             assert!(login.await.unwrap().is_err());
