@@ -244,6 +244,8 @@ struct RawUi {
 struct RawLimits {
     #[serde(default)]
     max_connections: Option<usize>,
+    #[serde(default)]
+    max_connections_per_address: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     header_read_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
@@ -538,7 +540,9 @@ impl Config {
                 Some(n) => trusted_proxies.push(n),
                 None => err(
                     "trusted_proxies",
-                    format!("{p:?} is not an address or CIDR"),
+                    format!(
+                        "{p:?} is not an address or CIDR (a CIDR's host bits must be zero: 10.0.0.0/8, not 10.0.0.1/8)"
+                    ),
                 ),
             }
         }
@@ -685,6 +689,9 @@ impl Config {
             None => d,
             Some(l) => crate::limits::Limits {
                 max_connections: l.max_connections.unwrap_or(d.max_connections),
+                max_connections_per_address: l
+                    .max_connections_per_address
+                    .unwrap_or(d.max_connections_per_address),
                 header_read_timeout: l.header_read_timeout.unwrap_or(d.header_read_timeout),
                 idle_timeout: l.idle_timeout.unwrap_or(d.idle_timeout),
                 max_uri_length: l.max_uri_length.unwrap_or(d.max_uri_length),
@@ -693,6 +700,7 @@ impl Config {
             },
         };
         if limits.max_connections == 0
+            || limits.max_connections_per_address == 0
             || limits.max_uri_length == 0
             || limits.max_headers == 0
             || limits.max_header_bytes == 0
@@ -814,11 +822,14 @@ fn parse_upstream(text: &str) -> Result<String, String> {
     Ok(with_port)
 }
 
-/// An address or CIDR; a bare address is a /32 or /128.
+/// An address or CIDR; a bare address is a /32 or /128. A CIDR with host bits set
+/// (`127.0.0.1/3`) is refused: it is almost always a typo or a truncated file, and read as its
+/// network it would trust or match far more than was meant (`96.0.0.0/3`).
 pub fn parse_net(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    match text.parse::<IpNet>() {
+        Ok(net) => (net.trunc() == net).then_some(net),
+        Err(_) => text.parse::<std::net::IpAddr>().ok().map(IpNet::from),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! | [`config`] | `proxy.yaml`: schema, defaults, validation with file:line |
 //! | [`diagnostic`] | a located load error (file:line:column, key), shared by every loader |
 //! | [`route`] | method + `/v2` request target → [`route::Route`] (pure, fuzzed) |
+//! | [`client`] | the client address, through trusted proxies (`X-Forwarded-For` walked from the right) |
 //! | [`authn`] | one [`authn::Authenticator`] trait; static users, htpasswd; login cache |
 //! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
 //! | [`policy`] | credentials + route + ACL → [`policy::Decision`]: the one place that decides |
@@ -31,6 +32,7 @@ pub mod acl;
 pub mod admin;
 pub mod authn;
 pub mod catalog;
+pub mod client;
 pub mod config;
 pub mod diagnostic;
 pub mod errors;

@@ -1,15 +1,21 @@
 //! Connection and request limits that keep one client from exhausting the proxy: a cap on
-//! open connections, a deadline for receiving a request's header (slowloris), and checks on
-//! the size of what was received (URI length, header count and bytes).
+//! open connections overall and per client address, a deadline for receiving a request's
+//! header (slowloris), and checks on the size of what was received (URI length, header count
+//! and bytes).
 //!
 //! Pingora bounds each single read of a request header (60 s) but not the whole header, so a
 //! client sending one byte a minute holds a connection for ever; [`HeaderDeadline`] bounds the
-//! whole header, from its first byte to its blank line.
+//! whole header, from its first byte to its blank line. On HTTP/2 it bounds the time to the
+//! connection preface instead, and Pingora's `h2_idle_timeout` (set from `idle_timeout` in
+//! `server.rs`) closes a connection that has no open stream, so idle HTTP/2 connections cannot
+//! pile up against `max_connections` either.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,11 +32,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
+use crate::client::TrustedProxies;
+
 /// The limits, with their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Open client connections at once; more are closed at accept.
     pub max_connections: usize,
+    /// Open client connections from one address (IPv6: one /64); trusted proxies are exempt.
+    pub max_connections_per_address: usize,
     /// Time from a request header's first byte to its end.
     pub header_read_timeout: Duration,
     /// How long an idle keep-alive connection waits for its next request.
@@ -47,6 +57,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 10_000,
+            max_connections_per_address: 256,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_uri_length: 8 * 1024,
@@ -112,22 +123,97 @@ impl Limits {
     }
 }
 
-/// Wraps a Pingora app: refuses connections past `max_connections` and puts a
-/// [`HeaderDeadline`] on each HTTP/1 connection.
+/// Wraps a Pingora app: refuses connections past `max_connections` (overall) and
+/// `max_connections_per_address`, and puts a [`HeaderDeadline`] on each connection.
 pub struct ConnectionLimiter<A> {
     inner: Arc<A>,
     open: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    trusted: TrustedProxies,
     header_timeout: Duration,
 }
 
 impl<A> ConnectionLimiter<A> {
-    /// Limits `inner` as `limits` says.
-    pub fn new(inner: A, limits: &Limits) -> Self {
+    /// Limits `inner` as `limits` says; connections from `trusted` proxies count only towards
+    /// the overall cap (every client behind a load balancer shares its address).
+    pub fn new(inner: A, limits: &Limits, trusted: TrustedProxies) -> Self {
         ConnectionLimiter {
             inner: Arc::new(inner),
             open: Arc::new(Semaphore::new(limits.max_connections)),
+            per_address: Arc::new(PerAddress::new(limits.max_connections_per_address)),
+            trusted,
             header_timeout: limits.header_read_timeout,
         }
+    }
+}
+
+/// Open connections per client address. The map holds only addresses with a connection
+/// open, so it is bounded by `max_connections`.
+#[derive(Debug)]
+pub struct PerAddress {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub struct AddressPermit {
+    table: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    /// At most `limit` connections per address.
+    pub fn new(limit: usize) -> Self {
+        PerAddress {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a connection from `ip`, or `None` when that address is at its limit.
+    pub fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<AddressPermit> {
+        let key = address_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressPermit {
+            table: self.clone(),
+            key,
+        })
+    }
+
+    /// Connections open from `ip`'s address (or /64).
+    pub fn open(&self, ip: IpAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(&address_key(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for AddressPermit {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// IPv4 per address (mapped IPv6 as IPv4); IPv6 per /64, since whoever has one address of a
+/// /64 usually has all of them.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match crate::client::canonical(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -142,9 +228,22 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimiter<A> {
             tracing::warn!("connection limit reached; closing a new connection");
             return None;
         };
-        // HTTP/2 frames are binary and multiplexed: the header deadline reads HTTP/1 only.
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let _address_permit = match peer {
+            Some(ip) if !self.trusted.contains(ip) => match self.per_address.enter(ip) {
+                Some(permit) => Some(permit),
+                None => {
+                    tracing::warn!(client = %ip, "per-address connection limit reached; closing a new connection");
+                    return None;
+                }
+            },
+            _ => None,
+        };
+        // HTTP/2 frames are binary and multiplexed: there the deadline covers the preface.
         let stream: Stream = if stream.selected_alpn_proto() == Some(ALPN::H2) {
-            stream
+            Box::new(HeaderDeadline::h2_preface(stream, self.header_timeout))
         } else {
             Box::new(HeaderDeadline::new(stream, self.header_timeout))
         };
@@ -169,10 +268,19 @@ enum Phase {
     Header { matched: u8 },
     /// The header is complete: body bytes and the response follow.
     Rest,
+    /// HTTP/2: waiting for the rest of the 24-byte connection preface.
+    Preface { missing: u8 },
+    /// HTTP/2 after the preface: nothing more to watch (idle streams are Pingora's).
+    Done,
 }
 
+/// Length of the HTTP/2 client connection preface (`PRI * HTTP/2.0…`).
+const H2_PREFACE_LEN: u8 = 24;
+
 /// An HTTP/1 stream whose request headers must arrive within a deadline counted from their
-/// first byte (idle keep-alive time before it is not counted: that is the idle timeout's job).
+/// first byte (idle keep-alive time before it is not counted: that is the idle timeout's job);
+/// or an HTTP/2 stream whose connection preface must arrive within the deadline counted from
+/// the end of the TLS handshake.
 pub struct HeaderDeadline {
     inner: Stream,
     timeout: Duration,
@@ -196,6 +304,19 @@ impl HeaderDeadline {
             timeout,
             phase: Phase::Header { matched: 0 },
             timer: None,
+        }
+    }
+
+    /// Wraps an HTTP/2 `inner`, whose client must send its preface within `timeout` from now
+    /// (Pingora's HTTP/2 handshake would otherwise wait for it for ever).
+    pub fn h2_preface(inner: Stream, timeout: Duration) -> Self {
+        HeaderDeadline {
+            inner,
+            timeout,
+            phase: Phase::Preface {
+                missing: H2_PREFACE_LEN,
+            },
+            timer: Some(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
         }
     }
 }
@@ -236,6 +357,17 @@ impl AsyncRead for HeaderDeadline {
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Phase::Preface { missing }) = (&result, this.phase) {
+            let got = (buf.filled().len() - before).min(usize::from(missing)) as u8;
+            this.phase = match missing - got {
+                0 => Phase::Done,
+                missing => Phase::Preface { missing },
+            };
+            if this.phase == Phase::Done {
+                this.timer = None;
+            }
+            return result;
+        }
         if let Poll::Ready(Ok(())) = result {
             let new = buf.filled()[before..].to_vec();
             if !new.is_empty() && matches!(this.phase, Phase::Header { .. }) {
@@ -386,6 +518,32 @@ mod tests {
             Phase::Header { matched: 2 }
         );
         assert_eq!(scan(Phase::Rest, b"\r\n\r\n"), Phase::Rest);
+    }
+
+    #[test]
+    fn connections_per_address() {
+        let table = Arc::new(PerAddress::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let first = table.enter(a).unwrap();
+        let second = table.enter(mapped).expect("the same client, counted once");
+        assert!(table.enter(a).is_none(), "a third is refused");
+        assert!(table.enter("192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        assert_eq!(table.open(a), 1);
+        let third = table.enter(a).expect("a slot freed up");
+        drop((second, third));
+        assert_eq!(table.open(a), 0);
+        assert!(
+            table.open.lock().unwrap().is_empty(),
+            "no entry outlives its connections"
+        );
+        // IPv6 per /64.
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let _p = (table.enter(x).unwrap(), table.enter(y).unwrap());
+        assert!(table.enter("2001:db8:1:2::77".parse().unwrap()).is_none());
+        assert!(table.enter("2001:db8:1:3::1".parse().unwrap()).is_some());
     }
 
     #[test]

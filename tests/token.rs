@@ -320,6 +320,7 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 body: &body,
                 credentials: creds,
                 client_ip: Some("127.0.0.1".parse().unwrap()),
+                lockout_key: Some("127.0.0.1".parse().unwrap()),
                 lockout: None,
             },
         )))

@@ -54,8 +54,11 @@ pub struct EndpointRequest<'a> {
     pub body: &'a [u8],
     /// The parsed `Authorization` header.
     pub credentials: Credentials,
-    /// The client address the ACL's `ip` sees (and lockout counts).
+    /// The client address the ACL's `ip` sees; `None` when unknown.
     pub client_ip: Option<IpAddr>,
+    /// The address failed logins count against: the client, or the trusted proxy it came
+    /// through when the client's address could not be read.
+    pub lockout_key: Option<IpAddr>,
     /// Failed-login limits, checked before and counted after every password check here
     /// (the POST username is only known once the body is parsed, so the proxy cannot).
     pub lockout: Option<&'a Lockout>,
@@ -451,7 +454,7 @@ async fn login(
     account: &str,
     password: &str,
 ) -> Result<Identity, Failure> {
-    match lockout::guarded_login(req.lockout, authn, account, password, req.client_ip).await {
+    match lockout::guarded_login(req.lockout, authn, account, password, req.lockout_key).await {
         Ok(identity) => Ok(identity),
         Err(lockout::Refused::Locked { remaining }) => Err(Failure {
             status: 429,
@@ -652,6 +655,7 @@ mod tests {
                 body: body.as_bytes(),
                 credentials,
                 client_ip: Some("192.0.2.1".parse().unwrap()),
+                lockout_key: Some("192.0.2.1".parse().unwrap()),
                 lockout: None,
             },
         )
@@ -982,6 +986,7 @@ mod tests {
                         body: body.as_bytes(),
                         credentials: creds,
                         client_ip: Some("192.0.2.9".parse().unwrap()),
+                        lockout_key: Some("192.0.2.9".parse().unwrap()),
                         lockout: Some(lockout),
                     },
                 )
@@ -1088,6 +1093,7 @@ mod tests {
                     body,
                     credentials: Credentials::None,
                     client_ip: None,
+                    lockout_key: None,
                     lockout: None,
                 },
             )
@@ -1111,6 +1117,7 @@ mod tests {
                     body: &body,
                     credentials: Credentials::None,
                     client_ip: None,
+                    lockout_key: None,
                     lockout: None,
                 }));
                 proptest::prop_assert!(matches!(resp.status, 200 | 400 | 401 | 413));

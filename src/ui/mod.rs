@@ -34,6 +34,7 @@ use pingora::proxy::Session;
 use crate::acl::{AccessRequest, RuleOrigin};
 use crate::authn::{AuthnError, Credentials, Identity};
 use crate::catalog;
+use crate::client::ClientAddr;
 use crate::config;
 use crate::explain::{self, Asker, Scope};
 use crate::policy::{self, Decision, Subject};
@@ -231,9 +232,9 @@ impl Ui {
         proxy: &Portcullis,
         session: &mut Session,
         state: &State,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
     ) -> pingora::Result<Served> {
-        let answer = self.answer(proxy, session, state, ip).await?;
+        let answer = self.answer(proxy, session, state, client).await?;
         write(session, &answer).await?;
         Ok(answer.served)
     }
@@ -243,8 +244,9 @@ impl Ui {
         proxy: &Portcullis,
         session: &mut Session,
         state: &State,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
     ) -> pingora::Result<Answer> {
+        let ip = client.ip();
         let ui = &state.config.ui;
         let base = ui.path.as_str();
         let anonymous = Chrome {
@@ -354,7 +356,15 @@ impl Ui {
             },
         };
         let mut answer = self
-            .route(proxy, session, state, ip, &request, visitor.as_ref(), now)
+            .route(
+                proxy,
+                session,
+                state,
+                client,
+                &request,
+                visitor.as_ref(),
+                now,
+            )
             .await;
         if clear_session && !answer.headers.iter().any(|(n, _)| *n == "Set-Cookie") {
             answer.headers.push((
@@ -405,11 +415,12 @@ impl Ui {
         proxy: &Portcullis,
         session: &Session,
         state: &State,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
         request: &Request,
         visitor: Option<&Visitor>,
         now: SystemTime,
     ) -> Answer {
+        let ip = client.ip();
         let ui = &state.config.ui;
         let base = ui.path.as_str();
         let chrome = Chrome {
@@ -428,7 +439,7 @@ impl Ui {
                     self.login_form(state, request, proxy.tls(), "", None, 200, Outcome::Allowed)
                 }
             },
-            "login" if post => self.login(proxy, state, request, ip, now).await,
+            "login" if post => self.login(proxy, state, request, client, now).await,
             "login" => not_allowed(&chrome, "GET, POST"),
             "logout" if post => match visitor {
                 None => Answer::redirect(format!("{base}login"), Outcome::Unauthenticated),
@@ -535,7 +546,7 @@ impl Ui {
         proxy: &Portcullis,
         state: &State,
         request: &Request,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
         now: SystemTime,
     ) -> Answer {
         let ui = &state.config.ui;
@@ -579,7 +590,7 @@ impl Ui {
             account: account.clone(),
             password,
         };
-        match proxy.login(state, &creds, ip).await {
+        match proxy.login(state, &creds, client).await {
             Ok(identity) => {
                 let (value, _) =
                     session::issue(&self.key, &identity.account, ui.session_lifetime, now);
