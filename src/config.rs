@@ -33,6 +33,9 @@ pub struct Config {
     pub auth: Auth,
     /// The ACL file or folder.
     pub acl: PathBuf,
+    /// ACL tests (a file or a folder of `*.yaml`): checked at start, by `check` and before
+    /// every reload takes effect.
+    pub acl_tests: Option<PathBuf>,
     /// Worker threads for the proxy service.
     pub threads: usize,
     /// How long SIGTERM waits for requests in flight before stopping anyway.
@@ -214,6 +217,8 @@ struct RawConfig {
     #[serde(default)]
     auth: RawAuth,
     acl: PathBuf,
+    #[serde(default)]
+    acl_tests: Option<PathBuf>,
     #[serde(default)]
     threads: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
@@ -684,6 +689,12 @@ impl Config {
         if !acl.exists() {
             err("acl", format!("{} does not exist", acl.display()));
         }
+        let acl_tests = raw.acl_tests.as_deref().map(resolve);
+        if let Some(tests) = &acl_tests {
+            if !tests.exists() {
+                err("acl_tests", format!("{} does not exist", tests.display()));
+            }
+        }
         let d = crate::limits::Limits::default();
         let limits = match &raw.limits {
             None => d,
@@ -785,6 +796,7 @@ impl Config {
                 lockout,
             },
             acl,
+            acl_tests,
             threads: raw.threads.unwrap_or_else(default_threads),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
             limits,

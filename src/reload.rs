@@ -166,12 +166,15 @@ impl Reloader {
             files.extend(token.certificate.iter().cloned());
         }
         let mut dirs = BTreeSet::new();
-        let mut acl_dir = None;
-        if config.acl.is_dir() {
-            dirs.insert(absolute(&config.acl));
-            acl_dir = Some(absolute(&config.acl));
-        } else {
-            files.push(config.acl.clone());
+        // The ACL and the ACL tests may each be a file or a folder whose files all matter.
+        let mut folders = Vec::new();
+        for path in std::iter::once(&config.acl).chain(&config.acl_tests) {
+            if path.is_dir() {
+                dirs.insert(absolute(path));
+                folders.push(absolute(path));
+            } else {
+                files.push(path.clone());
+            }
         }
         let files: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
         for f in &files {
@@ -179,14 +182,15 @@ impl Reloader {
                 dirs.insert(parent.to_path_buf());
             }
         }
-        (dirs, Targets { files, acl_dir })
+        (dirs, Targets { files, folders })
     }
 }
 
 /// What a filesystem event must touch to be worth a reload.
 struct Targets {
     files: Vec<PathBuf>,
-    acl_dir: Option<PathBuf>,
+    /// Folders any of whose (direct) files matter: the ACL folder, the ACL tests folder.
+    folders: Vec<PathBuf>,
 }
 
 impl Targets {
@@ -202,9 +206,9 @@ impl Targets {
         name.starts_with("..")
             || self.files.iter().any(|f| f == path)
             || self
-                .acl_dir
-                .as_deref()
-                .is_some_and(|d| path.parent() == Some(d))
+                .folders
+                .iter()
+                .any(|d| path.parent() == Some(d.as_path()))
     }
 }
 
@@ -349,7 +353,7 @@ mod tests {
                 PathBuf::from("/etc/p/proxy.yaml"),
                 PathBuf::from("/etc/p/users.yaml"),
             ],
-            acl_dir: Some(PathBuf::from("/etc/p/acl")),
+            folders: vec![PathBuf::from("/etc/p/acl")],
         };
         assert!(t.relevant(Path::new("/etc/p/users.yaml")));
         assert!(t.relevant(Path::new("/etc/p/acl/10.yaml")));

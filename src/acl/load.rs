@@ -234,46 +234,15 @@ fn parse_all(sources: Vec<Source>, sink: &mut Sink) {
 /// with `.` (Kubernetes ConfigMap mounts hold `..data` and `..2026_…` entries) and
 /// following symlinks (ConfigMap files are symlinks into those entries).
 fn list_dir(dir: &Path, sink: &mut Sink) -> Vec<PathBuf> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            sink.errors
-                .push(Diagnostic::new(dir, format!("cannot read ACL folder: {e}")));
-            return Vec::new();
-        }
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                sink.errors
-                    .push(Diagnostic::new(dir, format!("cannot read ACL folder: {e}")));
-                continue;
-            }
-        };
-        let name = entry.file_name();
-        let lossy = name.to_string_lossy();
-        if lossy.starts_with('.') || !(lossy.ends_with(".yaml") || lossy.ends_with(".yml")) {
-            continue;
-        }
-        let path = entry.path();
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => files.push((name, path)),
-            Ok(_) => {}
-            Err(e) => sink
-                .errors
-                .push(Diagnostic::new(&path, format!("cannot read ACL file: {e}"))),
-        }
-    }
-    files.sort();
-    if files.is_empty() {
+    let (files, errors) = yaml::files_in(dir, "ACL");
+    sink.errors.extend(errors);
+    if files.is_empty() && sink.errors.is_empty() {
         sink.warnings.push(Diagnostic::new(
             dir,
             "no *.yaml or *.yml files in the ACL folder: every request will be denied",
         ));
     }
-    files.into_iter().map(|(_, path)| path).collect()
+    files
 }
 
 /// The marked parse and rule compilation of one file (its syntax is checked apart, by
