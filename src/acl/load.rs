@@ -230,6 +230,12 @@ fn parse_all(sources: Vec<Source>, sink: &mut Sink) {
     }
 }
 
+/// True for the names [`list_dir`] reads in an ACL folder: `*.yaml`/`*.yml`, not starting
+/// with `.`. Also what the reloader compares between two reads of the folder.
+pub fn is_acl_file_name(name: &str) -> bool {
+    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
 /// Reads `*.yaml`/`*.yml` in file-name order, non-recursively, skipping names that start
 /// with `.` (Kubernetes ConfigMap mounts hold `..data` and `..2026_…` entries) and
 /// following symlinks (ConfigMap files are symlinks into those entries).
@@ -253,8 +259,7 @@ fn list_dir(dir: &Path, sink: &mut Sink) -> Vec<PathBuf> {
             }
         };
         let name = entry.file_name();
-        let lossy = name.to_string_lossy();
-        if lossy.starts_with('.') || !(lossy.ends_with(".yaml") || lossy.ends_with(".yml")) {
+        if !is_acl_file_name(&name.to_string_lossy()) {
             continue;
         }
         let path = entry.path();
@@ -734,6 +739,10 @@ mod tests {
         assert_eq!(
             one_error("- match: {account: a}\n  actions: []\n- match:\n    ip: 10.0.0.0/33\n  actions: [pull]\n"),
             "acl/10.yaml:4:9: match.ip: invalid CIDR \"10.0.0.0/33\""
+        );
+        assert_eq!(
+            one_error("- match: {account: a}\n  actions: []\n- match:\n    ip: 127.0.0.1/3\n  actions: [pull]\n"),
+            "acl/10.yaml:4:9: match.ip: CIDR \"127.0.0.1/3\" has host bits set: write the network (96.0.0.0/3) or the single address (127.0.0.1)"
         );
         assert_eq!(
             one_error("- match: {ip: [10.0.0.1]}\n  actions: []\n"),

@@ -6,6 +6,17 @@
 //! replaced in production break a watch on the file itself: editors write a temporary file and
 //! rename it over the original, and Kubernetes updates a mounted ConfigMap by swapping the
 //! `..data` symlink in the folder.
+//!
+//! A file rewritten in place can be read half-written, and a half that still parses can be
+//! more permissive than the whole (a deny rule not yet written, a label cut off). So a reload
+//! first waits until the files have been quiet for [`DEBOUNCE`], then reads every watched file
+//! twice, [`DEBOUNCE`] apart, and builds only when both reads agree; after the build it reads
+//! them once more and swaps only if they still agree. A write that pauses for less than two
+//! debounces between its chunks therefore never takes effect half-way (a longer pause cannot
+//! be told from a finished write: replace files atomically). Files that keep changing for
+//! [`SETTLE_ROUNDS`] rounds give up with a logged, counted failure; the old state stays.
+
+pub mod snapshot;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,13 +32,26 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::state::{State, Summary};
 use crate::tls::CertResolver;
 
-/// How long the files must stay quiet before a reload: editors and `kubectl` touch several
-/// files in a burst, and one reload per burst is enough.
-const DEBOUNCE: Duration = Duration::from_millis(250);
+/// How long the files must stay quiet before a reload (editors and `kubectl` touch several
+/// files in a burst, and one reload per burst is enough), and how far apart the two reads are
+/// that must agree before the files are used.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// Rounds of "read, wait [`DEBOUNCE`], read again" before a reload whose files keep changing
+/// gives up (10 s).
+pub const SETTLE_ROUNDS: u32 = 20;
+
+/// Why a build was not swapped in.
+enum Failure {
+    /// The files do not load; the old state stays.
+    Invalid(Diagnostics),
+    /// This file changed while the state was being built from it: read again.
+    Changed(PathBuf),
+}
 
 /// Called after every reload attempt with its outcome (metrics hang here).
 pub type ReloadHook = Box<dyn Fn(&Result<Summary, Diagnostics>) + Send + Sync>;
@@ -67,11 +91,46 @@ impl Reloader {
         self
     }
 
-    /// Loads everything again and, if it all validates, swaps it in. Blocking (bcrypt-free but
-    /// possibly large ACLs): call it off the async runtime.
-    pub fn reload(&self) -> Result<Summary, Diagnostics> {
-        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.build_and_swap();
+    /// Loads everything again once the files have settled and, if it all validates, swaps it
+    /// in. `events` (the watcher's) are drained while waiting: changes made meanwhile are seen
+    /// by reading the files, not by reacting to each event. Blocks its thread while building
+    /// (bcrypt-free but possibly large ACLs): run it where that holds up no request.
+    pub async fn reload(
+        &self,
+        mut events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
+    ) -> Result<Summary, Diagnostics> {
+        let mut last_change = self.config_path.clone();
+        for _ in 0..SETTLE_ROUNDS {
+            let (_, targets) = self.targets();
+            let first = targets.snapshot();
+            wait_draining(DEBOUNCE, events.as_deref_mut()).await;
+            let settled = targets.snapshot();
+            if let Some(changed) = first.first_difference(&settled) {
+                tracing::debug!(file = %changed.display(), "still changing; reading again");
+                last_change = changed;
+                continue;
+            }
+            match self.build_and_swap(&targets, &settled) {
+                Ok(summary) => return self.report(Ok(summary)),
+                Err(Failure::Invalid(errors)) => return self.report(Err(errors)),
+                Err(Failure::Changed(changed)) => {
+                    tracing::debug!(file = %changed.display(), "changed during the reload; reading again");
+                    last_change = changed;
+                }
+            }
+        }
+        let waited = DEBOUNCE * SETTLE_ROUNDS;
+        self.report(Err(Diagnostics(vec![Diagnostic::new(
+            &last_change,
+            format!(
+                "kept changing for {}s: not reloaded. Replace files atomically (write a new file, then rename it over the old one)",
+                waited.as_secs()
+            ),
+        )])))
+    }
+
+    /// Logs the outcome of a reload and tells the hook (metrics).
+    fn report(&self, result: Result<Summary, Diagnostics>) -> Result<Summary, Diagnostics> {
         match &result {
             Ok(summary) => tracing::info!(
                 users = summary.users,
@@ -95,14 +154,20 @@ impl Reloader {
         result
     }
 
-    fn build_and_swap(&self) -> Result<Summary, Diagnostics> {
-        let config = Config::load(&self.config_path)?;
+    /// Builds a state from the files and swaps it in, provided they still read as `settled`
+    /// afterwards (so the build saw the settled content, not a write that began meanwhile).
+    fn build_and_swap(
+        &self,
+        targets: &Targets,
+        settled: &snapshot::Snapshot,
+    ) -> Result<Summary, Failure> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let built = self.build();
+        if let Some(changed) = settled.first_difference(&targets.snapshot()) {
+            return Err(Failure::Changed(changed));
+        }
+        let (config, cert, mut built, summary) = built.map_err(Failure::Invalid)?;
         self.warn_about_restart_only_changes(&config);
-        let cert = match (&config.tls, &self.certs) {
-            (Some(tls), Some(_)) => Some(crate::tls::load(&tls.cert, &tls.key)?),
-            _ => None,
-        };
-        let (mut built, summary) = State::build(Arc::new(config))?;
         for w in &built.warnings {
             tracing::warn!("{w}");
         }
@@ -113,6 +178,28 @@ impl Reloader {
             resolver.replace(cert);
         }
         Ok(summary)
+    }
+
+    /// Everything loaded from the files, not yet in force.
+    #[allow(clippy::type_complexity)]
+    fn build(
+        &self,
+    ) -> Result<
+        (
+            Arc<Config>,
+            Option<rustls::sign::CertifiedKey>,
+            crate::state::Built,
+            Summary,
+        ),
+        Diagnostics,
+    > {
+        let config = Arc::new(Config::load(&self.config_path)?);
+        let cert = match (&config.tls, &self.certs) {
+            (Some(tls), Some(_)) => Some(crate::tls::load(&tls.cert, &tls.key)?),
+            _ => None,
+        };
+        let (built, summary) = State::build(config.clone())?;
+        Ok((config, cert, built, summary))
     }
 
     fn warn_about_restart_only_changes(&self, new: &Config) {
@@ -190,6 +277,11 @@ struct Targets {
 }
 
 impl Targets {
+    /// What the watched files hold now.
+    fn snapshot(&self) -> snapshot::Snapshot {
+        snapshot::Snapshot::take(&self.files, self.acl_dir.as_deref())
+    }
+
     fn matters(&self, event: &notify::Result<notify::Event>) -> bool {
         event
             .as_ref()
@@ -273,7 +365,7 @@ impl BackgroundService for Reloader {
             tracing::info!(trigger, "reloading configuration");
             // Pingora gives each background service a runtime of its own, so blocking here
             // holds up only the watcher, never a request.
-            let _ = self.reload();
+            let _ = self.reload(Some(&mut rx)).await;
             let (dirs, new_targets) = self.targets();
             targets = new_targets;
             watch_dirs(&mut watcher, &mut watched, dirs);
@@ -290,10 +382,22 @@ impl Reloader {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = hangup.recv() => { let _ = self.reload(); }
+                _ = hangup.recv() => { let _ = self.reload(None).await; }
             }
         }
     }
+}
+
+/// Waits `how_long`, consuming `events` meanwhile (the files are compared after the wait).
+async fn wait_draining(
+    how_long: Duration,
+    events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
+) {
+    let deadline = tokio::time::Instant::now() + how_long;
+    if let Some(events) = events {
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, events.recv()).await {}
+    }
+    tokio::time::sleep_until(deadline).await;
 }
 
 fn watch_dirs(
