@@ -14,7 +14,9 @@
 //! them once more and swaps only if they still agree. A write that pauses for less than two
 //! debounces between its chunks therefore never takes effect half-way (a longer pause cannot
 //! be told from a finished write: replace files atomically). Files that keep changing for
-//! [`SETTLE_ROUNDS`] rounds give up with a logged, counted failure; the old state stays.
+//! [`SETTLE_ROUNDS`] rounds give up with a logged, counted failure; the old state stays, and
+//! the reloader starts over (quiet period, two reads) so the final content is loaded once the
+//! writer stops, without waiting for another change.
 
 pub mod snapshot;
 
@@ -97,8 +99,16 @@ impl Reloader {
     /// (bcrypt-free but possibly large ACLs): run it where that holds up no request.
     pub async fn reload(
         &self,
-        mut events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
+        events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
     ) -> Result<Summary, Diagnostics> {
+        self.reload_settled(events).await.0
+    }
+
+    /// [`Self::reload`], and whether it gave up because the files kept changing.
+    async fn reload_settled(
+        &self,
+        mut events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
+    ) -> (Result<Summary, Diagnostics>, bool) {
         let mut last_change = self.config_path.clone();
         for _ in 0..SETTLE_ROUNDS {
             let (_, targets) = self.targets();
@@ -111,8 +121,8 @@ impl Reloader {
                 continue;
             }
             match self.build_and_swap(&targets, &settled) {
-                Ok(summary) => return self.report(Ok(summary)),
-                Err(Failure::Invalid(errors)) => return self.report(Err(errors)),
+                Ok(summary) => return (self.report(Ok(summary)), false),
+                Err(Failure::Invalid(errors)) => return (self.report(Err(errors)), false),
                 Err(Failure::Changed(changed)) => {
                     tracing::debug!(file = %changed.display(), "changed during the reload; reading again");
                     last_change = changed;
@@ -120,13 +130,14 @@ impl Reloader {
             }
         }
         let waited = DEBOUNCE * SETTLE_ROUNDS;
-        self.report(Err(Diagnostics(vec![Diagnostic::new(
+        let result = self.report(Err(Diagnostics(vec![Diagnostic::new(
             &last_change,
             format!(
                 "kept changing for {}s: not reloaded. Replace files atomically (write a new file, then rename it over the old one)",
                 waited.as_secs()
             ),
-        )])))
+        )])));
+        (result, true)
     }
 
     /// Logs the outcome of a reload and tells the hook (metrics).
@@ -340,32 +351,32 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
+        // Set when a reload gave up on files that kept changing: their final content must
+        // still be loaded once they settle, even if no further event comes.
+        let mut still_changing = false;
         loop {
-            let trigger = tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = hangup.recv() => "SIGHUP",
-                event = rx.recv() => {
-                    let Some(event) = event else { return };
-                    if !targets.matters(&event) {
-                        continue;
-                    }
-                    // Debounce: wait until the burst is over. Only events that matter extend
-                    // the wait: a busy log file in the same folder must not postpone it forever.
-                    let mut quiet_since = tokio::time::Instant::now();
-                    loop {
-                        match tokio::time::timeout_at(quiet_since + DEBOUNCE, rx.recv()).await {
-                            Ok(Some(e)) if targets.matters(&e) => quiet_since = tokio::time::Instant::now(),
-                            Ok(Some(_)) => {}
-                            Ok(None) | Err(_) => break,
+            let trigger = if std::mem::take(&mut still_changing) {
+                debounce(&mut rx, &targets).await;
+                "files still changing"
+            } else {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = hangup.recv() => "SIGHUP",
+                    event = rx.recv() => {
+                        let Some(event) = event else { return };
+                        if !targets.matters(&event) {
+                            continue;
                         }
+                        debounce(&mut rx, &targets).await;
+                        "file change"
                     }
-                    "file change"
                 }
             };
             tracing::info!(trigger, "reloading configuration");
             // Pingora gives each background service a runtime of its own, so blocking here
             // holds up only the watcher, never a request.
-            let _ = self.reload(Some(&mut rx)).await;
+            let (_, gave_up) = self.reload_settled(Some(&mut rx)).await;
+            still_changing = gave_up;
             let (dirs, new_targets) = self.targets();
             targets = new_targets;
             watch_dirs(&mut watcher, &mut watched, dirs);
@@ -384,6 +395,22 @@ impl Reloader {
                 _ = shutdown.changed() => return,
                 _ = hangup.recv() => { let _ = self.reload(None).await; }
             }
+        }
+    }
+}
+
+/// Waits until the burst of events is over: [`DEBOUNCE`] without an event that matters. Only
+/// those extend the wait: a busy log file in the same folder must not postpone it forever.
+async fn debounce(
+    rx: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    targets: &Targets,
+) {
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        match tokio::time::timeout_at(quiet_since + DEBOUNCE, rx.recv()).await {
+            Ok(Some(e)) if targets.matters(&e) => quiet_since = tokio::time::Instant::now(),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
         }
     }
 }
