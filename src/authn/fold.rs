@@ -19,8 +19,8 @@ use icu_normalizer::ComposingNormalizerBorrowed;
 pub fn fold(account: &str) -> String {
     let nfkc = ComposingNormalizerBorrowed::new_nfkc();
     let visible: String = account.chars().filter(|c| !mapped_to_nothing(*c)).collect();
-    let once = nfkc.normalize(&visible).to_lowercase();
-    let twice = nfkc.normalize(&once).to_lowercase();
+    let once = full_fold(&nfkc.normalize(&visible));
+    let twice = full_fold(&nfkc.normalize(&once));
     let mut out = String::with_capacity(twice.len());
     for word in twice.split(|c: char| c.is_whitespace() || c.is_control()) {
         if word.is_empty() {
@@ -32,6 +32,12 @@ pub fn fold(account: &str) -> String {
         out.push_str(word);
     }
     out
+}
+
+/// Lower case, plus the full case foldings lower-casing leaves out (`ß` → `ss`, final `ς` →
+/// `σ`), so the key is at least as loose as a directory that folds fully.
+fn full_fold(text: &str) -> String {
+    text.to_lowercase().replace('ß', "ss").replace('ς', "σ")
 }
 
 /// Characters that RFC 3454 table B.1 (used by LDAP string preparation) maps to nothing, and
@@ -85,6 +91,8 @@ mod tests {
         // Compatibility forms and case together.
         assert_eq!(fold("ﬁsher"), fold("FISHER"));
         assert_eq!(fold("Schrödinger"), fold("schro\u{308}dinger"));
+        assert_eq!(fold("Straße"), fold("STRASSE"));
+        assert_eq!(fold("ΟΔΥΣΣΕΥΣ"), fold("οδυσσευς"));
     }
 
     #[test]

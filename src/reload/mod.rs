@@ -55,6 +55,14 @@ enum Failure {
     Changed(PathBuf),
 }
 
+/// A state built from the files, with what goes with it, before it is swapped in.
+struct Loaded {
+    config: Arc<Config>,
+    cert: Option<rustls::sign::CertifiedKey>,
+    built: crate::state::Built,
+    summary: Summary,
+}
+
 /// Called after every reload attempt with its outcome (metrics hang here).
 pub type ReloadHook = Box<dyn Fn(&Result<Summary, Diagnostics>) + Send + Sync>;
 
@@ -177,7 +185,12 @@ impl Reloader {
         if let Some(changed) = settled.first_difference(&targets.snapshot()) {
             return Err(Failure::Changed(changed));
         }
-        let (config, cert, mut built, summary) = built.map_err(Failure::Invalid)?;
+        let Loaded {
+            config,
+            cert,
+            mut built,
+            summary,
+        } = built.map_err(Failure::Invalid)?;
         self.warn_about_restart_only_changes(&config);
         for w in &built.warnings {
             tracing::warn!("{w}");
@@ -192,25 +205,19 @@ impl Reloader {
     }
 
     /// Everything loaded from the files, not yet in force.
-    #[allow(clippy::type_complexity)]
-    fn build(
-        &self,
-    ) -> Result<
-        (
-            Arc<Config>,
-            Option<rustls::sign::CertifiedKey>,
-            crate::state::Built,
-            Summary,
-        ),
-        Diagnostics,
-    > {
+    fn build(&self) -> Result<Loaded, Diagnostics> {
         let config = Arc::new(Config::load(&self.config_path)?);
         let cert = match (&config.tls, &self.certs) {
             (Some(tls), Some(_)) => Some(crate::tls::load(&tls.cert, &tls.key)?),
             _ => None,
         };
         let (built, summary) = State::build(config.clone())?;
-        Ok((config, cert, built, summary))
+        Ok(Loaded {
+            config,
+            cert,
+            built,
+            summary,
+        })
     }
 
     fn warn_about_restart_only_changes(&self, new: &Config) {
