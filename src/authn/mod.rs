@@ -154,8 +154,9 @@ impl Authenticators {
     /// A chain of `backends`; `anonymous_allowed` when the users file has the `""` account.
     pub fn new(backends: Vec<Arc<dyn Authenticator>>, anonymous_allowed: bool) -> Self {
         let mut shadows = HashMap::new();
+        let any_loose = backends.iter().any(|b| b.matches_loosely());
         for (position, backend) in backends.iter().enumerate() {
-            if backend.matches_loosely() {
+            if !any_loose || backend.matches_loosely() {
                 continue;
             }
             for name in backend.account_names() {
