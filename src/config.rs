@@ -174,6 +174,10 @@ pub struct Ldap {
     pub base: String,
     /// Search filter with `{account}`.
     pub filter: String,
+    /// The attribute whose value (read from the entry found, never the typed name) is the
+    /// account name: the login name must equal it exactly, so each person has one name for
+    /// the ACL, the labels, the lockout, the caches, tokens and the audit log.
+    pub account_attribute: String,
     /// Label name → attribute.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Per-operation timeout.
@@ -346,6 +350,8 @@ struct RawLdap {
     bind_password_file: PathBuf,
     base: String,
     filter: String,
+    #[serde(default = "default_account_attribute")]
+    account_attribute: String,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
     #[serde(default, deserialize_with = "de_duration_opt")]
@@ -361,6 +367,10 @@ struct RawLockout {
     failures: Option<u32>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     window: Option<Duration>,
+}
+
+fn default_account_attribute() -> String {
+    "uid".into()
 }
 
 fn default_token_path() -> String {
@@ -643,6 +653,7 @@ impl Config {
             bind_password_file: resolve(&l.bind_password_file),
             base: l.base,
             filter: l.filter,
+            account_attribute: l.account_attribute,
             labels: l.labels,
             timeout: l.timeout.unwrap_or(Duration::from_secs(5)),
             cache: l.cache.unwrap_or(Duration::from_secs(60)),
@@ -662,6 +673,23 @@ impl Config {
             }
             if !l.filter.contains("{account}") {
                 err("auth.ldap.filter", "must contain {account}".into());
+            } else if !crate::authn::ldap::account::is_attribute_name(&l.account_attribute) {
+                err(
+                    "auth.ldap.account_attribute",
+                    format!(
+                        "{:?} is not an LDAP attribute name (like `uid` or `sAMAccountName`)",
+                        l.account_attribute
+                    ),
+                );
+            } else if !crate::authn::ldap::account::filter_compares(&l.filter, &l.account_attribute)
+            {
+                err(
+                    "auth.ldap.filter",
+                    format!(
+                        "{:?} does not compare `{}` (auth.ldap.account_attribute) with {{account}}: write `({}={{account}})` in it, or set account_attribute to the attribute the filter searches. The login name must equal that attribute's value, so no login could succeed",
+                        l.filter, l.account_attribute, l.account_attribute
+                    ),
+                );
             }
             if !l.bind_password_file.is_file() {
                 err(
@@ -886,6 +914,41 @@ mod tests {
         assert_eq!(c.auth.challenge, Challenge::Basic);
         assert_eq!(c.auth.realm, "Registry Realm");
         assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn ldap_account_attribute() {
+        let ldap = |extra: &str| {
+            format!(
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  ldap:\n    url: ldap://127.0.0.1:389\n    bind_dn: cn=s\n    bind_password_file: pw\n    base: dc=x\n{extra}"
+            )
+        };
+        let load = |yaml: String| {
+            let d = dir_with(&[("proxy.yaml", &yaml), ("acl.yaml", "[]\n"), ("pw", "x\n")]);
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = load(ldap("    filter: (uid={account})\n")).unwrap();
+        assert_eq!(c.auth.ldap.unwrap().account_attribute, "uid");
+        let c = load(ldap(
+            "    filter: (sAMAccountName={account})\n    account_attribute: sAMAccountName\n",
+        ))
+        .unwrap();
+        assert_eq!(c.auth.ldap.unwrap().account_attribute, "sAMAccountName");
+        // The filter searches another attribute than the one that names the account.
+        let e = load(ldap("    filter: (mail={account})\n")).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("auth.ldap.filter"), "{e}");
+        assert!(e.0[0].message.contains("account_attribute"), "{e}");
+        assert_eq!(e.0[0].line, Some(9), "{e}");
+        let e = load(ldap(
+            "    filter: (uid={account})\n    account_attribute: \"u id\"\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.0[0].key.as_deref(),
+            Some("auth.ldap.account_attribute"),
+            "{e}"
+        );
+        assert_eq!(e.0[0].line, Some(10), "{e}");
     }
 
     #[test]

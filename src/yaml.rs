@@ -23,6 +23,12 @@ pub const MAX_DEPTH: usize = 128;
 /// cannot make a small file explode in memory.
 pub const MAX_NODES: usize = 1_000_000;
 
+/// True for the names [`files_in`] lists: `*.yaml`/`*.yml`, not starting with `.`
+/// (Kubernetes ConfigMap mounts hold `..data` and `..2026_…` entries).
+pub fn is_listed_file_name(name: &str) -> bool {
+    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
 /// The `*.yaml` and `*.yml` files of `dir` in name order, hidden files skipped: the one rule
 /// for every "a file, or a folder read in name order" key (`acl`, `acl_tests`). `what` names
 /// the files in errors ("ACL"). Unreadable entries are errors; the files found are returned
@@ -53,8 +59,7 @@ pub fn files_in(dir: &Path, what: &str) -> (Vec<PathBuf>, Vec<crate::diagnostic:
             }
         };
         let name = entry.file_name();
-        let lossy = name.to_string_lossy();
-        if lossy.starts_with('.') || !(lossy.ends_with(".yaml") || lossy.ends_with(".yml")) {
+        if !is_listed_file_name(&name.to_string_lossy()) {
             continue;
         }
         let path = entry.path();

@@ -230,6 +230,12 @@ fn parse_all(sources: Vec<Source>, sink: &mut Sink) {
     }
 }
 
+/// True for the names [`list_dir`] reads in an ACL folder: `*.yaml`/`*.yml`, not starting
+/// with `.`. Also what the reloader compares between two reads of the folder.
+pub fn is_acl_file_name(name: &str) -> bool {
+    yaml::is_listed_file_name(name)
+}
+
 /// Reads `*.yaml`/`*.yml` in file-name order, non-recursively, skipping names that start
 /// with `.` (Kubernetes ConfigMap mounts hold `..data` and `..2026_…` entries) and
 /// following symlinks (ConfigMap files are symlinks into those entries).
@@ -703,6 +709,10 @@ mod tests {
         assert_eq!(
             one_error("- match: {account: a}\n  actions: []\n- match:\n    ip: 10.0.0.0/33\n  actions: [pull]\n"),
             "acl/10.yaml:4:9: match.ip: invalid CIDR \"10.0.0.0/33\""
+        );
+        assert_eq!(
+            one_error("- match: {account: a}\n  actions: []\n- match:\n    ip: 127.0.0.1/3\n  actions: [pull]\n"),
+            "acl/10.yaml:4:9: match.ip: CIDR \"127.0.0.1/3\" has host bits set: write the network (96.0.0.0/3) or the single address (127.0.0.1)"
         );
         assert_eq!(
             one_error("- match: {ip: [10.0.0.1]}\n  actions: []\n"),

@@ -104,6 +104,10 @@ impl Authenticator for Htpasswd {
         self.users.get(account).map(super::digest)
     }
 
+    fn account_names(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -217,6 +217,10 @@ impl Authenticator for StaticUsers {
         Some(super::digest(&(&user.password, &user.labels)))
     }
 
+    fn account_names(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
+    }
+
     fn name(&self) -> &str {
         "users"
     }

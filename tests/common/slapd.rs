@@ -181,6 +181,7 @@ impl Slapd {
             bind_password_file: self.password_file(),
             base: BASE.into(),
             filter: FILTER.into(),
+            account_attribute: "uid".into(),
             labels: [
                 ("groups".to_string(), "memberOf".to_string()),
                 ("dept".to_string(), "departmentNumber".to_string()),
