@@ -667,3 +667,90 @@ fn the_token_endpoint_answers_over_http2() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 404");
 }
+
+#[test]
+fn a_repository_whose_first_component_looks_like_a_host_works() {
+    let registry = Registry::start();
+    let proxy = start(&registry.url(), true);
+    let c = proxy.client();
+    // The flow a client follows: challenge, token for the challenge's scope, retry. The
+    // scope's name is the repository path; nothing is stripped from it.
+    for repo in [
+        "my.org/app",
+        "localhost/app",
+        "registry.example.com/team/app",
+    ] {
+        let r = c
+            .get(proxy.url(&format!("/v2/{repo}/tags/list")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let p = params(r.headers()["www-authenticate"].to_str().unwrap());
+        assert_eq!(p["scope"], format!("repository:{repo}:pull"));
+        let r = c
+            .get(&p["realm"])
+            .query(&[("service", SERVICE), ("scope", p["scope"].as_str())])
+            .basic_auth("admin", Some("badmin"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let token = r.json::<serde_json::Value>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let claims = service_like(&proxy, ISSUER, SERVICE, Duration::from_secs(300))
+            .verify(&token)
+            .unwrap();
+        assert_eq!(claims.access, access(repo, &["pull"]), "{repo}");
+        let r = c
+            .get(proxy.url(&format!("/v2/{repo}/tags/list")))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        // The registry's own answer for a repository with no tags, not insufficient_scope.
+        assert_eq!(r.status(), 404, "{repo}: {:?}", r.headers());
+    }
+    // A `host:port/` prefix is no repository path: refused, not stripped into another name.
+    let r = c
+        .get(proxy.url("/auth"))
+        .query(&[
+            ("service", SERVICE),
+            ("scope", "repository:localhost:5000/app:pull"),
+        ])
+        .basic_auth("admin", Some("badmin"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // And a real client: skopeo pushes and pulls `<proxy>/my.org/app` through the token flow.
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("img");
+    let layer = pseudo_random(256 * 1024, 7);
+    let digest = write_oci_image(&img, "v1", &layer);
+    let host = proxy.host();
+    let (ok, err) = copy(
+        &proxy,
+        &format!("oci:{}:v1", img.display()),
+        &format!("docker://{host}/my.org/app:v1"),
+        Some("admin:badmin"),
+    );
+    assert!(ok, "push to my.org/app: {err}\n{}", proxy.proc.output());
+    let out = tempfile::tempdir().unwrap();
+    let (ok, err) = copy(
+        &proxy,
+        &format!("docker://{host}/my.org/app:v1"),
+        &format!("oci:{}:v1", out.path().display()),
+        Some("admin:badmin"),
+    );
+    assert!(ok, "pull from my.org/app: {err}");
+    let pulled = std::fs::read(
+        out.path()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    assert_eq!(pulled, layer);
+    // It landed in the registry under that very name.
+    let r = reqwest::blocking::get(format!("{}/v2/my.org/app/tags/list", registry.url())).unwrap();
+    assert_eq!(r.status(), 200);
+}
