@@ -754,3 +754,131 @@ fn a_repository_whose_first_component_looks_like_a_host_works() {
     let r = reqwest::blocking::get(format!("{}/v2/my.org/app/tags/list", registry.url())).unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Rewrites the users file in place through `edit` (on the parsed YAML), keeping every other
+/// account's stored hash byte for byte.
+fn edit_users(proxy: &Proxy, edit: impl FnOnce(&mut serde_yaml_ng::Mapping)) {
+    let path = proxy.dir.path().join("users.yaml");
+    let mut users: serde_yaml_ng::Mapping =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut users);
+    std::fs::write(&path, serde_yaml_ng::to_string(&users).unwrap()).unwrap();
+}
+
+/// Sets `account`'s stored hash.
+fn set_hash(users: &mut serde_yaml_ng::Mapping, account: &str, hash: String) {
+    let entry = users.get_mut(account).unwrap().as_mapping_mut().unwrap();
+    entry.insert("password".into(), hash.into());
+}
+
+#[test]
+fn refresh_tokens_end_when_their_accounts_credential_changes() {
+    let registry = Registry::start();
+    let proxy = start(&registry.url(), false);
+    let c = proxy.client();
+    // bob's refresh token from the OAuth2 password grant, test's from `docker login`'s GET.
+    let r = c
+        .post(proxy.url("/auth"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "bobpw"),
+            ("service", SERVICE),
+            ("access_type", "offline"),
+        ])
+        .send()
+        .unwrap();
+    let bob = r.json::<serde_json::Value>().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .get(proxy.url("/auth"))
+        .query(&[("service", SERVICE), ("offline_token", "true")])
+        .basic_auth("test", Some("123"))
+        .send()
+        .unwrap();
+    let test = r.json::<serde_json::Value>().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refresh = |token: &str| {
+        let r = c
+            .post(proxy.url("/auth"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("service", SERVICE),
+                ("scope", "repository:bob/app:pull"),
+            ])
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().unwrap();
+        if status != 200 {
+            assert_eq!(body["error"], "invalid_grant", "{body}");
+        }
+        status
+    };
+    assert_eq!(refresh(&bob), 200);
+    assert_eq!(refresh(&test), 200);
+    // Whether the anonymous account exists: a reload signal that costs no failed login.
+    let anonymous = || {
+        c.get(proxy.url("/auth"))
+            .query(&[("service", SERVICE)])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(anonymous(), 200);
+
+    // Another account's password changes: bob's and test's tokens live on.
+    edit_users(&proxy, |u| {
+        set_hash(u, "admin", hash("new-admin-pw"));
+        u.remove("");
+    });
+    wait_until("the edit to load", Duration::from_secs(20), || {
+        anonymous() == 401
+    });
+    assert_eq!(refresh(&bob), 200);
+    assert_eq!(refresh(&test), 200);
+
+    // bob's password changes: his refresh token ends at once; test's lives on.
+    edit_users(&proxy, |u| {
+        set_hash(u, "bob", hash("new-bobpw"));
+        u.insert("".into(), serde_yaml_ng::Mapping::new().into());
+    });
+    wait_until("the edit to load", Duration::from_secs(20), || {
+        anonymous() == 200
+    });
+    assert_eq!(refresh(&bob), 401);
+    assert_eq!(refresh(&test), 200);
+    // Logging in with the new password gives a refresh token that works.
+    let r = c
+        .post(proxy.url("/auth"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "new-bobpw"),
+            ("access_type", "offline"),
+        ])
+        .send()
+        .unwrap();
+    let bob = r.json::<serde_json::Value>().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(refresh(&bob), 200);
+
+    // test is removed: its refresh token ends; bob's new one lives on.
+    edit_users(&proxy, |u| {
+        u.remove("test");
+        u.remove("");
+    });
+    wait_until("the edit to load", Duration::from_secs(20), || {
+        anonymous() == 401
+    });
+    assert_eq!(refresh(&test), 401);
+    assert_eq!(refresh(&bob), 200);
+}

@@ -16,15 +16,14 @@
 //! - Single-valued parameters given twice are a 400 (Go would take the first; we do not guess).
 //! - Refresh tokens are issued only to real accounts, never to anonymous callers (GET with
 //!   `offline_token=true`, POST with `access_type=offline`), and only when
-//!   `refresh_expiration` is not zero. A refresh re-checks that the account still exists
-//!   (fresh labels) and re-evaluates the ACL. A bad refresh token is a 401.
+//!   `refresh_expiration` is not zero. Each is bound to the credential the account logged in
+//!   with (the `cred` claim, a keyed MAC of [`crate::authn::Authenticators::current`]'s stamp,
+//!   read before the password check). A refresh re-checks that the account still exists
+//!   with that same credential — a password change, a removal, a move to another backend
+//!   ends the token — takes fresh labels and re-evaluates the ACL. A bad refresh token is a
+//!   401.
 //! - `client_id` is accepted and not checked (the spec calls it required, but it identifies
 //!   nothing we could verify). On POST, only the form body counts; the query is ignored.
-//! - Errors carry both shapes clients read: the OCI `{"errors":[{code,message,detail}]}` and
-//!   OAuth2's `error`/`error_description`.
-//! - Password checks (GET Basic, POST `password` grant) go through the failed-login limits
-//!   given in the request: a locked account or address gets a 429 with `Retry-After` before
-//!   any password is checked; only a wrong password or an unknown account counts.
 //! - Nothing here logs or echoes a password or token.
 
 use std::net::IpAddr;
@@ -327,7 +326,7 @@ async fn get(
         .one("offline_token")?
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     params.one("client_id")?;
-    let identity = match &req.credentials {
+    let (identity, stamp) = match &req.credentials {
         Credentials::Basic {
             account: user,
             password,
@@ -339,7 +338,9 @@ async fn get(
                     "account does not match the credentials",
                 ));
             }
-            login(authn, req, user, password).await?
+            let stamp = stamp_before_login(service, authn, user, offline).await;
+            let identity = login(authn, req, user, password).await?;
+            (identity, stamp)
         }
         Credentials::None => {
             if asked_account.is_some_and(|a| !a.is_empty()) {
@@ -348,23 +349,58 @@ async fn get(
                     "account does not match the credentials",
                 ));
             }
-            authn
+            let identity = authn
                 .authenticate(&Credentials::None)
                 .await
-                .map_err(Failure::login)?
+                .map_err(Failure::login)?;
+            (identity, None)
         }
         Credentials::Bearer(_) => return Err(Failure::login(AuthnError::Missing)),
     };
     *account = Some(identity.account.clone());
+    let refresh = refresh_stamp(&identity, stamp)?;
     respond(
         service,
         acl,
         req.client_ip,
         &identity,
         &scopes,
-        offline,
+        refresh.as_deref(),
         false,
     )
+}
+
+/// The credential stamp a refresh token will be bound to, read *before* the password check:
+/// if the password changes while the login runs, the token is bound to the old credential and
+/// ends at once, never the reverse. `None` when no refresh token will be issued.
+async fn stamp_before_login(
+    service: &TokenService,
+    authn: &Authenticators,
+    account: &str,
+    offline: bool,
+) -> Option<Result<Vec<u8>, AuthnError>> {
+    if !offline || account.is_empty() || service.refresh_expiration_secs() == 0 {
+        return None;
+    }
+    Some(authn.current(account).await.map(|(_, stamp)| stamp))
+}
+
+/// After a successful login: the stamp to bind a refresh token to, if one is to be issued.
+/// A stamp that could not be read (the account vanished, or the backend failed, between the
+/// two looks) means no refresh token can be bound: 503, try again.
+fn refresh_stamp(
+    identity: &Identity,
+    stamp: Option<Result<Vec<u8>, AuthnError>>,
+) -> Result<Option<Vec<u8>>, Failure> {
+    match stamp {
+        _ if identity.is_anonymous() => Ok(None),
+        None => Ok(None),
+        Some(Ok(stamp)) => Ok(Some(stamp)),
+        Some(Err(AuthnError::Unavailable(m))) => Err(Failure::login(AuthnError::Unavailable(m))),
+        Some(Err(_)) => Err(Failure::login(AuthnError::Unavailable(
+            "the account changed during the login".into(),
+        ))),
+    }
 }
 
 async fn post(
@@ -404,14 +440,16 @@ async fn post(
             let password = params.one("password")?.unwrap_or("");
             let offline = params.one("access_type")? == Some("offline");
             *account = Some(user.to_string());
+            let stamp = stamp_before_login(service, authn, user, offline).await;
             let identity = login(authn, req, user, password).await?;
+            let refresh = refresh_stamp(&identity, stamp)?;
             respond(
                 service,
                 acl,
                 req.client_ip,
                 &identity,
                 &scopes,
-                offline,
+                refresh.as_deref(),
                 true,
             )
         }
@@ -423,14 +461,18 @@ async fn post(
                 .verify_refresh(token)
                 .map_err(|_: TokenError| Failure::refresh())?;
             *account = Some(claims.sub.clone());
-            let identity = match authn.lookup(&claims.sub).await {
-                Ok(identity) => identity,
+            // The account must still exist, with the credential the token was issued under.
+            let identity = match authn.current(&claims.sub).await {
+                Ok((identity, stamp)) if service.refresh_is_bound(token, &claims, &stamp) => {
+                    identity
+                }
+                Ok(_) => return Err(Failure::refresh()),
                 Err(AuthnError::Unavailable(m)) => {
                     return Err(Failure::login(AuthnError::Unavailable(m)))
                 }
                 Err(_) => return Err(Failure::refresh()),
             };
-            respond(service, acl, req.client_ip, &identity, &scopes, false, true)
+            respond(service, acl, req.client_ip, &identity, &scopes, None, true)
         }
         Some(_) => Err(Failure::invalid(
             "unsupported_grant_type",
@@ -518,7 +560,7 @@ fn respond(
     ip: Option<IpAddr>,
     identity: &Identity,
     scopes: &[Scope],
-    offline: bool,
+    refresh_stamp: Option<&[u8]>,
     oauth: bool,
 ) -> Answer {
     let access = grant(service, acl, identity, ip, scopes);
@@ -540,9 +582,11 @@ fn respond(
     if oauth && !granted.is_empty() {
         body["scope"] = serde_json::Value::String(granted.clone());
     }
-    if offline && !identity.is_anonymous() && service.refresh_expiration_secs() > 0 {
+    let refresh_stamp =
+        refresh_stamp.filter(|_| !identity.is_anonymous() && service.refresh_expiration_secs() > 0);
+    if let Some(stamp) = refresh_stamp {
         let refresh = service
-            .sign_refresh(&identity.account, now)
+            .sign_refresh(&identity.account, stamp, now)
             .map_err(|_| Failure::internal())?;
         body["refresh_token"] = serde_json::Value::String(refresh);
     }
@@ -623,6 +667,13 @@ mod tests {
             yaml.push_str("\"\": {}\n");
         }
         users(&yaml)
+    }
+
+    /// The stored hash of `account` in a chain built by [`users`] (its credential stamp, less
+    /// the backend name).
+    async fn before_hash(authn: &Authenticators, account: &str) -> String {
+        let (_, stamp) = authn.current(account).await.unwrap();
+        String::from_utf8(stamp[b"users\0".len()..].to_vec()).unwrap()
     }
 
     fn basic(user: &str, password: &str) -> Credentials {
@@ -924,12 +975,19 @@ mod tests {
         let body = format!(
             "grant_type=refresh_token&refresh_token={refresh}&scope=repository:builds/app:push"
         );
-        // ci lost the builders label: the ACL is evaluated again, with the fresh labels.
-        let relabelled = users(&format!("ci:\n  password: \"{}\"\n", hash("ci-pw")));
+        // ci lost the builders label (same stored hash): the ACL is evaluated again, with the
+        // fresh labels.
+        let ci_hash = before_hash(&before, "ci").await;
+        let relabelled = users(&format!("ci:\n  password: \"{ci_hash}\"\n"));
         let (resp, json) = call(&env, &relabelled, "POST", "", Credentials::None, &body).await;
         assert_eq!(resp.status, 200);
         assert!(access_of(&env, &json["access_token"]).is_empty());
         assert!(json.get("scope").is_none());
+        // ci's password changed (even re-hashed to the same password): the token ends.
+        let rehashed = users(&format!("ci:\n  password: \"{}\"\n", hash("ci-pw")));
+        let (resp, _) = call(&env, &rehashed, "POST", "", Credentials::None, &body).await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.outcome, Outcome::RefreshRejected);
         // ci was removed: the refresh token stops working.
         let removed = users(&format!("alice:\n  password: \"{}\"\n", hash("x")));
         let (resp, json) = call(&env, &removed, "POST", "", Credentials::None, &body).await;
@@ -1094,6 +1152,58 @@ mod tests {
             .await;
             assert_eq!(resp.status, status);
         }
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_without_a_binding_or_from_another_key_are_refused() {
+        let env = env();
+        let authn = standard_users(false);
+        let (_, stamp) = authn.current("ci").await.unwrap();
+        // Signed by our key but with no `cred` (as before bindings existed): refused.
+        let mut claims = env
+            .service
+            .signer
+            .refresh_claims("ci", &stamp, unix_now(), 600);
+        claims.cred = None;
+        let unbound = env.service.signer.sign(&claims).unwrap();
+        // Bound to another stamp: refused. Bound to the right one: accepted.
+        let other = env
+            .service
+            .sign_refresh("ci", b"users\0other", unix_now())
+            .unwrap();
+        let good = env.service.sign_refresh("ci", &stamp, unix_now()).unwrap();
+        for (token, status) in [(unbound, 401), (other, 401), (good, 200)] {
+            let (resp, _) = call(
+                &env,
+                &authn,
+                "POST",
+                "",
+                Credentials::None,
+                &format!("grant_type=refresh_token&refresh_token={token}"),
+            )
+            .await;
+            assert_eq!(resp.status, status);
+        }
+        // The claim is a keyed MAC: neither the stamp nor an unkeyed digest of it.
+        let cred = claims_of(&env.service.sign_refresh("ci", &stamp, 0).unwrap());
+        let cred = cred["cred"].as_str().unwrap().to_string();
+        assert_eq!(cred.len(), 43);
+        let hash = before_hash(&authn, "ci").await;
+        assert!(!cred.contains(&hash[7..20]));
+        use sha2::Digest;
+        let plain =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&stamp));
+        assert_ne!(cred, plain);
+    }
+
+    fn claims_of(token: &str) -> serde_json::Value {
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     proptest::proptest! {

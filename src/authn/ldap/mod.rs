@@ -102,6 +102,35 @@ enum Found {
     Many,
 }
 
+/// Attributes that record when an entry's password last changed, in the directories that keep
+/// one: `pwdChangedTime` (OpenLDAP's ppolicy overlay, 389 DS), `pwdLastSet` (Active
+/// Directory), `shadowLastChange` (posix `shadowAccount`). With the entry's DN they are the
+/// credential stamp of an LDAP account ([`Authenticator::current`]): a refresh token or UI
+/// session ends when the entry is moved, renamed or removed, or when one of these changes.
+/// A directory that keeps none of them cannot say that a password changed.
+pub const PASSWORD_CHANGE_ATTRIBUTES: &[&str] =
+    &["pwdChangedTime", "pwdLastSet", "shadowLastChange"];
+
+/// The credential stamp of an entry: its DN and its password-change attributes.
+fn credential_stamp(entry: &SearchEntry) -> Vec<u8> {
+    let mut stamp = entry.dn.as_bytes().to_vec();
+    for attribute in PASSWORD_CHANGE_ATTRIBUTES {
+        let values = entry
+            .attrs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(attribute))
+            .map(|(_, values)| values.as_slice())
+            .unwrap_or_default();
+        stamp.push(0);
+        stamp.extend_from_slice(attribute.as_bytes());
+        for value in values {
+            stamp.push(1);
+            stamp.extend_from_slice(value.as_bytes());
+        }
+    }
+    stamp
+}
+
 /// The LDAP backend.
 pub struct LdapAuthenticator {
     name: String,
@@ -194,8 +223,12 @@ impl LdapAuthenticator {
                 attributes.push(attribute.clone());
             }
         }
-        if attributes.is_empty() {
-            attributes.push("1.1".into());
+        // Asked for on every search so that [`Authenticator::current`] can stamp the
+        // credential; absent attributes cost nothing.
+        for attribute in PASSWORD_CHANGE_ATTRIBUTES {
+            if !attributes.iter().any(|a| a.eq_ignore_ascii_case(attribute)) {
+                attributes.push((*attribute).to_owned());
+            }
         }
         Ok(LdapAuthenticator {
             name: format!("ldap:{}", config.url),
@@ -351,6 +384,27 @@ impl Authenticator for LdapAuthenticator {
                 self.unavailable(account, "ambiguous: more than one entry matches".into())
             }
             Ok(Found::One(entry)) => Lookup::Decided(Ok(self.identity(account, &entry))),
+        }
+    }
+
+    async fn current(&self, account: &str) -> super::Current {
+        if !is_valid_account(account) {
+            return super::Current::Unknown;
+        }
+        let refused = |lookup: Lookup| match lookup {
+            Lookup::Decided(Err(e)) => super::Current::Decided(Err(e)),
+            _ => super::Current::Unknown,
+        };
+        match self.find(account).await {
+            Err(reason) => refused(self.unavailable(account, reason)),
+            Ok(Found::None) => super::Current::Unknown,
+            Ok(Found::Many) => {
+                refused(self.unavailable(account, "ambiguous: more than one entry matches".into()))
+            }
+            Ok(Found::One(entry)) => super::Current::Decided(Ok((
+                self.identity(account, &entry),
+                credential_stamp(&entry),
+            ))),
         }
     }
 
@@ -536,6 +590,50 @@ mod tests {
         let ldap = LdapAuthenticator::new(&c, "pw".into()).unwrap();
         assert_eq!(ldap.name(), "ldap:ldap://127.0.0.1:389");
         assert_eq!(ldap.cache_ttl(), Some(Duration::from_secs(60)));
-        assert_eq!(ldap.attributes, vec!["memberOf"]);
+        assert_eq!(
+            ldap.attributes,
+            vec![
+                "memberOf",
+                "pwdChangedTime",
+                "pwdLastSet",
+                "shadowLastChange"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_credential_stamp_is_the_dn_and_the_password_change_time() {
+        let entry = |dn: &str, attrs: &[(&str, &str)]| SearchEntry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
+            bin_attrs: Default::default(),
+        };
+        let base = credential_stamp(&entry("uid=a,ou=x", &[("memberOf", "cn=g")]));
+        // Labels do not matter; the DN and any password-change attribute do.
+        assert_eq!(base, credential_stamp(&entry("uid=a,ou=x", &[])));
+        assert_ne!(base, credential_stamp(&entry("uid=a,ou=y", &[])));
+        let changed = credential_stamp(&entry(
+            "uid=a,ou=x",
+            &[("pwdChangedTime", "20261201000000Z")],
+        ));
+        assert_ne!(base, changed);
+        assert_ne!(
+            changed,
+            credential_stamp(&entry(
+                "uid=a,ou=x",
+                &[("PWDCHANGEDTIME", "20261201000001Z")]
+            ))
+        );
+        assert_ne!(
+            base,
+            credential_stamp(&entry("uid=a,ou=x", &[("pwdLastSet", "1")]))
+        );
+        assert_ne!(
+            base,
+            credential_stamp(&entry("uid=a,ou=x", &[("shadowLastChange", "2")]))
+        );
     }
 }
