@@ -2,7 +2,8 @@
 //! 2.8) in token mode must accept the tokens `TokenService` issues — EC and RSA keys, found by
 //! `x5c` and by `kid` — and refuse the ones that do not grant the request. Then skopeo pushes
 //! and pulls with tokens fetched from a tiny HTTP server around `token::handle`. And the
-//! token endpoint of a real portcullis: request targets over `limits.max_uri_length`.
+//! token endpoint of a real portcullis: Basic credentials that contradict a POST body, and
+//! request targets over `limits.max_uri_length`.
 
 mod common;
 
@@ -480,6 +481,68 @@ fn proxy_in_token_mode(registry: &common::Registry, tls: bool) -> common::Proxy 
         },
         &registry.url(),
     )
+}
+
+/// POSTs a token request form, with Basic credentials when given: (status, JSON body).
+fn post_form(
+    proxy: &common::Proxy,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut req = proxy.client().post(proxy.url("/auth")).form(form);
+    if let Some((user, password)) = basic {
+        req = req.basic_auth(user, Some(password));
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap())
+}
+
+#[test]
+fn post_basic_credentials_that_contradict_the_body_are_refused() {
+    let registry = common::Registry::start();
+    let proxy = proxy_in_token_mode(&registry, false);
+    let password_grant = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", "alice-pw"),
+        ("service", SERVICE),
+        ("access_type", "offline"),
+        ("scope", "repository:alice/app:pull"),
+    ];
+    // Another account in the header than in the form: 400, no token for either.
+    let (status, body) = post_form(&proxy, Some(("bob", "bob-pw")), &password_grant);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body.get("access_token").is_none());
+    // The same account with another password in the header: 400 as well.
+    let (status, body) = post_form(&proxy, Some(("alice", "wrong")), &password_grant);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.get("access_token").is_none());
+    // Both saying the same thing: fine.
+    let (status, body) = post_form(&proxy, Some(("alice", "alice-pw")), &password_grant);
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    let refresh_grant = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh.as_str()),
+        ("service", SERVICE),
+        ("scope", "repository:alice/app:pull"),
+    ];
+    // A refresh token with a wrong Basic password: a failed login, 401.
+    let (status, body) = post_form(&proxy, Some(("alice", "wrong")), &refresh_grant);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(body.get("access_token").is_none());
+    // With Basic credentials of another account: 400.
+    let (status, body) = post_form(&proxy, Some(("bob", "bob-pw")), &refresh_grant);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.get("access_token").is_none());
+    // With the right ones, or none: the refresh works.
+    let (status, _) = post_form(&proxy, Some(("alice", "alice-pw")), &refresh_grant);
+    assert_eq!(status, 200);
+    let (status, _) = post_form(&proxy, None, &refresh_grant);
+    assert_eq!(status, 200);
 }
 
 /// `curl` GET of `url` (HTTP/1.1, or HTTP/2 over TLS when `h2`) as alice: (HTTP version and

@@ -23,7 +23,18 @@
 //!   ends the token — takes fresh labels and re-evaluates the ACL. A bad refresh token is a
 //!   401.
 //! - `client_id` is accepted and not checked (the spec calls it required, but it identifies
-//!   nothing we could verify). On POST, only the form body counts; the query is ignored.
+//!   nothing we could verify). On POST, the query is ignored.
+//! - On POST, Basic credentials are never ignored: with the `password` grant they must name
+//!   the same account and password as the form, with the `refresh_token` grant the token's
+//!   account (400 `invalid_request` otherwise, before any password is checked: two
+//!   authentication mechanisms that disagree); with a refresh token their password is checked
+//!   too, and a wrong one is a 401 counted as a failed login. A Bearer token on POST is a
+//!   400.
+//! - Errors carry both shapes clients read: the OCI `{"errors":[{code,message,detail}]}` and
+//!   OAuth2's `error`/`error_description`.
+//! - Password checks (GET Basic, POST `password` grant) go through the failed-login limits
+//!   given in the request: a locked account or address gets a 429 with `Retry-After` before
+//!   any password is checked; only a wrong password or an unknown account counts.
 //! - Nothing here logs or echoes a password or token.
 
 use std::net::IpAddr;
@@ -403,6 +414,28 @@ fn refresh_stamp(
     }
 }
 
+/// Basic credentials sent with a POST: they must agree with the body, never be ignored.
+/// `Ok(None)` without them; a Bearer token here is a 400 (nothing it could mean).
+fn post_basic<'r>(req: &'r EndpointRequest<'_>) -> Result<Option<(&'r str, &'r str)>, Failure> {
+    match &req.credentials {
+        Credentials::None => Ok(None),
+        Credentials::Basic { account, password } => Ok(Some((account, password))),
+        Credentials::Bearer(_) => Err(Failure::invalid(
+            "invalid_request",
+            "only Basic credentials may accompany a token request",
+        )),
+    }
+}
+
+/// The Basic account and the body's account differ: OAuth2's `invalid_request` (two
+/// authentication mechanisms that disagree).
+fn disagreeing_credentials() -> Failure {
+    Failure::invalid(
+        "invalid_request",
+        "the Authorization header and the form disagree",
+    )
+}
+
 async fn post(
     service: &TokenService,
     authn: &Authenticators,
@@ -429,6 +462,7 @@ async fn post(
     let body = std::str::from_utf8(req.body)
         .map_err(|_| Failure::invalid("invalid_request", "malformed parameters"))?;
     let params = Params::parse(body)?;
+    let basic = post_basic(req)?;
     let grant_type = params.one("grant_type")?;
     params.one("client_id")?;
     let scopes = params.service_and_scopes(service)?;
@@ -440,6 +474,13 @@ async fn post(
             let password = params.one("password")?.unwrap_or("");
             let offline = params.one("access_type")? == Some("offline");
             *account = Some(user.to_string());
+            // Basic credentials as well: the same account and the same password, or refused
+            // before any password is checked.
+            if let Some((basic_user, basic_password)) = basic {
+                if basic_user != user || basic_password != password {
+                    return Err(disagreeing_credentials());
+                }
+            }
             let stamp = stamp_before_login(service, authn, user, offline).await;
             let identity = login(authn, req, user, password).await?;
             let refresh = refresh_stamp(&identity, stamp)?;
@@ -461,6 +502,14 @@ async fn post(
                 .verify_refresh(token)
                 .map_err(|_: TokenError| Failure::refresh())?;
             *account = Some(claims.sub.clone());
+            // Basic credentials as well: for the token's account, and a right password (a
+            // wrong one is a failed login like any other, counted toward the lockout).
+            if let Some((basic_user, basic_password)) = basic {
+                if basic_user != claims.sub {
+                    return Err(disagreeing_credentials());
+                }
+                login(authn, req, basic_user, basic_password).await?;
+            }
             // The account must still exist, with the credential the token was issued under.
             let identity = match authn.current(&claims.sub).await {
                 Ok((identity, stamp)) if service.refresh_is_bound(token, &claims, &stamp) => {
@@ -1152,6 +1201,60 @@ mod tests {
             .await;
             assert_eq!(resp.status, status);
         }
+    }
+
+    #[tokio::test]
+    async fn post_basic_credentials_must_agree_with_the_body() {
+        let env = env();
+        let authn = standard_users(false);
+        let pw =
+            "grant_type=password&username=alice&password=alice-pw&scope=repository:alice/x:pull";
+        // The same account and password in both: fine.
+        let (resp, json) = call(&env, &authn, "POST", "", basic("alice", "alice-pw"), pw).await;
+        assert_eq!(resp.status, 200, "{json}");
+        // Another account in the header, or another password: 400, nothing issued.
+        for creds in [basic("ci", "ci-pw"), basic("alice", "wrong")] {
+            let (resp, json) = call(&env, &authn, "POST", "", creds, pw).await;
+            assert_eq!((resp.status, resp.outcome.clone()), (400, Outcome::Invalid));
+            assert_eq!(json["error"], "invalid_request");
+            assert!(json.get("access_token").is_none());
+        }
+        let (resp, _) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::Bearer("t".into()),
+            pw,
+        )
+        .await;
+        assert_eq!(resp.status, 400);
+        // A refresh token with Basic credentials: the token's account, the right password.
+        let (_, json) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::None,
+            "grant_type=password&username=ci&password=ci-pw&access_type=offline",
+        )
+        .await;
+        let refresh = json["refresh_token"].as_str().unwrap().to_string();
+        let body = format!("grant_type=refresh_token&refresh_token={refresh}");
+        let (resp, _) = call(&env, &authn, "POST", "", basic("ci", "ci-pw"), &body).await;
+        assert_eq!(resp.status, 200);
+        let (resp, _) = call(&env, &authn, "POST", "", basic("alice", "alice-pw"), &body).await;
+        assert_eq!((resp.status, resp.outcome), (400, Outcome::Invalid));
+        let (resp, json) = call(&env, &authn, "POST", "", basic("ci", "wrong"), &body).await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(json["error"], "invalid_grant");
+        assert_eq!(
+            resp.outcome,
+            Outcome::LoginFailed {
+                error: AuthnError::BadPassword,
+                locked_now: false
+            }
+        );
     }
 
     #[tokio::test]
