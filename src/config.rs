@@ -746,6 +746,15 @@ impl Config {
         {
             err("limits", "limits must be more than 0".into());
         }
+        if limits.max_uri_length > crate::limits::MAX_TARGET {
+            err(
+                "limits.max_uri_length",
+                format!(
+                    "must be at most {}: no longer request target can be parsed",
+                    crate::limits::MAX_TARGET
+                ),
+            );
+        }
         if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
             err("limits", "timeouts must be more than 0".into());
         }
@@ -982,6 +991,21 @@ mod tests {
         assert!(keys.contains(&("acl".into(), Some(3))), "{e}");
         assert!(keys.contains(&("auth.htpasswd".into(), Some(5))), "{e}");
         assert!(keys.contains(&("trusted_proxies".into(), Some(6))), "{e}");
+    }
+
+    #[test]
+    fn max_uri_length_is_bounded_by_what_can_be_parsed() {
+        let d = dir_with(&[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nlimits:\n  max_uri_length: 65535\n",
+            ),
+            ("acl.yaml", "[]\n"),
+        ]);
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("limits.max_uri_length"), "{e}");
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.0[0].message.contains("65534"), "{e}");
     }
 
     #[test]

@@ -801,3 +801,111 @@ fn ldap_accounts_in_token_mode() {
         401
     );
 }
+
+/// Runs an LDAP client command, which must succeed.
+fn run(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ldap_refresh_tokens_end_with_a_password_change_or_a_new_dn() {
+    let registry = Registry::start();
+    let mut slapd = Slapd::start(false);
+    // With the ppolicy overlay slapd records pwdChangedTime, which is how a password change
+    // can be told apart from nothing (the directory never shows the password itself).
+    slapd.stop();
+    let conf = slapd.dir.path().join("slapd.conf");
+    let text = std::fs::read_to_string(&conf).unwrap().replace(
+        "moduleload memberof.la",
+        "moduleload memberof.la\nmoduleload ppolicy.la",
+    );
+    std::fs::write(&conf, format!("{text}\noverlay ppolicy\n")).unwrap();
+    slapd.restart();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = portcullis::token::generate_dev_keypair(keys.path()).unwrap();
+    let config = format!(
+        "upstream: {{upstream}}\nauth:\n  challenge: token\n  token:\n    service: reg\n    key: token.key\n    certificate: token.crt\n{}acl: acl.yaml\n",
+        slapd.yaml("ldap.pw", "1m")
+    );
+    let files = vec![
+        ("ldap.pw", "servicepw\n".to_string()),
+        ("acl.yaml", ACL.to_string()),
+        ("token.key", std::fs::read_to_string(key).unwrap()),
+        ("token.crt", std::fs::read_to_string(cert).unwrap()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: &config,
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+    let c = proxy.client();
+    let refresh_token = |user: &str, pw: &str| {
+        let r = c
+            .post(proxy.url("/auth"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", user),
+                ("password", pw),
+                ("access_type", "offline"),
+            ])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{user}");
+        r.json::<serde_json::Value>().unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let refresh = |token: &str| {
+        c.post(proxy.url("/auth"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("scope", "repository:scores/x:pull"),
+            ])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mozart = refresh_token("mozart", "mozartpw");
+    let bach = refresh_token("bach", "bachpw");
+    assert_eq!(refresh(&mozart), 200);
+    assert_eq!(refresh(&bach), 200);
+
+    // mozart changes his own password: his refresh token ends; bach's lives on.
+    run(std::process::Command::new("ldappasswd").args([
+        "-x",
+        "-H",
+        &slapd.url(),
+        "-D",
+        "uid=mozart,ou=musicians,dc=example,dc=com",
+        "-w",
+        "mozartpw",
+        "-s",
+        "mozart-new-pw",
+    ]));
+    assert_eq!(refresh(&mozart), 401);
+    assert_eq!(refresh(&bach), 200);
+    let mozart = refresh_token("mozart", "mozart-new-pw");
+    assert_eq!(refresh(&mozart), 200);
+
+    // bach's entry gets another DN (same uid, same password): his refresh token ends too.
+    run(slapd.as_admin("ldapmodrdn").args([
+        "uid=bach,ou=musicians,dc=example,dc=com",
+        "cn=Johann Sebastian Bach",
+    ]));
+    assert_eq!(refresh(&bach), 401);
+    assert_eq!(refresh(&mozart), 200);
+    let bach = refresh_token("bach", "bachpw");
+    assert_eq!(refresh(&bach), 200);
+}

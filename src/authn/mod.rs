@@ -80,6 +80,16 @@ pub enum AuthnError {
     Unavailable(String),
 }
 
+/// What a backend says about an account's current state: its identity and a stamp of its
+/// credential (see [`Authenticator::current`]).
+#[derive(Debug)]
+pub enum Current {
+    /// This backend does not know the account: ask the next one.
+    Unknown,
+    /// This backend knows the account: its identity and credential stamp, or why not.
+    Decided(Result<(Identity, Vec<u8>), AuthnError>),
+}
+
 /// What a backend says about an account.
 #[derive(Debug)]
 pub enum Lookup {
@@ -102,6 +112,20 @@ pub trait Authenticator: Send + Sync {
 
     /// A short name for logs (`users`, `htpasswd:/etc/registry.htpasswd`).
     fn name(&self) -> &str;
+
+    /// The identity of `account` (as [`Self::lookup`]) and a *stamp* of its current credential:
+    /// bytes that change whenever what the password is checked against changes (the stored
+    /// hash; an LDAP entry's DN and password-change time). Long-lived grants — refresh tokens,
+    /// UI sessions — carry a keyed MAC of the stamp they were issued under and end when it
+    /// differs, so a password change or an edit of the account ends them. The stamp never
+    /// leaves the process unkeyed. The default (no stamp) binds grants to the account's
+    /// existence only; every backend here overrides it.
+    async fn current(&self, account: &str) -> Current {
+        match self.lookup(account).await {
+            Lookup::Unknown => Current::Unknown,
+            Lookup::Decided(result) => Current::Decided(result.map(|id| (id, Vec::new()))),
+        }
+    }
 
     /// A digest of what this backend holds for `account` (password hash, labels), for backends
     /// that read files: on reload, cached logins survive only for accounts whose fingerprint
@@ -141,8 +165,11 @@ pub struct Authenticators {
     /// [`fold::fold`] of every name an exact backend holds → that backend's position.
     shadows: HashMap<String, usize>,
     cache: Arc<cache::LoginCache>,
-    lookups: std::sync::Mutex<std::collections::HashMap<String, (Identity, std::time::Instant)>>,
+    lookups: std::sync::Mutex<LookupMap>,
 }
+
+/// Remembered [`Authenticators::current`] answers: identity, credential stamp, when.
+type LookupMap = std::collections::HashMap<String, (Identity, Vec<u8>, std::time::Instant)>;
 
 /// How long [`Authenticators::lookup_cached`] trusts an answer: Bearer requests re-check that
 /// their account exists (and read its labels) at most this often, so an LDAP directory is not
@@ -176,24 +203,59 @@ impl Authenticators {
 
     /// [`Self::lookup`], remembered for [`LOOKUP_TTL`]. Failures are not remembered.
     pub async fn lookup_cached(&self, account: &str) -> Result<Identity, AuthnError> {
+        self.current_cached(account)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// [`Self::current`], remembered for [`LOOKUP_TTL`] (a users-file change builds a new
+    /// chain, so it is seen on the next request; an LDAP change within this time). Failures
+    /// are not remembered.
+    pub async fn current_cached(&self, account: &str) -> Result<(Identity, Vec<u8>), AuthnError> {
         if let Ok(lookups) = self.lookups.lock() {
-            if let Some((identity, at)) = lookups.get(account) {
+            if let Some((identity, stamp, at)) = lookups.get(account) {
                 if at.elapsed() < LOOKUP_TTL {
-                    return Ok(identity.clone());
+                    return Ok((identity.clone(), stamp.clone()));
                 }
             }
         }
-        let identity = self.lookup(account).await?;
+        let (identity, stamp) = self.current(account).await?;
         if let Ok(mut lookups) = self.lookups.lock() {
             if lookups.len() >= LOOKUP_CAPACITY {
                 lookups.clear();
             }
             lookups.insert(
                 account.to_owned(),
-                (identity.clone(), std::time::Instant::now()),
+                (identity.clone(), stamp.clone(), std::time::Instant::now()),
             );
         }
-        Ok(identity)
+        Ok((identity, stamp))
+    }
+
+    /// The current identity of `account` and the stamp of its credential: the deciding
+    /// backend's name and [`Authenticator::current`]'s stamp, so moving an account to another
+    /// backend changes it too. What refresh tokens and UI sessions are bound to.
+    pub async fn current(&self, account: &str) -> Result<(Identity, Vec<u8>), AuthnError> {
+        if account.is_empty() {
+            return if self.anonymous_allowed {
+                Ok((Identity::anonymous(), b"anonymous".to_vec()))
+            } else {
+                Err(AuthnError::UnknownAccount)
+            };
+        }
+        for backend in &self.backends {
+            match backend.current(account).await {
+                Current::Unknown => continue,
+                Current::Decided(result) => {
+                    let (identity, stamp) = result?;
+                    let mut full = backend.name().as_bytes().to_vec();
+                    full.push(0);
+                    full.extend_from_slice(&stamp);
+                    return Ok((identity, full));
+                }
+            }
+        }
+        Err(AuthnError::UnknownAccount)
     }
 
     /// Takes over `old`'s remembered logins after a reload, so an unchanged user does not pay
@@ -555,6 +617,42 @@ mod tests {
         assert_eq!(a.lookup("bob").await.unwrap().account, "bob");
         assert_eq!(a.lookup("carol").await, Err(AuthnError::UnknownAccount));
         assert_eq!(a.lookup("").await, Err(AuthnError::UnknownAccount));
+    }
+
+    #[tokio::test]
+    async fn the_credential_stamp_follows_the_stored_hash_not_the_labels() {
+        let (ha, hb) = (hash("a-pw"), hash("b-pw"));
+        let before = chain(
+            &format!("alice:\n  password: \"{ha}\"\nbob:\n  password: \"{hb}\"\n"),
+            &format!("carol:{}\n", hash("c-pw")),
+        );
+        let (id, alice) = before.current("alice").await.unwrap();
+        assert_eq!(id.account, "alice");
+        let (_, bob) = before.current("bob").await.unwrap();
+        let (_, carol) = before.current("carol").await.unwrap();
+        assert_ne!(alice, bob);
+        assert_ne!(bob, carol);
+        // Same password, new hash (as `hash-password` makes): a new stamp. Labels and other
+        // accounts do not matter.
+        let after = chain(
+            &format!(
+                "alice:\n  password: \"{}\"\nbob:\n  password: \"{hb}\"\n  labels: {{g: [x]}}\n",
+                hash("a-pw")
+            ),
+            "",
+        );
+        assert_ne!(after.current("alice").await.unwrap().1, alice);
+        assert_eq!(after.current("bob").await.unwrap().1, bob);
+        assert_eq!(
+            after.current("carol").await,
+            Err(AuthnError::UnknownAccount)
+        );
+        // The same hash moved to another backend is another credential.
+        let moved = chain("{}", &format!("bob:{hb}\n"));
+        assert_ne!(moved.current("bob").await.unwrap().1, bob);
+        // Cached answers carry the stamp too.
+        assert_eq!(before.current_cached("bob").await.unwrap().1, bob);
+        assert_eq!(before.current_cached("bob").await.unwrap().1, bob);
     }
 
     #[tokio::test]

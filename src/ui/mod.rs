@@ -394,9 +394,11 @@ impl Ui {
         if self.revoked.contains(&claims) || claims.account.is_empty() {
             return Ok(None);
         }
-        // The account must still exist, with its current labels, as for Bearer tokens.
-        let identity = match state.authn.lookup_cached(&claims.account).await {
-            Ok(identity) => identity,
+        // The account must still exist, with its current labels, as for Bearer tokens, and
+        // with the credential it logged in with.
+        let identity = match state.authn.current_cached(&claims.account).await {
+            Ok((identity, stamp)) if session::is_bound(&self.key, &claims, &stamp) => identity,
+            Ok(_) => return Ok(None),
             Err(AuthnError::Unavailable(why)) => return Err(why),
             Err(_) => return Ok(None),
         };
@@ -590,10 +592,29 @@ impl Ui {
             account: account.clone(),
             password,
         };
+        // Read before the password check: a password changed while the login runs leaves a
+        // session bound to the old credential, which ends at once.
+        let stamp = state.authn.current(&account).await.map(|(_, stamp)| stamp);
         match proxy.login(state, &creds, client).await {
             Ok(identity) => {
-                let (value, _) =
-                    session::issue(&self.key, &identity.account, ui.session_lifetime, now);
+                let Ok(stamp) = stamp else {
+                    return self.login_form(
+                        state,
+                        request,
+                        tls,
+                        &account,
+                        Some("the login service is unavailable. Try again later."),
+                        503,
+                        Outcome::Error,
+                    );
+                };
+                let (value, _) = session::issue(
+                    &self.key,
+                    &identity.account,
+                    &stamp,
+                    ui.session_lifetime,
+                    now,
+                );
                 Answer::redirect(ui.path.clone(), Outcome::Allowed)
                     .with(
                         "Set-Cookie",
@@ -983,7 +1004,7 @@ mod tests {
         let (a, b) = (Ui::new(&config).unwrap(), Ui::new(&config).unwrap());
         let now = SystemTime::now();
         let life = config.session_lifetime;
-        let (value, _) = session::issue(&a.key, "alice", life, now);
+        let (value, _) = session::issue(&a.key, "alice", b"stamp", life, now);
         assert!(session::verify(&b.key, &value, life, now).is_some());
         let random = Ui::new(&config::Ui::default()).unwrap();
         assert!(session::verify(&random.key, &value, life, now).is_none());

@@ -111,6 +111,35 @@ enum Found {
     Many,
 }
 
+/// Attributes that record when an entry's password last changed, in the directories that keep
+/// one: `pwdChangedTime` (OpenLDAP's ppolicy overlay, 389 DS), `pwdLastSet` (Active
+/// Directory), `shadowLastChange` (posix `shadowAccount`). With the entry's DN they are the
+/// credential stamp of an LDAP account ([`Authenticator::current`]): a refresh token or UI
+/// session ends when the entry is moved, renamed or removed, or when one of these changes.
+/// A directory that keeps none of them cannot say that a password changed.
+pub const PASSWORD_CHANGE_ATTRIBUTES: &[&str] =
+    &["pwdChangedTime", "pwdLastSet", "shadowLastChange"];
+
+/// The credential stamp of an entry: its DN and its password-change attributes.
+fn credential_stamp(entry: &SearchEntry) -> Vec<u8> {
+    let mut stamp = entry.dn.as_bytes().to_vec();
+    for attribute in PASSWORD_CHANGE_ATTRIBUTES {
+        let values = entry
+            .attrs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(attribute))
+            .map(|(_, values)| values.as_slice())
+            .unwrap_or_default();
+        stamp.push(0);
+        stamp.extend_from_slice(attribute.as_bytes());
+        for value in values {
+            stamp.push(1);
+            stamp.extend_from_slice(value.as_bytes());
+        }
+    }
+    stamp
+}
+
 /// The LDAP backend.
 pub struct LdapAuthenticator {
     name: String,
@@ -218,6 +247,13 @@ impl LdapAuthenticator {
                 attributes.push(attribute.clone());
             }
         }
+        // Asked for on every search so that [`Authenticator::current`] can stamp the
+        // credential; absent attributes cost nothing.
+        for attribute in PASSWORD_CHANGE_ATTRIBUTES {
+            if !attributes.iter().any(|a| a.eq_ignore_ascii_case(attribute)) {
+                attributes.push((*attribute).to_owned());
+            }
+        }
         Ok(LdapAuthenticator {
             name: format!("ldap:{}", config.url),
             connector,
@@ -321,7 +357,7 @@ impl LdapAuthenticator {
     /// The search for `typed`, down to the identity its entry stands for — or what to
     /// answer instead: not known here (no entry, or an entry whose name is spelled otherwise),
     /// or unavailable (ambiguous, no single name, server trouble).
-    async fn resolve(&self, typed: &str) -> Result<(Identity, String), Lookup> {
+    async fn resolve(&self, typed: &str) -> Result<(Identity, SearchEntry), Lookup> {
         let entry = match self.find(typed).await {
             Err(reason) => return Err(self.unavailable(typed, reason)),
             Ok(Found::None) => return Err(Lookup::Unknown),
@@ -348,7 +384,7 @@ impl LdapAuthenticator {
             account: name,
             labels: labels::labels_from(&entry.attrs, &self.labels),
         };
-        Ok((identity, entry.dn))
+        Ok((identity, entry))
     }
 }
 
@@ -367,11 +403,11 @@ impl Authenticator for LdapAuthenticator {
                 return Lookup::Decided(Ok(identity));
             }
         }
-        let (identity, dn) = match self.resolve(account).await {
+        let (identity, entry) = match self.resolve(account).await {
             Ok(found) => found,
             Err(answer) => return answer,
         };
-        match self.bind_as(&dn, password).await {
+        match self.bind_as(&entry.dn, password).await {
             Err(reason) => self.unavailable(account, reason),
             Ok(false) => Lookup::Decided(Err(AuthnError::BadPassword)),
             Ok(true) => {
@@ -390,6 +426,19 @@ impl Authenticator for LdapAuthenticator {
         match self.resolve(account).await {
             Ok((identity, _)) => Lookup::Decided(Ok(identity)),
             Err(answer) => answer,
+        }
+    }
+
+    async fn current(&self, account: &str) -> super::Current {
+        if !is_valid_account(account) {
+            return super::Current::Unknown;
+        }
+        match self.resolve(account).await {
+            Ok((identity, entry)) => {
+                super::Current::Decided(Ok((identity, credential_stamp(&entry))))
+            }
+            Err(Lookup::Decided(Err(e))) => super::Current::Decided(Err(e)),
+            Err(_) => super::Current::Unknown,
         }
     }
 
@@ -580,6 +629,51 @@ mod tests {
         let ldap = LdapAuthenticator::new(&c, "pw".into()).unwrap();
         assert_eq!(ldap.name(), "ldap:ldap://127.0.0.1:389");
         assert_eq!(ldap.cache_ttl(), Some(Duration::from_secs(60)));
-        assert_eq!(ldap.attributes, vec!["uid", "memberOf"]);
+        assert_eq!(
+            ldap.attributes,
+            vec![
+                "uid",
+                "memberOf",
+                "pwdChangedTime",
+                "pwdLastSet",
+                "shadowLastChange"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_credential_stamp_is_the_dn_and_the_password_change_time() {
+        let entry = |dn: &str, attrs: &[(&str, &str)]| SearchEntry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
+            bin_attrs: Default::default(),
+        };
+        let base = credential_stamp(&entry("uid=a,ou=x", &[("memberOf", "cn=g")]));
+        // Labels do not matter; the DN and any password-change attribute do.
+        assert_eq!(base, credential_stamp(&entry("uid=a,ou=x", &[])));
+        assert_ne!(base, credential_stamp(&entry("uid=a,ou=y", &[])));
+        let changed = credential_stamp(&entry(
+            "uid=a,ou=x",
+            &[("pwdChangedTime", "20261201000000Z")],
+        ));
+        assert_ne!(base, changed);
+        assert_ne!(
+            changed,
+            credential_stamp(&entry(
+                "uid=a,ou=x",
+                &[("PWDCHANGEDTIME", "20261201000001Z")]
+            ))
+        );
+        assert_ne!(
+            base,
+            credential_stamp(&entry("uid=a,ou=x", &[("pwdLastSet", "1")]))
+        );
+        assert_ne!(
+            base,
+            credential_stamp(&entry("uid=a,ou=x", &[("shadowLastChange", "2")]))
+        );
     }
 }
