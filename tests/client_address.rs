@@ -85,15 +85,16 @@ fn client_written_entries_do_not_open_ip_rules() {
     // The trusted proxy itself wrote something unreadable: the client is unknown, and an
     // unknown client matches no `ip:` rule.
     assert_eq!(get(&proxy, tags, BOB, &["203.0.113.9, garbage"]), 403);
-    // The audit line names the real client, and says when it is unknown.
+    // The audit line names the real client, and says when it is unknown. (It is written
+    // after the answer is sent, so wait for it.)
+    wait_until("the audit line", std::time::Duration::from_secs(5), || {
+        proxy.proc.output().contains("\"client\":\"unknown via 127.0.0.1\"")
+    });
     let log = proxy.proc.output();
     assert!(log.contains("\"client\":\"203.0.113.9\""), "{log}");
-    assert!(
-        log.contains("\"client\":\"unknown via 127.0.0.1\""),
-        "{log}"
-    );
-    assert!(
-        log.matches("the client address is unknown").count() == 1,
+    assert_eq!(
+        log.matches("the client address is unknown").count(),
+        1,
         "the warning is logged once per change, not per request:\n{log}"
     );
 }
