@@ -847,9 +847,9 @@ fn query_first(target: &[u8], key: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and one a client named in `Connection`: none may reach
-/// the registry (an `Upgrade` answered with 101 would turn the connection into a tunnel no
-/// later request on it is authorized in).
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and `X-Hop` when a client names it in `Connection`:
+/// none may reach the registry (an `Upgrade` answered with 101 would turn the connection into a
+/// tunnel no later request on it is authorized in).
 const HOP_BY_HOP: &[&str] = &[
     "Upgrade",
     "Te",
@@ -1009,7 +1009,15 @@ fn violations(case: &Case, o: &Value) -> Vec<(&'static str, String)> {
             ));
         }
     }
+    // `X-Hop` is hop-by-hop only where the client's `Connection` names it.
+    let named_x_hop = case.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("connection")
+            && v.windows(5).any(|w| w.eq_ignore_ascii_case(b"x-hop"))
+    });
     for h in HOP_BY_HOP {
+        if *h == "X-Hop" && !named_x_hop {
+            continue;
+        }
         if !o["headers"][h].is_null() {
             v.push((
                 "hop-by-hop",
