@@ -37,14 +37,16 @@ use common::*;
 /// A blob digest to mount, and another for `digest=` values.
 const DIGEST: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 const DIGEST2: &str = "sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9";
+/// An upload id, an upload state and the multipart boundary the generated bodies use.
 const UUID: &str = "6d2d4a8e-1c1b-4a39-9a4d-2f5f0c7e3b10";
 const STATE: &str = "c3RhdGU=";
 const BOUNDARY: &str = "XyZ";
 
-/// alice's password, and her `Authorization` header.
-const ALICE: &str = "Basic YWxpY2U6YWxpY2Vwdw=="; // alice:alicepw
-const ALICE_WRONG: &str = "Basic YWxpY2U6d3Jvbmc="; // alice:wrong
+/// alice's Basic `Authorization` value (alice:alicepw), and one with a wrong password.
+const ALICE: &str = "Basic YWxpY2U6YWxpY2Vwdw==";
+const ALICE_WRONG: &str = "Basic YWxpY2U6d3Jvbmc=";
 
+/// alice may pull and push her own repositories and pull the shared ones; nothing else.
 const ACL: &str = r#"
 - match: {account: alice, name: "alice/**"}
   actions: [pull, push]
@@ -269,6 +271,7 @@ fn world_in(token: bool) -> World {
     }
 }
 
+/// The Basic-mode world.
 fn world() -> World {
     world_in(false)
 }
@@ -382,16 +385,19 @@ impl fmt::Debug for Case {
     }
 }
 
+/// One of `items`, uniformly.
 fn pick(items: &[&str]) -> BoxedStrategy<String> {
     let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
     proptest::sample::select(items).boxed()
 }
 
+/// One of `items` (raw bytes), uniformly.
 fn pick_bytes(items: &[&[u8]]) -> BoxedStrategy<Vec<u8>> {
     let items: Vec<Vec<u8>> = items.iter().map(|s| s.to_vec()).collect();
     proptest::sample::select(items).boxed()
 }
 
+/// Any method: the registry's, and a few it does not serve or spells differently.
 fn method() -> BoxedStrategy<String> {
     prop_oneof![
         12 => pick(&["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
@@ -400,6 +406,8 @@ fn method() -> BoxedStrategy<String> {
     .boxed()
 }
 
+/// Repository names: alice's (some with endpoint keywords as components), shared ones she may
+/// only pull, others she may not touch, and spellings no grammar allows.
 fn name() -> BoxedStrategy<String> {
     prop_oneof![
         10 => pick(&["alice/app", "alice/p", "alice/a/b", "alice/manifests/x",
@@ -515,6 +523,7 @@ fn splice() -> BoxedStrategy<Vec<u8>> {
     ])
 }
 
+/// A clean path, or one with [`splice`] inserted anywhere.
 fn path() -> BoxedStrategy<(Vec<u8>, &'static [&'static str])> {
     prop_oneof![
         5 => clean_path(),
@@ -529,6 +538,7 @@ fn path() -> BoxedStrategy<(Vec<u8>, &'static [&'static str])> {
     .boxed()
 }
 
+/// Query keys: the ones the registry reads, percent-encoded spellings of them, near misses.
 fn query_key() -> BoxedStrategy<String> {
     pick(&[
         "mount",
@@ -551,6 +561,7 @@ fn query_key() -> BoxedStrategy<String> {
     ])
 }
 
+/// Query values: digests and names (allowed, forbidden, encoded), broken escapes.
 fn query_value() -> BoxedStrategy<String> {
     pick(&[
         DIGEST,
@@ -575,6 +586,8 @@ fn query_value() -> BoxedStrategy<String> {
     ])
 }
 
+/// No query, a query a real client sends, or 1–3 random pairs joined by `&`, `&&` or `;`
+/// (some without `=`).
 fn query() -> BoxedStrategy<Option<String>> {
     let pairs =
         proptest::collection::vec((query_key(), query_value(), 0u8..10), 1..4).prop_map(|pairs| {
@@ -680,6 +693,8 @@ fn content_type() -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
+/// Headers besides `Content-Type`: hop-by-hop ones, forwarding ones a client might spoof, and
+/// ones registry handlers read.
 fn other_header() -> BoxedStrategy<(String, Vec<u8>)> {
     prop_oneof![
         Just(("Upgrade".to_string(), b"websocket".to_vec())),
@@ -708,6 +723,7 @@ fn other_header() -> BoxedStrategy<(String, Vec<u8>)> {
     .boxed()
 }
 
+/// Up to two `Content-Type` headers (before or after the others) and up to two others.
 fn headers() -> BoxedStrategy<Vec<(String, Vec<u8>)>> {
     let cts = prop_oneof![
         5 => Just(vec![]),
@@ -745,6 +761,7 @@ fn body_pairs() -> BoxedStrategy<Vec<(String, String)>> {
     proptest::collection::vec(pair, 1..4).boxed()
 }
 
+/// No body, a urlencoded or multipart form of [`body_pairs`], or a manifest-like JSON.
 fn body() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![
         4 => Just(Vec::new()),
@@ -766,6 +783,7 @@ fn body() -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
+/// A whole request; mostly alice's, framed by length, by chunks, or (rarely) both.
 fn case() -> impl Strategy<Value = Case> {
     let auth = prop_oneof![
         18 => Just(Auth::Alice),
@@ -893,6 +911,7 @@ fn handler_action(handler: &str) -> Option<Action> {
     })
 }
 
+/// A JSON string's text.
 fn text(v: &Value) -> Option<&str> {
     v.as_str()
 }
@@ -1209,6 +1228,7 @@ const KINDS: &[&str] = &[
     "hop-by-hop",
 ];
 
+/// `PORTCULLIS_DIFF_CASES`, default 20 000.
 fn cases() -> u32 {
     std::env::var("PORTCULLIS_DIFF_CASES")
         .ok()
@@ -1216,6 +1236,7 @@ fn cases() -> u32 {
         .unwrap_or(20_000)
 }
 
+/// `PORTCULLIS_DIFF_SEED`, or a fresh random seed.
 fn seed() -> [u8; 32] {
     let mut seed = [0u8; 32];
     match std::env::var("PORTCULLIS_DIFF_SEED") {
@@ -1328,10 +1349,12 @@ fn form_mount(content_type: &[u8], body: &[u8]) -> Case {
     }
 }
 
+/// `mount=…&from=secret/vault` as a urlencoded body.
 fn urlencoded_mount() -> Vec<u8> {
     format!("mount={DIGEST}&from=secret/vault").into_bytes()
 }
 
+/// The same as a multipart body.
 fn multipart_mount() -> Vec<u8> {
     format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"mount\"\r\n\r\n{DIGEST}\r\n\
