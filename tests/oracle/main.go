@@ -128,6 +128,8 @@ func setBody(r *http.Request) ([]byte, error) {
 	return b, err
 }
 
+// clone is r with a fresh copy of its body and no parsed form, for a read that must not
+// change what the registry's own reads see.
 func clone(r *http.Request, body []byte) *http.Request {
 	c := r.Clone(r.Context())
 	c.Body = io.NopCloser(bytes.NewReader(body))
