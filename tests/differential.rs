@@ -919,7 +919,7 @@ fn text(v: &Value) -> Option<&str> {
 /// The first value of `key` in the client's query, as Go's `url.Values.Get` reads it.
 fn query_first(target: &[u8], key: &str) -> String {
     let target = String::from_utf8_lossy(target);
-    let Some(q) = route::query_of(&target) else {
+    let Some((_, q)) = target.split_once('?') else {
         return String::new();
     };
     route::parse_query(q)
