@@ -1,6 +1,6 @@
 //! The `portcullis` command line: parse arguments, call into the library. Nothing else.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -233,15 +233,16 @@ fn acl_test(path: &Path, paths: &[PathBuf], format: TestFormat) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let report = built.state.test(&suite);
-    match format {
-        TestFormat::Junit => println!("{}", junit::to_xml(&report)),
-        TestFormat::Text => {
-            for result in &report.results {
-                println!("{result}");
-            }
-            println!("{}", report.summary());
-        }
-    }
+    // Written, not printed: `portcullis test | head` must not panic on a closed pipe.
+    let mut out = std::io::stdout().lock();
+    let _ = match format {
+        TestFormat::Junit => writeln!(out, "{}", junit::to_xml(&report)),
+        TestFormat::Text => report
+            .results
+            .iter()
+            .try_for_each(|result| writeln!(out, "{result}"))
+            .and_then(|()| writeln!(out, "{}", report.summary())),
+    };
     if report.failed() == 0 {
         ExitCode::SUCCESS
     } else {

@@ -88,7 +88,10 @@ fn client_written_entries_do_not_open_ip_rules() {
     // The audit line names the real client, and says when it is unknown. (It is written
     // after the answer is sent, so wait for it.)
     wait_until("the audit line", std::time::Duration::from_secs(5), || {
-        proxy.proc.output().contains("\"client\":\"unknown via 127.0.0.1\"")
+        proxy
+            .proc
+            .output()
+            .contains("\"client\":\"unknown via 127.0.0.1\"")
     });
     let log = proxy.proc.output();
     assert!(log.contains("\"client\":\"203.0.113.9\""), "{log}");

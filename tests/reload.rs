@@ -368,40 +368,6 @@ fn a_new_tls_certificate_is_served_to_new_connections_without_a_restart() {
 // ---------------------------------------------------------------------------------------------
 // No half-state: logins in flight across a reload, and files written slowly in place.
 
-/// A series from the admin listener's /metrics.
-fn metric(admin_port: u16, series: &str) -> f64 {
-    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/metrics"))
-        .unwrap()
-        .text()
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
-}
-
-fn reloads(admin_port: u16, result: &str) -> f64 {
-    metric(
-        admin_port,
-        &format!("portcullis_config_reloads_total{{result=\"{result}\"}}"),
-    )
-}
-
-/// Waits until the reload counter for `result` passed `before`; returns when it was seen.
-fn wait_for_reload(admin_port: u16, result: &str, before: f64, within: Duration) -> Instant {
-    let start = Instant::now();
-    loop {
-        if reloads(admin_port, result) > before {
-            return Instant::now();
-        }
-        assert!(
-            start.elapsed() < within,
-            "no {result} reload within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// CPU time (user + system) the process has used, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
