@@ -544,7 +544,10 @@ fn check_path_bytes(path: &[u8]) -> Result<(), RouteError> {
             b'\\' => return Err(RouteError::NonCanonicalPath(R_BACKSLASH)),
             // Go's request-URI parser keeps `#` in the path while others
             // (the `http` crate) cut the "fragment" off: the two would see
-            // different paths.
+            // different paths. Behind Pingora this never fires (the `http`
+            // crate has already dropped the fragment, and the target we
+            // forward is rebuilt from what we parsed, so it carries none);
+            // it keeps the parser safe for callers that hand it raw bytes.
             b'#' => return Err(RouteError::NonCanonicalPath(R_FRAGMENT)),
             // Control bytes, space, DEL and non-ASCII: Go refuses control
             // bytes, other parsers differ on the rest (obs-text, UTF-8
