@@ -33,6 +33,9 @@ pub struct Config {
     pub auth: Auth,
     /// The ACL file or folder.
     pub acl: PathBuf,
+    /// ACL tests (a file or a folder of `*.yaml`): checked at start, by `check` and before
+    /// every reload takes effect.
+    pub acl_tests: Option<PathBuf>,
     /// Worker threads for the proxy service.
     pub threads: usize,
     /// How long SIGTERM waits for requests in flight before stopping anyway.
@@ -171,6 +174,10 @@ pub struct Ldap {
     pub base: String,
     /// Search filter with `{account}`.
     pub filter: String,
+    /// The attribute whose value (read from the entry found, never the typed name) is the
+    /// account name: the login name must equal it exactly, so each person has one name for
+    /// the ACL, the labels, the lockout, the caches, tokens and the audit log.
+    pub account_attribute: String,
     /// Label name → attribute.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Per-operation timeout.
@@ -219,6 +226,8 @@ struct RawConfig {
     auth: RawAuth,
     acl: PathBuf,
     #[serde(default)]
+    acl_tests: Option<PathBuf>,
+    #[serde(default)]
     threads: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     shutdown_timeout: Option<Duration>,
@@ -248,6 +257,8 @@ struct RawUi {
 struct RawLimits {
     #[serde(default)]
     max_connections: Option<usize>,
+    #[serde(default)]
+    max_connections_per_address: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     header_read_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
@@ -343,6 +354,8 @@ struct RawLdap {
     bind_password_file: PathBuf,
     base: String,
     filter: String,
+    #[serde(default = "default_account_attribute")]
+    account_attribute: String,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
     #[serde(default, deserialize_with = "de_duration_opt")]
@@ -360,6 +373,10 @@ struct RawLockout {
     window: Option<Duration>,
     #[serde(default)]
     exempt: Vec<String>,
+}
+
+fn default_account_attribute() -> String {
+    "uid".into()
 }
 
 fn default_token_path() -> String {
@@ -544,7 +561,9 @@ impl Config {
                 Some(n) => trusted_proxies.push(n),
                 None => err(
                     "trusted_proxies",
-                    format!("{p:?} is not an address or CIDR"),
+                    format!(
+                        "{p:?} is not an address or CIDR (a CIDR's host bits must be zero: 10.0.0.0/8, not 10.0.0.1/8)"
+                    ),
                 ),
             }
         }
@@ -640,6 +659,7 @@ impl Config {
             bind_password_file: resolve(&l.bind_password_file),
             base: l.base,
             filter: l.filter,
+            account_attribute: l.account_attribute,
             labels: l.labels,
             timeout: l.timeout.unwrap_or(Duration::from_secs(5)),
             cache: l.cache.unwrap_or(Duration::from_secs(60)),
@@ -659,6 +679,23 @@ impl Config {
             }
             if !l.filter.contains("{account}") {
                 err("auth.ldap.filter", "must contain {account}".into());
+            } else if !crate::authn::ldap::account::is_attribute_name(&l.account_attribute) {
+                err(
+                    "auth.ldap.account_attribute",
+                    format!(
+                        "{:?} is not an LDAP attribute name (like `uid` or `sAMAccountName`)",
+                        l.account_attribute
+                    ),
+                );
+            } else if !crate::authn::ldap::account::filter_compares(&l.filter, &l.account_attribute)
+            {
+                err(
+                    "auth.ldap.filter",
+                    format!(
+                        "{:?} does not compare `{}` (auth.ldap.account_attribute) with {{account}}: write `({}={{account}})` in it, or set account_attribute to the attribute the filter searches. The login name must equal that attribute's value, so no login could succeed",
+                        l.filter, l.account_attribute, l.account_attribute
+                    ),
+                );
             }
             if !l.bind_password_file.is_file() {
                 err(
@@ -680,7 +717,8 @@ impl Config {
             Some(l) => {
                 let mut exempt = Vec::new();
                 for entry in &l.exempt {
-                    match parse_exact_net(entry) {
+                    // As ACL `ip:` values: a CIDR with host bits set is refused, not widened.
+                    match crate::acl::rule::parse_ip_condition(entry) {
                         Ok(net) => exempt.push(net),
                         Err(why) => {
                             // The line of the entry itself, not only of `exempt:`.
@@ -710,11 +748,20 @@ impl Config {
         if !acl.exists() {
             err("acl", format!("{} does not exist", acl.display()));
         }
+        let acl_tests = raw.acl_tests.as_deref().map(resolve);
+        if let Some(tests) = &acl_tests {
+            if !tests.exists() {
+                err("acl_tests", format!("{} does not exist", tests.display()));
+            }
+        }
         let d = crate::limits::Limits::default();
         let limits = match &raw.limits {
             None => d,
             Some(l) => crate::limits::Limits {
                 max_connections: l.max_connections.unwrap_or(d.max_connections),
+                max_connections_per_address: l
+                    .max_connections_per_address
+                    .unwrap_or(d.max_connections_per_address),
                 header_read_timeout: l.header_read_timeout.unwrap_or(d.header_read_timeout),
                 idle_timeout: l.idle_timeout.unwrap_or(d.idle_timeout),
                 max_uri_length: l.max_uri_length.unwrap_or(d.max_uri_length),
@@ -723,11 +770,21 @@ impl Config {
             },
         };
         if limits.max_connections == 0
+            || limits.max_connections_per_address == 0
             || limits.max_uri_length == 0
             || limits.max_headers == 0
             || limits.max_header_bytes == 0
         {
             err("limits", "limits must be more than 0".into());
+        }
+        if limits.max_uri_length > crate::limits::MAX_TARGET {
+            err(
+                "limits.max_uri_length",
+                format!(
+                    "must be at most {}: no longer request target can be parsed",
+                    crate::limits::MAX_TARGET
+                ),
+            );
         }
         if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
             err("limits", "timeouts must be more than 0".into());
@@ -807,6 +864,7 @@ impl Config {
                 lockout,
             },
             acl,
+            acl_tests,
             threads: raw.threads.unwrap_or_else(default_threads),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
             limits,
@@ -844,31 +902,14 @@ fn parse_upstream(text: &str) -> Result<String, String> {
     Ok(with_port)
 }
 
-/// An address or a CIDR *network*: host bits set after the prefix (`127.0.0.1/3`) are an
-/// error rather than silently cleared, because the writer most likely meant something else
-/// (`127.0.0.1/32`?) and a silently widened exemption is a hole. A bare address is a /32 or
-/// /128; an IPv4-mapped IPv6 network becomes the IPv4 one, as client addresses do.
-pub fn parse_exact_net(text: &str) -> Result<IpNet, String> {
-    let text = text.trim();
-    if let Ok(net) = text.parse::<IpNet>() {
-        if net != net.trunc() {
-            return Err(format!(
-                "{text:?} has host bits set after the /{}: write the network {} (or the address \
-                 alone for one host)",
-                net.prefix_len(),
-                net.trunc()
-            ));
-        }
-    }
-    crate::acl::rule::parse_ip_condition(text)
-        .map_err(|e| format!("{e}: expected an address or CIDR"))
-}
-
-/// An address or CIDR; a bare address is a /32 or /128.
+/// An address or CIDR; a bare address is a /32 or /128. A CIDR with host bits set
+/// (`127.0.0.1/3`) is refused: it is almost always a typo or a truncated file, and read as its
+/// network it would trust or match far more than was meant (`96.0.0.0/3`).
 pub fn parse_net(text: &str) -> Option<IpNet> {
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    match text.parse::<IpNet>() {
+        Ok(net) => (net.trunc() == net).then_some(net),
+        Err(_) => text.parse::<std::net::IpAddr>().ok().map(IpNet::from),
+    }
 }
 
 #[cfg(test)]
@@ -916,6 +957,41 @@ mod tests {
     }
 
     #[test]
+    fn ldap_account_attribute() {
+        let ldap = |extra: &str| {
+            format!(
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  ldap:\n    url: ldap://127.0.0.1:389\n    bind_dn: cn=s\n    bind_password_file: pw\n    base: dc=x\n{extra}"
+            )
+        };
+        let load = |yaml: String| {
+            let d = dir_with(&[("proxy.yaml", &yaml), ("acl.yaml", "[]\n"), ("pw", "x\n")]);
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = load(ldap("    filter: (uid={account})\n")).unwrap();
+        assert_eq!(c.auth.ldap.unwrap().account_attribute, "uid");
+        let c = load(ldap(
+            "    filter: (sAMAccountName={account})\n    account_attribute: sAMAccountName\n",
+        ))
+        .unwrap();
+        assert_eq!(c.auth.ldap.unwrap().account_attribute, "sAMAccountName");
+        // The filter searches another attribute than the one that names the account.
+        let e = load(ldap("    filter: (mail={account})\n")).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("auth.ldap.filter"), "{e}");
+        assert!(e.0[0].message.contains("account_attribute"), "{e}");
+        assert_eq!(e.0[0].line, Some(9), "{e}");
+        let e = load(ldap(
+            "    filter: (uid={account})\n    account_attribute: \"u id\"\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.0[0].key.as_deref(),
+            Some("auth.ldap.account_attribute"),
+            "{e}"
+        );
+        assert_eq!(e.0[0].line, Some(10), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_line() {
         let d = dir_with(&[
             (
@@ -946,6 +1022,21 @@ mod tests {
         assert!(keys.contains(&("acl".into(), Some(3))), "{e}");
         assert!(keys.contains(&("auth.htpasswd".into(), Some(5))), "{e}");
         assert!(keys.contains(&("trusted_proxies".into(), Some(6))), "{e}");
+    }
+
+    #[test]
+    fn max_uri_length_is_bounded_by_what_can_be_parsed() {
+        let d = dir_with(&[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nlimits:\n  max_uri_length: 65535\n",
+            ),
+            ("acl.yaml", "[]\n"),
+        ]);
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("limits.max_uri_length"), "{e}");
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.0[0].message.contains("65534"), "{e}");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! | [`config`] | `proxy.yaml`: schema, defaults, validation with file:line |
 //! | [`diagnostic`] | a located load error (file:line:column, key), shared by every loader |
 //! | [`route`] | method + `/v2` request target → [`route::Route`] (pure, fuzzed) |
+//! | [`client`] | the client address, through trusted proxies (`X-Forwarded-For` walked from the right) |
 //! | [`authn`] | one [`authn::Authenticator`] trait; static users, htpasswd; login cache |
 //! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
+//! | [`acl_tests`] | stated invariants about the ACL, checked by `test`, `check`, start and reload |
 //! | [`policy`] | credentials + route + ACL → [`policy::Decision`]: the one place that decides |
 //! | [`token`] | the Docker token service: keys, JWT signing/verification, the token endpoint |
 //! | [`upstream`] | small bounded GETs portcullis makes to the registry itself |
@@ -28,9 +30,11 @@
 //! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
 
 pub mod acl;
+pub mod acl_tests;
 pub mod admin;
 pub mod authn;
 pub mod catalog;
+pub mod client;
 pub mod config;
 pub mod diagnostic;
 pub mod errors;

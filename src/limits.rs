@@ -4,12 +4,24 @@
 //!
 //! Pingora bounds each single read of a request header (60 s) but not the whole header, so a
 //! client sending one byte a minute holds a connection for ever; [`HeaderDeadline`] bounds the
-//! whole header, from its first byte to its blank line.
+//! whole header, from its first byte to its blank line. On HTTP/2 it bounds the time to the
+//! connection preface instead, and Pingora's `h2_idle_timeout` (set from `idle_timeout` in
+//! `server.rs`) closes a connection that has no open stream, so idle HTTP/2 connections cannot
+//! pile up against `max_connections` either; `max_connections_per_address` keeps one client
+//! from taking all of them.
+//!
+//! The request-target limit is applied twice. HTTP/1 targets are measured on the wire by
+//! [`HeaderDeadline`] and answered 414 there, before Pingora parses them: Pingora (through the
+//! `http` crate, which takes at most [`MAX_TARGET`] bytes) would otherwise answer a longer one
+//! with an empty 400 that no hook of ours sees. Targets that reach the proxy (HTTP/2, and
+//! HTTP/1 within the limit) are checked by [`Limits::check`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,11 +38,35 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
+use crate::client::TrustedProxies;
+
+/// The longest request target the HTTP parser underneath (the `http` crate's `Uri`) accepts;
+/// `limits.max_uri_length` may not exceed it, so that every target over the limit gets a 414.
+pub const MAX_TARGET: usize = 65_534;
+
+/// Most bytes of an over-long request's header read (and dropped) before its 414 is sent, so
+/// that closing the connection does not reset it under the client's feet: Pingora's own bound
+/// on a request header.
+const MAX_DRAIN: usize = 1024 * 1024;
+
+/// The answer to an HTTP/1 request target over the limit, written by [`HeaderDeadline`] itself:
+/// the same status, OCI body and registry header as the proxy's other refusals.
+const TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\n\
+Content-Type: application/json\r\n\
+Docker-Distribution-API-Version: registry/2.0\r\n\
+Cache-Control: no-store\r\n\
+Connection: close\r\n\
+Content-Length: 85\r\n\
+\r\n\
+{\"errors\":[{\"code\":\"UNSUPPORTED\",\"message\":\"request target too long\",\"detail\":null}]}";
+
 /// The limits, with their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Open client connections at once; more are closed at accept.
     pub max_connections: usize,
+    /// Open client connections from one address (IPv6: one /64); trusted proxies are exempt.
+    pub max_connections_per_address: usize,
     /// Time from a request header's first byte to its end.
     pub header_read_timeout: Duration,
     /// How long an idle keep-alive connection waits for its next request.
@@ -47,6 +83,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 10_000,
+            max_connections_per_address: 256,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_uri_length: 8 * 1024,
@@ -112,22 +149,99 @@ impl Limits {
     }
 }
 
-/// Wraps a Pingora app: refuses connections past `max_connections` and puts a
-/// [`HeaderDeadline`] on each HTTP/1 connection.
+/// Wraps a Pingora app: refuses connections past `max_connections` (overall) and
+/// `max_connections_per_address`, and puts a [`HeaderDeadline`] on each connection.
 pub struct ConnectionLimiter<A> {
     inner: Arc<A>,
     open: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    trusted: TrustedProxies,
     header_timeout: Duration,
+    max_target: usize,
 }
 
 impl<A> ConnectionLimiter<A> {
-    /// Limits `inner` as `limits` says.
-    pub fn new(inner: A, limits: &Limits) -> Self {
+    /// Limits `inner` as `limits` says; connections from `trusted` proxies count only towards
+    /// the overall cap (every client behind a load balancer shares its address).
+    pub fn new(inner: A, limits: &Limits, trusted: TrustedProxies) -> Self {
         ConnectionLimiter {
             inner: Arc::new(inner),
             open: Arc::new(Semaphore::new(limits.max_connections)),
+            per_address: Arc::new(PerAddress::new(limits.max_connections_per_address)),
+            trusted,
             header_timeout: limits.header_read_timeout,
+            max_target: limits.max_uri_length.min(MAX_TARGET),
         }
+    }
+}
+
+/// Open connections per client address. The map holds only addresses with a connection
+/// open, so it is bounded by `max_connections`.
+#[derive(Debug)]
+pub struct PerAddress {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub struct AddressPermit {
+    table: Arc<PerAddress>,
+    key: IpAddr,
+}
+
+impl PerAddress {
+    /// At most `limit` connections per address.
+    pub fn new(limit: usize) -> Self {
+        PerAddress {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a connection from `ip`, or `None` when that address is at its limit.
+    pub fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<AddressPermit> {
+        let key = address_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressPermit {
+            table: self.clone(),
+            key,
+        })
+    }
+
+    /// Connections open from `ip`'s address (or /64).
+    pub fn open(&self, ip: IpAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(&address_key(ip)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for AddressPermit {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// IPv4 per address (mapped IPv6 as IPv4); IPv6 per /64, since whoever has one address of a
+/// /64 usually has all of them.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match crate::client::canonical(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -142,11 +256,26 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimiter<A> {
             tracing::warn!("connection limit reached; closing a new connection");
             return None;
         };
-        // HTTP/2 frames are binary and multiplexed: the header deadline reads HTTP/1 only.
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let _address_permit = match peer {
+            Some(ip) if !self.trusted.contains(ip) => match self.per_address.enter(ip) {
+                Some(permit) => Some(permit),
+                None => {
+                    tracing::warn!(client = %ip, "per-address connection limit reached; closing a new connection");
+                    return None;
+                }
+            },
+            _ => None,
+        };
+        // HTTP/2 frames are binary and multiplexed: there the deadline covers the preface.
         let stream: Stream = if stream.selected_alpn_proto() == Some(ALPN::H2) {
-            stream
+            Box::new(HeaderDeadline::h2_preface(stream, self.header_timeout))
         } else {
-            Box::new(HeaderDeadline::new(stream, self.header_timeout))
+            Box::new(
+                HeaderDeadline::new(stream, self.header_timeout).with_max_target(self.max_target),
+            )
         };
         let mut stream = stream;
         loop {
@@ -169,15 +298,63 @@ enum Phase {
     Header { matched: u8 },
     /// The header is complete: body bytes and the response follow.
     Rest,
+    /// HTTP/2: waiting for the rest of the 24-byte connection preface.
+    Preface { missing: u8 },
+    /// HTTP/2 after the preface: nothing more to watch (idle streams are Pingora's).
+    Done,
+}
+
+/// Length of the HTTP/2 client connection preface (`PRI * HTTP/2.0…`).
+const H2_PREFACE_LEN: u8 = 24;
+
+/// Where the request line is: its method, its target (with the bytes seen so far), or past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Method,
+    Target(usize),
+    Done,
+}
+
+impl Line {
+    /// Follows `bytes` of a request header; `Err(())` once the target is longer than `max`.
+    fn scan(mut self, bytes: &[u8], max: usize) -> Result<Line, ()> {
+        for &b in bytes {
+            self = match (self, b) {
+                (Line::Method, b' ') => Line::Target(0),
+                (Line::Method, _) => Line::Method,
+                (Line::Target(_), b' ' | b'\r' | b'\n') => return Ok(Line::Done),
+                (Line::Target(n), _) if n + 1 > max => return Err(()),
+                (Line::Target(n), _) => Line::Target(n + 1),
+                (Line::Done, _) => return Ok(Line::Done),
+            };
+        }
+        Ok(self)
+    }
+}
+
+/// An over-long request being refused: its header is read and dropped, then the 414 written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Reading the rest of the header (`phase` finds its end; `read` bytes so far).
+    Draining { phase: Phase, read: usize },
+    /// Writing [`TOO_LONG`], `written` bytes so far.
+    Writing { written: usize },
+    /// Written and flushed: every read now says end of stream.
+    Done,
 }
 
 /// An HTTP/1 stream whose request headers must arrive within a deadline counted from their
-/// first byte (idle keep-alive time before it is not counted: that is the idle timeout's job).
+/// first byte (idle keep-alive time before it is not counted: that is the idle timeout's job),
+/// and whose request targets must not be longer than `limits.max_uri_length` (answered 414
+/// here, see the module doc).
 pub struct HeaderDeadline {
     inner: Stream,
     timeout: Duration,
     phase: Phase,
     timer: Option<Pin<Box<Sleep>>>,
+    max_target: usize,
+    line: Line,
+    refusal: Option<Refusal>,
 }
 
 impl fmt::Debug for HeaderDeadline {
@@ -196,6 +373,76 @@ impl HeaderDeadline {
             timeout,
             phase: Phase::Header { matched: 0 },
             timer: None,
+            max_target: MAX_TARGET,
+            line: Line::Method,
+            refusal: None,
+        }
+    }
+
+    /// Wraps an HTTP/2 `inner`, whose client must send its preface within `timeout` from now
+    /// (Pingora's HTTP/2 handshake would otherwise wait for it for ever).
+    pub fn h2_preface(inner: Stream, timeout: Duration) -> Self {
+        HeaderDeadline {
+            phase: Phase::Preface {
+                missing: H2_PREFACE_LEN,
+            },
+            timer: Some(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
+            ..HeaderDeadline::new(inner, timeout)
+        }
+    }
+
+    /// Refuses request targets longer than `max` bytes (at most [`MAX_TARGET`]) with a 414.
+    pub fn with_max_target(mut self, max: usize) -> Self {
+        self.max_target = max.min(MAX_TARGET);
+        self
+    }
+
+    /// Drives a [`Refusal`]: drain the header, write the 414, flush, then end of stream (so
+    /// Pingora closes the connection without answering anything itself).
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let Some(refusal) = self.refusal else {
+                return Poll::Ready(Ok(()));
+            };
+            self.refusal = Some(match refusal {
+                Refusal::Draining { phase, read } => {
+                    if phase == Phase::Rest || read >= MAX_DRAIN {
+                        Refusal::Writing { written: 0 }
+                    } else {
+                        let mut scratch = [0u8; 8192];
+                        let mut rb = ReadBuf::new(&mut scratch);
+                        match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                                Refusal::Writing { written: 0 }
+                            }
+                            Poll::Ready(Ok(())) => Refusal::Draining {
+                                phase: scan(phase, rb.filled()),
+                                read: read + rb.filled().len(),
+                            },
+                        }
+                    }
+                }
+                Refusal::Writing { written } if written < TOO_LONG.len() => {
+                    match Pin::new(&mut self.inner).poll_write(cx, &TOO_LONG[written..]) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                        }
+                        Poll::Ready(Ok(n)) => Refusal::Writing {
+                            written: written + n,
+                        },
+                    }
+                }
+                Refusal::Writing { .. } => match Pin::new(&mut self.inner).poll_flush(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => Refusal::Done,
+                },
+                Refusal::Done => return Poll::Ready(Ok(())),
+            });
         }
     }
 }
@@ -234,11 +481,41 @@ impl AsyncRead for HeaderDeadline {
                 )));
             }
         }
+        if this.refusal.is_some() {
+            return this.poll_refusal(cx);
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Poll::Ready(Ok(())), Phase::Preface { missing }) = (&result, this.phase) {
+            let got = (buf.filled().len() - before).min(usize::from(missing)) as u8;
+            this.phase = match missing - got {
+                0 => Phase::Done,
+                missing => Phase::Preface { missing },
+            };
+            if this.phase == Phase::Done {
+                this.timer = None;
+            }
+            return result;
+        }
         if let Poll::Ready(Ok(())) = result {
             let new = buf.filled()[before..].to_vec();
             if !new.is_empty() && matches!(this.phase, Phase::Header { .. }) {
+                match this.line.scan(&new, this.max_target) {
+                    Ok(line) => this.line = line,
+                    Err(()) => {
+                        // Pingora must not see this request: hide what was read, answer here.
+                        buf.set_filled(before);
+                        tracing::info!(
+                            limit = this.max_target,
+                            "request target longer than limits.max_uri_length: answered 414"
+                        );
+                        this.refusal = Some(Refusal::Draining {
+                            phase: scan(this.phase, &new),
+                            read: new.len(),
+                        });
+                        return this.poll_refusal(cx);
+                    }
+                }
                 if this.timer.is_none() {
                     let mut timer =
                         Box::pin(tokio::time::sleep_until(Instant::now() + this.timeout));
@@ -269,6 +546,7 @@ impl AsyncWrite for HeaderDeadline {
             && !buf.starts_with(b"HTTP/1.0 1")
         {
             self.phase = Phase::Header { matched: 0 };
+            self.line = Line::Method;
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -294,6 +572,7 @@ impl AsyncWrite for HeaderDeadline {
                 .unwrap_or(&[]);
             if !first.starts_with(b"HTTP/1.1 1") && !first.starts_with(b"HTTP/1.0 1") {
                 self.phase = Phase::Header { matched: 0 };
+                self.line = Line::Method;
             }
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
@@ -386,6 +665,55 @@ mod tests {
             Phase::Header { matched: 2 }
         );
         assert_eq!(scan(Phase::Rest, b"\r\n\r\n"), Phase::Rest);
+    }
+
+    #[test]
+    fn request_targets_are_measured_across_reads() {
+        let line = Line::Method.scan(b"\r\nGET /v2/", 10).unwrap();
+        assert_eq!(line, Line::Target(4));
+        assert_eq!(line.scan(b"abcdef", 10), Ok(Line::Target(10)));
+        assert_eq!(line.scan(b"abcdefg", 10), Err(()));
+        assert_eq!(line.scan(b"abc HTTP/1.1\r\n", 10), Ok(Line::Done));
+        assert_eq!(Line::Done.scan(&[b'a'; 100], 10), Ok(Line::Done));
+        // A long method or header is not a long target.
+        assert_eq!(Line::Method.scan(&[b'A'; 100], 10), Ok(Line::Method));
+    }
+
+    #[test]
+    fn the_canned_414_is_well_formed() {
+        let text = std::str::from_utf8(TOO_LONG).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 414 "));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["errors"][0]["code"], "UNSUPPORTED");
+        assert_eq!(json["errors"][0]["message"], Exceeded::Uri.message());
+    }
+
+    #[test]
+    fn connections_per_address() {
+        let table = Arc::new(PerAddress::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let first = table.enter(a).unwrap();
+        let second = table.enter(mapped).expect("the same client, counted once");
+        assert!(table.enter(a).is_none(), "a third is refused");
+        assert!(table.enter("192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        assert_eq!(table.open(a), 1);
+        let third = table.enter(a).expect("a slot freed up");
+        drop((second, third));
+        assert_eq!(table.open(a), 0);
+        assert!(
+            table.open.lock().unwrap().is_empty(),
+            "no entry outlives its connections"
+        );
+        // IPv6 per /64.
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let _p = (table.enter(x).unwrap(), table.enter(y).unwrap());
+        assert!(table.enter("2001:db8:1:2::77".parse().unwrap()).is_none());
+        assert!(table.enter("2001:db8:1:3::1".parse().unwrap()).is_some());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `portcullis` command line: parse arguments, call into the library. Nothing else.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +34,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TestFormat {
+    Text,
+    Junit,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Json,
     Text,
@@ -60,6 +66,15 @@ enum Command {
         #[arg(required = true)]
         scopes: Vec<String>,
     },
+    /// Run ACL tests: each case is decided by the same matcher as the proxy; exit 0 when all
+    /// pass, 1 otherwise.
+    Test {
+        /// Test files or folders; default: `acl_tests` from the configuration.
+        paths: Vec<PathBuf>,
+        /// Output: one line per case and a summary, or JUnit XML for CI systems.
+        #[arg(long, value_enum, default_value_t = TestFormat::Text)]
+        format: TestFormat,
+    },
     /// Write a development token key pair (EC P-256 `token.key`, self-signed `token.crt`) for
     /// `auth.token.key` / `auth.token.certificate` and registry:2's `rootcertbundle`.
     GenTokenKey {
@@ -82,6 +97,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),
         Command::Check => return check(&cli.config),
+        Command::Test { paths, format } => return acl_test(&cli.config, &paths, format),
         Command::Explain {
             account,
             ip,
@@ -159,10 +175,11 @@ fn check(path: &Path) -> ExitCode {
                 println!("warning: {w}");
             }
             println!(
-                "ok: {} static users, {} htpasswd accounts, {} ACL rules; listen {}{}, upstream {}",
+                "ok: {} static users, {} htpasswd accounts, {} ACL rules, {} ACL tests passed; listen {}{}, upstream {}",
                 summary.users,
                 summary.htpasswd_users,
                 summary.rules,
+                summary.acl_tests,
                 config.listen,
                 if config.tls.is_some() {
                     " (TLS)"
@@ -179,6 +196,58 @@ fn check(path: &Path) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+fn acl_test(path: &Path, paths: &[PathBuf], format: TestFormat) -> ExitCode {
+    use portcullis::acl_tests::{junit, Suite};
+    let fail = |errors: &Diagnostics| {
+        for e in &errors.0 {
+            eprintln!("error: {e}");
+        }
+        ExitCode::FAILURE
+    };
+    let config = match Config::load(path) {
+        Ok(config) => Arc::new(config),
+        Err(e) => return fail(&e),
+    };
+    let paths: Vec<PathBuf> = if paths.is_empty() {
+        match &config.acl_tests {
+            Some(p) => vec![p.clone()],
+            None => {
+                eprintln!(
+                    "error: no ACL tests: name files or folders, or set `acl_tests` in {}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        paths.to_vec()
+    };
+    let (built, _) = match State::build_untested(config) {
+        Ok(b) => b,
+        Err(e) => return fail(&e),
+    };
+    let suite = match Suite::load_all(&paths) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let report = built.state.test(&suite);
+    // Written, not printed: `portcullis test | head` must not panic on a closed pipe.
+    let mut out = std::io::stdout().lock();
+    let _ = match format {
+        TestFormat::Junit => writeln!(out, "{}", junit::to_xml(&report)),
+        TestFormat::Text => report
+            .results
+            .iter()
+            .try_for_each(|result| writeln!(out, "{result}"))
+            .and_then(|()| writeln!(out, "{}", report.summary())),
+    };
+    if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

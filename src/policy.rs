@@ -257,6 +257,7 @@ mod tests {
                 })
                 .collect(),
             token_use: None,
+            cred: None,
         }
     }
 

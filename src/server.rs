@@ -104,10 +104,20 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             ui: Arc::new(crate::ui::Ui::new(&config.ui).map_err(|e| anyhow!("ui: {e}"))?),
         },
     );
-    let app = pingora::proxy::http_proxy(&server.configuration, proxy);
+    let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
+    // An HTTP/2 connection with no open stream is closed after `idle_timeout`, as an idle
+    // HTTP/1 keep-alive connection is; otherwise idle h2 connections could hold every slot of
+    // `max_connections`.
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(config.limits.idle_timeout);
+    app.server_options = Some(options);
     let mut service = Service::new(
         "portcullis".to_string(),
-        ConnectionLimiter::new(app, &config.limits),
+        ConnectionLimiter::new(
+            app,
+            &config.limits,
+            crate::client::TrustedProxies::new(config.trusted_proxies.clone()),
+        ),
     );
     let listen = config.listen.to_string();
     let certs = match &config.tls {

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::acl::Acl;
+use crate::acl::{Acl, Labels};
+use crate::acl_tests::{self, Suite};
 use crate::authn::htpasswd::Htpasswd;
 use crate::authn::users::StaticUsers;
 use crate::authn::{Authenticator, Authenticators};
@@ -21,9 +22,25 @@ pub struct State {
     pub acl: Acl,
     /// The token service, when `auth.token` is configured (its key reloads with the rest).
     pub token: Option<Arc<TokenService>>,
+    /// The static users, whose labels ACL tests use when a case states none.
+    static_users: Option<Arc<StaticUsers>>,
 }
 
 impl State {
+    /// Decides every case of `suite` under this state's ACL, exactly as requests are decided.
+    /// A case without `labels` uses the account's labels from the static users (LDAP and
+    /// htpasswd accounts have none here: state them in the case).
+    pub fn test<'a>(&self, suite: &'a Suite) -> acl_tests::Report<'a> {
+        let labels_of = |account: &str| -> Labels {
+            self.static_users
+                .as_ref()
+                .and_then(|u| u.get(account))
+                .map(|u| u.labels.clone())
+                .unwrap_or_default()
+        };
+        acl_tests::run(suite, &self.acl, &labels_of, self.service())
+    }
+
     /// The service name ACL rules see: the token service's, or docker_auth's default.
     pub fn service(&self) -> &str {
         self.token
@@ -50,17 +67,44 @@ pub struct Summary {
     pub htpasswd_users: usize,
     /// ACL rules.
     pub rules: usize,
+    /// ACL test cases, all of which passed.
+    pub acl_tests: usize,
 }
 
 impl State {
-    /// Loads every file `config` points at. All errors from all files are returned together.
+    /// Loads every file `config` points at and runs the ACL tests (`acl_tests`) against the
+    /// result: a set that breaks a stated case is refused like one that does not parse, so a
+    /// start, `check` or a reload never puts it in force. All errors from all files (and every
+    /// failing case) are returned together.
     pub fn build(config: Arc<Config>) -> Result<(Built, Summary), Diagnostics> {
+        let (built, mut summary) = State::build_untested(config)?;
+        let Some(path) = &built.state.config.acl_tests else {
+            return Ok((built, summary));
+        };
+        let suite = Suite::load(path)?;
+        let report = built.state.test(&suite);
+        let failures: Vec<Diagnostic> = report
+            .results
+            .iter()
+            .filter_map(|r| r.diagnostic())
+            .collect();
+        if !failures.is_empty() {
+            return Err(Diagnostics(failures));
+        }
+        summary.acl_tests = suite.len();
+        Ok((built, summary))
+    }
+
+    /// [`State::build`] without running the ACL tests: for `portcullis test`, which reports
+    /// every case itself instead of refusing the set.
+    pub fn build_untested(config: Arc<Config>) -> Result<(Built, Summary), Diagnostics> {
         let mut errors = Vec::new();
         let mut backends: Vec<Arc<dyn Authenticator>> = Vec::new();
         let mut summary = Summary {
             users: 0,
             htpasswd_users: 0,
             rules: 0,
+            acl_tests: 0,
         };
         let mut anonymous = false;
         let users = match &config.auth.users {
@@ -74,10 +118,11 @@ impl State {
                 }
             },
         };
-        if let Some(users) = users {
+        let users = users.map(Arc::new);
+        if let Some(users) = &users {
             summary.users = users.len();
             anonymous = users.contains("");
-            backends.push(Arc::new(users));
+            backends.push(users.clone());
         }
         for path in &config.auth.htpasswd {
             match Htpasswd::load(path) {
@@ -129,6 +174,7 @@ impl State {
                     authn: Authenticators::new(backends, anonymous),
                     acl,
                     token,
+                    static_users: users,
                 },
                 warnings,
             },

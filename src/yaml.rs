@@ -11,6 +11,7 @@
 //! "billion laughs" document is an error rather than an out-of-memory.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -21,6 +22,59 @@ pub const MAX_DEPTH: usize = 128;
 /// Most nodes [`parse_marked`] will build, counting alias expansions, so that aliases
 /// cannot make a small file explode in memory.
 pub const MAX_NODES: usize = 1_000_000;
+
+/// True for the names [`files_in`] lists: `*.yaml`/`*.yml`, not starting with `.`
+/// (Kubernetes ConfigMap mounts hold `..data` and `..2026_…` entries).
+pub fn is_listed_file_name(name: &str) -> bool {
+    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+/// The `*.yaml` and `*.yml` files of `dir` in name order, hidden files skipped: the one rule
+/// for every "a file, or a folder read in name order" key (`acl`, `acl_tests`). `what` names
+/// the files in errors ("ACL"). Unreadable entries are errors; the files found are returned
+/// anyway.
+pub fn files_in(dir: &Path, what: &str) -> (Vec<PathBuf>, Vec<crate::diagnostic::Diagnostic>) {
+    use crate::diagnostic::Diagnostic;
+    let mut errors = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(Diagnostic::new(
+                dir,
+                format!("cannot read {what} folder: {e}"),
+            ));
+            return (Vec::new(), errors);
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(Diagnostic::new(
+                    dir,
+                    format!("cannot read {what} folder: {e}"),
+                ));
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        if !is_listed_file_name(&name.to_string_lossy()) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => files.push((name, path)),
+            Ok(_) => {}
+            Err(e) => errors.push(Diagnostic::new(
+                &path,
+                format!("cannot read {what} file: {e}"),
+            )),
+        }
+    }
+    files.sort();
+    (files.into_iter().map(|(_, path)| path).collect(), errors)
+}
 
 /// A YAML node with the position it starts at, so loaders can report semantic errors
 /// at the exact line and column.

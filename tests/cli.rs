@@ -138,6 +138,50 @@ fn check_reports_every_error_with_file_and_line_and_exits_1() {
 }
 
 #[test]
+fn check_refuses_an_ldap_name_attribute_the_filter_does_not_search_and_host_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nauth:\n  ldap:\n    url: ldap://127.0.0.1:389\n    bind_dn: cn=s\n    bind_password_file: ldap.pw\n    base: dc=x\n    filter: (mail={account})\nacl: acl.yaml\n",
+            ),
+            ("ldap.pw", "pw\n"),
+            ("acl.yaml", "- match: {ip: 127.0.0.1/3}\n  actions: [pull]\n"),
+        ],
+    );
+    let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in ["proxy.yaml:8", "auth.ldap.filter", "account_attribute"] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // With the attribute the filter searches, the LDAP part is accepted; the ACL is not.
+    let config = std::fs::read_to_string(dir.path().join("proxy.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("proxy.yaml"),
+        config.replace(
+            "(mail={account})\n",
+            "(mail={account})\n    account_attribute: mail\n",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in ["acl.yaml:1", "host bits", "96.0.0.0/3"] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("auth.ldap"), "{err}");
+    std::fs::write(
+        dir.path().join("acl.yaml"),
+        "- match: {ip: 127.0.0.1/32}\n  actions: [pull]\n",
+    )
+    .unwrap();
+    let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
 fn a_docker_auth_config_file_works_as_users_and_acl() {
     let dir = tempfile::tempdir().unwrap();
     let auth_config = format!(

@@ -436,16 +436,74 @@ fn through_the_proxy() {
     );
 }
 
+/// Spellings slapd finds the entry of `mozart` under (uid is caseIgnoreMatch, compared after
+/// case folding and compatibility normalisation), but which are not its name. (slapd does not
+/// drop a soft hyphen; the chain's shadowing key does, see src/authn/fold.rs.)
+const MOZART_SPELLINGS: &[&str] = &["MOZART", "Mozart", "mOZART", "ｍｏｚａｒｔ", "Ｍｏｚａｒｔ"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn account_names_match_as_the_directory_matches() {
-    // uid uses caseIgnoreMatch: the directory finds `MOZART`, and the identity keeps the name
-    // as typed (ACL rules on account names see `MOZART`, not `mozart`).
+async fn the_account_is_the_directorys_spelling_of_the_name() {
     let slapd = Slapd::start(false);
     let ldap = backend(&slapd.config());
+    for spelling in MOZART_SPELLINGS {
+        // The directory does find the entry under this spelling: the service account's own
+        // search says so, so the refusal below is portcullis's, not the directory's.
+        let out = std::process::Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &slapd.url(),
+                "-D",
+                common::slapd::BIND_DN,
+                "-w",
+            ])
+            .arg(common::slapd::BIND_PASSWORD)
+            .args([
+                "-b",
+                common::slapd::BASE,
+                &format!("(uid={spelling})"),
+                "uid",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("uid: mozart"),
+            "slapd does not match {spelling:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // ...and the login is refused with the right password, and without a bind (the
+        // answer is the same as for an unknown account).
+        assert!(
+            matches!(
+                ldap.authenticate(spelling, "mozartpw").await,
+                Lookup::Unknown
+            ),
+            "{spelling:?}"
+        );
+        assert!(
+            matches!(ldap.lookup(spelling).await, Lookup::Unknown),
+            "{spelling:?}"
+        );
+    }
     assert_eq!(
-        ok(ldap.authenticate("MOZART", "mozartpw").await).account,
-        "MOZART"
+        ok(ldap.authenticate("mozart", "mozartpw").await).account,
+        "mozart"
     );
+    // The directory's spelling is the name, capital and all.
+    let haydn = ok(ldap.authenticate("Haydn", "haydnpw").await);
+    assert_eq!(haydn.account, "Haydn");
+    assert!(matches!(
+        ldap.authenticate("haydn", "haydnpw").await,
+        Lookup::Unknown
+    ));
+    assert_eq!(ok(ldap.lookup("Haydn").await).account, "Haydn");
+    // One person, two values of uid: fails closed, under either name.
+    for name in ["vivaldi", "antonio"] {
+        let reason = unavailable(ldap.authenticate(name, "vivaldipw").await);
+        assert!(reason.contains("several values of uid"), "{reason}");
+        unavailable(ldap.lookup(name).await);
+    }
     // Names with surrounding spaces or control characters never reach the directory.
     assert!(matches!(
         ldap.authenticate(" mozart", "mozartpw").await,
@@ -455,6 +513,210 @@ async fn account_names_match_as_the_directory_matches() {
         ldap.authenticate("mozart\n", "mozartpw").await,
         Lookup::Unknown
     ));
+
+    // Another attribute as the name: the filter must compare it.
+    let mut by_cn = slapd.config();
+    by_cn.filter = "(&(objectClass=inetOrgPerson)(cn={account}))".into();
+    by_cn.account_attribute = "cn".into();
+    let by_cn = backend(&by_cn);
+    let id = ok(by_cn.authenticate("Johann Sebastian Bach", "bachpw").await);
+    assert_eq!(id.account, "Johann Sebastian Bach");
+    assert!(matches!(
+        by_cn.authenticate("johann sebastian bach", "bachpw").await,
+        Lookup::Unknown
+    ));
+    let mut mismatched = slapd.config();
+    mismatched.account_attribute = "cn".into();
+    let e = LdapAuthenticator::load(&mismatched).err().unwrap();
+    assert_eq!(e.0[0].key.as_deref(), Some("auth.ldap.account_attribute"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_spellings_cannot_dodge_the_lockout() {
+    // The lockout counts the typed name before the password is checked. Every spelling other
+    // than the directory's is refused whatever the password, so `mozart`, locked from the
+    // attacker's address, cannot be reached from there as `mOZART`, and guessing through other
+    // spellings learns nothing.
+    use portcullis::authn::lockout::{guarded_login, Lockout, Refused};
+    let slapd = Slapd::start(false);
+    let chain = Authenticators::new(vec![Arc::new(backend(&slapd.config()))], false);
+    let lockout = Lockout::new(portcullis::config::Lockout {
+        failures: 3,
+        window: Duration::from_secs(300),
+        ..Default::default()
+    });
+    let attacker = Some("192.0.2.1".parse().unwrap());
+    for _ in 0..3 {
+        assert!(
+            guarded_login(Some(&lockout), &chain, "mozart", "guess", attacker)
+                .await
+                .is_err()
+        );
+    }
+    assert!(matches!(
+        guarded_login(Some(&lockout), &chain, "mozart", "mozartpw", attacker).await,
+        Err(Refused::Locked { .. })
+    ));
+    for spelling in MOZART_SPELLINGS {
+        match guarded_login(Some(&lockout), &chain, spelling, "mozartpw", attacker).await {
+            Err(Refused::Failed { error, .. }) => {
+                assert_eq!(error, AuthnError::UnknownAccount, "{spelling:?}")
+            }
+            Err(Refused::Locked { .. }) => {}
+            Ok(id) => panic!(
+                "{spelling:?} logged in as {:?} past the lockout",
+                id.account
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_accounts_shadow_every_spelling_of_their_name() {
+    let slapd = Slapd::start(false);
+    let users = portcullis::authn::users::StaticUsers::parse(
+        &format!(
+            "bach:\n  password: \"{}\"\nhaydn:\n  password: \"{}\"\n",
+            hash("static-bach"),
+            hash("static-haydn")
+        ),
+        std::path::Path::new("users.yaml"),
+    )
+    .unwrap();
+    let chain = Authenticators::new(
+        vec![Arc::new(users), Arc::new(backend(&slapd.config()))],
+        false,
+    );
+    // `bach` is the static user's: LDAP's password does not work, the static one does.
+    assert_eq!(
+        chain.login("bach", "bachpw").await,
+        Err(AuthnError::BadPassword)
+    );
+    assert_eq!(
+        chain.login("bach", "static-bach").await.unwrap().account,
+        "bach"
+    );
+    // Other spellings reach LDAP, which does not accept them as names.
+    for spelling in ["Bach", "BACH", "ｂａｃｈ"] {
+        assert!(
+            chain.login(spelling, "bachpw").await.is_err(),
+            "{spelling:?}"
+        );
+        assert!(chain.lookup(spelling).await.is_err(), "{spelling:?}");
+    }
+    // The directory's `Haydn` is a spelling of the static `haydn`: shadowed, although it is
+    // the directory's exact name.
+    assert_eq!(
+        chain.login("Haydn", "haydnpw").await,
+        Err(AuthnError::BadPassword)
+    );
+    assert_eq!(chain.lookup("Haydn").await, Err(AuthnError::UnknownAccount));
+    // Without the static haydn, `Haydn` logs in through LDAP.
+    let ldap_only = Authenticators::new(vec![Arc::new(backend(&slapd.config()))], false);
+    assert_eq!(
+        ldap_only.login("Haydn", "haydnpw").await.unwrap().account,
+        "Haydn"
+    );
+}
+
+/// One rule on an account name, one on a label LDAP gives (mozart is in `builders`), and
+/// pull for everyone else.
+const SPELLING_ACL: &str = r#"
+- match: {account: mozart, name: "shared/*"}
+  actions: []
+- match: {labels: {groups: builders}, name: "labelled/*"}
+  actions: []
+- match: {account: "/.+/"}
+  actions: [pull]
+"#;
+
+#[test]
+fn spellings_through_the_proxy() {
+    let registry = Registry::start();
+    let slapd = Slapd::start(false);
+    let config = format!(
+        "upstream: {{upstream}}\nauth:\n  challenge: basic\n  users: users.yaml\n{}  lockout: {{failures: 0}}\nacl: acl.yaml\n",
+        slapd.yaml("ldap.pw", "1m")
+    );
+    let files = vec![
+        (
+            "users.yaml",
+            format!(
+                "bach:\n  password: \"{}\"\nhaydn:\n  password: \"{}\"\n",
+                hash("static-bach"),
+                hash("static-haydn")
+            ),
+        ),
+        ("ldap.pw", "servicepw\n".to_string()),
+        ("acl.yaml", SPELLING_ACL.to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: &config,
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+    let c = proxy.client();
+    let status = |user: &str, pw: &str, repo: &str| {
+        c.get(proxy.url(&format!("/v2/{repo}/tags/list")))
+            .basic_auth(user, Some(pw))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Allowed requests reach the registry, which does not know the repository: 404.
+    assert_eq!(status("mozart", "mozartpw", "shared/s"), 403);
+    assert_eq!(status("mozart", "mozartpw", "labelled/s"), 403);
+    assert_eq!(status("mozart", "mozartpw", "other/s"), 404);
+    for spelling in MOZART_SPELLINGS {
+        for repo in ["shared/s", "labelled/s", "other/s"] {
+            assert_eq!(
+                status(spelling, "mozartpw", repo),
+                401,
+                "{spelling:?} {repo}"
+            );
+        }
+    }
+    // Static shadowing, through the proxy.
+    assert_eq!(status("bach", "static-bach", "shared/s"), 404);
+    assert_eq!(status("bach", "bachpw", "shared/s"), 401);
+    assert_eq!(status("Bach", "bachpw", "shared/s"), 401);
+    assert_eq!(status("Haydn", "haydnpw", "shared/s"), 401);
+
+    // The audit log names the directory's spelling for every allowed or denied request, and
+    // no other spelling of mozart ever got past the login.
+    wait_until("audit lines", Duration::from_secs(5), || {
+        proxy.proc.output().matches("\"target\":\"audit\"").count() >= 22
+    });
+    let log = proxy.proc.output();
+    let audit: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "audit")
+        .collect();
+    let field = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .or_else(|| v["fields"].get(k))
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut mozart_decided = 0;
+    for line in &audit {
+        let account = field(line, "account");
+        let decision = field(line, "decision");
+        if account.eq_ignore_ascii_case("mozart") && decision != "unauthenticated" {
+            assert_eq!(account, "mozart", "{line}");
+            mozart_decided += 1;
+        }
+        if MOZART_SPELLINGS.contains(&account.as_str()) {
+            assert_eq!(decision, "unauthenticated", "{line}");
+        }
+    }
+    assert_eq!(mozart_decided, 3, "{audit:#?}");
 }
 
 #[test]
@@ -539,4 +801,112 @@ fn ldap_accounts_in_token_mode() {
         token_for("kant", "kantpw", "repository:builds/app:pull").status(),
         401
     );
+}
+
+/// Runs an LDAP client command, which must succeed.
+fn run(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ldap_refresh_tokens_end_with_a_password_change_or_a_new_dn() {
+    let registry = Registry::start();
+    let mut slapd = Slapd::start(false);
+    // With the ppolicy overlay slapd records pwdChangedTime, which is how a password change
+    // can be told apart from nothing (the directory never shows the password itself).
+    slapd.stop();
+    let conf = slapd.dir.path().join("slapd.conf");
+    let text = std::fs::read_to_string(&conf).unwrap().replace(
+        "moduleload memberof.la",
+        "moduleload memberof.la\nmoduleload ppolicy.la",
+    );
+    std::fs::write(&conf, format!("{text}\noverlay ppolicy\n")).unwrap();
+    slapd.restart();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = portcullis::token::generate_dev_keypair(keys.path()).unwrap();
+    let config = format!(
+        "upstream: {{upstream}}\nauth:\n  challenge: token\n  token:\n    service: reg\n    key: token.key\n    certificate: token.crt\n{}acl: acl.yaml\n",
+        slapd.yaml("ldap.pw", "1m")
+    );
+    let files = vec![
+        ("ldap.pw", "servicepw\n".to_string()),
+        ("acl.yaml", ACL.to_string()),
+        ("token.key", std::fs::read_to_string(key).unwrap()),
+        ("token.crt", std::fs::read_to_string(cert).unwrap()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: &config,
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+    let c = proxy.client();
+    let refresh_token = |user: &str, pw: &str| {
+        let r = c
+            .post(proxy.url("/auth"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", user),
+                ("password", pw),
+                ("access_type", "offline"),
+            ])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{user}");
+        r.json::<serde_json::Value>().unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let refresh = |token: &str| {
+        c.post(proxy.url("/auth"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("scope", "repository:scores/x:pull"),
+            ])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mozart = refresh_token("mozart", "mozartpw");
+    let bach = refresh_token("bach", "bachpw");
+    assert_eq!(refresh(&mozart), 200);
+    assert_eq!(refresh(&bach), 200);
+
+    // mozart changes his own password: his refresh token ends; bach's lives on.
+    run(std::process::Command::new("ldappasswd").args([
+        "-x",
+        "-H",
+        &slapd.url(),
+        "-D",
+        "uid=mozart,ou=musicians,dc=example,dc=com",
+        "-w",
+        "mozartpw",
+        "-s",
+        "mozart-new-pw",
+    ]));
+    assert_eq!(refresh(&mozart), 401);
+    assert_eq!(refresh(&bach), 200);
+    let mozart = refresh_token("mozart", "mozart-new-pw");
+    assert_eq!(refresh(&mozart), 200);
+
+    // bach's entry gets another DN (same uid, same password): his refresh token ends too.
+    run(slapd.as_admin("ldapmodrdn").args([
+        "uid=bach,ou=musicians,dc=example,dc=com",
+        "cn=Johann Sebastian Bach",
+    ]));
+    assert_eq!(refresh(&bach), 401);
+    assert_eq!(refresh(&mozart), 200);
+    let bach = refresh_token("bach", "bachpw");
+    assert_eq!(refresh(&bach), 200);
 }

@@ -166,3 +166,180 @@ fn connections_beyond_the_cap_are_closed() {
         resp.starts_with("HTTP/1.1 200")
     });
 }
+
+/// A TCP connection to `addr` from the loopback address `from` (Linux answers on all of
+/// 127/8), so a test can play several clients.
+fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    })
+    .tap_blocking()
+}
+
+trait TapBlocking {
+    fn tap_blocking(self) -> Self;
+}
+
+impl TapBlocking for TcpStream {
+    /// tokio hands over non-blocking sockets; these tests read with timeouts.
+    fn tap_blocking(self) -> Self {
+        self.set_nonblocking(false).unwrap();
+        self
+    }
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let recorder = Recorder::start();
+    let files = vec![
+        (
+            "users.yaml",
+            format!("bob:\n  password: \"{}\"\n", hash("bobpw")),
+        ),
+        (
+            "acl.yaml",
+            "- match: {account: bob}\n  actions: [\"*\"]\n".to_string(),
+        ),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nauth:\n  users: users.yaml\nacl: acl.yaml\nlimits:\n  max_connections: 10\n  max_connections_per_address: 2\n",
+            files: &files,
+            tls: false,
+        },
+        &recorder.url(),
+    );
+    let addr: SocketAddr = proxy.host().parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        // Served once, then held open (keep-alive): certainly counted by the proxy.
+        let mut s = connect_from("127.0.0.7", addr);
+        s.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n").as_bytes())
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = s.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(s);
+    }
+    // The third from the same address is closed unanswered...
+    wait_until(
+        "the third connection refused",
+        Duration::from_secs(5),
+        || {
+            let mut third = connect_from("127.0.0.7", addr);
+            let _ =
+                third.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n").as_bytes());
+            let (resp, closed) = read_until_closed(&mut third, Duration::from_millis(500));
+            closed && resp.is_empty()
+        },
+    );
+    // ...while another address is served.
+    let mut other = connect_from("127.0.0.8", addr);
+    other
+        .write_all(
+            format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{AUTH}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let (resp, _) = read_until_closed(&mut other, Duration::from_secs(5));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // A slot frees when a held connection goes.
+    drop(held);
+    wait_until("a free slot", Duration::from_secs(5), || {
+        let mut again = connect_from("127.0.0.7", addr);
+        let _ = again.write_all(
+            format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{AUTH}Connection: close\r\n\r\n").as_bytes(),
+        );
+        let (resp, _) = read_until_closed(&mut again, Duration::from_secs(2));
+        resp.starts_with("HTTP/1.1 200")
+    });
+}
+
+/// A TLS connection that negotiated HTTP/2 with the proxy, handshake done, nothing sent.
+fn h2_connection(proxy: &Proxy) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use std::sync::Arc;
+    let ca = std::fs::read(proxy.dir.path().join("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(proxy.host()).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    assert_eq!(conn.alpn_protocol(), Some(b"h2".as_slice()));
+    tcp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads from an HTTP/2 connection until the proxy closes it; `Some(elapsed)` when it did
+/// within `limit`.
+fn h2_closed_within(
+    s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// Idle HTTP/2 connections used to stay up for ever (only HTTP/1 had `idle_timeout`), so a
+/// handful of them could hold every slot of `max_connections`.
+#[test]
+fn idle_http2_connections_are_closed() {
+    let recorder = Recorder::start();
+    let files = vec![(
+        "acl.yaml",
+        "- match: {account: bob}\n  actions: [\"*\"]\n".to_string(),
+    )];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nacl: acl.yaml\nlimits:\n  header_read_timeout: 1s\n  idle_timeout: 1s\n",
+            files: &files,
+            tls: true,
+        },
+        &recorder.url(),
+    );
+    // No preface at all after the TLS handshake: cut off by the header deadline.
+    let mut silent = h2_connection(&proxy);
+    let closed = h2_closed_within(&mut silent, Duration::from_secs(6));
+    assert!(closed.is_some(), "a silent HTTP/2 connection stayed open");
+    // Preface and SETTINGS, then no stream: closed by the idle timeout.
+    let mut idle = h2_connection(&proxy);
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    idle.flush().unwrap();
+    let closed = h2_closed_within(&mut idle, Duration::from_secs(6));
+    assert!(closed.is_some(), "an idle HTTP/2 connection stayed open");
+    assert!(
+        closed.unwrap() >= Duration::from_millis(800),
+        "closed before the idle timeout: {closed:?}"
+    );
+}

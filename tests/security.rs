@@ -210,6 +210,334 @@ fn path_header_and_smuggling_tricks_are_refused() {
     assert!(!resp.contains(MARKER), "pipelining leaked:\n{resp}");
 }
 
+/// The secret blob is not linked into `repo`: asked of the registry itself, not through us.
+fn assert_not_linked(w: &World, repo: &str) {
+    let r = reqwest::blocking::get(format!(
+        "{}/v2/{repo}/blobs/{}",
+        w.registry.url(),
+        w.secret_digest
+    ))
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "the registry linked the secret into {repo}"
+    );
+}
+
+/// Found from outside: Go's `mime.ParseMediaType` trims Unicode space and folds Unicode case,
+/// so these Content-Types were forms to the registry but not to portcullis's ASCII check, and
+/// a push-only caller mounted the secret blob (201) and then read it.
+#[test]
+fn unicode_form_content_types_never_mount() {
+    let w = world();
+    let addr: SocketAddr = w.proxy.host().parse().unwrap();
+    let host = w.proxy.host();
+    let d = &w.secret_digest;
+    let body = format!("mount={d}&from=secret/app");
+    let form = b"application/x-www-form-urlencoded".as_slice();
+    let variants: Vec<Vec<u8>> = vec![
+        [b"\xc2\xa0".as_slice(), form].concat(),     // U+00A0
+        [b"\xc2\x85".as_slice(), form].concat(),     // U+0085
+        [b"\xe3\x80\x80".as_slice(), form].concat(), // U+3000
+        b"appl\xc4\xb0cation/x-www-form-urlencoded".to_vec(), // U+0130
+        [form, b"\xc2\xa0".as_slice()].concat(),
+        b"APPLICATION/X-WWW-FORM-URLENCODED".to_vec(),
+    ];
+    for ct in variants {
+        let mut req = format!(
+            "POST /v2/bob/app/blobs/uploads/ HTTP/1.1\r\nHost: {host}\r\n{BOB}Content-Length: {}\r\nContent-Type: ",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&ct);
+        req.extend_from_slice(format!("\r\nConnection: close\r\n\r\n{body}").as_bytes());
+        let resp = raw_all(addr, &req);
+        let st = statuses(&resp);
+        assert!(!st.contains(&201), "{ct:?}: mounted:\n{resp}");
+        assert_not_linked(&w, "bob/app");
+        let r = w
+            .proxy
+            .client()
+            .get(w.proxy.url(&format!("/v2/bob/app/blobs/{d}")))
+            .basic_auth("bob", Some("bobpw"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "{ct:?}");
+        assert!(!r.text().unwrap().contains(MARKER));
+    }
+}
+
+/// The HTTP/2 variant: h2 does not trim header values, so a leading space or tab reached
+/// Go's parser, which trims it.
+#[test]
+fn http2_form_content_types_never_mount() {
+    let registry = Registry::start();
+    let (secret_digest, _) = push_secret(&registry);
+    let files = vec![
+        (
+            "users.yaml",
+            format!("bob:\n  password: \"{}\"\n", hash("bobpw")),
+        ),
+        ("acl.yaml", ACL.to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nauth:\n  users: users.yaml\nacl: acl.yaml\n",
+            files: &files,
+            tls: true,
+        },
+        &registry.url(),
+    );
+    let c = proxy.client();
+    let d = &secret_digest;
+    for ct in [
+        b" application/x-www-form-urlencoded".as_slice(),
+        b"\tapplication/x-www-form-urlencoded",
+        b"application/x-www-form-urlencoded ",
+    ] {
+        let r = c
+            .post(proxy.url("/v2/bob/app/blobs/uploads/"))
+            .basic_auth("bob", Some("bobpw"))
+            .header(
+                "content-type",
+                reqwest::header::HeaderValue::from_bytes(ct).unwrap(),
+            )
+            .body(format!("mount={d}&from=secret/app"))
+            .send()
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_ne!(r.status(), 201, "{ct:?}: mounted");
+        let r = reqwest::blocking::get(format!("{}/v2/bob/app/blobs/{d}", registry.url())).unwrap();
+        assert_eq!(r.status(), 404, "{ct:?}: the registry linked the secret");
+    }
+}
+
+/// OCI conformance (v1.1.1, 01_pull_test.go): a reference in neither the tag nor the digest
+/// grammar is 404 MANIFEST_UNKNOWN, as registry:2 answers — but only after authorization.
+#[test]
+fn invalid_manifest_references_are_404_after_authorization() {
+    let w = world();
+    let c = w.proxy.client();
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let r = c
+            .request(
+                method.clone(),
+                w.proxy.url("/v2/bob/app/manifests/.INVALID_MANIFEST_NAME"),
+            )
+            .basic_auth("bob", Some("bobpw"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method}");
+        if method == reqwest::Method::GET {
+            let body: serde_json::Value = r.json().unwrap();
+            assert_eq!(body["errors"][0]["code"], "MANIFEST_UNKNOWN");
+        }
+        // Someone else's repository: refused, not 404.
+        let r = c
+            .request(
+                method.clone(),
+                w.proxy
+                    .url("/v2/secret/app/manifests/.INVALID_MANIFEST_NAME"),
+            )
+            .basic_auth("bob", Some("bobpw"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403, "{method}");
+        let r = c
+            .request(
+                method.clone(),
+                w.proxy
+                    .url("/v2/secret/app/manifests/.INVALID_MANIFEST_NAME"),
+            )
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method}");
+    }
+    // The registry agrees (this is what the conformance suite would see without us).
+    let r = reqwest::blocking::get(format!(
+        "{}/v2/secret/app/manifests/.INVALID_MANIFEST_NAME",
+        w.registry.url()
+    ))
+    .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+/// A registry that answers `101 Switching Protocols` to whatever it is sent, recording the
+/// request head: to prove `Upgrade` is never forwarded and a 101 never reaches the client.
+fn switching_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            record
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).to_string());
+            let _ = stream.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nTUNNEL-OPEN",
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn upgrades_are_never_forwarded_and_101_is_refused() {
+    let (upstream, seen) = switching_upstream();
+    let files = vec![
+        (
+            "users.yaml",
+            format!("bob:\n  password: \"{}\"\n", hash("bobpw")),
+        ),
+        ("acl.yaml", ACL.to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nauth:\n  users: users.yaml\nacl: acl.yaml\n",
+            files: &files,
+            tls: false,
+        },
+        &upstream,
+    );
+    let addr: SocketAddr = proxy.host().parse().unwrap();
+    let host = proxy.host();
+    let req = format!(
+        "GET /v2/bob/app/tags/list HTTP/1.1\r\nHost: {host}\r\n{BOB}Connection: Upgrade, X-Secret-Hop\r\nUpgrade: websocket\r\nX-Secret-Hop: 1\r\nTE: trailers\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\r\nGET /v2/secret/app/tags/list HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    );
+    let resp = raw_all(addr, req.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert!(!resp.contains("TUNNEL-OPEN"), "{resp}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the authorized request went upstream: {seen:?}"
+    );
+    let head = seen[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /v2/bob/app/tags/list "), "{head}");
+    for hop in [
+        "upgrade:",
+        "x-secret-hop:",
+        "te:",
+        "keep-alive:",
+        "proxy-connection:",
+        "websocket",
+    ] {
+        assert!(!head.contains(hop), "{hop} was forwarded:\n{head}");
+    }
+}
+
+/// What reaches the registry is rebuilt: only the query parameters the endpoint reads,
+/// re-encoded; the Content-Type fixed on uploads, validated on manifest PUT, absent elsewhere.
+#[test]
+fn forwarded_requests_are_rebuilt() {
+    let recorder = Recorder::start();
+    let files = vec![
+        (
+            "users.yaml",
+            format!("bob:\n  password: \"{}\"\n", hash("bobpw")),
+        ),
+        ("acl.yaml", ACL.to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nauth:\n  users: users.yaml\nacl: acl.yaml\n",
+            files: &files,
+            tls: false,
+        },
+        &recorder.url(),
+    );
+    let addr: SocketAddr = proxy.host().parse().unwrap();
+    let host = proxy.host();
+    let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let cases: Vec<(String, &str, Vec<&str>, Vec<&str>)> = vec![
+        (
+            format!("POST /v2/bob/app/blobs/uploads/?from=bob/other&mount={d}&x=%2e%2e&_state=s"),
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            vec![
+                "post /v2/bob/app/blobs/uploads/?mount=sha256%3a0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef&from=bob/other http/1.1",
+                "content-type: application/octet-stream",
+            ],
+            vec!["x=", "_state", "form"],
+        ),
+        (
+            "PATCH /v2/bob/app/blobs/uploads/u-1?_state=a+b%2Fc&mount=m&digest=x".to_string(),
+            "Content-Type: multipart/form-data; boundary=x\r\n",
+            vec![
+                "patch /v2/bob/app/blobs/uploads/u-1?_state=a%20b/c http/1.1",
+                "content-type: application/octet-stream",
+            ],
+            vec!["mount", "digest", "multipart"],
+        ),
+        (
+            "PUT /v2/bob/app/manifests/v1?tag=x".to_string(),
+            "Content-Type: Application/VND.OCI.image.manifest.v1+JSON; charset=utf-8\r\n",
+            vec![
+                "put /v2/bob/app/manifests/v1 http/1.1",
+                "content-type: application/vnd.oci.image.manifest.v1+json\r\n",
+            ],
+            vec!["charset", "tag="],
+        ),
+        (
+            "GET /v2/bob/app/tags/list?n=2&last=a%2Fb&n%00=1".to_string(),
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            vec!["get /v2/bob/app/tags/list?n=2&last=a/b http/1.1"],
+            vec!["content-type", "%00"],
+        ),
+    ];
+    for (line, extra, want, never) in cases {
+        let before = recorder.seen().len();
+        let req = format!(
+            "{line} HTTP/1.1\r\nHost: {host}\r\n{BOB}{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let resp = raw_all(addr, req.as_bytes());
+        assert!(resp.starts_with("HTTP/1.1 200"), "{line}: {resp}");
+        let seen = recorder.seen();
+        assert_eq!(seen.len(), before + 1, "{line}");
+        let head = seen[before].to_ascii_lowercase();
+        for w in want {
+            assert!(head.contains(w), "{line}: wanted {w:?} in\n{head}");
+        }
+        for n in never {
+            assert!(!head.contains(n), "{line}: {n:?} was forwarded in\n{head}");
+        }
+    }
+    // A manifest PUT whose Content-Type is not a plain ASCII media type is refused.
+    let before = recorder.seen().len();
+    for ct in [
+        b"\xc2\xa0application/vnd.oci.image.manifest.v1+json".as_slice(),
+        b"application/vnd.oci.image.manifest.v1+json\xc2\x85",
+        b"application",
+    ] {
+        let mut req = format!("PUT /v2/bob/app/manifests/v1 HTTP/1.1\r\nHost: {host}\r\n{BOB}Content-Length: 0\r\nContent-Type: ").into_bytes();
+        req.extend_from_slice(ct);
+        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        let resp = raw_all(addr, &req);
+        assert!(resp.starts_with("HTTP/1.1 400"), "{ct:?}: {resp}");
+        assert!(resp.contains("MANIFEST_INVALID"), "{resp}");
+    }
+    let req = format!("PUT /v2/bob/app/manifests/v1 HTTP/1.1\r\nHost: {host}\r\n{BOB}Content-Length: 0\r\nContent-Type: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n");
+    assert!(raw_all(addr, req.as_bytes()).starts_with("HTTP/1.1 400"));
+    assert_eq!(
+        recorder.seen().len(),
+        before,
+        "refused PUTs never went upstream"
+    );
+}
+
 #[test]
 fn cross_repository_tricks_are_refused() {
     let w = world();
@@ -245,19 +573,25 @@ fn cross_repository_tricks_are_refused() {
             "{q}: the secret blob became readable from bob/app"
         );
     }
-    // A form body carrying mount/from (Go's FormValue would read it).
-    let r = bob(c
-        .post(w.proxy.url("/v2/bob/app/blobs/uploads/"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("mount={d}&from=secret/app")));
-    assert_eq!(r.status(), 400);
-    let r = bob(c
-        .post(w.proxy.url("/v2/bob/app/blobs/uploads/"))
-        .header("content-type", "multipart/form-data; boundary=x")
-        .body(
-            "--x\r\nContent-Disposition: form-data; name=\"from\"\r\n\r\nsecret/app\r\n--x--\r\n",
-        ));
-    assert_eq!(r.status(), 400);
+    // A form body carrying mount/from (Go's FormValue would read it): the registry is sent
+    // application/octet-stream instead, so it starts a plain upload and mounts nothing.
+    for (ct, body) in [
+        (
+            "application/x-www-form-urlencoded",
+            format!("mount={d}&from=secret/app"),
+        ),
+        (
+            "multipart/form-data; boundary=x",
+            format!("--x\r\nContent-Disposition: form-data; name=\"from\"\r\n\r\nsecret/app\r\n--x\r\nContent-Disposition: form-data; name=\"mount\"\r\n\r\n{d}\r\n--x--\r\n"),
+        ),
+    ] {
+        let r = bob(c
+            .post(w.proxy.url("/v2/bob/app/blobs/uploads/"))
+            .header("content-type", ct)
+            .body(body));
+        assert_eq!(r.status(), 202, "{ct}: a plain upload, not a mount");
+        assert_not_linked(&w, "bob/app");
+    }
     // Blob by digest through a repository bob owns: the registry links blobs per repository.
     let r = bob(c.get(w.proxy.url(&format!("/v2/bob/app/blobs/{d}"))));
     assert_eq!(r.status(), 404);

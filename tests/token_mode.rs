@@ -667,3 +667,218 @@ fn the_token_endpoint_answers_over_http2() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 404");
 }
+
+#[test]
+fn a_repository_whose_first_component_looks_like_a_host_works() {
+    let registry = Registry::start();
+    let proxy = start(&registry.url(), true);
+    let c = proxy.client();
+    // The flow a client follows: challenge, token for the challenge's scope, retry. The
+    // scope's name is the repository path; nothing is stripped from it.
+    for repo in [
+        "my.org/app",
+        "localhost/app",
+        "registry.example.com/team/app",
+    ] {
+        let r = c
+            .get(proxy.url(&format!("/v2/{repo}/tags/list")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let p = params(r.headers()["www-authenticate"].to_str().unwrap());
+        assert_eq!(p["scope"], format!("repository:{repo}:pull"));
+        let r = c
+            .get(&p["realm"])
+            .query(&[("service", SERVICE), ("scope", p["scope"].as_str())])
+            .basic_auth("admin", Some("badmin"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let token = r.json::<serde_json::Value>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let claims = service_like(&proxy, ISSUER, SERVICE, Duration::from_secs(300))
+            .verify(&token)
+            .unwrap();
+        assert_eq!(claims.access, access(repo, &["pull"]), "{repo}");
+        let r = c
+            .get(proxy.url(&format!("/v2/{repo}/tags/list")))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        // The registry's own answer for a repository with no tags, not insufficient_scope.
+        assert_eq!(r.status(), 404, "{repo}: {:?}", r.headers());
+    }
+    // A `host:port/` prefix is no repository path: refused, not stripped into another name.
+    let r = c
+        .get(proxy.url("/auth"))
+        .query(&[
+            ("service", SERVICE),
+            ("scope", "repository:localhost:5000/app:pull"),
+        ])
+        .basic_auth("admin", Some("badmin"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // And a real client: skopeo pushes and pulls `<proxy>/my.org/app` through the token flow.
+    let work = tempfile::tempdir().unwrap();
+    let img = work.path().join("img");
+    let layer = pseudo_random(256 * 1024, 7);
+    let digest = write_oci_image(&img, "v1", &layer);
+    let host = proxy.host();
+    let (ok, err) = copy(
+        &proxy,
+        &format!("oci:{}:v1", img.display()),
+        &format!("docker://{host}/my.org/app:v1"),
+        Some("admin:badmin"),
+    );
+    assert!(ok, "push to my.org/app: {err}\n{}", proxy.proc.output());
+    let out = tempfile::tempdir().unwrap();
+    let (ok, err) = copy(
+        &proxy,
+        &format!("docker://{host}/my.org/app:v1"),
+        &format!("oci:{}:v1", out.path().display()),
+        Some("admin:badmin"),
+    );
+    assert!(ok, "pull from my.org/app: {err}");
+    let pulled = std::fs::read(
+        out.path()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    assert_eq!(pulled, layer);
+    // It landed in the registry under that very name.
+    let r = reqwest::blocking::get(format!("{}/v2/my.org/app/tags/list", registry.url())).unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Rewrites the users file in place through `edit` (on the parsed YAML), keeping every other
+/// account's stored hash byte for byte.
+fn edit_users(proxy: &Proxy, edit: impl FnOnce(&mut serde_yaml_ng::Mapping)) {
+    let path = proxy.dir.path().join("users.yaml");
+    let mut users: serde_yaml_ng::Mapping =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut users);
+    std::fs::write(&path, serde_yaml_ng::to_string(&users).unwrap()).unwrap();
+}
+
+/// Sets `account`'s stored hash.
+fn set_hash(users: &mut serde_yaml_ng::Mapping, account: &str, hash: String) {
+    let entry = users.get_mut(account).unwrap().as_mapping_mut().unwrap();
+    entry.insert("password".into(), hash.into());
+}
+
+#[test]
+fn refresh_tokens_end_when_their_accounts_credential_changes() {
+    let registry = Registry::start();
+    let proxy = start(&registry.url(), false);
+    let c = proxy.client();
+    // bob's refresh token from the OAuth2 password grant, test's from `docker login`'s GET.
+    let r = c
+        .post(proxy.url("/auth"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "bobpw"),
+            ("service", SERVICE),
+            ("access_type", "offline"),
+        ])
+        .send()
+        .unwrap();
+    let bob = r.json::<serde_json::Value>().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .get(proxy.url("/auth"))
+        .query(&[("service", SERVICE), ("offline_token", "true")])
+        .basic_auth("test", Some("123"))
+        .send()
+        .unwrap();
+    let test = r.json::<serde_json::Value>().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refresh = |token: &str| {
+        let r = c
+            .post(proxy.url("/auth"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token),
+                ("service", SERVICE),
+                ("scope", "repository:bob/app:pull"),
+            ])
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().unwrap();
+        if status != 200 {
+            assert_eq!(body["error"], "invalid_grant", "{body}");
+        }
+        status
+    };
+    assert_eq!(refresh(&bob), 200);
+    assert_eq!(refresh(&test), 200);
+    // Whether the anonymous account exists: a reload signal that costs no failed login.
+    let anonymous = || {
+        c.get(proxy.url("/auth"))
+            .query(&[("service", SERVICE)])
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(anonymous(), 200);
+
+    // Another account's password changes: bob's and test's tokens live on.
+    edit_users(&proxy, |u| {
+        set_hash(u, "admin", hash("new-admin-pw"));
+        u.remove("");
+    });
+    wait_until("the edit to load", Duration::from_secs(20), || {
+        anonymous() == 401
+    });
+    assert_eq!(refresh(&bob), 200);
+    assert_eq!(refresh(&test), 200);
+
+    // bob's password changes: his refresh token ends at once; test's lives on.
+    edit_users(&proxy, |u| {
+        set_hash(u, "bob", hash("new-bobpw"));
+        u.insert("".into(), serde_yaml_ng::Mapping::new().into());
+    });
+    wait_until("the edit to load", Duration::from_secs(20), || {
+        anonymous() == 200
+    });
+    assert_eq!(refresh(&bob), 401);
+    assert_eq!(refresh(&test), 200);
+    // Logging in with the new password gives a refresh token that works.
+    let r = c
+        .post(proxy.url("/auth"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", "new-bobpw"),
+            ("access_type", "offline"),
+        ])
+        .send()
+        .unwrap();
+    let bob = r.json::<serde_json::Value>().unwrap()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(refresh(&bob), 200);
+
+    // test is removed: its refresh token ends; bob's new one lives on.
+    edit_users(&proxy, |u| {
+        u.remove("test");
+        u.remove("");
+    });
+    wait_until("the edit to load", Duration::from_secs(20), || {
+        anonymous() == 401
+    });
+    assert_eq!(refresh(&test), 401);
+    assert_eq!(refresh(&bob), 200);
+}

@@ -773,6 +773,31 @@ fn sessions_end_with_logout_and_with_the_account() {
     assert_eq!(get(&alice, &proxy, "/ui/").0, 200);
 }
 
+#[test]
+fn sessions_end_when_their_accounts_password_changes() {
+    let registry = Registry::start();
+    let proxy = setup(&registry, false, "");
+    let alice = logged_in(&proxy, "alice", "alice-pw");
+    let bob = logged_in(&proxy, "bob", "bob-pw");
+    assert_eq!(get(&alice, &proxy, "/ui/").0, 200);
+    assert_eq!(get(&bob, &proxy, "/ui/").0, 200);
+    // alice's password changes in users.yaml; every other stored hash stays byte for byte.
+    let path = proxy.dir.path().join("users.yaml");
+    let mut file: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    file["users"]["alice"]["password"] = hash("alice-new-pw").into();
+    std::fs::write(&path, serde_yaml_ng::to_string(&file).unwrap()).unwrap();
+    // alice's session ends on her next request after the reload (and its cookie is cleared).
+    wait_until("alice's session to end", Duration::from_secs(20), || {
+        get(&alice, &proxy, "/ui/").0 == 303
+    });
+    // bob's, whose entry did not change, lives on.
+    assert_eq!(get(&bob, &proxy, "/ui/").0, 200);
+    // alice logs in with the new password, and that session works.
+    let alice = logged_in(&proxy, "alice", "alice-new-pw");
+    assert_eq!(get(&alice, &proxy, "/ui/").0, 200);
+}
+
 /// Whether a deployment tool is present; otherwise skip with a message, or fail when
 /// `PORTCULLIS_REQUIRE_DEPLOY_TOOLS` is set (scripts/test.sh sets it).
 fn tool_present(what: &str, present: bool) -> bool {

@@ -230,50 +230,25 @@ fn parse_all(sources: Vec<Source>, sink: &mut Sink) {
     }
 }
 
+/// True for the names [`list_dir`] reads in an ACL folder: `*.yaml`/`*.yml`, not starting
+/// with `.`. Also what the reloader compares between two reads of the folder.
+pub fn is_acl_file_name(name: &str) -> bool {
+    yaml::is_listed_file_name(name)
+}
+
 /// Reads `*.yaml`/`*.yml` in file-name order, non-recursively, skipping names that start
 /// with `.` (Kubernetes ConfigMap mounts hold `..data` and `..2026_…` entries) and
 /// following symlinks (ConfigMap files are symlinks into those entries).
 fn list_dir(dir: &Path, sink: &mut Sink) -> Vec<PathBuf> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            sink.errors
-                .push(Diagnostic::new(dir, format!("cannot read ACL folder: {e}")));
-            return Vec::new();
-        }
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                sink.errors
-                    .push(Diagnostic::new(dir, format!("cannot read ACL folder: {e}")));
-                continue;
-            }
-        };
-        let name = entry.file_name();
-        let lossy = name.to_string_lossy();
-        if lossy.starts_with('.') || !(lossy.ends_with(".yaml") || lossy.ends_with(".yml")) {
-            continue;
-        }
-        let path = entry.path();
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => files.push((name, path)),
-            Ok(_) => {}
-            Err(e) => sink
-                .errors
-                .push(Diagnostic::new(&path, format!("cannot read ACL file: {e}"))),
-        }
-    }
-    files.sort();
-    if files.is_empty() {
+    let (files, errors) = yaml::files_in(dir, "ACL");
+    sink.errors.extend(errors);
+    if files.is_empty() && sink.errors.is_empty() {
         sink.warnings.push(Diagnostic::new(
             dir,
             "no *.yaml or *.yml files in the ACL folder: every request will be denied",
         ));
     }
-    files.into_iter().map(|(_, path)| path).collect()
+    files
 }
 
 /// The marked parse and rule compilation of one file (its syntax is checked apart, by
@@ -734,6 +709,10 @@ mod tests {
         assert_eq!(
             one_error("- match: {account: a}\n  actions: []\n- match:\n    ip: 10.0.0.0/33\n  actions: [pull]\n"),
             "acl/10.yaml:4:9: match.ip: invalid CIDR \"10.0.0.0/33\""
+        );
+        assert_eq!(
+            one_error("- match: {account: a}\n  actions: []\n- match:\n    ip: 127.0.0.1/3\n  actions: [pull]\n"),
+            "acl/10.yaml:4:9: match.ip: CIDR \"127.0.0.1/3\" has host bits set: write the network (96.0.0.0/3) or the single address (127.0.0.1)"
         );
         assert_eq!(
             one_error("- match: {ip: [10.0.0.1]}\n  actions: []\n"),

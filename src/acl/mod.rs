@@ -31,6 +31,7 @@ mod load;
 pub mod pattern;
 pub mod rule;
 
+pub use load::is_acl_file_name;
 pub use pattern::Pattern;
 pub use rule::{Conditions, Rule, RuleActions};
 

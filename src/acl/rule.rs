@@ -116,11 +116,24 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// Parses a rule's `ip` value: an address (a /32 or /128) or a CIDR. An IPv4-mapped
 /// IPv6 network of prefix ≥ 96 becomes the IPv4 network, to match [`canonical_ip`].
+///
+/// A CIDR with host bits set (`127.0.0.1/3`) is refused rather than rounded down to its
+/// network (`96.0.0.0/3`): it is a typo or a truncated `/32`, and rounding would silently
+/// match a far larger range than the author meant.
 pub fn parse_ip_condition(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
     let net = if text.contains('/') {
-        text.parse::<IpNet>()
-            .map_err(|_| format!("invalid CIDR {text:?}"))?
+        let net = text
+            .parse::<IpNet>()
+            .map_err(|_| format!("invalid CIDR {text:?}"))?;
+        if net.addr() != net.network() {
+            return Err(format!(
+                "CIDR {text:?} has host bits set: write the network ({}) or the single address ({})",
+                net.trunc(),
+                net.addr()
+            ));
+        }
+        net
     } else {
         let ip = text
             .parse::<IpAddr>()
@@ -198,9 +211,19 @@ mod tests {
             "10.0.0.1/32"
         );
         assert_eq!(
-            parse_ip_condition("10.1.2.3/8").unwrap().to_string(),
+            parse_ip_condition("10.0.0.0/8").unwrap().to_string(),
             "10.0.0.0/8"
         );
+        // Host bits set: refused, not rounded to a far larger network.
+        for bad in ["10.1.2.3/8", "127.0.0.1/3", "::1/64", "::ffff:10.0.0.1/104"] {
+            let e = parse_ip_condition(bad).unwrap_err();
+            assert!(e.contains("host bits"), "{bad}: {e}");
+        }
+        assert!(parse_ip_condition("127.0.0.1/3")
+            .unwrap_err()
+            .contains("96.0.0.0/3"));
+        assert!(parse_ip_condition("127.0.0.1/32").is_ok());
+        assert!(parse_ip_condition("0.0.0.0/0").is_ok());
         assert_eq!(parse_ip_condition("::1").unwrap().to_string(), "::1/128");
         assert_eq!(
             parse_ip_condition("::ffff:10.0.0.0/104")

@@ -100,8 +100,25 @@ impl Authenticator for Htpasswd {
         }
     }
 
+    async fn current(&self, account: &str) -> super::Current {
+        match self.users.get(account) {
+            None => super::Current::Unknown,
+            Some(hash) => super::Current::Decided(Ok((
+                Identity {
+                    account: account.to_owned(),
+                    labels: Default::default(),
+                },
+                hash.clone().into_bytes(),
+            ))),
+        }
+    }
+
     fn fingerprint(&self, account: &str) -> Option<u64> {
         self.users.get(account).map(super::digest)
+    }
+
+    fn account_names(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
     }
 
     fn name(&self) -> &str {

@@ -4,16 +4,24 @@
 //!
 //! The first backend that *knows* an account decides: a wrong password never falls through
 //! to the next backend, so an htpasswd file cannot be used to shadow a static admin.
+//!
+//! One identity per name: a successful login's account is exactly the name that was typed
+//! (backends refuse other spellings; LDAP compares the typed name with the directory's own
+//! value), so the failed-login counters keyed on the typed name before the password check
+//! count the account that would log in. A backend whose source matches names loosely (LDAP)
+//! is also refused any name that folds ([`fold`]) like an account of an earlier backend: a
+//! static `bach` shadows LDAP's `Bach` and `ｂａｃｈ` as well as `bach`.
 
 pub mod cache;
 pub mod credentials;
+pub mod fold;
 pub mod htpasswd;
 pub mod ldap;
 pub mod lockout;
 pub mod password;
 pub mod users;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +80,16 @@ pub enum AuthnError {
     Unavailable(String),
 }
 
+/// What a backend says about an account's current state: its identity and a stamp of its
+/// credential (see [`Authenticator::current`]).
+#[derive(Debug)]
+pub enum Current {
+    /// This backend does not know the account: ask the next one.
+    Unknown,
+    /// This backend knows the account: its identity and credential stamp, or why not.
+    Decided(Result<(Identity, Vec<u8>), AuthnError>),
+}
+
 /// What a backend says about an account.
 #[derive(Debug)]
 pub enum Lookup {
@@ -95,11 +113,39 @@ pub trait Authenticator: Send + Sync {
     /// A short name for logs (`users`, `htpasswd:/etc/registry.htpasswd`).
     fn name(&self) -> &str;
 
+    /// The identity of `account` (as [`Self::lookup`]) and a *stamp* of its current credential:
+    /// bytes that change whenever what the password is checked against changes (the stored
+    /// hash; an LDAP entry's DN and password-change time). Long-lived grants — refresh tokens,
+    /// UI sessions — carry a keyed MAC of the stamp they were issued under and end when it
+    /// differs, so a password change or an edit of the account ends them. The stamp never
+    /// leaves the process unkeyed. The default (no stamp) binds grants to the account's
+    /// existence only; every backend here overrides it.
+    async fn current(&self, account: &str) -> Current {
+        match self.lookup(account).await {
+            Lookup::Unknown => Current::Unknown,
+            Lookup::Decided(result) => Current::Decided(result.map(|id| (id, Vec::new()))),
+        }
+    }
+
     /// A digest of what this backend holds for `account` (password hash, labels), for backends
     /// that read files: on reload, cached logins survive only for accounts whose fingerprint
     /// did not change. `None` (the default) means "unknown here, or not fixed by a file".
     fn fingerprint(&self, _account: &str) -> Option<u64> {
         None
+    }
+
+    /// The account names this backend holds, for backends that read them from a file: each
+    /// shadows every spelling of itself in a later backend that [matches loosely]
+    /// (Self::matches_loosely). Default: none.
+    fn account_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// True when this backend's source finds an account under spellings other than the exact
+    /// one (an LDAP directory ignores case and width), so its logins must not be allowed to
+    /// stand in for an earlier backend's account of the same name. Default: exact names.
+    fn matches_loosely(&self) -> bool {
+        false
     }
 
     /// `None` (the default): the chain may remember this backend's successful logins for its
@@ -116,9 +162,14 @@ pub trait Authenticator: Send + Sync {
 pub struct Authenticators {
     backends: Vec<Arc<dyn Authenticator>>,
     anonymous_allowed: bool,
+    /// [`fold::fold`] of every name an exact backend holds → that backend's position.
+    shadows: HashMap<String, usize>,
     cache: Arc<cache::LoginCache>,
-    lookups: std::sync::Mutex<std::collections::HashMap<String, (Identity, std::time::Instant)>>,
+    lookups: std::sync::Mutex<LookupMap>,
 }
+
+/// Remembered [`Authenticators::current`] answers: identity, credential stamp, when.
+type LookupMap = std::collections::HashMap<String, (Identity, Vec<u8>, std::time::Instant)>;
 
 /// How long [`Authenticators::lookup_cached`] trusts an answer: Bearer requests re-check that
 /// their account exists (and read its labels) at most this often, so an LDAP directory is not
@@ -129,9 +180,22 @@ const LOOKUP_CAPACITY: usize = 10_000;
 impl Authenticators {
     /// A chain of `backends`; `anonymous_allowed` when the users file has the `""` account.
     pub fn new(backends: Vec<Arc<dyn Authenticator>>, anonymous_allowed: bool) -> Self {
+        let mut shadows = HashMap::new();
+        let any_loose = backends.iter().any(|b| b.matches_loosely());
+        for (position, backend) in backends.iter().enumerate() {
+            if !any_loose || backend.matches_loosely() {
+                continue;
+            }
+            for name in backend.account_names() {
+                if !name.is_empty() {
+                    shadows.entry(fold::fold(&name)).or_insert(position);
+                }
+            }
+        }
         Authenticators {
             backends,
             anonymous_allowed,
+            shadows,
             cache: Arc::new(cache::LoginCache::new(65_536, Duration::from_secs(3600))),
             lookups: Default::default(),
         }
@@ -139,34 +203,69 @@ impl Authenticators {
 
     /// [`Self::lookup`], remembered for [`LOOKUP_TTL`]. Failures are not remembered.
     pub async fn lookup_cached(&self, account: &str) -> Result<Identity, AuthnError> {
+        self.current_cached(account)
+            .await
+            .map(|(identity, _)| identity)
+    }
+
+    /// [`Self::current`], remembered for [`LOOKUP_TTL`] (a users-file change builds a new
+    /// chain, so it is seen on the next request; an LDAP change within this time). Failures
+    /// are not remembered.
+    pub async fn current_cached(&self, account: &str) -> Result<(Identity, Vec<u8>), AuthnError> {
         if let Ok(lookups) = self.lookups.lock() {
-            if let Some((identity, at)) = lookups.get(account) {
+            if let Some((identity, stamp, at)) = lookups.get(account) {
                 if at.elapsed() < LOOKUP_TTL {
-                    return Ok(identity.clone());
+                    return Ok((identity.clone(), stamp.clone()));
                 }
             }
         }
-        let identity = self.lookup(account).await?;
+        let (identity, stamp) = self.current(account).await?;
         if let Ok(mut lookups) = self.lookups.lock() {
             if lookups.len() >= LOOKUP_CAPACITY {
                 lookups.clear();
             }
             lookups.insert(
                 account.to_owned(),
-                (identity.clone(), std::time::Instant::now()),
+                (identity.clone(), stamp.clone(), std::time::Instant::now()),
             );
         }
-        Ok(identity)
+        Ok((identity, stamp))
     }
 
-    /// Takes over `old`'s remembered logins after a reload, dropping those of accounts whose
-    /// password, labels or deciding backend changed, so an unchanged user does not pay bcrypt
-    /// again and a changed one cannot log in with the old password.
+    /// The current identity of `account` and the stamp of its credential: the deciding
+    /// backend's name and [`Authenticator::current`]'s stamp, so moving an account to another
+    /// backend changes it too. What refresh tokens and UI sessions are bound to.
+    pub async fn current(&self, account: &str) -> Result<(Identity, Vec<u8>), AuthnError> {
+        if account.is_empty() {
+            return if self.anonymous_allowed {
+                Ok((Identity::anonymous(), b"anonymous".to_vec()))
+            } else {
+                Err(AuthnError::UnknownAccount)
+            };
+        }
+        for backend in &self.backends {
+            match backend.current(account).await {
+                Current::Unknown => continue,
+                Current::Decided(result) => {
+                    let (identity, stamp) = result?;
+                    let mut full = backend.name().as_bytes().to_vec();
+                    full.push(0);
+                    full.extend_from_slice(&stamp);
+                    return Ok((identity, full));
+                }
+            }
+        }
+        Err(AuthnError::UnknownAccount)
+    }
+
+    /// Takes over `old`'s remembered logins after a reload, so an unchanged user does not pay
+    /// bcrypt again. Each entry is answered only under the [stamp](cache::Stamp) it was made
+    /// under, so a changed or removed account cannot log in with the old password, not even
+    /// through a login that started under `old` and lands in the shared cache after this
+    /// call. Entries that can no longer be answered are dropped here to free memory.
     pub fn adopt_cache(&mut self, old: &Authenticators) {
-        old.cache.retain(|identity| {
-            let before = old.fingerprint(&identity.account);
-            before.is_some() && before == self.fingerprint(&identity.account)
-        });
+        old.cache
+            .retain(|identity, stamp| self.fingerprint(&identity.account) == Some(stamp));
         self.cache = old.cache.clone();
     }
 
@@ -200,7 +299,9 @@ impl Authenticators {
         if account.is_empty() {
             return None;
         }
-        self.cache.get(&self.cache.key(account, password))
+        // The same test as `login`'s: remembered under the account's current state.
+        let stamp = self.fingerprint(account)?;
+        self.cache.get(&self.cache.key(account, password), stamp)
     }
 
     /// Checks an account and password against the backends, using the cache first.
@@ -213,16 +314,23 @@ impl Authenticators {
                 Err(AuthnError::UnknownAccount)
             };
         }
+        // What this state holds for the account: a remembered login counts only if it was
+        // made under the same (a login finishing under an older state carries the old one).
+        let stamp = self.fingerprint(account);
         let key = self.cache.key(account, password);
-        if let Some(identity) = self.cache.get(&key) {
+        if let Some(identity) = stamp.and_then(|stamp| self.cache.get(&key, stamp)) {
             return Ok(identity);
         }
-        for backend in &self.backends {
+        for (position, backend) in self.backends.iter().enumerate() {
             match backend.authenticate(account, password).await {
                 Lookup::Unknown => continue,
                 Lookup::Decided(Ok(identity)) => {
-                    if backend.cache_ttl().is_none() {
-                        self.cache.insert(key, identity.clone());
+                    let identity =
+                        self.vet(position, account, identity, AuthnError::BadPassword)?;
+                    if let Some(stamp) = stamp.filter(|s| s.0 == position) {
+                        if backend.cache_ttl().is_none() {
+                            self.cache.insert(key, identity.clone(), stamp);
+                        }
                     }
                     return Ok(identity);
                 }
@@ -246,13 +354,56 @@ impl Authenticators {
                 Err(AuthnError::UnknownAccount)
             };
         }
-        for backend in &self.backends {
+        for (position, backend) in self.backends.iter().enumerate() {
             match backend.lookup(account).await {
                 Lookup::Unknown => continue,
-                Lookup::Decided(result) => return result,
+                Lookup::Decided(Ok(identity)) => {
+                    return self.vet(position, account, identity, AuthnError::UnknownAccount)
+                }
+                Lookup::Decided(Err(e)) => return Err(e),
             }
         }
         Err(AuthnError::UnknownAccount)
+    }
+
+    /// Holds a backend's answer to what the chain promises: the identity is the account that
+    /// was asked for (so every per-account counter and rule keyed on the typed name sees the
+    /// account that logs in), and no earlier backend holds a spelling of it that a loosely
+    /// matching backend would confuse with it (then `shadowed` is the answer).
+    fn vet(
+        &self,
+        position: usize,
+        asked: &str,
+        identity: Identity,
+        shadowed: AuthnError,
+    ) -> Result<Identity, AuthnError> {
+        let backend = &self.backends[position];
+        if identity.account != asked {
+            tracing::error!(
+                backend = backend.name(),
+                asked = ?asked,
+                answered = ?identity.account,
+                "a backend answered for another account name: refused"
+            );
+            return Err(AuthnError::Unavailable(format!(
+                "{} answered for another account name",
+                backend.name()
+            )));
+        }
+        if backend.matches_loosely() {
+            if let Some(&earlier) = self.shadows.get(&fold::fold(asked)) {
+                if earlier < position {
+                    tracing::warn!(
+                        backend = backend.name(),
+                        account = ?asked,
+                        shadowed_by = self.backends[earlier].name(),
+                        "login refused: an earlier backend holds an account of this name"
+                    );
+                    return Err(shadowed);
+                }
+            }
+        }
+        Ok(identity)
     }
 
     /// Number of backends, for the start-up summary.
@@ -319,7 +470,11 @@ mod tests {
         );
         new.adopt_cache(&old);
         assert_eq!(new.cache.len(), 1);
-        assert!(new.cache.get(&new.cache.key("alice", "a-pw")).is_some());
+        let stamp = new.fingerprint("alice").unwrap();
+        assert!(new
+            .cache
+            .get(&new.cache.key("alice", "a-pw"), stamp)
+            .is_some());
         assert_eq!(new.login("bob", "b-pw").await, Err(AuthnError::BadPassword));
         // Labels changing also drops the entry.
         let mut newer = chain(
@@ -328,6 +483,139 @@ mod tests {
         );
         newer.adopt_cache(&new);
         assert_eq!(newer.cache.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_login_finishing_under_the_old_state_does_not_serve_the_new_one() {
+        let hc = hash("old-pw");
+        let old = chain(
+            &format!("carol:\n  password: \"{hc}\"\ndave:\n  password: \"{hc}\"\n"),
+            "",
+        );
+        // The new state: carol removed, dave labelled. It takes over the cache first...
+        let mut new = chain(
+            &format!("dave:\n  password: \"{hc}\"\n  labels: {{status: [blocked]}}\n"),
+            "",
+        );
+        new.adopt_cache(&old);
+        // ...then logins that started under the old state finish and remember themselves in
+        // the shared cache.
+        assert_eq!(old.login("carol", "old-pw").await.unwrap().account, "carol");
+        assert!(old.login("dave", "old-pw").await.unwrap().labels.is_empty());
+        assert_eq!(new.cache.len(), 2);
+        // The new state does not take them.
+        assert_eq!(
+            new.login("carol", "old-pw").await,
+            Err(AuthnError::UnknownAccount)
+        );
+        let dave = new.login("dave", "old-pw").await.unwrap();
+        assert_eq!(dave.labels["status"], vec!["blocked"]);
+        // And the old state's entries keep serving the old state only.
+        assert!(old.login("dave", "old-pw").await.unwrap().labels.is_empty());
+    }
+
+    /// A backend that finds accounts case-insensitively, as a directory does.
+    struct Loose;
+
+    #[async_trait]
+    impl Authenticator for Loose {
+        async fn authenticate(&self, account: &str, password: &str) -> Lookup {
+            if password == "loose-pw" {
+                Lookup::Decided(Ok(Identity {
+                    account: account.to_owned(),
+                    labels: Labels::new(),
+                }))
+            } else {
+                Lookup::Decided(Err(AuthnError::BadPassword))
+            }
+        }
+        async fn lookup(&self, account: &str) -> Lookup {
+            self.authenticate(account, "loose-pw").await
+        }
+        fn name(&self) -> &str {
+            "loose"
+        }
+        fn matches_loosely(&self) -> bool {
+            true
+        }
+    }
+
+    /// A backend that answers for another name than the one asked.
+    struct Renaming;
+
+    #[async_trait]
+    impl Authenticator for Renaming {
+        async fn authenticate(&self, account: &str, _: &str) -> Lookup {
+            Lookup::Decided(Ok(Identity {
+                account: account.to_lowercase(),
+                labels: Labels::new(),
+            }))
+        }
+        async fn lookup(&self, account: &str) -> Lookup {
+            self.authenticate(account, "").await
+        }
+        fn name(&self) -> &str {
+            "renaming"
+        }
+    }
+
+    #[tokio::test]
+    async fn exact_accounts_shadow_every_spelling_in_a_loose_backend() {
+        let users = StaticUsers::parse(
+            &format!("bach:\n  password: \"{}\"\n", hash("static-pw")),
+            std::path::Path::new("u.yaml"),
+        )
+        .unwrap();
+        let ht = htpasswd::Htpasswd::parse(
+            &format!("Telemann:{}\n", hash("ht-pw")),
+            std::path::Path::new("t"),
+        )
+        .unwrap();
+        let a = Authenticators::new(vec![Arc::new(users), Arc::new(ht), Arc::new(Loose)], false);
+        assert_eq!(a.login("bach", "static-pw").await.unwrap().account, "bach");
+        assert_eq!(
+            a.login("bach", "loose-pw").await,
+            Err(AuthnError::BadPassword)
+        );
+        for spelling in [
+            "Bach",
+            "BACH",
+            "ｂａｃｈ",
+            "ba\u{AD}ch",
+            "telemann",
+            "ＴＥＬＥＭＡＮＮ",
+        ] {
+            assert_eq!(
+                a.login(spelling, "loose-pw").await,
+                Err(AuthnError::BadPassword),
+                "{spelling:?}"
+            );
+            assert_eq!(
+                a.lookup(spelling).await,
+                Err(AuthnError::UnknownAccount),
+                "{spelling:?}"
+            );
+        }
+        // Names no exact backend holds are the loose backend's.
+        assert_eq!(
+            a.login("Mozart", "loose-pw").await.unwrap().account,
+            "Mozart"
+        );
+        assert_eq!(a.lookup("Mozart").await.unwrap().account, "Mozart");
+    }
+
+    #[tokio::test]
+    async fn an_identity_for_another_name_is_refused() {
+        let a = Authenticators::new(vec![Arc::new(Renaming)], false);
+        assert_eq!(a.login("abc", "x").await.unwrap().account, "abc");
+        assert!(matches!(
+            a.login("ABC", "x").await,
+            Err(AuthnError::Unavailable(_))
+        ));
+        assert!(matches!(
+            a.lookup("ABC").await,
+            Err(AuthnError::Unavailable(_))
+        ));
     }
 
     #[tokio::test]
@@ -341,6 +629,42 @@ mod tests {
         assert_eq!(a.lookup("bob").await.unwrap().account, "bob");
         assert_eq!(a.lookup("carol").await, Err(AuthnError::UnknownAccount));
         assert_eq!(a.lookup("").await, Err(AuthnError::UnknownAccount));
+    }
+
+    #[tokio::test]
+    async fn the_credential_stamp_follows_the_stored_hash_not_the_labels() {
+        let (ha, hb) = (hash("a-pw"), hash("b-pw"));
+        let before = chain(
+            &format!("alice:\n  password: \"{ha}\"\nbob:\n  password: \"{hb}\"\n"),
+            &format!("carol:{}\n", hash("c-pw")),
+        );
+        let (id, alice) = before.current("alice").await.unwrap();
+        assert_eq!(id.account, "alice");
+        let (_, bob) = before.current("bob").await.unwrap();
+        let (_, carol) = before.current("carol").await.unwrap();
+        assert_ne!(alice, bob);
+        assert_ne!(bob, carol);
+        // Same password, new hash (as `hash-password` makes): a new stamp. Labels and other
+        // accounts do not matter.
+        let after = chain(
+            &format!(
+                "alice:\n  password: \"{}\"\nbob:\n  password: \"{hb}\"\n  labels: {{g: [x]}}\n",
+                hash("a-pw")
+            ),
+            "",
+        );
+        assert_ne!(after.current("alice").await.unwrap().1, alice);
+        assert_eq!(after.current("bob").await.unwrap().1, bob);
+        assert_eq!(
+            after.current("carol").await,
+            Err(AuthnError::UnknownAccount)
+        );
+        // The same hash moved to another backend is another credential.
+        let moved = chain("{}", &format!("bob:{hb}\n"));
+        assert_ne!(moved.current("bob").await.unwrap().1, bob);
+        // Cached answers carry the stamp too.
+        assert_eq!(before.current_cached("bob").await.unwrap().1, bob);
+        assert_eq!(before.current_cached("bob").await.unwrap().1, bob);
     }
 
     #[tokio::test]

@@ -212,9 +212,26 @@ impl Authenticator for StaticUsers {
         }
     }
 
+    async fn current(&self, account: &str) -> super::Current {
+        match self.users.get(account) {
+            None => super::Current::Unknown,
+            Some(user) => super::Current::Decided(Ok((
+                Identity {
+                    account: account.to_owned(),
+                    labels: user.labels.clone(),
+                },
+                user.password.clone().unwrap_or_default().into_bytes(),
+            ))),
+        }
+    }
+
     fn fingerprint(&self, account: &str) -> Option<u64> {
         let user = self.users.get(account)?;
         Some(super::digest(&(&user.password, &user.labels)))
+    }
+
+    fn account_names(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
     }
 
     fn name(&self) -> &str {

@@ -42,7 +42,7 @@ impl Portcullis {
         let trusted = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .is_some_and(|a| self.trusted(a.ip()));
+            .is_some_and(|a| self.trusted_proxies.contains(a.ip()));
         let header = |name: &str| {
             req.headers
                 .get(name)

@@ -30,10 +30,10 @@ impl Portcullis {
         &self,
         state: &State,
         creds: &Credentials,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
     ) -> std::result::Result<(Identity, Option<Arc<Claims>>), Refusal> {
         let Credentials::Bearer(token) = creds else {
-            return self.login(state, creds, ip).await.map(|i| (i, None));
+            return self.login(state, creds, client).await.map(|i| (i, None));
         };
         let bad_token = || {
             self.metrics.auth_failure(AuthFailure::BadToken);
@@ -69,7 +69,7 @@ impl Portcullis {
         &self,
         state: &State,
         creds: &Credentials,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
     ) -> std::result::Result<Identity, Refusal> {
         let Credentials::Basic { account, password } = creds else {
             return state
@@ -78,7 +78,9 @@ impl Portcullis {
                 .await
                 .map_err(|e| self.refusal(e));
         };
-        match lockout::guarded_login(Some(&self.lockout), &state.authn, account, password, ip).await
+        let key = client.key();
+        match lockout::guarded_login(Some(&self.lockout), &state.authn, account, password, key)
+            .await
         {
             Ok(identity) => Ok(identity),
             Err(lockout::Refused::Locked { remaining }) => {
@@ -99,7 +101,7 @@ impl Portcullis {
             Err(lockout::Refused::Failed { error, locked_now }) => {
                 if locked_now {
                     self.metrics.lockout();
-                    tracing::warn!(account = %account, client = ?ip, "too many failed logins: locked out");
+                    tracing::warn!(account = %account, client = %client, "too many failed logins: locked out");
                 }
                 Err(self.refusal(error))
             }

@@ -15,14 +15,13 @@
 //! (the filtered catalog), [`forward`] (client address, spoofable headers) and [`answer`]
 //! (answers written by portcullis itself).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use ipnet::IpNet;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -32,12 +31,13 @@ use crate::acl::RuleOrigin;
 use crate::authn::lockout::{self, Lockout};
 use crate::authn::{credentials, AuthnError, Credentials, Identity};
 use crate::catalog::{self, Catalog};
+use crate::client::{ClientAddr, TrustedProxies};
 use crate::config::{Challenge, Config, Upstream};
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
 use crate::limits::Limits;
 use crate::metrics::{self as m, AuthFailure, Metrics};
 use crate::policy::{self, Decision, Subject};
-use crate::route::{self, Route, RouteError};
+use crate::route::{self, Endpoint, Parsed, Route, RouteError};
 use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
 use crate::token::{self, Claims, TokenService};
@@ -52,7 +52,7 @@ mod token_endpoint;
 
 pub(crate) use answer::{respond, respond_json};
 pub(crate) use challenge::basic_challenge;
-use forward::{is_form, SPOOFABLE_HEADERS};
+use forward::manifest_media_type;
 use login::authorization;
 
 /// What the proxy shares with the rest of the process and keeps across reloads.
@@ -73,7 +73,10 @@ pub struct Portcullis {
     upstream: Upstream,
     upstream_addr: SocketAddr,
     tls: bool,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: TrustedProxies,
+    /// Whether the last request from a trusted proxy had an unreadable client address, so
+    /// that state changes are logged once rather than per request.
+    unknown_client: std::sync::atomic::AtomicBool,
     catalog: Catalog,
     drain: Arc<Drain>,
     metrics: Arc<Metrics>,
@@ -97,7 +100,8 @@ impl Portcullis {
             upstream: config.upstream.clone(),
             upstream_addr,
             tls: config.tls.is_some(),
-            trusted_proxies: config.trusted_proxies.clone(),
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            unknown_client: Default::default(),
             catalog: Catalog::new(),
             drain: shared.drain,
             metrics: shared.metrics,
@@ -133,15 +137,24 @@ pub struct RequestCtx {
     _in_flight: InFlight,
     started: Instant,
     state: Option<Arc<State>>,
-    route: Option<Route>,
+    parsed: Option<Parsed>,
     account: Option<String>,
-    client_ip: Option<IpAddr>,
+    client: ClientAddr,
+    /// The validated `Content-Type` of a manifest `PUT`, as forwarded.
+    media_type: Option<String>,
     outcome: Outcome,
     rule: Option<RuleOrigin>,
     drop_mount: bool,
     refused_early: bool,
     token_endpoint: bool,
     ui: bool,
+}
+
+impl RequestCtx {
+    /// The parsed route, once the target has been parsed.
+    fn route(&self) -> Option<&Route> {
+        self.parsed.as_ref().map(|p| &p.route)
+    }
 }
 
 /// The `decision` label of the audit line and the request metric.
@@ -181,9 +194,10 @@ impl ProxyHttp for Portcullis {
             _in_flight: self.drain.enter(),
             started: Instant::now(),
             state: None,
-            route: None,
+            parsed: None,
             account: None,
-            client_ip: None,
+            client: ClientAddr::none(),
+            media_type: None,
             outcome: Outcome::Error,
             rule: None,
             drop_mount: false,
@@ -215,7 +229,7 @@ impl ProxyHttp for Portcullis {
         }
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
-        ctx.client_ip = self.client_ip(session);
+        ctx.client = self.client_addr(session);
         if self.drain.is_draining() {
             ctx.outcome = Outcome::Error;
             session.set_keepalive(None);
@@ -241,7 +255,7 @@ impl ProxyHttp for Portcullis {
         }
         if ui::is_mounted(&state.config.ui, session.req_header(), session.is_http2()) {
             ctx.ui = true;
-            let served = self.ui.serve(self, session, &state, ctx.client_ip).await?;
+            let served = self.ui.serve(self, session, &state, ctx.client).await?;
             ctx.account = served.account;
             ctx.outcome = served.outcome;
             ctx.rule = served.rule;
@@ -257,9 +271,9 @@ impl ProxyHttp for Portcullis {
             Err(RouteError::NotOriginForm)
         } else {
             let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
-            route::parse(req.method.as_str(), target)
+            route::parse_request(req.method.as_str(), target.as_bytes())
         };
-        let route = match parsed {
+        let parsed = match parsed {
             Ok(r) => r,
             Err(e) => {
                 ctx.outcome = Outcome::Invalid;
@@ -272,16 +286,19 @@ impl ProxyHttp for Portcullis {
             }
         };
         // Known from here on, so refusals below are logged and counted by action.
-        ctx.route = Some(route.clone());
-        if is_form(req) {
-            ctx.outcome = Outcome::Invalid;
-            let e = OciError::new(
-                400,
-                "UNSUPPORTED",
-                "form-encoded request bodies are not accepted",
-            );
-            respond(session, &e, &[]).await?;
-            return Ok(true);
+        let route = parsed.route.clone();
+        let unknown_reference = parsed.unknown_reference;
+        ctx.parsed = Some(parsed);
+        if route.endpoint() == Endpoint::Manifest && req.method == http::Method::PUT {
+            match manifest_media_type(req) {
+                Ok(media_type) => ctx.media_type = media_type,
+                Err(e) => {
+                    ctx.outcome = Outcome::Invalid;
+                    let e = OciError::new(400, "MANIFEST_INVALID", e.to_string());
+                    respond(session, &e, &[]).await?;
+                    return Ok(true);
+                }
+            }
         }
         let creds = match authorization(req) {
             Ok(c) => c,
@@ -296,7 +313,7 @@ impl ProxyHttp for Portcullis {
         if let Credentials::Basic { account, .. } = &creds {
             ctx.account = Some(account.clone());
         }
-        let (identity, claims) = match self.identify(&state, &creds, ctx.client_ip).await {
+        let (identity, claims) = match self.identify(&state, &creds, ctx.client).await {
             Ok(found) => found,
             Err(refusal) => {
                 ctx.outcome = refusal.outcome;
@@ -311,7 +328,7 @@ impl ProxyHttp for Portcullis {
         ctx.account = Some(identity.account.clone());
         let subject = Subject {
             identity: &identity,
-            ip: ctx.client_ip,
+            ip: ctx.client.ip(),
             service: state.service(),
         };
         let decision = match &claims {
@@ -320,6 +337,15 @@ impl ProxyHttp for Portcullis {
         };
         ctx.rule = decision.rule().cloned();
         match decision {
+            Decision::Allow { .. } if unknown_reference => {
+                // The registry routes a reference in neither grammar nowhere: 404, as the OCI
+                // conformance suite expects. Answered here, after authorization, so it says
+                // nothing to a caller who may not see the repository.
+                ctx.outcome = Outcome::Allowed;
+                let e = OciError::new(404, "MANIFEST_UNKNOWN", "manifest unknown");
+                respond(session, &e, &[]).await?;
+                Ok(true)
+            }
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
                 ctx.drop_mount = drop_mount;
@@ -363,55 +389,22 @@ impl ProxyHttp for Portcullis {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // Always send an origin-form target built from what was authorized.
-        let pq = session
-            .req_header()
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default();
-        let (path, query) = match pq.split_once('?') {
-            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (pq.clone(), None),
-        };
-        let path = if matches!(ctx.route, Some(Route::Base)) {
-            "/v2/".to_owned()
-        } else {
-            path
-        };
-        let query = match (query, ctx.drop_mount) {
-            (Some(q), true) => route::strip_mount(&q),
-            (q, _) => q,
-        };
-        let target = match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        let uri: http::Uri = target.parse().map_err(|_| {
-            Error::explain(ErrorType::InternalError, "rebuilt target does not parse")
-        })?;
-        upstream.set_uri(uri);
+        self.rebuild_request(session, upstream, ctx)
+    }
 
-        let host = session
-            .req_header()
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
-        for name in SPOOFABLE_HEADERS {
-            upstream.remove_header(*name);
-        }
-        if let Some(ip) = ctx.client_ip {
-            upstream.insert_header("X-Forwarded-For", ip.to_string())?;
-            upstream.insert_header("X-Real-IP", ip.to_string())?;
-        }
-        upstream.insert_header("X-Forwarded-Proto", if self.tls { "https" } else { "http" })?;
-        if let Some(host) = host {
-            if upstream.headers.get("host").is_none() {
-                upstream.insert_header("Host", host.as_str())?;
-            }
-            upstream.insert_header("X-Forwarded-Host", host)?;
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // We never forward `Upgrade`, so a registry that switches protocols anyway is
+        // misbehaving: relaying the 101 would turn an authorized request into a raw tunnel.
+        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "the registry answered 101 Switching Protocols",
+            ));
         }
         Ok(())
     }
@@ -483,7 +476,7 @@ impl ProxyHttp for Portcullis {
             } else if ctx.ui {
                 m::Action::Ui
             } else {
-                m::Action::of_route(ctx.route.as_ref())
+                m::Action::of_route(ctx.route())
             },
             ctx.outcome.into(),
             ctx.started.elapsed(),
@@ -499,10 +492,10 @@ impl ProxyHttp for Portcullis {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let req = session.req_header();
-        let route = ctx.route.as_ref();
+        let route = ctx.route();
         tracing::info!(
             target: "audit",
-            client = ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+            client = %ctx.client,
             account = ctx.account.as_deref().unwrap_or(""),
             method = req.method.as_str(),
             path = req.uri.path(),

@@ -65,7 +65,8 @@ impl Portcullis {
                 content_type: content_type.as_deref(),
                 body: &body,
                 credentials,
-                client_ip: ctx.client_ip,
+                client_ip: ctx.client.ip(),
+                lockout_key: ctx.client.key(),
                 lockout: Some(&self.lockout),
             },
         )
@@ -83,7 +84,7 @@ impl Portcullis {
                 }
                 if *locked_now {
                     self.metrics.lockout();
-                    tracing::warn!(account = ?answer.account, client = ?ctx.client_ip, "too many failed logins: locked out");
+                    tracing::warn!(account = ?answer.account, client = %ctx.client, "too many failed logins: locked out");
                 }
                 Outcome::Unauthenticated
             }

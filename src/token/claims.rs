@@ -43,6 +43,13 @@ pub struct Claims {
     /// `"refresh"` on refresh tokens; absent on access tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_use: Option<String>,
+    /// Refresh tokens only: the credential binding, a MAC (keyed by a secret derived from the
+    /// signing key) of the account and the stamp of the credential it logged in with
+    /// ([`crate::authn::Authenticator::current`]). A refresh checks it against the account's
+    /// current stamp, so a password change, a removal or a move to another backend ends the
+    /// token. Never an unkeyed digest: the claims are readable by whoever holds the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cred: Option<String>,
 }
 
 impl Claims {
@@ -94,6 +101,7 @@ mod tests {
             jti: "j".into(),
             access,
             token_use: None,
+            cred: None,
         }
     }
 

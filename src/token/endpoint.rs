@@ -16,10 +16,20 @@
 //! - Single-valued parameters given twice are a 400 (Go would take the first; we do not guess).
 //! - Refresh tokens are issued only to real accounts, never to anonymous callers (GET with
 //!   `offline_token=true`, POST with `access_type=offline`), and only when
-//!   `refresh_expiration` is not zero. A refresh re-checks that the account still exists
-//!   (fresh labels) and re-evaluates the ACL. A bad refresh token is a 401.
+//!   `refresh_expiration` is not zero. Each is bound to the credential the account logged in
+//!   with (the `cred` claim, a keyed MAC of [`crate::authn::Authenticators::current`]'s stamp,
+//!   read before the password check). A refresh re-checks that the account still exists
+//!   with that same credential — a password change, a removal, a move to another backend
+//!   ends the token — takes fresh labels and re-evaluates the ACL. A bad refresh token is a
+//!   401.
 //! - `client_id` is accepted and not checked (the spec calls it required, but it identifies
-//!   nothing we could verify). On POST, only the form body counts; the query is ignored.
+//!   nothing we could verify). On POST, the query is ignored.
+//! - On POST, Basic credentials are never ignored: with the `password` grant they must name
+//!   the same account and password as the form, with the `refresh_token` grant the token's
+//!   account (400 `invalid_request` otherwise, before any password is checked: two
+//!   authentication mechanisms that disagree); with a refresh token their password is checked
+//!   too, and a wrong one is a 401 counted as a failed login. A Bearer token on POST is a
+//!   400.
 //! - Errors carry both shapes clients read: the OCI `{"errors":[{code,message,detail}]}` and
 //!   OAuth2's `error`/`error_description`.
 //! - Password checks (GET Basic, POST `password` grant) go through the failed-login limits
@@ -54,8 +64,11 @@ pub struct EndpointRequest<'a> {
     pub body: &'a [u8],
     /// The parsed `Authorization` header.
     pub credentials: Credentials,
-    /// The client address the ACL's `ip` sees (and lockout counts).
+    /// The client address the ACL's `ip` sees; `None` when unknown.
     pub client_ip: Option<IpAddr>,
+    /// The address failed logins count against: the client, or the trusted proxy it came
+    /// through when the client's address could not be read.
+    pub lockout_key: Option<IpAddr>,
     /// Failed-login limits, checked before and counted after every password check here
     /// (the POST username is only known once the body is parsed, so the proxy cannot).
     pub lockout: Option<&'a Lockout>,
@@ -327,7 +340,7 @@ async fn get(
         .one("offline_token")?
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     params.one("client_id")?;
-    let identity = match &req.credentials {
+    let (identity, stamp) = match &req.credentials {
         Credentials::Basic {
             account: user,
             password,
@@ -339,7 +352,9 @@ async fn get(
                     "account does not match the credentials",
                 ));
             }
-            login(authn, req, user, password).await?
+            let stamp = stamp_before_login(service, authn, user, offline).await;
+            let identity = login(authn, req, user, password).await?;
+            (identity, stamp)
         }
         Credentials::None => {
             if asked_account.is_some_and(|a| !a.is_empty()) {
@@ -348,22 +363,79 @@ async fn get(
                     "account does not match the credentials",
                 ));
             }
-            authn
+            let identity = authn
                 .authenticate(&Credentials::None)
                 .await
-                .map_err(Failure::login)?
+                .map_err(Failure::login)?;
+            (identity, None)
         }
         Credentials::Bearer(_) => return Err(Failure::login(AuthnError::Missing)),
     };
     *account = Some(identity.account.clone());
+    let refresh = refresh_stamp(&identity, stamp)?;
     respond(
         service,
         acl,
         req.client_ip,
         &identity,
         &scopes,
-        offline,
+        refresh.as_deref(),
         false,
+    )
+}
+
+/// The credential stamp a refresh token will be bound to, read *before* the password check:
+/// if the password changes while the login runs, the token is bound to the old credential and
+/// ends at once, never the reverse. `None` when no refresh token will be issued.
+async fn stamp_before_login(
+    service: &TokenService,
+    authn: &Authenticators,
+    account: &str,
+    offline: bool,
+) -> Option<Result<Vec<u8>, AuthnError>> {
+    if !offline || account.is_empty() || service.refresh_expiration_secs() == 0 {
+        return None;
+    }
+    Some(authn.current(account).await.map(|(_, stamp)| stamp))
+}
+
+/// After a successful login: the stamp to bind a refresh token to, if one is to be issued.
+/// A stamp that could not be read (the account vanished, or the backend failed, between the
+/// two looks) means no refresh token can be bound: 503, try again.
+fn refresh_stamp(
+    identity: &Identity,
+    stamp: Option<Result<Vec<u8>, AuthnError>>,
+) -> Result<Option<Vec<u8>>, Failure> {
+    match stamp {
+        _ if identity.is_anonymous() => Ok(None),
+        None => Ok(None),
+        Some(Ok(stamp)) => Ok(Some(stamp)),
+        Some(Err(AuthnError::Unavailable(m))) => Err(Failure::login(AuthnError::Unavailable(m))),
+        Some(Err(_)) => Err(Failure::login(AuthnError::Unavailable(
+            "the account changed during the login".into(),
+        ))),
+    }
+}
+
+/// Basic credentials sent with a POST: they must agree with the body, never be ignored.
+/// `Ok(None)` without them; a Bearer token here is a 400 (nothing it could mean).
+fn post_basic<'r>(req: &'r EndpointRequest<'_>) -> Result<Option<(&'r str, &'r str)>, Failure> {
+    match &req.credentials {
+        Credentials::None => Ok(None),
+        Credentials::Basic { account, password } => Ok(Some((account, password))),
+        Credentials::Bearer(_) => Err(Failure::invalid(
+            "invalid_request",
+            "only Basic credentials may accompany a token request",
+        )),
+    }
+}
+
+/// The Basic account and the body's account differ: OAuth2's `invalid_request` (two
+/// authentication mechanisms that disagree).
+fn disagreeing_credentials() -> Failure {
+    Failure::invalid(
+        "invalid_request",
+        "the Authorization header and the form disagree",
     )
 }
 
@@ -393,6 +465,7 @@ async fn post(
     let body = std::str::from_utf8(req.body)
         .map_err(|_| Failure::invalid("invalid_request", "malformed parameters"))?;
     let params = Params::parse(body)?;
+    let basic = post_basic(req)?;
     let grant_type = params.one("grant_type")?;
     params.one("client_id")?;
     let scopes = params.service_and_scopes(service)?;
@@ -404,14 +477,23 @@ async fn post(
             let password = params.one("password")?.unwrap_or("");
             let offline = params.one("access_type")? == Some("offline");
             *account = Some(user.to_string());
+            // Basic credentials as well: the same account and the same password, or refused
+            // before any password is checked.
+            if let Some((basic_user, basic_password)) = basic {
+                if basic_user != user || basic_password != password {
+                    return Err(disagreeing_credentials());
+                }
+            }
+            let stamp = stamp_before_login(service, authn, user, offline).await;
             let identity = login(authn, req, user, password).await?;
+            let refresh = refresh_stamp(&identity, stamp)?;
             respond(
                 service,
                 acl,
                 req.client_ip,
                 &identity,
                 &scopes,
-                offline,
+                refresh.as_deref(),
                 true,
             )
         }
@@ -423,14 +505,26 @@ async fn post(
                 .verify_refresh(token)
                 .map_err(|_: TokenError| Failure::refresh())?;
             *account = Some(claims.sub.clone());
-            let identity = match authn.lookup(&claims.sub).await {
-                Ok(identity) => identity,
+            // Basic credentials as well: for the token's account, and a right password (a
+            // wrong one is a failed login like any other, counted toward the lockout).
+            if let Some((basic_user, basic_password)) = basic {
+                if basic_user != claims.sub {
+                    return Err(disagreeing_credentials());
+                }
+                login(authn, req, basic_user, basic_password).await?;
+            }
+            // The account must still exist, with the credential the token was issued under.
+            let identity = match authn.current(&claims.sub).await {
+                Ok((identity, stamp)) if service.refresh_is_bound(token, &claims, &stamp) => {
+                    identity
+                }
+                Ok(_) => return Err(Failure::refresh()),
                 Err(AuthnError::Unavailable(m)) => {
                     return Err(Failure::login(AuthnError::Unavailable(m)))
                 }
                 Err(_) => return Err(Failure::refresh()),
             };
-            respond(service, acl, req.client_ip, &identity, &scopes, false, true)
+            respond(service, acl, req.client_ip, &identity, &scopes, None, true)
         }
         Some(_) => Err(Failure::invalid(
             "unsupported_grant_type",
@@ -451,7 +545,7 @@ async fn login(
     account: &str,
     password: &str,
 ) -> Result<Identity, Failure> {
-    match lockout::guarded_login(req.lockout, authn, account, password, req.client_ip).await {
+    match lockout::guarded_login(req.lockout, authn, account, password, req.lockout_key).await {
         Ok(identity) => Ok(identity),
         Err(lockout::Refused::Locked { remaining }) => Err(Failure {
             status: 429,
@@ -518,7 +612,7 @@ fn respond(
     ip: Option<IpAddr>,
     identity: &Identity,
     scopes: &[Scope],
-    offline: bool,
+    refresh_stamp: Option<&[u8]>,
     oauth: bool,
 ) -> Answer {
     let access = grant(service, acl, identity, ip, scopes);
@@ -540,9 +634,11 @@ fn respond(
     if oauth && !granted.is_empty() {
         body["scope"] = serde_json::Value::String(granted.clone());
     }
-    if offline && !identity.is_anonymous() && service.refresh_expiration_secs() > 0 {
+    let refresh_stamp =
+        refresh_stamp.filter(|_| !identity.is_anonymous() && service.refresh_expiration_secs() > 0);
+    if let Some(stamp) = refresh_stamp {
         let refresh = service
-            .sign_refresh(&identity.account, now)
+            .sign_refresh(&identity.account, stamp, now)
             .map_err(|_| Failure::internal())?;
         body["refresh_token"] = serde_json::Value::String(refresh);
     }
@@ -625,6 +721,13 @@ mod tests {
         users(&yaml)
     }
 
+    /// The stored hash of `account` in a chain built by [`users`] (its credential stamp, less
+    /// the backend name).
+    async fn before_hash(authn: &Authenticators, account: &str) -> String {
+        let (_, stamp) = authn.current(account).await.unwrap();
+        String::from_utf8(stamp[b"users\0".len()..].to_vec()).unwrap()
+    }
+
     fn basic(user: &str, password: &str) -> Credentials {
         Credentials::Basic {
             account: user.into(),
@@ -652,6 +755,7 @@ mod tests {
                 body: body.as_bytes(),
                 credentials,
                 client_ip: Some("192.0.2.1".parse().unwrap()),
+                lockout_key: Some("192.0.2.1".parse().unwrap()),
                 lockout: None,
             },
         )
@@ -924,12 +1028,19 @@ mod tests {
         let body = format!(
             "grant_type=refresh_token&refresh_token={refresh}&scope=repository:builds/app:push"
         );
-        // ci lost the builders label: the ACL is evaluated again, with the fresh labels.
-        let relabelled = users(&format!("ci:\n  password: \"{}\"\n", hash("ci-pw")));
+        // ci lost the builders label (same stored hash): the ACL is evaluated again, with the
+        // fresh labels.
+        let ci_hash = before_hash(&before, "ci").await;
+        let relabelled = users(&format!("ci:\n  password: \"{ci_hash}\"\n"));
         let (resp, json) = call(&env, &relabelled, "POST", "", Credentials::None, &body).await;
         assert_eq!(resp.status, 200);
         assert!(access_of(&env, &json["access_token"]).is_empty());
         assert!(json.get("scope").is_none());
+        // ci's password changed (even re-hashed to the same password): the token ends.
+        let rehashed = users(&format!("ci:\n  password: \"{}\"\n", hash("ci-pw")));
+        let (resp, _) = call(&env, &rehashed, "POST", "", Credentials::None, &body).await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.outcome, Outcome::RefreshRejected);
         // ci was removed: the refresh token stops working.
         let removed = users(&format!("alice:\n  password: \"{}\"\n", hash("x")));
         let (resp, json) = call(&env, &removed, "POST", "", Credentials::None, &body).await;
@@ -983,6 +1094,7 @@ mod tests {
                         body: body.as_bytes(),
                         credentials: creds,
                         client_ip: Some("192.0.2.9".parse().unwrap()),
+                        lockout_key: Some("192.0.2.9".parse().unwrap()),
                         lockout: Some(lockout),
                     },
                 )
@@ -1089,12 +1201,119 @@ mod tests {
                     body,
                     credentials: Credentials::None,
                     client_ip: None,
+                    lockout_key: None,
                     lockout: None,
                 },
             )
             .await;
             assert_eq!(resp.status, status);
         }
+    }
+
+    #[tokio::test]
+    async fn post_basic_credentials_must_agree_with_the_body() {
+        let env = env();
+        let authn = standard_users(false);
+        let pw =
+            "grant_type=password&username=alice&password=alice-pw&scope=repository:alice/x:pull";
+        // The same account and password in both: fine.
+        let (resp, json) = call(&env, &authn, "POST", "", basic("alice", "alice-pw"), pw).await;
+        assert_eq!(resp.status, 200, "{json}");
+        // Another account in the header, or another password: 400, nothing issued.
+        for creds in [basic("ci", "ci-pw"), basic("alice", "wrong")] {
+            let (resp, json) = call(&env, &authn, "POST", "", creds, pw).await;
+            assert_eq!((resp.status, resp.outcome.clone()), (400, Outcome::Invalid));
+            assert_eq!(json["error"], "invalid_request");
+            assert!(json.get("access_token").is_none());
+        }
+        let (resp, _) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::Bearer("t".into()),
+            pw,
+        )
+        .await;
+        assert_eq!(resp.status, 400);
+        // A refresh token with Basic credentials: the token's account, the right password.
+        let (_, json) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::None,
+            "grant_type=password&username=ci&password=ci-pw&access_type=offline",
+        )
+        .await;
+        let refresh = json["refresh_token"].as_str().unwrap().to_string();
+        let body = format!("grant_type=refresh_token&refresh_token={refresh}");
+        let (resp, _) = call(&env, &authn, "POST", "", basic("ci", "ci-pw"), &body).await;
+        assert_eq!(resp.status, 200);
+        let (resp, _) = call(&env, &authn, "POST", "", basic("alice", "alice-pw"), &body).await;
+        assert_eq!((resp.status, resp.outcome), (400, Outcome::Invalid));
+        let (resp, json) = call(&env, &authn, "POST", "", basic("ci", "wrong"), &body).await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(json["error"], "invalid_grant");
+        assert_eq!(
+            resp.outcome,
+            Outcome::LoginFailed {
+                error: AuthnError::BadPassword,
+                locked_now: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_without_a_binding_or_from_another_key_are_refused() {
+        let env = env();
+        let authn = standard_users(false);
+        let (_, stamp) = authn.current("ci").await.unwrap();
+        // Signed by our key but with no `cred` (as before bindings existed): refused.
+        let mut claims = env
+            .service
+            .signer
+            .refresh_claims("ci", &stamp, unix_now(), 600);
+        claims.cred = None;
+        let unbound = env.service.signer.sign(&claims).unwrap();
+        // Bound to another stamp: refused. Bound to the right one: accepted.
+        let other = env
+            .service
+            .sign_refresh("ci", b"users\0other", unix_now())
+            .unwrap();
+        let good = env.service.sign_refresh("ci", &stamp, unix_now()).unwrap();
+        for (token, status) in [(unbound, 401), (other, 401), (good, 200)] {
+            let (resp, _) = call(
+                &env,
+                &authn,
+                "POST",
+                "",
+                Credentials::None,
+                &format!("grant_type=refresh_token&refresh_token={token}"),
+            )
+            .await;
+            assert_eq!(resp.status, status);
+        }
+        // The claim is a keyed MAC: neither the stamp nor an unkeyed digest of it.
+        let cred = claims_of(&env.service.sign_refresh("ci", &stamp, 0).unwrap());
+        let cred = cred["cred"].as_str().unwrap().to_string();
+        assert_eq!(cred.len(), 43);
+        let hash = before_hash(&authn, "ci").await;
+        assert!(!cred.contains(&hash[7..20]));
+        use sha2::Digest;
+        let plain =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&stamp));
+        assert_ne!(cred, plain);
+    }
+
+    fn claims_of(token: &str) -> serde_json::Value {
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     proptest::proptest! {
@@ -1112,6 +1331,7 @@ mod tests {
                     body: &body,
                     credentials: Credentials::None,
                     client_ip: None,
+                    lockout_key: None,
                     lockout: None,
                 }));
                 proptest::prop_assert!(matches!(resp.status, 200 | 400 | 401 | 413));

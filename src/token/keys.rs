@@ -160,6 +160,18 @@ impl PublicKey {
 pub struct SigningKey {
     public: PublicKey,
     encoding: EncodingKey,
+    binding: [u8; 32],
+}
+
+/// A secret derived from private key bytes, for keyed MACs that must be the same on every
+/// replica and across restarts (it is as secret, and as shared, as the key itself), and never
+/// usable as the key: SHA-256 of a fixed label and the private key's DER.
+fn derive_secret(private_der: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"portcullis refresh-token credential binding v1\0");
+    h.update(private_der);
+    h.finalize().into()
 }
 
 // Hand-written so that a stray `{:?}` can never print key material.
@@ -254,6 +266,7 @@ impl SigningKey {
         Ok(SigningKey {
             public: PublicKey::from_p256(&key.public_key()),
             encoding: EncodingKey::from_ec_der(pkcs8.as_bytes()),
+            binding: derive_secret(pkcs8.as_bytes()),
         })
     }
 
@@ -268,12 +281,19 @@ impl SigningKey {
         Ok(SigningKey {
             public: PublicKey::from_rsa(&key.to_public_key())?,
             encoding: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
+            binding: derive_secret(pkcs1.as_bytes()),
         })
     }
 
     /// The public half: algorithm, kid, and the key the verifier uses.
     pub fn public(&self) -> &PublicKey {
         &self.public
+    }
+
+    /// The secret that keys the credential binding of refresh tokens signed by this key
+    /// (derived from the private key, so every replica holding the key agrees on it).
+    pub(crate) fn binding_secret(&self) -> &[u8; 32] {
+        &self.binding
     }
 
     pub(crate) fn encoding_key(&self) -> &EncodingKey {

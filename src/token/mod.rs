@@ -74,6 +74,10 @@ pub struct TokenService {
     signer: Signer,
     verifier: Verifier,
     extra_keys: Vec<PublicKey>,
+    /// kid → credential-binding secret, for the keys whose private half we hold: the signing
+    /// key, and previous keys given as private keys. A refresh token signed by a key not
+    /// listed here cannot have its binding checked and is refused.
+    binding_secrets: std::collections::HashMap<String, [u8; 32]>,
     path: String,
     realm: Option<String>,
     issuer: String,
@@ -92,13 +96,24 @@ impl TokenService {
             None => None,
         };
         let mut previous = Vec::new();
+        let mut previous_private = Vec::new();
         let mut errors = Vec::new();
         for path in &cfg.previous_keys {
+            // A public key or certificate keeps access tokens of that key working; the private
+            // key also keeps its refresh tokens working (their binding needs its secret).
             let loaded = std::fs::read(path)
                 .map_err(|e| e.to_string())
-                .and_then(|pem| PublicKey::from_pem(&pem));
+                .and_then(|pem| match PublicKey::from_pem(&pem) {
+                    Ok(k) => Ok((k, None)),
+                    Err(e) => SigningKey::from_pem(&pem)
+                        .map(|k| (k.public().clone(), Some(k)))
+                        .map_err(|_| e),
+                });
             match loaded {
-                Ok(k) => previous.push(k),
+                Ok((k, private)) => {
+                    previous.push(k);
+                    previous_private.extend(private);
+                }
                 Err(e) => errors.push(
                     crate::diagnostic::Diagnostic::new(path, e).key("auth.token.previous_keys"),
                 ),
@@ -107,7 +122,12 @@ impl TokenService {
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
-        let service = Self::new(cfg, key, chain);
+        let mut service = Self::new(cfg, key, chain);
+        for k in &previous_private {
+            service
+                .binding_secrets
+                .insert(k.public().kid().to_string(), *k.binding_secret());
+        }
         Ok(if previous.is_empty() {
             service
         } else {
@@ -118,7 +138,9 @@ impl TokenService {
     /// A service from an already loaded key and DER certificate chain (leaf first).
     pub fn new(cfg: &crate::config::Token, key: SigningKey, chain: Option<Vec<Vec<u8>>>) -> Self {
         let public = key.public().clone();
+        let binding_secrets = [(public.kid().to_string(), *key.binding_secret())].into();
         TokenService {
+            binding_secrets,
             verifier: Verifier::new(vec![public], &cfg.issuer, &cfg.service),
             signer: Signer::new(key, chain, &cfg.issuer, &cfg.service),
             extra_keys: Vec::new(),
@@ -147,9 +169,28 @@ impl TokenService {
         self.verifier.verify(token)
     }
 
-    /// Verifies a refresh token (token endpoint only).
+    /// Verifies a refresh token (token endpoint only): signature and claims. Whether it is
+    /// still bound to its account's credential is [`Self::refresh_is_bound`]'s question.
     pub fn verify_refresh(&self, token: &str) -> Result<Claims, TokenError> {
         self.verifier.verify_refresh(token)
+    }
+
+    /// Whether a verified refresh token's `cred` claim matches `stamp`, the account's current
+    /// credential stamp: false for a changed password, another backend, a token without the
+    /// claim (issued before bindings existed), or one signed by a key whose secret we lack.
+    pub fn refresh_is_bound(&self, token: &str, claims: &Claims, stamp: &[u8]) -> bool {
+        let Some(cred) = claims.cred.as_deref() else {
+            return false;
+        };
+        let Some(secret) = jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|h| h.kid)
+            .and_then(|kid| self.binding_secrets.get(&kid))
+        else {
+            return false;
+        };
+        let expected = signer::binding(secret, &claims.sub, stamp);
+        crate::ui::csrf::bytes_equal(expected.as_bytes(), cred.as_bytes())
     }
 
     /// Signs an access token for `account` with `access`, issued at `now` (Unix seconds).
@@ -170,11 +211,18 @@ impl TokenService {
         self.sign_access(account, access, unix_now())
     }
 
-    /// Signs a refresh token for `account`, issued at `now`.
-    pub fn sign_refresh(&self, account: &str, now: u64) -> Result<String, TokenError> {
+    /// Signs a refresh token for `account`, bound to `stamp` (the credential stamp read
+    /// *before* the password check, so a change racing the login ends the token), issued at
+    /// `now`.
+    pub fn sign_refresh(
+        &self,
+        account: &str,
+        stamp: &[u8],
+        now: u64,
+    ) -> Result<String, TokenError> {
         let claims = self
             .signer
-            .refresh_claims(account, now, self.refresh_expiration_secs);
+            .refresh_claims(account, stamp, now, self.refresh_expiration_secs);
         self.signer.sign(&claims)
     }
 
@@ -328,6 +376,50 @@ mod tests {
             .public()
             .clone()]);
         assert_eq!(new.verify(&token).unwrap().sub, "alice");
+    }
+
+    #[test]
+    fn refresh_bindings_survive_a_rotation_only_with_the_previous_private_key() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = TokenService::load(&cfg(a.path())).unwrap();
+        let refresh = old.sign_refresh("alice", b"stamp", unix_now()).unwrap();
+        let claims = old.verify_refresh(&refresh).unwrap();
+        assert!(old.refresh_is_bound(&refresh, &claims, b"stamp"));
+        assert!(!old.refresh_is_bound(&refresh, &claims, b"other"));
+        // The same key loaded again (a restart, another replica) agrees.
+        let again = TokenService::load(&cfg_of(a.path())).unwrap();
+        assert!(again.refresh_is_bound(&refresh, &claims, b"stamp"));
+        // Rotated, the old certificate kept: the token verifies, its binding cannot be checked.
+        let mut rotated = cfg(b.path());
+        rotated.previous_keys = vec![a.path().join(keys::DEV_CERT_FILE)];
+        let new = TokenService::load(&rotated).unwrap();
+        let claims = new.verify_refresh(&refresh).unwrap();
+        assert!(!new.refresh_is_bound(&refresh, &claims, b"stamp"));
+        // The old private key kept instead: both.
+        rotated.previous_keys = vec![cfg_key(a.path())];
+        let new = TokenService::load(&rotated).unwrap();
+        let claims = new.verify_refresh(&refresh).unwrap();
+        assert!(new.refresh_is_bound(&refresh, &claims, b"stamp"));
+        // Something that is neither is still an error naming the setting.
+        std::fs::write(a.path().join("junk.pem"), "junk").unwrap();
+        rotated.previous_keys = vec![a.path().join("junk.pem")];
+        let e = TokenService::load(&rotated).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("auth.token.previous_keys"));
+    }
+
+    /// The configuration of the dev key pair already in `dir` (not a new one).
+    fn cfg_of(dir: &std::path::Path) -> crate::config::Token {
+        crate::config::Token {
+            path: "/auth".into(),
+            realm: None,
+            issuer: "iss".into(),
+            service: "svc \"quoted\"".into(),
+            key: cfg_key(dir),
+            certificate: Some(dir.join(keys::DEV_CERT_FILE)),
+            expiration: std::time::Duration::from_secs(300),
+            refresh_expiration: std::time::Duration::from_secs(0),
+            previous_keys: vec![],
+        }
     }
 
     fn cfg_key(dir: &std::path::Path) -> std::path::PathBuf {

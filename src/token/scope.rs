@@ -1,11 +1,14 @@
 //! The `scope` parameter of a token request: `type:name:actions`, possibly several per value
 //! (space-separated) and several values.
 //!
-//! A name may contain `:` only in a `host:port/` prefix, so the type is what comes before the
-//! first `:`, the actions what comes after the last, and the name the middle. A leading
-//! component that is a host (contains `.` or `:`, or is `localhost`) is stripped, as docker
-//! does when it normalizes a reference: the registry sees the name without it, and so must the
-//! ACL and the token.
+//! The type is what comes before the first `:`, the actions what comes after the last, and the
+//! name the middle. The name is the repository path exactly as it appears in
+//! `/v2/<name>/...`, and nothing is ever stripped from it: a client has already removed the
+//! registry host when it normalised its reference (`registry.example.com/my.org/app` asks for
+//! `repository:my.org/app:pull`), so a first component with a `.` (`my.org/app`) or named
+//! `localhost` is part of the repository, and a token for anything else would not match the
+//! requests the client then makes. A name holding `:` is outside the repository grammar and
+//! refused.
 
 use std::fmt;
 
@@ -20,7 +23,7 @@ pub const MAX_SCOPE_LEN: usize = 512;
 pub struct Scope {
     /// `repository`, `registry`, `repository(plugin)`, …
     pub kind: String,
-    /// The resource name, host prefix removed.
+    /// The resource name, exactly as requested (the repository path for `repository`).
     pub name: String,
     /// The requested actions, in order, without duplicates.
     pub actions: Vec<String>,
@@ -42,7 +45,7 @@ pub enum ScopeError {
     /// A type with characters other than letters, digits, `(`, `)`, `-`, `_`.
     #[error("invalid scope type")]
     Type,
-    /// An empty name, a `:` outside a host prefix, or a repository name outside the grammar.
+    /// An empty name, a name with a `:`, or a repository name outside the grammar.
     #[error("invalid scope name")]
     Name,
     /// No actions, or an action with characters other than letters, digits, `*`, `-`, `_`.
@@ -67,7 +70,6 @@ pub fn parse_scope(text: &str) -> Result<Scope, ScopeError> {
     {
         return Err(ScopeError::Type);
     }
-    let name = strip_host(name);
     if name.is_empty() || name.contains(':') || !name.bytes().all(|c| c.is_ascii_graphic()) {
         return Err(ScopeError::Name);
     }
@@ -93,14 +95,6 @@ pub fn parse_scope(text: &str) -> Result<Scope, ScopeError> {
         name: name.to_string(),
         actions: list,
     })
-}
-
-/// The name without a leading `host[:port]/` component.
-fn strip_host(name: &str) -> &str {
-    match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
-        _ => name,
-    }
 }
 
 /// Parses every `scope` value of a request: each may hold several scopes separated by spaces
@@ -161,17 +155,19 @@ mod tests {
             parse_scope("registry:catalog:*").unwrap(),
             s("registry", "catalog", &["*"])
         );
+        // The name is the repository path: a first component that looks like a host is
+        // part of it, never stripped.
         assert_eq!(
-            parse_scope("repository:localhost:5000/team/app:pull").unwrap(),
-            s("repository", "team/app", &["pull"])
+            parse_scope("repository:my.org/app:pull").unwrap(),
+            s("repository", "my.org/app", &["pull"])
         );
         assert_eq!(
             parse_scope("repository:registry.example.com/app:push").unwrap(),
-            s("repository", "app", &["push"])
+            s("repository", "registry.example.com/app", &["push"])
         );
         assert_eq!(
             parse_scope("repository:localhost/app:pull").unwrap(),
-            s("repository", "app", &["pull"])
+            s("repository", "localhost/app", &["pull"])
         );
         assert_eq!(
             parse_scope("repository(plugin):vieux/sshfs:pull").unwrap(),
@@ -220,6 +216,9 @@ mod tests {
             ("repository:Team/App:pull", ScopeError::Name),
             ("repository:a//b:pull", ScopeError::Name),
             ("repository:localhost:5000/:pull", ScopeError::Name),
+            // A `host:port/` prefix is not a repository path: refused, not stripped.
+            ("repository:localhost:5000/team/app:pull", ScopeError::Name),
+            ("repository:my.org:443/app:pull", ScopeError::Name),
             ("repository:app:", ScopeError::Actions),
             ("repository:app:pull,", ScopeError::Actions),
             ("repository:app:pu%ll", ScopeError::Actions),

@@ -65,13 +65,16 @@ impl Signer {
             jti: new_jti(),
             access,
             token_use: None,
+            cred: None,
         }
     }
 
-    /// Claims of a refresh token for `sub`: no `access`, `token_use: refresh`.
-    pub fn refresh_claims(&self, sub: &str, now: u64, ttl_secs: u64) -> Claims {
+    /// Claims of a refresh token for `sub`: no `access`, `token_use: refresh`, and `cred`, the
+    /// credential binding made by [`binding`] with this signer's key.
+    pub fn refresh_claims(&self, sub: &str, stamp: &[u8], now: u64, ttl_secs: u64) -> Claims {
         Claims {
             token_use: Some(REFRESH_USE.to_string()),
+            cred: Some(binding(self.key.binding_secret(), sub, stamp)),
             ..self.access_claims(sub, Vec::new(), now, ttl_secs)
         }
     }
@@ -81,6 +84,18 @@ impl Signer {
         jsonwebtoken::encode(&self.header, claims, self.key.encoding_key())
             .map_err(|e| TokenError::Signing(e.to_string()))
     }
+}
+
+/// The `cred` claim: base64url HMAC-SHA256, keyed by `secret`, of `account` and the credential
+/// `stamp`. Without the secret it can be neither made nor checked against a guessed stamp.
+pub fn binding(secret: &[u8; 32], account: &str, stamp: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"refresh\0");
+    mac.update(&(account.len() as u64).to_be_bytes());
+    mac.update(account.as_bytes());
+    mac.update(stamp);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
 /// 16 random bytes, base64url: unique per token.

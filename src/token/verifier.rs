@@ -375,7 +375,7 @@ mod tests {
 
         // A refresh token is not an access token, and the reverse.
         let refresh = signer
-            .sign(&signer.refresh_claims("alice", now, 3600))
+            .sign(&signer.refresh_claims("alice", b"stamp", now, 3600))
             .unwrap();
         assert_eq!(verifier.verify(&refresh).unwrap_err(), TokenError::WrongUse);
         assert_eq!(verifier.verify_refresh(&refresh).unwrap().sub, "alice");
@@ -431,6 +431,7 @@ mod tests {
                 jti: "j".into(),
                 access: vec![],
                 token_use: None,
+                cred: None,
             })
         };
         for i in 0..1000u32 {

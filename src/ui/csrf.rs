@@ -57,8 +57,8 @@ mod tests {
     fn tokens_are_bound_to_their_session_and_purpose() {
         let key = Key::random();
         let now = SystemTime::now();
-        let (_, a) = session::issue(&key, "alice", Duration::from_secs(60), now);
-        let (_, b) = session::issue(&key, "alice", Duration::from_secs(60), now);
+        let (_, a) = session::issue(&key, "alice", b"s", Duration::from_secs(60), now);
+        let (_, b) = session::issue(&key, "alice", b"s", Duration::from_secs(60), now);
         let ta = session_token(&key, &a);
         assert!(matches(&ta, Some(&ta)));
         assert!(!matches(&ta, Some(&session_token(&key, &b))));

@@ -34,6 +34,7 @@ use pingora::proxy::Session;
 use crate::acl::{AccessRequest, RuleOrigin};
 use crate::authn::{AuthnError, Credentials, Identity};
 use crate::catalog;
+use crate::client::ClientAddr;
 use crate::config;
 use crate::explain::{self, Asker, Scope};
 use crate::policy::{self, Decision, Subject};
@@ -231,9 +232,9 @@ impl Ui {
         proxy: &Portcullis,
         session: &mut Session,
         state: &State,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
     ) -> pingora::Result<Served> {
-        let answer = self.answer(proxy, session, state, ip).await?;
+        let answer = self.answer(proxy, session, state, client).await?;
         write(session, &answer).await?;
         Ok(answer.served)
     }
@@ -243,8 +244,9 @@ impl Ui {
         proxy: &Portcullis,
         session: &mut Session,
         state: &State,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
     ) -> pingora::Result<Answer> {
+        let ip = client.ip();
         let ui = &state.config.ui;
         let base = ui.path.as_str();
         let anonymous = Chrome {
@@ -354,7 +356,15 @@ impl Ui {
             },
         };
         let mut answer = self
-            .route(proxy, session, state, ip, &request, visitor.as_ref(), now)
+            .route(
+                proxy,
+                session,
+                state,
+                client,
+                &request,
+                visitor.as_ref(),
+                now,
+            )
             .await;
         if clear_session && !answer.headers.iter().any(|(n, _)| *n == "Set-Cookie") {
             answer.headers.push((
@@ -384,9 +394,11 @@ impl Ui {
         if self.revoked.contains(&claims) || claims.account.is_empty() {
             return Ok(None);
         }
-        // The account must still exist, with its current labels, as for Bearer tokens.
-        let identity = match state.authn.lookup_cached(&claims.account).await {
-            Ok(identity) => identity,
+        // The account must still exist, with its current labels, as for Bearer tokens, and
+        // with the credential it logged in with.
+        let identity = match state.authn.current_cached(&claims.account).await {
+            Ok((identity, stamp)) if session::is_bound(&self.key, &claims, &stamp) => identity,
+            Ok(_) => return Ok(None),
             Err(AuthnError::Unavailable(why)) => return Err(why),
             Err(_) => return Ok(None),
         };
@@ -405,11 +417,12 @@ impl Ui {
         proxy: &Portcullis,
         session: &Session,
         state: &State,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
         request: &Request,
         visitor: Option<&Visitor>,
         now: SystemTime,
     ) -> Answer {
+        let ip = client.ip();
         let ui = &state.config.ui;
         let base = ui.path.as_str();
         let chrome = Chrome {
@@ -428,7 +441,7 @@ impl Ui {
                     self.login_form(state, request, proxy.tls(), "", None, 200, Outcome::Allowed)
                 }
             },
-            "login" if post => self.login(proxy, state, request, ip, now).await,
+            "login" if post => self.login(proxy, state, request, client, now).await,
             "login" => not_allowed(&chrome, "GET, POST"),
             "logout" if post => match visitor {
                 None => Answer::redirect(format!("{base}login"), Outcome::Unauthenticated),
@@ -535,7 +548,7 @@ impl Ui {
         proxy: &Portcullis,
         state: &State,
         request: &Request,
-        ip: Option<IpAddr>,
+        client: ClientAddr,
         now: SystemTime,
     ) -> Answer {
         let ui = &state.config.ui;
@@ -579,10 +592,29 @@ impl Ui {
             account: account.clone(),
             password,
         };
-        match proxy.login(state, &creds, ip).await {
+        // Read before the password check: a password changed while the login runs leaves a
+        // session bound to the old credential, which ends at once.
+        let stamp = state.authn.current(&account).await.map(|(_, stamp)| stamp);
+        match proxy.login(state, &creds, client).await {
             Ok(identity) => {
-                let (value, _) =
-                    session::issue(&self.key, &identity.account, ui.session_lifetime, now);
+                let Ok(stamp) = stamp else {
+                    return self.login_form(
+                        state,
+                        request,
+                        tls,
+                        &account,
+                        Some("the login service is unavailable. Try again later."),
+                        503,
+                        Outcome::Error,
+                    );
+                };
+                let (value, _) = session::issue(
+                    &self.key,
+                    &identity.account,
+                    &stamp,
+                    ui.session_lifetime,
+                    now,
+                );
                 Answer::redirect(ui.path.clone(), Outcome::Allowed)
                     .with(
                         "Set-Cookie",
@@ -972,7 +1004,7 @@ mod tests {
         let (a, b) = (Ui::new(&config).unwrap(), Ui::new(&config).unwrap());
         let now = SystemTime::now();
         let life = config.session_lifetime;
-        let (value, _) = session::issue(&a.key, "alice", life, now);
+        let (value, _) = session::issue(&a.key, "alice", b"stamp", life, now);
         assert!(session::verify(&b.key, &value, life, now).is_some());
         let random = Ui::new(&config::Ui::default()).unwrap();
         assert!(session::verify(&random.key, &value, life, now).is_none());

@@ -3,7 +3,9 @@
 //! The key is random per process unless `ui.session_key_file` names one: without it, sessions
 //! end at a restart and are not accepted by another replica. Nothing is stored on the server
 //! except the nonces of sessions logged out before they expired ([`Revoked`]), so a copied
-//! cookie stops working at logout.
+//! cookie stops working at logout. A session is also bound to the credential its account
+//! logged in with ([`Claims::credential`]), so a password change, a removal or a move to
+//! another backend ends it on the next request.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -84,6 +86,27 @@ pub struct Claims {
     /// Random: tells sessions apart, binds CSRF tokens, names a logged-out session.
     #[serde(rename = "n")]
     pub nonce: String,
+    /// The credential binding: a MAC, with the session key, of the account and the stamp of
+    /// its credential at login ([`crate::authn::Authenticators::current`]). The cookie is
+    /// readable by its holder, so never the stamp itself nor an unkeyed digest of it.
+    #[serde(rename = "c", default)]
+    pub credential: String,
+}
+
+/// The [`Claims::credential`] of `account` with credential `stamp`.
+fn credential_mac(key: &Key, account: &str, stamp: &[u8]) -> String {
+    let mut data = (account.len() as u64).to_be_bytes().to_vec();
+    data.extend_from_slice(account.as_bytes());
+    data.extend_from_slice(stamp);
+    key.mac_text("session-credential", &data)
+}
+
+/// Whether `claims`' session was issued under `stamp`, the account's current credential
+/// stamp: false once the password changed (or the account moved backend), and for cookies
+/// made before sessions carried a binding.
+pub fn is_bound(key: &Key, claims: &Claims, stamp: &[u8]) -> bool {
+    let expected = credential_mac(key, &claims.account, stamp);
+    crate::ui::csrf::bytes_equal(expected.as_bytes(), claims.credential.as_bytes())
 }
 
 /// Seconds since the epoch.
@@ -100,14 +123,22 @@ pub fn random_text() -> String {
     B64.encode(b)
 }
 
-/// A new session for `account`, valid for `lifetime`: (cookie value, its claims).
-pub fn issue(key: &Key, account: &str, lifetime: Duration, now: SystemTime) -> (String, Claims) {
+/// A new session for `account`, whose credential stamp (read before its password was checked)
+/// is `stamp`, valid for `lifetime`: (cookie value, its claims).
+pub fn issue(
+    key: &Key,
+    account: &str,
+    stamp: &[u8],
+    lifetime: Duration,
+    now: SystemTime,
+) -> (String, Claims) {
     let issued = unix(now);
     let claims = Claims {
         account: account.to_owned(),
         issued,
         expires: issued.saturating_add(lifetime.as_secs().max(1)),
         nonce: random_text(),
+        credential: credential_mac(key, account, stamp),
     };
     let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialize"));
     let sig = key.mac_text("session", payload.as_bytes());
@@ -181,7 +212,7 @@ mod tests {
     fn a_session_verifies_until_it_expires() {
         let key = Key::random();
         let now = SystemTime::now();
-        let (value, claims) = issue(&key, "alice", HOUR, now);
+        let (value, claims) = issue(&key, "alice", b"stamp", HOUR, now);
         assert_eq!(verify(&key, &value, HOUR, now), Some(claims.clone()));
         assert_eq!(claims.account, "alice");
         assert!(verify(&key, &value, HOUR, now + HOUR).is_none());
@@ -190,10 +221,32 @@ mod tests {
     }
 
     #[test]
+    fn a_session_is_bound_to_the_credential_it_logged_in_with() {
+        let key = Key::random();
+        let now = SystemTime::now();
+        let (value, claims) = issue(&key, "alice", b"users\0$2b$hash", HOUR, now);
+        assert!(is_bound(&key, &claims, b"users\0$2b$hash"));
+        assert!(!is_bound(&key, &claims, b"users\0$2b$other"));
+        assert!(!is_bound(&Key::random(), &claims, b"users\0$2b$hash"));
+        // The cookie carries a MAC, not the stamp.
+        assert!(
+            !String::from_utf8(B64.decode(value.split('.').next().unwrap()).unwrap())
+                .unwrap()
+                .contains("hash")
+        );
+        // A cookie from before bindings (no `c`) is no session.
+        let old = Claims {
+            credential: String::new(),
+            ..claims
+        };
+        assert!(!is_bound(&key, &old, b"users\0$2b$hash"));
+    }
+
+    #[test]
     fn tampering_and_other_keys_are_refused() {
         let key = Key::random();
         let now = SystemTime::now();
-        let (value, _) = issue(&key, "alice", HOUR, now);
+        let (value, _) = issue(&key, "alice", b"stamp", HOUR, now);
         assert!(verify(&Key::random(), &value, HOUR, now).is_none());
         let (payload, sig) = value.split_once('.').unwrap();
         let forged = B64.encode(
@@ -226,7 +279,7 @@ mod tests {
     fn revoked_sessions_are_remembered() {
         let key = Key::random();
         let now = SystemTime::now();
-        let (_, claims) = issue(&key, "alice", HOUR, now);
+        let (_, claims) = issue(&key, "alice", b"stamp", HOUR, now);
         let r = Revoked::default();
         assert!(!r.contains(&claims));
         r.revoke(&claims, now);

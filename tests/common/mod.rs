@@ -483,3 +483,38 @@ pub fn copy(proxy: &Proxy, src: &str, dst: &str, creds: Option<&str>) -> (bool, 
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     skopeo(&refs)
 }
+
+/// A series from the admin listener's /metrics.
+pub fn metric(admin_port: u16, series: &str) -> f64 {
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// `portcullis_config_reloads_total{result}`.
+pub fn reloads(admin_port: u16, result: &str) -> f64 {
+    metric(
+        admin_port,
+        &format!("portcullis_config_reloads_total{{result=\"{result}\"}}"),
+    )
+}
+
+/// Waits until the reload counter for `result` passed `before`; returns when it was seen.
+pub fn wait_for_reload(admin_port: u16, result: &str, before: f64, within: Duration) -> Instant {
+    let start = Instant::now();
+    loop {
+        if reloads(admin_port, result) > before {
+            return Instant::now();
+        }
+        assert!(
+            start.elapsed() < within,
+            "no {result} reload within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

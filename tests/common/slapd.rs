@@ -142,6 +142,15 @@ impl Slapd {
         assert!(ok, "kill -{sig} {pid}");
     }
 
+    /// An OpenLDAP client tool (`ldapmodify`, `ldapmodrdn`, …) bound as the directory's
+    /// administrator; add its own arguments and run it.
+    #[allow(dead_code)] // not every test binary edits the directory
+    pub fn as_admin(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(tool);
+        cmd.args(["-x", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PW]);
+        cmd
+    }
+
     /// `ldap://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
@@ -181,6 +190,7 @@ impl Slapd {
             bind_password_file: self.password_file(),
             base: BASE.into(),
             filter: FILTER.into(),
+            account_attribute: "uid".into(),
             labels: [
                 ("groups".to_string(), "memberOf".to_string()),
                 ("dept".to_string(), "departmentNumber".to_string()),

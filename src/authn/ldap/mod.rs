@@ -15,11 +15,16 @@
 //!    account is not known here ([`Lookup::Unknown`]). More than one entry: the directory is
 //!    ambiguous and the login fails closed with [`AuthnError::Unavailable`] (never a guess
 //!    between entries, never a fall-through).
-//! 5. A **separate, unpooled** connection binds as the entry's DN with the password, then
+//! 5. The entry's own value of `account_attribute` (default `uid`) is the account name
+//!    ([`account`]). A login name that is not exactly that value (`MOZART` for `mozart`: the
+//!    directory matched it ignoring case or width) is not an LDAP account
+//!    ([`Lookup::Unknown`]), refused before any bind. An entry without exactly one value of
+//!    the attribute fails closed ([`AuthnError::Unavailable`]).
+//! 6. A **separate, unpooled** connection binds as the entry's DN with the password, then
 //!    unbinds. Pooled connections therefore only ever carry the service account's identity:
 //!    no rebind is needed and none can fail half-way. Result 49 (invalidCredentials) or 48
-//!    is [`AuthnError::BadPassword`]; success gives the identity with the labels read in the
-//!    search ([`labels`]).
+//!    is [`AuthnError::BadPassword`]; success gives the identity (the entry's name) with the
+//!    labels read in the search ([`labels`]).
 //!
 //! Any other failure — server down, timeout, TLS refused, service account refused, an
 //! unexpected result code — is [`AuthnError::Unavailable`] with a reason starting with
@@ -31,6 +36,7 @@
 //! account if needed, searching) and the user-bind phase (connecting, binding) each get
 //! `ldap.timeout`, so a login fails after at most twice that.
 
+pub mod account;
 pub mod escape;
 pub mod labels;
 pub mod pool;
@@ -44,7 +50,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ldap3::{ResultEntry, SearchEntry};
 
-use super::cache::LoginCache;
+use super::cache::{LoginCache, Stamp};
 use super::{Authenticator, AuthnError, Identity, Lookup};
 use crate::config;
 use crate::diagnostic::{Diagnostic, Diagnostics};
@@ -57,6 +63,9 @@ pub const MAX_ACCOUNT_LEN: usize = 256;
 
 /// Logins remembered at most (successful ones only).
 const CACHE_CAPACITY: usize = 16_384;
+
+/// The backend's own cache lives and dies with this backend (one state): one stamp is enough.
+const CACHE_STAMP: Stamp = (0, 0);
 
 static UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
 
@@ -102,6 +111,35 @@ enum Found {
     Many,
 }
 
+/// Attributes that record when an entry's password last changed, in the directories that keep
+/// one: `pwdChangedTime` (OpenLDAP's ppolicy overlay, 389 DS), `pwdLastSet` (Active
+/// Directory), `shadowLastChange` (posix `shadowAccount`). With the entry's DN they are the
+/// credential stamp of an LDAP account ([`Authenticator::current`]): a refresh token or UI
+/// session ends when the entry is moved, renamed or removed, or when one of these changes.
+/// A directory that keeps none of them cannot say that a password changed.
+pub const PASSWORD_CHANGE_ATTRIBUTES: &[&str] =
+    &["pwdChangedTime", "pwdLastSet", "shadowLastChange"];
+
+/// The credential stamp of an entry: its DN and its password-change attributes.
+fn credential_stamp(entry: &SearchEntry) -> Vec<u8> {
+    let mut stamp = entry.dn.as_bytes().to_vec();
+    for attribute in PASSWORD_CHANGE_ATTRIBUTES {
+        let values = entry
+            .attrs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(attribute))
+            .map(|(_, values)| values.as_slice())
+            .unwrap_or_default();
+        stamp.push(0);
+        stamp.extend_from_slice(attribute.as_bytes());
+        for value in values {
+            stamp.push(1);
+            stamp.extend_from_slice(value.as_bytes());
+        }
+    }
+    stamp
+}
+
 /// The LDAP backend.
 pub struct LdapAuthenticator {
     name: String,
@@ -109,8 +147,9 @@ pub struct LdapAuthenticator {
     pool: Pool,
     base: String,
     filter: String,
+    account_attribute: String,
     labels: BTreeMap<String, String>,
-    /// The attributes the search asks for: those the labels need, or `1.1` (none).
+    /// The attributes the search asks for: the account attribute and those the labels need.
     attributes: Vec<String>,
     timeout: Duration,
     cache: LoginCache,
@@ -164,6 +203,20 @@ impl LdapAuthenticator {
                 .key("auth.ldap.filter"),
             );
         }
+        if !account::is_attribute_name(&config.account_attribute)
+            || !account::filter_compares(&config.filter, &config.account_attribute)
+        {
+            errors.push(
+                Diagnostic::new(
+                    file,
+                    format!(
+                        "account_attribute {:?} is not an attribute the filter {:?} compares with {{account}}",
+                        config.account_attribute, config.filter
+                    ),
+                )
+                .key("auth.ldap.account_attribute"),
+            );
+        }
         if bind_password.is_empty() {
             errors.push(Diagnostic::new(file, "is empty").key("auth.ldap.bind_password_file"));
         }
@@ -188,14 +241,18 @@ impl LdapAuthenticator {
             bind_password,
             config.timeout,
         );
-        let mut attributes: Vec<String> = Vec::new();
+        let mut attributes: Vec<String> = vec![config.account_attribute.clone()];
         for attribute in config.labels.values() {
             if !attributes.iter().any(|a| a.eq_ignore_ascii_case(attribute)) {
                 attributes.push(attribute.clone());
             }
         }
-        if attributes.is_empty() {
-            attributes.push("1.1".into());
+        // Asked for on every search so that [`Authenticator::current`] can stamp the
+        // credential; absent attributes cost nothing.
+        for attribute in PASSWORD_CHANGE_ATTRIBUTES {
+            if !attributes.iter().any(|a| a.eq_ignore_ascii_case(attribute)) {
+                attributes.push((*attribute).to_owned());
+            }
         }
         Ok(LdapAuthenticator {
             name: format!("ldap:{}", config.url),
@@ -203,6 +260,7 @@ impl LdapAuthenticator {
             pool,
             base: config.base.clone(),
             filter: config.filter.clone(),
+            account_attribute: config.account_attribute.clone(),
             labels: config.labels.clone(),
             attributes,
             timeout: config.timeout,
@@ -296,11 +354,37 @@ impl LdapAuthenticator {
             .map_err(|_| format!("timed out after {:?} binding as the user", self.timeout))?
     }
 
-    fn identity(&self, account: &str, entry: &SearchEntry) -> Identity {
-        Identity {
-            account: account.to_owned(),
-            labels: labels::labels_from(&entry.attrs, &self.labels),
+    /// The search for `typed`, down to the identity its entry stands for — or what to
+    /// answer instead: not known here (no entry, or an entry whose name is spelled otherwise),
+    /// or unavailable (ambiguous, no single name, server trouble).
+    async fn resolve(&self, typed: &str) -> Result<(Identity, SearchEntry), Lookup> {
+        let entry = match self.find(typed).await {
+            Err(reason) => return Err(self.unavailable(typed, reason)),
+            Ok(Found::None) => return Err(Lookup::Unknown),
+            Ok(Found::Many) => {
+                return Err(self.unavailable(typed, "ambiguous: more than one entry matches".into()))
+            }
+            Ok(Found::One(entry)) => entry,
+        };
+        let name = account::account_name(&entry.attrs, &entry.bin_attrs, &self.account_attribute)
+            .map_err(|reason| self.unavailable(typed, format!("{reason} ({})", entry.dn)))?;
+        if name != typed {
+            // The directory matched another spelling (case, width, ignorable characters).
+            // Refused before any bind: other spellings are no password oracle, and each
+            // account has one name.
+            tracing::debug!(
+                backend = %self.name,
+                typed = ?typed,
+                directory = ?name,
+                "LDAP login name differs from the directory's spelling: refused"
+            );
+            return Err(Lookup::Unknown);
         }
+        let identity = Identity {
+            account: name,
+            labels: labels::labels_from(&entry.attrs, &self.labels),
+        };
+        Ok((identity, entry))
     }
 }
 
@@ -315,25 +399,20 @@ impl Authenticator for LdapAuthenticator {
         }
         let key = self.cache.key(account, password);
         if !self.cache_ttl.is_zero() {
-            if let Some(identity) = self.cache.get(&key) {
+            if let Some(identity) = self.cache.get(&key, CACHE_STAMP) {
                 return Lookup::Decided(Ok(identity));
             }
         }
-        let entry = match self.find(account).await {
-            Err(reason) => return self.unavailable(account, reason),
-            Ok(Found::None) => return Lookup::Unknown,
-            Ok(Found::Many) => {
-                return self.unavailable(account, "ambiguous: more than one entry matches".into())
-            }
-            Ok(Found::One(entry)) => entry,
+        let (identity, entry) = match self.resolve(account).await {
+            Ok(found) => found,
+            Err(answer) => return answer,
         };
         match self.bind_as(&entry.dn, password).await {
             Err(reason) => self.unavailable(account, reason),
             Ok(false) => Lookup::Decided(Err(AuthnError::BadPassword)),
             Ok(true) => {
-                let identity = self.identity(account, &entry);
                 if !self.cache_ttl.is_zero() {
-                    self.cache.insert(key, identity.clone());
+                    self.cache.insert(key, identity.clone(), CACHE_STAMP);
                 }
                 Lookup::Decided(Ok(identity))
             }
@@ -344,18 +423,31 @@ impl Authenticator for LdapAuthenticator {
         if !is_valid_account(account) {
             return Lookup::Unknown;
         }
-        match self.find(account).await {
-            Err(reason) => self.unavailable(account, reason),
-            Ok(Found::None) => Lookup::Unknown,
-            Ok(Found::Many) => {
-                self.unavailable(account, "ambiguous: more than one entry matches".into())
+        match self.resolve(account).await {
+            Ok((identity, _)) => Lookup::Decided(Ok(identity)),
+            Err(answer) => answer,
+        }
+    }
+
+    async fn current(&self, account: &str) -> super::Current {
+        if !is_valid_account(account) {
+            return super::Current::Unknown;
+        }
+        match self.resolve(account).await {
+            Ok((identity, entry)) => {
+                super::Current::Decided(Ok((identity, credential_stamp(&entry))))
             }
-            Ok(Found::One(entry)) => Lookup::Decided(Ok(self.identity(account, &entry))),
+            Err(Lookup::Decided(Err(e))) => super::Current::Decided(Err(e)),
+            Err(_) => super::Current::Unknown,
         }
     }
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn matches_loosely(&self) -> bool {
+        true
     }
 
     fn cache_ttl(&self) -> Option<Duration> {
@@ -377,6 +469,7 @@ mod tests {
             bind_password_file: "/nonexistent/pw".into(),
             base: "ou=musicians,dc=example,dc=com".into(),
             filter: "(&(objectClass=inetOrgPerson)(uid={account}))".into(),
+            account_attribute: "uid".into(),
             labels: [("groups".to_string(), "memberOf".to_string())].into(),
             timeout: Duration::from_secs(5),
             cache: Duration::from_secs(60),
@@ -536,6 +629,51 @@ mod tests {
         let ldap = LdapAuthenticator::new(&c, "pw".into()).unwrap();
         assert_eq!(ldap.name(), "ldap:ldap://127.0.0.1:389");
         assert_eq!(ldap.cache_ttl(), Some(Duration::from_secs(60)));
-        assert_eq!(ldap.attributes, vec!["memberOf"]);
+        assert_eq!(
+            ldap.attributes,
+            vec![
+                "uid",
+                "memberOf",
+                "pwdChangedTime",
+                "pwdLastSet",
+                "shadowLastChange"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_credential_stamp_is_the_dn_and_the_password_change_time() {
+        let entry = |dn: &str, attrs: &[(&str, &str)]| SearchEntry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
+            bin_attrs: Default::default(),
+        };
+        let base = credential_stamp(&entry("uid=a,ou=x", &[("memberOf", "cn=g")]));
+        // Labels do not matter; the DN and any password-change attribute do.
+        assert_eq!(base, credential_stamp(&entry("uid=a,ou=x", &[])));
+        assert_ne!(base, credential_stamp(&entry("uid=a,ou=y", &[])));
+        let changed = credential_stamp(&entry(
+            "uid=a,ou=x",
+            &[("pwdChangedTime", "20261201000000Z")],
+        ));
+        assert_ne!(base, changed);
+        assert_ne!(
+            changed,
+            credential_stamp(&entry(
+                "uid=a,ou=x",
+                &[("PWDCHANGEDTIME", "20261201000001Z")]
+            ))
+        );
+        assert_ne!(
+            base,
+            credential_stamp(&entry("uid=a,ou=x", &[("pwdLastSet", "1")]))
+        );
+        assert_ne!(
+            base,
+            credential_stamp(&entry("uid=a,ou=x", &[("shadowLastChange", "2")]))
+        );
     }
 }

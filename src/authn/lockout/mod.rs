@@ -945,6 +945,10 @@ mod tests {
         fn name(&self) -> &str {
             "counting"
         }
+        /// Fixed, like a file's: the chain may remember alice's logins.
+        fn fingerprint(&self, account: &str) -> Option<u64> {
+            (account == "alice").then_some(1)
+        }
     }
 
     fn counting() -> (Arc<Counting>, Arc<Authenticators>) {

@@ -6,6 +6,19 @@
 //! replaced in production break a watch on the file itself: editors write a temporary file and
 //! rename it over the original, and Kubernetes updates a mounted ConfigMap by swapping the
 //! `..data` symlink in the folder.
+//!
+//! A file rewritten in place can be read half-written, and a half that still parses can be
+//! more permissive than the whole (a deny rule not yet written, a label cut off). So a reload
+//! first waits until the files have been quiet for [`DEBOUNCE`], then reads every watched file
+//! twice, [`DEBOUNCE`] apart, and builds only when both reads agree; after the build it reads
+//! them once more and swaps only if they still agree. A write that pauses for less than two
+//! debounces between its chunks therefore never takes effect half-way (a longer pause cannot
+//! be told from a finished write: replace files atomically). Files that keep changing for
+//! [`SETTLE_ROUNDS`] rounds give up with a logged, counted failure; the old state stays, and
+//! the reloader starts over (quiet period, two reads) so the final content is loaded once the
+//! writer stops, without waiting for another change.
+
+pub mod snapshot;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,13 +34,34 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::diagnostic::Diagnostics;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::state::{State, Summary};
 use crate::tls::CertResolver;
 
-/// How long the files must stay quiet before a reload: editors and `kubectl` touch several
-/// files in a burst, and one reload per burst is enough.
-const DEBOUNCE: Duration = Duration::from_millis(250);
+/// How long the files must stay quiet before a reload (editors and `kubectl` touch several
+/// files in a burst, and one reload per burst is enough), and how far apart the two reads are
+/// that must agree before the files are used.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// Rounds of "read, wait [`DEBOUNCE`], read again" before a reload whose files keep changing
+/// gives up (10 s).
+pub const SETTLE_ROUNDS: u32 = 20;
+
+/// Why a build was not swapped in.
+enum Failure {
+    /// The files do not load; the old state stays.
+    Invalid(Diagnostics),
+    /// This file changed while the state was being built from it: read again.
+    Changed(PathBuf),
+}
+
+/// A state built from the files, with what goes with it, before it is swapped in.
+struct Loaded {
+    config: Arc<Config>,
+    cert: Option<rustls::sign::CertifiedKey>,
+    built: crate::state::Built,
+    summary: Summary,
+}
 
 /// Called after every reload attempt with its outcome (metrics hang here).
 pub type ReloadHook = Box<dyn Fn(&Result<Summary, Diagnostics>) + Send + Sync>;
@@ -67,11 +101,55 @@ impl Reloader {
         self
     }
 
-    /// Loads everything again and, if it all validates, swaps it in. Blocking (bcrypt-free but
-    /// possibly large ACLs): call it off the async runtime.
-    pub fn reload(&self) -> Result<Summary, Diagnostics> {
-        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.build_and_swap();
+    /// Loads everything again once the files have settled and, if it all validates, swaps it
+    /// in. `events` (the watcher's) are drained while waiting: changes made meanwhile are seen
+    /// by reading the files, not by reacting to each event. Blocks its thread while building
+    /// (bcrypt-free but possibly large ACLs): run it where that holds up no request.
+    pub async fn reload(
+        &self,
+        events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
+    ) -> Result<Summary, Diagnostics> {
+        self.reload_settled(events).await.0
+    }
+
+    /// [`Self::reload`], and whether it gave up because the files kept changing.
+    async fn reload_settled(
+        &self,
+        mut events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
+    ) -> (Result<Summary, Diagnostics>, bool) {
+        let mut last_change = self.config_path.clone();
+        for _ in 0..SETTLE_ROUNDS {
+            let (_, targets) = self.targets();
+            let first = targets.snapshot();
+            wait_draining(DEBOUNCE, events.as_deref_mut()).await;
+            let settled = targets.snapshot();
+            if let Some(changed) = first.first_difference(&settled) {
+                tracing::debug!(file = %changed.display(), "still changing; reading again");
+                last_change = changed;
+                continue;
+            }
+            match self.build_and_swap(&targets, &settled) {
+                Ok(summary) => return (self.report(Ok(summary)), false),
+                Err(Failure::Invalid(errors)) => return (self.report(Err(errors)), false),
+                Err(Failure::Changed(changed)) => {
+                    tracing::debug!(file = %changed.display(), "changed during the reload; reading again");
+                    last_change = changed;
+                }
+            }
+        }
+        let waited = DEBOUNCE * SETTLE_ROUNDS;
+        let result = self.report(Err(Diagnostics(vec![Diagnostic::new(
+            &last_change,
+            format!(
+                "kept changing for {}s: not reloaded. Replace files atomically (write a new file, then rename it over the old one)",
+                waited.as_secs()
+            ),
+        )])));
+        (result, true)
+    }
+
+    /// Logs the outcome of a reload and tells the hook (metrics).
+    fn report(&self, result: Result<Summary, Diagnostics>) -> Result<Summary, Diagnostics> {
         match &result {
             Ok(summary) => tracing::info!(
                 users = summary.users,
@@ -95,14 +173,25 @@ impl Reloader {
         result
     }
 
-    fn build_and_swap(&self) -> Result<Summary, Diagnostics> {
-        let config = Config::load(&self.config_path)?;
+    /// Builds a state from the files and swaps it in, provided they still read as `settled`
+    /// afterwards (so the build saw the settled content, not a write that began meanwhile).
+    fn build_and_swap(
+        &self,
+        targets: &Targets,
+        settled: &snapshot::Snapshot,
+    ) -> Result<Summary, Failure> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let built = self.build();
+        if let Some(changed) = settled.first_difference(&targets.snapshot()) {
+            return Err(Failure::Changed(changed));
+        }
+        let Loaded {
+            config,
+            cert,
+            mut built,
+            summary,
+        } = built.map_err(Failure::Invalid)?;
         self.warn_about_restart_only_changes(&config);
-        let cert = match (&config.tls, &self.certs) {
-            (Some(tls), Some(_)) => Some(crate::tls::load(&tls.cert, &tls.key)?),
-            _ => None,
-        };
-        let (mut built, summary) = State::build(Arc::new(config))?;
         for w in &built.warnings {
             tracing::warn!("{w}");
         }
@@ -113,6 +202,22 @@ impl Reloader {
             resolver.replace(cert);
         }
         Ok(summary)
+    }
+
+    /// Everything loaded from the files, not yet in force.
+    fn build(&self) -> Result<Loaded, Diagnostics> {
+        let config = Arc::new(Config::load(&self.config_path)?);
+        let cert = match (&config.tls, &self.certs) {
+            (Some(tls), Some(_)) => Some(crate::tls::load(&tls.cert, &tls.key)?),
+            _ => None,
+        };
+        let (built, summary) = State::build(config.clone())?;
+        Ok(Loaded {
+            config,
+            cert,
+            built,
+            summary,
+        })
     }
 
     fn warn_about_restart_only_changes(&self, new: &Config) {
@@ -166,12 +271,15 @@ impl Reloader {
             files.extend(token.certificate.iter().cloned());
         }
         let mut dirs = BTreeSet::new();
-        let mut acl_dir = None;
-        if config.acl.is_dir() {
-            dirs.insert(absolute(&config.acl));
-            acl_dir = Some(absolute(&config.acl));
-        } else {
-            files.push(config.acl.clone());
+        // The ACL and the ACL tests may each be a file or a folder whose files all matter.
+        let mut folders = Vec::new();
+        for path in std::iter::once(&config.acl).chain(&config.acl_tests) {
+            if path.is_dir() {
+                dirs.insert(absolute(path));
+                folders.push(absolute(path));
+            } else {
+                files.push(path.clone());
+            }
         }
         let files: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
         for f in &files {
@@ -179,17 +287,23 @@ impl Reloader {
                 dirs.insert(parent.to_path_buf());
             }
         }
-        (dirs, Targets { files, acl_dir })
+        (dirs, Targets { files, folders })
     }
 }
 
 /// What a filesystem event must touch to be worth a reload.
 struct Targets {
     files: Vec<PathBuf>,
-    acl_dir: Option<PathBuf>,
+    /// Folders any of whose (direct) files matter: the ACL folder, the ACL tests folder.
+    folders: Vec<PathBuf>,
 }
 
 impl Targets {
+    /// What the watched files hold now.
+    fn snapshot(&self) -> snapshot::Snapshot {
+        snapshot::Snapshot::take(&self.files, &self.folders)
+    }
+
     fn matters(&self, event: &notify::Result<notify::Event>) -> bool {
         event
             .as_ref()
@@ -202,9 +316,9 @@ impl Targets {
         name.starts_with("..")
             || self.files.iter().any(|f| f == path)
             || self
-                .acl_dir
-                .as_deref()
-                .is_some_and(|d| path.parent() == Some(d))
+                .folders
+                .iter()
+                .any(|d| path.parent() == Some(d.as_path()))
     }
 }
 
@@ -248,32 +362,32 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
+        // Set when a reload gave up on files that kept changing: their final content must
+        // still be loaded once they settle, even if no further event comes.
+        let mut still_changing = false;
         loop {
-            let trigger = tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = hangup.recv() => "SIGHUP",
-                event = rx.recv() => {
-                    let Some(event) = event else { return };
-                    if !targets.matters(&event) {
-                        continue;
-                    }
-                    // Debounce: wait until the burst is over. Only events that matter extend
-                    // the wait: a busy log file in the same folder must not postpone it forever.
-                    let mut quiet_since = tokio::time::Instant::now();
-                    loop {
-                        match tokio::time::timeout_at(quiet_since + DEBOUNCE, rx.recv()).await {
-                            Ok(Some(e)) if targets.matters(&e) => quiet_since = tokio::time::Instant::now(),
-                            Ok(Some(_)) => {}
-                            Ok(None) | Err(_) => break,
+            let trigger = if std::mem::take(&mut still_changing) {
+                debounce(&mut rx, &targets).await;
+                "files still changing"
+            } else {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = hangup.recv() => "SIGHUP",
+                    event = rx.recv() => {
+                        let Some(event) = event else { return };
+                        if !targets.matters(&event) {
+                            continue;
                         }
+                        debounce(&mut rx, &targets).await;
+                        "file change"
                     }
-                    "file change"
                 }
             };
             tracing::info!(trigger, "reloading configuration");
             // Pingora gives each background service a runtime of its own, so blocking here
             // holds up only the watcher, never a request.
-            let _ = self.reload();
+            let (_, gave_up) = self.reload_settled(Some(&mut rx)).await;
+            still_changing = gave_up;
             let (dirs, new_targets) = self.targets();
             targets = new_targets;
             watch_dirs(&mut watcher, &mut watched, dirs);
@@ -290,10 +404,38 @@ impl Reloader {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = hangup.recv() => { let _ = self.reload(); }
+                _ = hangup.recv() => { let _ = self.reload(None).await; }
             }
         }
     }
+}
+
+/// Waits until the burst of events is over: [`DEBOUNCE`] without an event that matters. Only
+/// those extend the wait: a busy log file in the same folder must not postpone it forever.
+async fn debounce(
+    rx: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    targets: &Targets,
+) {
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        match tokio::time::timeout_at(quiet_since + DEBOUNCE, rx.recv()).await {
+            Ok(Some(e)) if targets.matters(&e) => quiet_since = tokio::time::Instant::now(),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// Waits `how_long`, consuming `events` meanwhile (the files are compared after the wait).
+async fn wait_draining(
+    how_long: Duration,
+    events: Option<&mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>>,
+) {
+    let deadline = tokio::time::Instant::now() + how_long;
+    if let Some(events) = events {
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, events.recv()).await {}
+    }
+    tokio::time::sleep_until(deadline).await;
 }
 
 fn watch_dirs(
@@ -349,7 +491,7 @@ mod tests {
                 PathBuf::from("/etc/p/proxy.yaml"),
                 PathBuf::from("/etc/p/users.yaml"),
             ],
-            acl_dir: Some(PathBuf::from("/etc/p/acl")),
+            folders: vec![PathBuf::from("/etc/p/acl")],
         };
         assert!(t.relevant(Path::new("/etc/p/users.yaml")));
         assert!(t.relevant(Path::new("/etc/p/acl/10.yaml")));
