@@ -186,13 +186,16 @@ pub struct Ldap {
     pub cache: Duration,
 }
 
-/// `auth.lockout`: failed logins per account and per client address within a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `auth.lockout`: failed logins per (account, address), per address and per account within a
+/// window (the model: [`crate::authn::lockout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lockout {
-    /// Failures that trigger a lockout; 0 turns lockout off.
+    /// Failures of one account from one address that lock that pair; 0 turns lockout off.
     pub failures: u32,
     /// The window failures are counted in, and how long a lockout lasts.
     pub window: Duration,
+    /// Client networks never locked out (monitoring, the office behind NAT).
+    pub exempt: Vec<IpNet>,
 }
 
 impl Default for Lockout {
@@ -200,6 +203,7 @@ impl Default for Lockout {
         Lockout {
             failures: 10,
             window: Duration::from_secs(300),
+            exempt: Vec::new(),
         }
     }
 }
@@ -367,6 +371,8 @@ struct RawLockout {
     failures: Option<u32>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     window: Option<Duration>,
+    #[serde(default)]
+    exempt: Vec<String>,
 }
 
 fn default_account_attribute() -> String {
@@ -708,10 +714,35 @@ impl Config {
         }
         let lockout = match raw.auth.lockout {
             None => Lockout::default(),
-            Some(l) => Lockout {
-                failures: l.failures.unwrap_or(10),
-                window: l.window.unwrap_or(Duration::from_secs(300)),
-            },
+            Some(l) => {
+                let mut exempt = Vec::new();
+                for entry in &l.exempt {
+                    // As ACL `ip:` values: a CIDR with host bits set is refused, not widened.
+                    match crate::acl::rule::parse_ip_condition(entry) {
+                        Ok(net) => exempt.push(net),
+                        Err(why) => {
+                            // The line of the entry itself, not only of `exempt:`.
+                            let mut d = Diagnostic::new(path, why).key("auth.lockout.exempt");
+                            let from = line_of("exempt").unwrap_or(1);
+                            if let Some(line) = text
+                                .lines()
+                                .skip(from - 1)
+                                .position(|l| l.contains(entry.trim()))
+                                .map(|i| i + from)
+                                .or(line_of("exempt"))
+                            {
+                                d = d.at_line(line);
+                            }
+                            user_errors.push(d);
+                        }
+                    }
+                }
+                Lockout {
+                    failures: l.failures.unwrap_or(10),
+                    window: l.window.unwrap_or(Duration::from_secs(300)),
+                    exempt,
+                }
+            }
         };
         let acl = resolve(&raw.acl);
         if !acl.exists() {
@@ -1051,6 +1082,55 @@ mod tests {
             assert_eq!(e.0[0].key.as_deref(), Some(key), "{bad}: {e}");
         }
         assert!(with("  colour: red\n").is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn lockout_exempt_networks_are_exact_and_errors_name_their_line() {
+        let d = dir_with(&[("acl.yaml", "[]\n")]);
+        let with = |lockout: &str| {
+            fs::write(
+                d.path().join("proxy.yaml"),
+                format!(
+                    "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  lockout:\n{lockout}"
+                ),
+            )
+            .unwrap();
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = with("    failures: 5\n    exempt: [10.0.0.0/8, 192.0.2.7, \"2001:db8::/48\", \"::ffff:198.51.100.0/120\"]\n").unwrap();
+        assert_eq!(c.auth.lockout.failures, 5);
+        assert_eq!(
+            c.auth.lockout.exempt,
+            [
+                "10.0.0.0/8",
+                "192.0.2.7/32",
+                "2001:db8::/48",
+                "198.51.100.0/24"
+            ]
+            .map(|n| n.parse::<IpNet>().unwrap())
+        );
+        assert!(with("    failures: 5\n")
+            .unwrap()
+            .auth
+            .lockout
+            .exempt
+            .is_empty());
+        for (entry, wanted) in [
+            ("127.0.0.1/3", "host bits set"),
+            ("10.1.0.0/8", "10.0.0.0/8"),
+            ("2001:db8::1/64", "host bits set"),
+            ("10.0.0.0/33", "invalid CIDR"),
+            ("office", "invalid IP address"),
+        ] {
+            let e = with(&format!(
+                "    failures: 5\n    exempt:\n      - 192.0.2.0/24\n      - {entry}\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.0.len(), 1, "{e}");
+            assert_eq!(e.0[0].key.as_deref(), Some("auth.lockout.exempt"), "{e}");
+            assert_eq!(e.0[0].line, Some(8), "{entry}: {e}");
+            assert!(e.0[0].message.contains(wanted), "{entry}: {e}");
+        }
     }
 
     #[test]

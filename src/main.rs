@@ -82,7 +82,8 @@ enum Command {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
-    /// Read a password from stdin and print its bcrypt hash for `users:` or htpasswd.
+    /// Read a password (at most 72 bytes: bcrypt reads no more) from stdin and print its bcrypt
+    /// hash for `users:` or htpasswd.
     HashPassword {
         /// bcrypt cost.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
@@ -307,6 +308,15 @@ fn hash_password(cost: u32) -> anyhow::Result<()> {
     };
     if password.is_empty() {
         bail!("empty password");
+    }
+    let max = portcullis::authn::password::MAX_BYTES;
+    if password.len() > max {
+        bail!(
+            "the password is {} bytes; bcrypt uses only the first {max}, so a longer password \
+             cannot be represented (its first {max} bytes followed by anything would log in). \
+             Use at most {max} bytes",
+            password.len()
+        );
     }
     println!("{}", bcrypt::hash(password, cost)?);
     Ok(())

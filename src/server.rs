@@ -92,7 +92,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     let drain = Drain::new();
     let upstream_addr = resolve_upstream(&config.upstream.address)?;
     // Outside the reloadable state: a reload must not wipe the failed-login counters.
-    let lockout = Arc::new(Lockout::new(config.auth.lockout));
+    let lockout = Arc::new(Lockout::new(config.auth.lockout.clone()));
     let proxy = Portcullis::new(
         state.clone(),
         &config,

@@ -317,3 +317,58 @@ fn explain_shows_placeholders_labels_ip_and_first_match() {
     ]);
     assert!(out.contains("no rule matched"), "{out}");
 }
+
+#[test]
+fn hash_password_refuses_what_bcrypt_cannot_represent() {
+    let run = |password: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["hash-password", "--cost", "4"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(password).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let exact = "p".repeat(72);
+    let out = run(format!("{exact}\n").as_bytes());
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(bcrypt::verify(&exact, hash.trim()).unwrap());
+    for long in [73, 100] {
+        let out = run(format!("{}\n", "p".repeat(long)).as_bytes());
+        assert!(!out.status.success(), "{long} bytes accepted");
+        assert!(out.stdout.is_empty(), "a hash was printed for {long} bytes");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{long} bytes")) && err.contains("72"),
+            "{err}"
+        );
+    }
+    // Bytes, not characters: 37 two-byte characters are 74 bytes.
+    assert!(!run("é".repeat(37).as_bytes()).status.success());
+}
+
+#[test]
+fn check_refuses_a_lockout_exemption_with_host_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nauth:\n  lockout:\n    failures: 5\n    exempt:\n      - 10.0.0.0/8\n      - 127.0.0.1/3\nacl: acl.yaml\n",
+            ),
+            ("acl.yaml", "[]\n"),
+        ],
+    );
+    let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("proxy.yaml:7"), "{err}");
+    assert!(err.contains("auth.lockout.exempt"), "{err}");
+    assert!(err.contains("96.0.0.0/3"), "{err}");
+    let (code, _, err) = portcullis(&["serve", "-c", "proxy.yaml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("proxy.yaml:7"), "{err}");
+}

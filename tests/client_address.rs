@@ -107,9 +107,10 @@ fn client_written_entries_do_not_lock_out_the_proxy() {
     let registry = Registry::start();
     let proxy = start(&registry);
     let own = "/v2/bob/app/tags/list";
-    // Wrong passwords (for several accounts, so no account reaches its own limit) from an
-    // outside client that sent `X-Forwarded-For: garbage` to the load balancer.
-    for i in 0..5 {
+    // Wrong passwords (for several accounts, so no account reaches its own limit; the address
+    // limit is 2 × `failures`) from an outside client that sent `X-Forwarded-For: garbage` to
+    // the load balancer.
+    for i in 0..6 {
         let status = get(
             &proxy,
             own,
@@ -134,7 +135,8 @@ fn failures_from_an_unknown_client_count_against_the_proxy() {
     let registry = Registry::start();
     let proxy = start(&registry);
     let own = "/v2/bob/app/tags/list";
-    for i in 0..3 {
+    // The address limit: 2 × `failures`.
+    for i in 0..6 {
         get(
             &proxy,
             own,

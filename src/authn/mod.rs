@@ -292,6 +292,18 @@ impl Authenticators {
         }
     }
 
+    /// The identity for `account` if the login cache proves `password` right (a recent
+    /// successful login with exactly this password), without asking any backend. The lockout
+    /// uses it to let a proven password skip the account-wide delay.
+    pub fn cached_login(&self, account: &str, password: &str) -> Option<Identity> {
+        if account.is_empty() {
+            return None;
+        }
+        // The same test as `login`'s: remembered under the account's current state.
+        let stamp = self.fingerprint(account)?;
+        self.cache.get(&self.cache.key(account, password), stamp)
+    }
+
     /// Checks an account and password against the backends, using the cache first.
     pub async fn login(&self, account: &str, password: &str) -> Result<Identity, AuthnError> {
         if account.is_empty() {

@@ -21,9 +21,18 @@ pub fn is_bcrypt(hash: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
 }
 
+/// The longest password bcrypt can represent, in bytes: it reads only the first 72, so a
+/// longer password would be the same password as its first 72 bytes plus anything.
+pub const MAX_BYTES: usize = 72;
+
 /// Verifies `password` against a bcrypt `hash` on the blocking pool. bcrypt's own comparison
-/// of the computed and stored digests is constant-time.
+/// of the computed and stored digests is constant-time. A password longer than [`MAX_BYTES`]
+/// is wrong whatever the hash: bcrypt cannot represent it, and accepting it would accept its
+/// first 72 bytes followed by anything.
 pub async fn verify(password: &str, hash: &str) -> Result<bool, String> {
+    if password.len() > MAX_BYTES {
+        return Ok(false);
+    }
     let password = password.to_owned();
     let hash = hash.to_owned();
     tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
@@ -66,5 +75,17 @@ mod tests {
         assert_eq!(verify("secret", &h).await, Ok(true));
         assert_eq!(verify("Secret", &h).await, Ok(false));
         assert_eq!(verify("secret", "garbage").await, Ok(false));
+    }
+
+    /// bcrypt reads 72 bytes: a 72-byte password works, the same plus anything does not.
+    #[tokio::test]
+    async fn passwords_beyond_72_bytes_are_wrong() {
+        let exact = "é".repeat(36);
+        assert_eq!(exact.len(), MAX_BYTES);
+        let h = bcrypt::hash(&exact, 4).unwrap();
+        assert_eq!(verify(&exact, &h).await, Ok(true));
+        assert_eq!(verify(&format!("{exact}x"), &h).await, Ok(false));
+        assert_eq!(verify(&format!("{exact}{exact}"), &h).await, Ok(false));
+        assert_eq!(verify(&exact[..70], &h).await, Ok(false));
     }
 }

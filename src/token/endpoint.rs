@@ -1077,6 +1077,7 @@ mod tests {
         let lockout = Lockout::new(crate::config::Lockout {
             failures: 2,
             window: std::time::Duration::from_secs(60),
+            ..Default::default()
         });
         let run = |method: &'static str, creds: Credentials, body: &'static str| {
             let (env, authn, lockout) = (&env, &authn, &lockout);
