@@ -37,9 +37,15 @@ fn the_example_configuration_in_the_repository_checks() {
     for sub in ["acl", "certs"] {
         std::fs::create_dir(dir.path().join(sub)).unwrap();
     }
-    for f in std::fs::read_dir(root.join("acl")).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), dir.path().join("acl").join(f.file_name())).unwrap();
+    // acl/ and its ACL tests (acl/tests/).
+    std::fs::create_dir(dir.path().join("acl/tests")).unwrap();
+    for sub in ["acl", "acl/tests"] {
+        for f in std::fs::read_dir(root.join(sub)).unwrap() {
+            let f = f.unwrap();
+            if f.path().is_file() {
+                std::fs::copy(f.path(), dir.path().join(sub).join(f.file_name())).unwrap();
+            }
+        }
     }
     let script = dir.path().join("certs/make-dev-certs.sh");
     std::fs::copy(root.join("certs/make-dev-certs.sh"), &script).unwrap();
@@ -52,7 +58,7 @@ fn the_example_configuration_in_the_repository_checks() {
     let (code, out, err) = portcullis(&["check"], dir.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.starts_with("ok: 2 static users, 0 htpasswd accounts, 3 ACL rules"),
+        out.starts_with("ok: 2 static users, 0 htpasswd accounts, 3 ACL rules, 8 ACL tests passed"),
         "{out}"
     );
     // The seed scenario.
