@@ -434,6 +434,7 @@ fn upgrades_are_never_forwarded_and_101_is_refused() {
         "te:",
         "keep-alive:",
         "proxy-connection:",
+        "proxy-status:",
         "websocket",
     ] {
         assert!(!head.contains(hop), "{hop} was forwarded:\n{head}");
