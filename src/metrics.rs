@@ -114,6 +114,9 @@ label_enum! {
         Allowed => "allowed",
         /// Refused with a valid login (or anonymous refused).
         Denied => "denied",
+        /// A valid Bearer token without the scope the request needs (the ACL would allow it:
+        /// the client should fetch a new token, nobody was refused).
+        InsufficientScope => "insufficient_scope",
         /// No or bad credentials.
         Unauthenticated => "unauthenticated",
         /// Refused before authentication: the request did not parse.
@@ -128,6 +131,7 @@ impl From<Outcome> for Decision {
         match outcome {
             Outcome::Allowed => Decision::Allowed,
             Outcome::Denied => Decision::Denied,
+            Outcome::InsufficientScope => Decision::InsufficientScope,
             Outcome::Unauthenticated => Decision::Unauthenticated,
             Outcome::Invalid => Decision::Invalid,
             Outcome::Error => Decision::Error,
@@ -214,7 +218,7 @@ label_enum! {
 }
 
 const ACTIONS: usize = 8;
-const DECISIONS: usize = 5;
+const DECISIONS: usize = 6;
 
 /// All portcullis metrics and the registry they are registered in.
 pub struct Metrics {
@@ -472,6 +476,10 @@ mod tests {
         assert_line(&text, "portcullis_upstream_up 0");
         assert_line(
             &text,
+            r#"portcullis_requests_total{action="pull",decision="insufficient_scope"} 0"#,
+        );
+        assert_line(
+            &text,
             "# TYPE portcullis_request_duration_seconds histogram",
         );
         #[cfg(target_os = "linux")]
@@ -498,8 +506,15 @@ mod tests {
         m.bytes(Direction::Out, 7);
         m.bytes(Direction::Out, 8);
         m.set_upstream_up(true);
+        m.observe_request(
+            Action::Delete,
+            Decision::InsufficientScope,
+            Duration::from_millis(1),
+        );
         let text = m.encode();
         for line in [
+            r#"portcullis_requests_total{action="delete",decision="insufficient_scope"} 1"#,
+            r#"portcullis_requests_total{action="delete",decision="denied"} 0"#,
             r#"portcullis_requests_total{action="pull",decision="allowed"} 2"#,
             r#"portcullis_requests_total{action="push",decision="denied"} 1"#,
             r#"portcullis_requests_total{action="pull",decision="denied"} 0"#,
@@ -549,6 +564,7 @@ mod tests {
         for outcome in [
             Outcome::Allowed,
             Outcome::Denied,
+            Outcome::InsufficientScope,
             Outcome::Unauthenticated,
             Outcome::Invalid,
             Outcome::Error,
