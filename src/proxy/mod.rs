@@ -507,6 +507,7 @@ impl ProxyHttp for Portcullis {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        self.metrics.response(status);
         let req = session.req_header();
         let route = ctx.route();
         tracing::info!(
