@@ -174,7 +174,11 @@ fn metrics_audit_lines_and_no_secrets() {
     // Metrics are never served on the client port.
     assert_eq!(get("/metrics", None), 404);
 
-    // One JSON audit line per request, with the fields operators rely on.
+    // One JSON audit line per request, with the fields operators rely on. (Each is written
+    // after its answer is sent, so wait for the last one.)
+    wait_until("the audit lines", Duration::from_secs(5), || {
+        proxy.proc.output().contains("\"path\":\"/metrics\"")
+    });
     let log = proxy.proc.output();
     let audit: Vec<serde_json::Value> = log
         .lines()
