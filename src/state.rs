@@ -107,6 +107,14 @@ impl State {
             acl_tests: 0,
         };
         let mut anonymous = false;
+        // The TLS pair is loaded exactly as `serve` loads it (a key that does not match the
+        // certificate, an empty or garbage certificate), so `check` — the systemd unit's
+        // `ExecStartPre` — fails where the start would.
+        if let Some(tls) = &config.tls {
+            if let Err(d) = crate::tls::load(&tls.cert, &tls.key) {
+                errors.push(d);
+            }
+        }
         let users = match &config.auth.users {
             None => None,
             Some(UsersSource::Inline(u)) => Some(u.clone()),

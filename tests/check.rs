@@ -1,0 +1,67 @@
+//! `portcullis check` refuses what `serve` would refuse, and says where: run as an operator
+//! would, on files written for each case.
+
+use std::process::Command;
+
+fn portcullis(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+const TLS_CONFIG: &str =
+    "upstream: http://127.0.0.1:5001\ntls:\n  cert: tls.crt\n  key: tls.key\nacl: acl.yaml\n";
+
+#[test]
+fn check_loads_the_tls_pair_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (one.cert.pem(), one.key_pair.serialize_pem());
+    write(
+        dir.path(),
+        &[
+            ("proxy.yaml", TLS_CONFIG),
+            ("acl.yaml", "[]\n"),
+            ("tls.crt", &cert),
+            ("tls.key", &key),
+        ],
+    );
+    let (code, out, err) = portcullis(&["check"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(TLS)"), "{out}");
+    let wrong_key = other.key_pair.serialize_pem();
+    let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    for (crt, k, wanted) in [
+        (
+            cert.as_str(),
+            wrong_key.as_str(),
+            "tls.key: tls.key: does not match",
+        ),
+        ("", key.as_str(), "tls.crt: tls.cert: no CERTIFICATE"),
+        ("not a certificate\n", key.as_str(), "tls.crt: tls.cert"),
+        (garbage, key.as_str(), "tls.key"),
+    ] {
+        write(dir.path(), &[("tls.crt", crt), ("tls.key", k)]);
+        let (code, out, err) = portcullis(&["check"], dir.path());
+        assert_eq!(code, 1, "{wanted}: {out}{err}");
+        let err = err.replace(&format!("{}/", dir.path().display()), "");
+        assert!(err.contains(wanted), "missing {wanted:?} in:\n{err}");
+    }
+}
