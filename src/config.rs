@@ -658,7 +658,8 @@ impl Config {
             bind_dn: l.bind_dn,
             bind_password_file: resolve(&l.bind_password_file),
             base: l.base,
-            filter: l.filter,
+            // docker_auth's `${account}` as `{account}`; anything else is refused below.
+            filter: crate::authn::ldap::escape::normalize_filter(&l.filter).unwrap_or(l.filter),
             account_attribute: l.account_attribute,
             labels: l.labels,
             timeout: l.timeout.unwrap_or(Duration::from_secs(5)),
@@ -677,8 +678,8 @@ impl Config {
                     "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into(),
                 );
             }
-            if !l.filter.contains("{account}") {
-                err("auth.ldap.filter", "must contain {account}".into());
+            if let Err(why) = crate::authn::ldap::escape::normalize_filter(&l.filter) {
+                err("auth.ldap.filter", why);
             } else if !crate::authn::ldap::account::is_attribute_name(&l.account_attribute) {
                 err(
                     "auth.ldap.account_attribute",

@@ -910,3 +910,37 @@ fn ldap_refresh_tokens_end_with_a_password_change_or_a_new_dn() {
     let bach = refresh_token("bach", "bachpw");
     assert_eq!(refresh(&bach), 200);
 }
+
+/// docker_auth's `(uid=${account})`, read through proxy.yaml as an operator writes it, logs in
+/// against the real directory (before, it searched for `uid=$mozart` and every login failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_auths_account_placeholder_logs_in() {
+    let slapd = Slapd::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acl.yaml"), "[]\n").unwrap();
+    std::fs::copy(slapd.password_file(), dir.path().join("ldap.pw")).unwrap();
+    let yaml = format!(
+        "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n{}",
+        slapd
+            .yaml("ldap.pw", "0s")
+            .replace("(uid={account})", "(uid=${account})")
+    );
+    assert!(yaml.contains("${account}"), "{yaml}");
+    let path = dir.path().join("proxy.yaml");
+    let config = portcullis::config::Config::parse(&yaml, &path).unwrap();
+    let ldap = backend(config.auth.ldap.as_ref().unwrap());
+    assert_eq!(
+        ok(ldap.authenticate("mozart", "mozartpw").await).account,
+        "mozart"
+    );
+    assert!(is_bad_password(&ldap.authenticate("mozart", "x").await));
+    // Any other placeholder is refused where it is written.
+    let bad = yaml.replace("${account}", "${acount}");
+    let e = portcullis::config::Config::parse(&bad, &path).unwrap_err();
+    assert_eq!(e.0[0].key.as_deref(), Some("auth.ldap.filter"), "{e}");
+    assert_eq!(e.0[0].line, Some(9), "{e}");
+    assert!(
+        e.0[0].message.contains("unknown placeholder \"${acount}\""),
+        "{e}"
+    );
+}
