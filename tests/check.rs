@@ -65,3 +65,30 @@ fn check_loads_the_tls_pair_as_serve_does() {
         assert!(err.contains(wanted), "missing {wanted:?} in:\n{err}");
     }
 }
+
+#[test]
+fn empty_acl_users_and_htpasswd_files_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nauth:\n  users: users.yaml\n  htpasswd: reg.htpasswd\nacl: acl.yaml\n",
+            ),
+            ("users.yaml", "# nobody yet\n"),
+            ("reg.htpasswd", ""),
+            ("acl.yaml", "\n"),
+        ],
+    );
+    let (code, out, err) = portcullis(&["check"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    for wanted in [
+        "warning: users.yaml: no users in the users file",
+        "warning: reg.htpasswd: no accounts in the htpasswd file",
+        "warning: acl.yaml: no rules in the ACL: every request will be denied",
+    ] {
+        let out = out.replace(&format!("{}/", dir.path().display()), "");
+        assert!(out.contains(wanted), "missing {wanted:?} in:\n{out}");
+    }
+}

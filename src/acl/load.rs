@@ -102,6 +102,14 @@ pub(super) fn load(path: &Path) -> Result<Loaded, Diagnostics> {
     };
     let sources = files.iter().map(|p| read_file(p)).collect();
     parse_all(sources, &mut sink);
+    if sink.rules.is_empty() && sink.errors.is_empty() && sink.warnings.is_empty() {
+        // As for an empty folder: an empty file (or `acl: []`) is allowed, but it is far more
+        // often a truncated or wrong file than a wish to deny everything.
+        sink.warnings.push(Diagnostic::new(
+            path,
+            "no rules in the ACL: every request will be denied",
+        ));
+    }
     sink.finish()
 }
 
@@ -874,9 +882,22 @@ mod tests {
         let l = Acl::load(dir.path()).unwrap();
         assert!(l.acl.is_empty());
         assert_eq!(l.warnings.len(), 1);
+        // An empty file, or a folder whose files hold no rule, warns the same way.
         let f = write(dir.path(), "x.yaml", "");
         let l = Acl::load(&f).unwrap();
-        assert!(l.acl.is_empty() && l.warnings.is_empty());
+        assert!(l.acl.is_empty());
+        assert_eq!(l.warnings.len(), 1);
+        assert!(
+            l.warnings[0].to_string().contains("no rules"),
+            "{:?}",
+            l.warnings
+        );
+        let l = Acl::load(dir.path()).unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        let f = write(dir.path(), "x.yaml", "acl: []\n");
+        assert_eq!(Acl::load(&f).unwrap().warnings.len(), 1);
+        let f = write(dir.path(), "x.yaml", "- {match: {}, actions: []}\n");
+        assert!(Acl::load(&f).unwrap().warnings.is_empty());
         let e = Acl::load(&dir.path().join("missing.yaml")).unwrap_err();
         assert!(e.to_string().contains("cannot read ACL"));
         std::fs::write(dir.path().join("bin.yaml"), [0xff, 0xfe]).unwrap();
