@@ -92,3 +92,52 @@ fn empty_acl_users_and_htpasswd_files_warn() {
         assert!(out.contains(wanted), "missing {wanted:?} in:\n{out}");
     }
 }
+
+#[test]
+fn explain_refuses_what_is_not_a_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n",
+            ),
+            ("acl.yaml", "- match: {account: alice}\n  actions: ['*']\n"),
+        ],
+    );
+    let explain = |scope: &str| {
+        portcullis(
+            &[
+                "explain",
+                "--account",
+                "alice",
+                "repository:ok/app:pull",
+                scope,
+            ],
+            dir.path(),
+        )
+    };
+    let (code, out, err) = explain("repository:team/app:pull");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("repository:team/app:pull: granted pull"),
+        "{out}"
+    );
+    for (scope, wanted) in [
+        ("repository:team/app:delet", "unknown action \"delet\""),
+        ("repositry:x:pull", "unknown scope type \"repositry\""),
+        (
+            "repository:Team/App:pull",
+            "\"Team/App\" is not a repository name",
+        ),
+        ("registry:catalogue:*", "one name, catalog"),
+        ("repository:x:", "no action"),
+        ("nonsense", "must be type:name:actions"),
+    ] {
+        let (code, out, err) = explain(scope);
+        assert_eq!(code, 1, "{scope}: {out}{err}");
+        assert!(err.contains(wanted), "{scope}: missing {wanted:?} in {err}");
+        assert!(out.is_empty(), "nothing is answered: {out}");
+    }
+}
