@@ -449,9 +449,39 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parsed inside the visitor, so serde_yaml_ng locates a bad duration at the value itself
+/// with its key path (`auth.token.expiration`), not at the enclosing mapping.
 fn de_duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map(Some).map_err(de::Error::custom)
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as 300ms, 5s, 1m or 2h")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            parse_duration(&v.to_string()).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            parse_duration(&v.to_string()).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V).map(Some)
+}
+
+/// Why `p` cannot be read as a file, if it cannot: missing, or a folder where a file is due.
+fn not_a_file(p: &Path) -> Option<String> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) if m.is_dir() => Some(format!("{} is a folder, not a file", p.display())),
+        Ok(_) => Some(format!("{} is not a regular file", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("{} does not exist", p.display()))
+        }
+        Err(e) => Some(format!("{}: {e}", p.display())),
+    }
 }
 
 fn de_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
@@ -494,13 +524,24 @@ impl Config {
     /// Validates the text of a configuration file that lives at `path` (used for relative paths
     /// and messages).
     pub fn parse(text: &str, path: &Path) -> Result<Config, Diagnostics> {
-        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| {
-            let mut d = Diagnostic::new(path, strip_location(&e));
-            if let Some(loc) = e.location() {
-                d = d.at(loc.line(), loc.column());
+        // The marked tree locates every value error at the value itself; a duplicate key is
+        // reported at its second occurrence (serde only knows the mapping it is in).
+        let tree = crate::yaml::parse_marked(text).ok().flatten();
+        if let Some(root) = &tree {
+            let duplicates: Vec<Diagnostic> = crate::yaml::duplicate_keys(root)
+                .into_iter()
+                .map(|(key, node)| {
+                    Diagnostic::new(path, "written twice in the same mapping: keep one")
+                        .at(node.line, node.column)
+                        .key(key)
+                })
+                .collect();
+            if !duplicates.is_empty() {
+                return Err(Diagnostics(duplicates));
             }
-            d
-        })?;
+        }
+        let raw: RawConfig = serde_yaml_ng::from_str(text)
+            .map_err(|e| crate::yaml::serde_diagnostic(path, text, &e))?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let resolve = |p: &Path| -> PathBuf {
             if p.is_absolute() {
@@ -511,10 +552,19 @@ impl Config {
         };
         let mut user_errors = Vec::new();
         let line_of = |key: &str| crate::diagnostic::find_key_line(text, key);
+        // The value under a dotted key, when written.
+        let value_at = |key: &str| {
+            let keys: Vec<&str> = key.split('.').collect();
+            tree.as_ref()
+                .and_then(|root| crate::yaml::at_path(root, &keys))
+                .map(|n| (n.line, n.column))
+        };
         let mut errors = Vec::new();
         let mut err = |key: &str, msg: String| {
             let mut d = Diagnostic::new(path, msg).key(key);
-            if let Some(line) = line_of(key.rsplit('.').next().unwrap_or(key)) {
+            if let Some((line, column)) = value_at(key) {
+                d = d.at(line, column);
+            } else if let Some(line) = line_of(key.rsplit('.').next().unwrap_or(key)) {
                 d = d.at_line(line);
             }
             errors.push(d);
@@ -572,27 +622,41 @@ impl Config {
             key: resolve(&t.key),
         });
         if let Some(t) = &tls {
-            if !t.cert.is_file() {
-                err("tls.cert", format!("{} does not exist", t.cert.display()));
+            if let Some(why) = not_a_file(&t.cert) {
+                err("tls.cert", why);
             }
-            if !t.key.is_file() {
-                err("tls.key", format!("{} does not exist", t.key.display()));
+            if let Some(why) = not_a_file(&t.key) {
+                err("tls.key", why);
             }
         }
         let users = match raw.auth.users {
             None => None,
             Some(RawUsers::File(p)) => {
                 let p = resolve(&p);
-                if !p.is_file() {
-                    err("auth.users", format!("{} does not exist", p.display()));
+                if let Some(why) = not_a_file(&p) {
+                    err("auth.users", why);
                 }
                 Some(UsersSource::File(p))
             }
             Some(RawUsers::Inline(u)) => {
-                match u.validate(path, |name| crate::diagnostic::find_key_line(text, name)) {
+                let locate = |keys: &[&str]| {
+                    let mut full = vec!["auth", "users"];
+                    full.extend_from_slice(keys);
+                    tree.as_ref()
+                        .and_then(|root| crate::yaml::at_path(root, &full))
+                        .map(|n| (n.line, n.column))
+                };
+                match u.validate(path, locate) {
                     Ok(u) => Some(UsersSource::Inline(u)),
                     Err(e) => {
-                        user_errors = e.0;
+                        // Inline, the users live under `auth.users`.
+                        user_errors =
+                            e.0.into_iter()
+                                .map(|mut d| {
+                                    d.key = d.key.map(|k| format!("auth.{k}"));
+                                    d
+                                })
+                                .collect();
                         None
                     }
                 }
@@ -600,8 +664,8 @@ impl Config {
         };
         let htpasswd: Vec<PathBuf> = raw.auth.htpasswd.iter().map(|p| resolve(p)).collect();
         for p in &htpasswd {
-            if !p.is_file() {
-                err("auth.htpasswd", format!("{} does not exist", p.display()));
+            if let Some(why) = not_a_file(p) {
+                err("auth.htpasswd", why);
             }
         }
         let token = raw.auth.token.map(|t| Token {
@@ -627,18 +691,12 @@ impl Config {
                     format!("{:?} must be an absolute path outside /v2", t.path),
                 );
             }
-            if !t.key.is_file() {
-                err(
-                    "auth.token.key",
-                    format!("{} does not exist", t.key.display()),
-                );
+            if let Some(why) = not_a_file(&t.key) {
+                err("auth.token.key", why);
             }
             if let Some(c) = &t.certificate {
-                if !c.is_file() {
-                    err(
-                        "auth.token.certificate",
-                        format!("{} does not exist", c.display()),
-                    );
+                if let Some(why) = not_a_file(c) {
+                    err("auth.token.certificate", why);
                 }
             }
             if t.expiration.is_zero() {
@@ -698,18 +756,12 @@ impl Config {
                     ),
                 );
             }
-            if !l.bind_password_file.is_file() {
-                err(
-                    "auth.ldap.bind_password_file",
-                    format!("{} does not exist", l.bind_password_file.display()),
-                );
+            if let Some(why) = not_a_file(&l.bind_password_file) {
+                err("auth.ldap.bind_password_file", why);
             }
             if let Some(c) = &l.ca_certificate {
-                if !c.is_file() {
-                    err(
-                        "auth.ldap.ca_certificate",
-                        format!("{} does not exist", c.display()),
-                    );
+                if let Some(why) = not_a_file(c) {
+                    err("auth.ldap.ca_certificate", why);
                 }
             }
         }
@@ -837,11 +889,8 @@ impl Config {
             err("ui.title", "must be 1 to 100 characters".into());
         }
         if let Some(k) = &ui.session_key_file {
-            if !k.is_file() {
-                err(
-                    "ui.session_key_file",
-                    format!("{} does not exist", k.display()),
-                );
+            if let Some(why) = not_a_file(k) {
+                err("ui.session_key_file", why);
             }
         }
         errors.extend(user_errors);
@@ -871,15 +920,6 @@ impl Config {
             limits,
             ui,
         })
-    }
-}
-
-/// serde_yaml_ng appends " at line L column C" to its messages; we print the position ourselves.
-pub(crate) fn strip_location(e: &serde_yaml_ng::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 

@@ -141,3 +141,108 @@ fn explain_refuses_what_is_not_a_scope() {
         assert!(out.is_empty(), "nothing is answered: {out}");
     }
 }
+
+/// One broken configuration per case: the exact `file:line:column: key:` each error starts
+/// with, and words the message must (not) contain.
+#[test]
+fn every_value_error_points_at_its_own_line_and_key() {
+    const BASE: &str = "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n";
+    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+        (
+            "shutdown_timeout: 5\n",
+            &[],
+            "proxy.yaml:3:19: shutdown_timeout: ",
+            "needs a unit",
+        ),
+        (
+            "auth:\n  token:\n    key: k.pem\n    expiration: 5x\n",
+            &[("k.pem", "x")],
+            "proxy.yaml:6:17: auth.token.expiration: ",
+            "unit must be",
+        ),
+        (
+            "auth:\n  token:\n    key: k.pem\n    expiration: 0s\n",
+            &[("k.pem", "x")],
+            "proxy.yaml:6:17: auth.token.expiration: ",
+            "more than 0",
+        ),
+        (
+            "upstream: http://127.0.0.1:5002\n",
+            &[],
+            "proxy.yaml:3:1: upstream: ",
+            "written twice",
+        ),
+        (
+            "auth:\n  users: udir\n",
+            &[("udir/x", "")],
+            "proxy.yaml:4:10: auth.users: ",
+            "is a folder, not a file",
+        ),
+        (
+            "auth:\n  users: u.yaml\n",
+            &[("u.yaml", "users:\n  bob:\n    password: 5\n    labels: 7\n")],
+            "u.yaml:4:13: users.bob.labels: ",
+            "expected a map",
+        ),
+        (
+            "auth:\n  users: u.yaml\n",
+            &[("u.yaml", "users:\n  bob:\n    password: plain\n")],
+            "u.yaml:3:15: users.bob.password: ",
+            "not a bcrypt hash",
+        ),
+        (
+            "auth:\n  users:\n    bob:\n      password: plain\n",
+            &[],
+            "proxy.yaml:6:17: auth.users.bob.password: ",
+            "not a bcrypt hash",
+        ),
+        ("auth:\n\tusers: u.yaml\n", &[], "proxy.yaml:4:1: ", "a tab"),
+        (
+            "threads: -1\n",
+            &[],
+            "proxy.yaml:3:10: threads: ",
+            "expected a whole number",
+        ),
+        (
+            "limits:\n  max_headers: many\n",
+            &[],
+            "proxy.yaml:4:16: limits.max_headers: ",
+            "expected a whole number",
+        ),
+        (
+            "ui:\n  path: /ui/\nauth:\n  token:\n    key: k.pem\n    path: v2\n",
+            &[("k.pem", "x")],
+            "proxy.yaml:8:11: auth.token.path: ",
+            "absolute path",
+        ),
+        (
+            "",
+            &[(
+                "acl.yaml",
+                "- match: {account: \"/(admin/\"}\n  actions: [pull]\n",
+            )],
+            "acl.yaml:1:20: match.account: ",
+            "unclosed group",
+        ),
+    ];
+    for (extra, files, location, wanted) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[("acl.yaml", "[]\n")]);
+        write(dir.path(), files);
+        write(dir.path(), &[("proxy.yaml", &format!("{BASE}{extra}"))]);
+        let (code, out, err) = portcullis(&["check"], dir.path());
+        assert_eq!(code, 1, "{extra}: {out}{err}");
+        let err = err.replace(&format!("{}/", dir.path().display()), "");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&format!("error: {location}")))
+            .unwrap_or_else(|| panic!("{extra:?}: no error at {location:?} in:\n{err}"));
+        assert!(line.contains(wanted), "{extra:?}: {wanted:?} not in {line}");
+        for internal in ["usize", "^(?:", "users: users", "does not exist"] {
+            assert!(
+                !line.contains(internal),
+                "{extra:?}: {internal:?} in {line}"
+            );
+        }
+    }
+}

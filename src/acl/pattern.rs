@@ -252,10 +252,29 @@ fn regex_body(source: &str) -> Option<&str> {
 }
 
 fn build_regex(body: &str) -> Result<Regex, String> {
+    // The body is parsed on its own first: the message then speaks of what was written
+    // (not of the anchored `^(?:…)$` we compile), and a body that only parses once wrapped
+    // (`a)|(?:b`) is refused instead of changing the anchoring.
+    if let Err(e) = regex_syntax::Parser::new().parse(body) {
+        let (kind, at) = match &e {
+            regex_syntax::Error::Parse(e) => (e.kind().to_string(), e.span().start.offset),
+            regex_syntax::Error::Translate(e) => (e.kind().to_string(), e.span().start.offset),
+            _ => ("not a regular expression".to_string(), 0),
+        };
+        return Err(format!(
+            "invalid regular expression /{body}/: {kind} (at character {})",
+            at + 1
+        ));
+    }
     regex::RegexBuilder::new(&format!("^(?:{body})$"))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("invalid regular expression /{body}/: {e}"))
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => {
+                format!("regular expression /{body}/ is too large (over {limit} bytes compiled)")
+            }
+            _ => format!("invalid regular expression /{body}/"),
+        })
 }
 
 /// The anchoring heuristic: docker_auth searches regexes unanchored, we anchor them, so
