@@ -147,7 +147,9 @@ fn explain_refuses_what_is_not_a_scope() {
 #[test]
 fn every_value_error_points_at_its_own_line_and_key() {
     const BASE: &str = "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n";
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    // (lines added to proxy.yaml, other files, where the error is, words it says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             "shutdown_timeout: 5\n",
             &[],
