@@ -248,3 +248,32 @@ fn every_value_error_points_at_its_own_line_and_key() {
         }
     }
 }
+
+#[test]
+fn check_warns_about_rules_that_can_never_match() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("proxy.yaml", "upstream: http://127.0.0.1:5001\nacl: acl/\n"),
+            (
+                "acl/10.yaml",
+                "- match: {account: \"/.+/\"}\n  actions: [pull]\n",
+            ),
+            (
+                "acl/20.yaml",
+                "# the seed config's service account, meant to push\n- match: {account: serviceaccount}\n  actions: ['*']\n- match: {account: \"\"}\n  actions: [pull]\n",
+            ),
+        ],
+    );
+    let (code, out, err) = portcullis(&["check"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let out = out.replace(&format!("{}/", dir.path().display()), "");
+    assert!(
+        out.contains(
+            "warning: acl/20.yaml:2: this rule can never match: the rule at acl/10.yaml:1 above"
+        ),
+        "{out}"
+    );
+    assert_eq!(out.matches("can never match").count(), 1, "{out}");
+}

@@ -41,8 +41,19 @@ impl Sink {
         }
     }
 
-    fn finish(self) -> Result<Loaded, Diagnostics> {
+    fn finish(mut self) -> Result<Loaded, Diagnostics> {
         if self.errors.is_empty() {
+            for (later, earlier) in super::shadow::unreachable(&self.rules) {
+                let (l, e) = (&self.rules[later].origin, &self.rules[earlier].origin);
+                self.warnings.push(
+                    Diagnostic::new(&*l.file, format!(
+                        "this rule can never match: the rule at {}:{} above matches every request it does (first match wins); remove it or move it above",
+                        e.file.display(),
+                        e.line
+                    ))
+                    .at_line(l.line),
+                );
+            }
             Ok(Loaded {
                 acl: Acl::from_rules(self.rules),
                 warnings: self.warnings,
