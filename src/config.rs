@@ -44,6 +44,9 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// The web UI.
     pub ui: Ui,
+    /// Findings that do not stop a start (a docker_auth section nothing reads), printed by
+    /// `check` and logged at start and reload with the loaders' warnings.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// `ui:`: the web UI served on `listen` under `path`.
@@ -129,6 +132,9 @@ pub struct Auth {
     pub token: Option<Token>,
     /// LDAP, tried after static users and htpasswd.
     pub ldap: Option<Ldap>,
+    /// The docker_auth `auth_config.yml` whose `ldap_auth:` `ldap` was read from, when
+    /// `auth.ldap` names a file (watched for reloads like the other files).
+    pub ldap_file: Option<PathBuf>,
     /// Failed-login limits.
     pub lockout: Lockout,
 }
@@ -301,7 +307,7 @@ struct RawAuth {
     #[serde(default)]
     token: Option<RawToken>,
     #[serde(default)]
-    ldap: Option<RawLdap>,
+    ldap: Option<RawLdapSource>,
     #[serde(default)]
     lockout: Option<RawLockout>,
 }
@@ -389,6 +395,34 @@ fn default_service() -> String {
     "Docker registry".into()
 }
 
+/// `auth.ldap`: the section, or the path of a docker_auth `auth_config.yml` whose
+/// `ldap_auth:` is read (see [`crate::docker_auth`]). By hand, as [`RawUsers`], so errors
+/// inside the section keep their line.
+enum RawLdapSource {
+    File(PathBuf),
+    Inline(Box<RawLdap>),
+}
+
+impl<'de> Deserialize<'de> for RawLdapSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawLdapSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an LDAP section or the path of a docker_auth auth_config.yml")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLdapSource, E> {
+                Ok(RawLdapSource::File(PathBuf::from(v)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawLdapSource, A::Error> {
+                RawLdap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|l| RawLdapSource::Inline(Box::new(l)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `auth.users`: a path, or the users themselves. Written by hand rather than
 /// `#[serde(untagged)]` so that an error inside inline users keeps its line and message.
 enum RawUsers {
@@ -472,7 +506,7 @@ fn de_duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 }
 
 /// Why `p` cannot be read as a file, if it cannot: missing, or a folder where a file is due.
-fn not_a_file(p: &Path) -> Option<String> {
+pub(crate) fn not_a_file(p: &Path) -> Option<String> {
     match std::fs::metadata(p) {
         Ok(m) if m.is_file() => None,
         Ok(m) if m.is_dir() => Some(format!("{} is a folder, not a file", p.display())),
@@ -709,7 +743,17 @@ impl Config {
                 "`token` needs the token service: configure `auth.token`".into(),
             );
         }
-        let ldap = raw.auth.ldap.map(|l| Ldap {
+        let mut ldap_file = None;
+        let inline_ldap = match raw.auth.ldap {
+            None => None,
+            Some(RawLdapSource::Inline(l)) => Some(*l),
+            Some(RawLdapSource::File(p)) => {
+                let p = resolve(&p);
+                ldap_file = Some(p);
+                None
+            }
+        };
+        let ldap = inline_ldap.map(|l| Ldap {
             url: l.url,
             start_tls: l.start_tls,
             ca_certificate: l.ca_certificate.as_deref().map(resolve),
@@ -765,6 +809,23 @@ impl Config {
                 }
             }
         }
+        // From a docker_auth file: checked there, errors located in that file.
+        let ldap = match &ldap_file {
+            None => ldap,
+            Some(p) => match not_a_file(p) {
+                Some(why) => {
+                    err("auth.ldap", why);
+                    None
+                }
+                None => match crate::docker_auth::ldap_from_file(p) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        user_errors.extend(e.0);
+                        None
+                    }
+                },
+            },
+        };
         let lockout = match raw.auth.lockout {
             None => Lockout::default(),
             Some(l) => {
@@ -897,6 +958,18 @@ impl Config {
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
+        // Every docker_auth file named here, and which of its sections is read.
+        let mut read = Vec::new();
+        if let Some(UsersSource::File(p)) = &users {
+            read.push((p.clone(), "users"));
+        }
+        if acl.is_file() {
+            read.push((acl.clone(), "acl"));
+        }
+        if let Some(p) = &ldap_file {
+            read.push((p.clone(), "ldap_auth"));
+        }
+        let warnings = crate::docker_auth::ignored_sections(&read);
         Ok(Config {
             file: path.to_path_buf(),
             listen: listen.expect("checked above"),
@@ -911,6 +984,7 @@ impl Config {
                 htpasswd,
                 token,
                 ldap,
+                ldap_file,
                 lockout,
             },
             acl,
@@ -919,6 +993,7 @@ impl Config {
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
             limits,
             ui,
+            warnings,
         })
     }
 }

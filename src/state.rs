@@ -126,7 +126,7 @@ impl State {
                 }
             },
         };
-        let mut warnings = Vec::new();
+        let mut warnings = config.warnings.clone();
         if let (Some(u), Some(UsersSource::File(p))) = (&users, &config.auth.users) {
             if u.is_empty() {
                 warnings.push(Diagnostic::new(
