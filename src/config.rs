@@ -883,13 +883,25 @@ impl Config {
                 max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
             },
         };
-        if limits.max_connections == 0
-            || limits.max_connections_per_address == 0
-            || limits.max_uri_length == 0
-            || limits.max_headers == 0
-            || limits.max_header_bytes == 0
-        {
-            err("limits", "limits must be more than 0".into());
+        // Each at its own key and line.
+        for (key, zero) in [
+            ("limits.max_connections", limits.max_connections == 0),
+            (
+                "limits.max_connections_per_address",
+                limits.max_connections_per_address == 0,
+            ),
+            ("limits.max_uri_length", limits.max_uri_length == 0),
+            ("limits.max_headers", limits.max_headers == 0),
+            ("limits.max_header_bytes", limits.max_header_bytes == 0),
+            (
+                "limits.header_read_timeout",
+                limits.header_read_timeout.is_zero(),
+            ),
+            ("limits.idle_timeout", limits.idle_timeout.is_zero()),
+        ] {
+            if zero {
+                err(key, "must be more than 0".into());
+            }
         }
         if limits.max_uri_length > crate::limits::MAX_TARGET {
             err(
@@ -899,9 +911,6 @@ impl Config {
                     crate::limits::MAX_TARGET
                 ),
             );
-        }
-        if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
-            err("limits", "timeouts must be more than 0".into());
         }
         if raw.threads == Some(0) {
             err("threads", "must be at least 1".into());

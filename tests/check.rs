@@ -212,6 +212,12 @@ fn every_value_error_points_at_its_own_line_and_key() {
             "expected a whole number",
         ),
         (
+            "limits:\n  max_headers: 10\n  idle_timeout: 0s\n",
+            &[],
+            "proxy.yaml:5:17: limits.idle_timeout: ",
+            "more than 0",
+        ),
+        (
             "ui:\n  path: /ui/\nauth:\n  token:\n    key: k.pem\n    path: v2\n",
             &[("k.pem", "x")],
             "proxy.yaml:8:11: auth.token.path: ",
