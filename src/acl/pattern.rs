@@ -762,6 +762,17 @@ mod tests {
         assert!(Pattern::compile("/(/")
             .unwrap_err()
             .contains("invalid regular expression"));
+        // The message speaks of the regex as written, never of the anchored one compiled.
+        let e = Pattern::compile("/(admin/").unwrap_err();
+        assert_eq!(
+            e,
+            "invalid regular expression /(admin/: unclosed group (at character 1)"
+        );
+        // A body that parses only once wrapped in `^(?:…)$` would escape the anchoring
+        // (`^(?:a)|(?:b)$` matches anything starting with `a`): refused.
+        let e = Pattern::compile("/a)|(?:b/").unwrap_err();
+        assert!(e.contains("invalid regular expression /a)|(?:b/"), "{e}");
+        assert!(!e.contains("^(?:"), "{e}");
     }
 
     #[test]
