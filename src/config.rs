@@ -44,6 +44,9 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// The web UI.
     pub ui: Ui,
+    /// Findings that do not stop a start (a docker_auth section nothing reads), printed by
+    /// `check` and logged at start and reload with the loaders' warnings.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// `ui:`: the web UI served on `listen` under `path`.
@@ -129,6 +132,9 @@ pub struct Auth {
     pub token: Option<Token>,
     /// LDAP, tried after static users and htpasswd.
     pub ldap: Option<Ldap>,
+    /// The docker_auth `auth_config.yml` whose `ldap_auth:` `ldap` was read from, when
+    /// `auth.ldap` names a file (watched for reloads like the other files).
+    pub ldap_file: Option<PathBuf>,
     /// Failed-login limits.
     pub lockout: Lockout,
 }
@@ -301,7 +307,7 @@ struct RawAuth {
     #[serde(default)]
     token: Option<RawToken>,
     #[serde(default)]
-    ldap: Option<RawLdap>,
+    ldap: Option<RawLdapSource>,
     #[serde(default)]
     lockout: Option<RawLockout>,
 }
@@ -389,6 +395,34 @@ fn default_service() -> String {
     "Docker registry".into()
 }
 
+/// `auth.ldap`: the section, or the path of a docker_auth `auth_config.yml` whose
+/// `ldap_auth:` is read (see [`crate::docker_auth`]). By hand, as [`RawUsers`], so errors
+/// inside the section keep their line.
+enum RawLdapSource {
+    File(PathBuf),
+    Inline(Box<RawLdap>),
+}
+
+impl<'de> Deserialize<'de> for RawLdapSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawLdapSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an LDAP section or the path of a docker_auth auth_config.yml")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLdapSource, E> {
+                Ok(RawLdapSource::File(PathBuf::from(v)))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawLdapSource, A::Error> {
+                RawLdap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|l| RawLdapSource::Inline(Box::new(l)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `auth.users`: a path, or the users themselves. Written by hand rather than
 /// `#[serde(untagged)]` so that an error inside inline users keeps its line and message.
 enum RawUsers {
@@ -449,9 +483,39 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parsed inside the visitor, so serde_yaml_ng locates a bad duration at the value itself
+/// with its key path (`auth.token.expiration`), not at the enclosing mapping.
 fn de_duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map(Some).map_err(de::Error::custom)
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a duration such as 300ms, 5s, 1m or 2h")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            parse_duration(&v.to_string()).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            parse_duration(&v.to_string()).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V).map(Some)
+}
+
+/// Why `p` cannot be read as a file, if it cannot: missing, or a folder where a file is due.
+pub(crate) fn not_a_file(p: &Path) -> Option<String> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) if m.is_dir() => Some(format!("{} is a folder, not a file", p.display())),
+        Ok(_) => Some(format!("{} is not a regular file", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("{} does not exist", p.display()))
+        }
+        Err(e) => Some(format!("{}: {e}", p.display())),
+    }
 }
 
 fn de_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
@@ -494,13 +558,24 @@ impl Config {
     /// Validates the text of a configuration file that lives at `path` (used for relative paths
     /// and messages).
     pub fn parse(text: &str, path: &Path) -> Result<Config, Diagnostics> {
-        let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| {
-            let mut d = Diagnostic::new(path, strip_location(&e));
-            if let Some(loc) = e.location() {
-                d = d.at(loc.line(), loc.column());
+        // The marked tree locates every value error at the value itself; a duplicate key is
+        // reported at its second occurrence (serde only knows the mapping it is in).
+        let tree = crate::yaml::parse_marked(text).ok().flatten();
+        if let Some(root) = &tree {
+            let duplicates: Vec<Diagnostic> = crate::yaml::duplicate_keys(root)
+                .into_iter()
+                .map(|(key, node)| {
+                    Diagnostic::new(path, "written twice in the same mapping: keep one")
+                        .at(node.line, node.column)
+                        .key(key)
+                })
+                .collect();
+            if !duplicates.is_empty() {
+                return Err(Diagnostics(duplicates));
             }
-            d
-        })?;
+        }
+        let raw: RawConfig = serde_yaml_ng::from_str(text)
+            .map_err(|e| crate::yaml::serde_diagnostic(path, text, &e))?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let resolve = |p: &Path| -> PathBuf {
             if p.is_absolute() {
@@ -511,10 +586,19 @@ impl Config {
         };
         let mut user_errors = Vec::new();
         let line_of = |key: &str| crate::diagnostic::find_key_line(text, key);
+        // The value under a dotted key, when written.
+        let value_at = |key: &str| {
+            let keys: Vec<&str> = key.split('.').collect();
+            tree.as_ref()
+                .and_then(|root| crate::yaml::at_path(root, &keys))
+                .map(|n| (n.line, n.column))
+        };
         let mut errors = Vec::new();
         let mut err = |key: &str, msg: String| {
             let mut d = Diagnostic::new(path, msg).key(key);
-            if let Some(line) = line_of(key.rsplit('.').next().unwrap_or(key)) {
+            if let Some((line, column)) = value_at(key) {
+                d = d.at(line, column);
+            } else if let Some(line) = line_of(key.rsplit('.').next().unwrap_or(key)) {
                 d = d.at_line(line);
             }
             errors.push(d);
@@ -572,27 +656,41 @@ impl Config {
             key: resolve(&t.key),
         });
         if let Some(t) = &tls {
-            if !t.cert.is_file() {
-                err("tls.cert", format!("{} does not exist", t.cert.display()));
+            if let Some(why) = not_a_file(&t.cert) {
+                err("tls.cert", why);
             }
-            if !t.key.is_file() {
-                err("tls.key", format!("{} does not exist", t.key.display()));
+            if let Some(why) = not_a_file(&t.key) {
+                err("tls.key", why);
             }
         }
         let users = match raw.auth.users {
             None => None,
             Some(RawUsers::File(p)) => {
                 let p = resolve(&p);
-                if !p.is_file() {
-                    err("auth.users", format!("{} does not exist", p.display()));
+                if let Some(why) = not_a_file(&p) {
+                    err("auth.users", why);
                 }
                 Some(UsersSource::File(p))
             }
             Some(RawUsers::Inline(u)) => {
-                match u.validate(path, |name| crate::diagnostic::find_key_line(text, name)) {
+                let locate = |keys: &[&str]| {
+                    let mut full = vec!["auth", "users"];
+                    full.extend_from_slice(keys);
+                    tree.as_ref()
+                        .and_then(|root| crate::yaml::at_path(root, &full))
+                        .map(|n| (n.line, n.column))
+                };
+                match u.validate(path, locate) {
                     Ok(u) => Some(UsersSource::Inline(u)),
                     Err(e) => {
-                        user_errors = e.0;
+                        // Inline, the users live under `auth.users`.
+                        user_errors =
+                            e.0.into_iter()
+                                .map(|mut d| {
+                                    d.key = d.key.map(|k| format!("auth.{k}"));
+                                    d
+                                })
+                                .collect();
                         None
                     }
                 }
@@ -600,8 +698,8 @@ impl Config {
         };
         let htpasswd: Vec<PathBuf> = raw.auth.htpasswd.iter().map(|p| resolve(p)).collect();
         for p in &htpasswd {
-            if !p.is_file() {
-                err("auth.htpasswd", format!("{} does not exist", p.display()));
+            if let Some(why) = not_a_file(p) {
+                err("auth.htpasswd", why);
             }
         }
         let token = raw.auth.token.map(|t| Token {
@@ -627,18 +725,12 @@ impl Config {
                     format!("{:?} must be an absolute path outside /v2", t.path),
                 );
             }
-            if !t.key.is_file() {
-                err(
-                    "auth.token.key",
-                    format!("{} does not exist", t.key.display()),
-                );
+            if let Some(why) = not_a_file(&t.key) {
+                err("auth.token.key", why);
             }
             if let Some(c) = &t.certificate {
-                if !c.is_file() {
-                    err(
-                        "auth.token.certificate",
-                        format!("{} does not exist", c.display()),
-                    );
+                if let Some(why) = not_a_file(c) {
+                    err("auth.token.certificate", why);
                 }
             }
             if t.expiration.is_zero() {
@@ -651,14 +743,25 @@ impl Config {
                 "`token` needs the token service: configure `auth.token`".into(),
             );
         }
-        let ldap = raw.auth.ldap.map(|l| Ldap {
+        let mut ldap_file = None;
+        let inline_ldap = match raw.auth.ldap {
+            None => None,
+            Some(RawLdapSource::Inline(l)) => Some(*l),
+            Some(RawLdapSource::File(p)) => {
+                let p = resolve(&p);
+                ldap_file = Some(p);
+                None
+            }
+        };
+        let ldap = inline_ldap.map(|l| Ldap {
             url: l.url,
             start_tls: l.start_tls,
             ca_certificate: l.ca_certificate.as_deref().map(resolve),
             bind_dn: l.bind_dn,
             bind_password_file: resolve(&l.bind_password_file),
             base: l.base,
-            filter: l.filter,
+            // docker_auth's `${account}` as `{account}`; anything else is refused below.
+            filter: crate::authn::ldap::escape::normalize_filter(&l.filter).unwrap_or(l.filter),
             account_attribute: l.account_attribute,
             labels: l.labels,
             timeout: l.timeout.unwrap_or(Duration::from_secs(5)),
@@ -677,8 +780,8 @@ impl Config {
                     "StartTLS is for ldap:// URLs; ldaps:// is TLS already".into(),
                 );
             }
-            if !l.filter.contains("{account}") {
-                err("auth.ldap.filter", "must contain {account}".into());
+            if let Err(why) = crate::authn::ldap::escape::normalize_filter(&l.filter) {
+                err("auth.ldap.filter", why);
             } else if !crate::authn::ldap::account::is_attribute_name(&l.account_attribute) {
                 err(
                     "auth.ldap.account_attribute",
@@ -697,21 +800,32 @@ impl Config {
                     ),
                 );
             }
-            if !l.bind_password_file.is_file() {
-                err(
-                    "auth.ldap.bind_password_file",
-                    format!("{} does not exist", l.bind_password_file.display()),
-                );
+            if let Some(why) = not_a_file(&l.bind_password_file) {
+                err("auth.ldap.bind_password_file", why);
             }
             if let Some(c) = &l.ca_certificate {
-                if !c.is_file() {
-                    err(
-                        "auth.ldap.ca_certificate",
-                        format!("{} does not exist", c.display()),
-                    );
+                if let Some(why) = not_a_file(c) {
+                    err("auth.ldap.ca_certificate", why);
                 }
             }
         }
+        // From a docker_auth file: checked there, errors located in that file.
+        let ldap = match &ldap_file {
+            None => ldap,
+            Some(p) => match not_a_file(p) {
+                Some(why) => {
+                    err("auth.ldap", why);
+                    None
+                }
+                None => match crate::docker_auth::ldap_from_file(p) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        user_errors.extend(e.0);
+                        None
+                    }
+                },
+            },
+        };
         let lockout = match raw.auth.lockout {
             None => Lockout::default(),
             Some(l) => {
@@ -769,13 +883,25 @@ impl Config {
                 max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
             },
         };
-        if limits.max_connections == 0
-            || limits.max_connections_per_address == 0
-            || limits.max_uri_length == 0
-            || limits.max_headers == 0
-            || limits.max_header_bytes == 0
-        {
-            err("limits", "limits must be more than 0".into());
+        // Each at its own key and line.
+        for (key, zero) in [
+            ("limits.max_connections", limits.max_connections == 0),
+            (
+                "limits.max_connections_per_address",
+                limits.max_connections_per_address == 0,
+            ),
+            ("limits.max_uri_length", limits.max_uri_length == 0),
+            ("limits.max_headers", limits.max_headers == 0),
+            ("limits.max_header_bytes", limits.max_header_bytes == 0),
+            (
+                "limits.header_read_timeout",
+                limits.header_read_timeout.is_zero(),
+            ),
+            ("limits.idle_timeout", limits.idle_timeout.is_zero()),
+        ] {
+            if zero {
+                err(key, "must be more than 0".into());
+            }
         }
         if limits.max_uri_length > crate::limits::MAX_TARGET {
             err(
@@ -785,9 +911,6 @@ impl Config {
                     crate::limits::MAX_TARGET
                 ),
             );
-        }
-        if limits.header_read_timeout.is_zero() || limits.idle_timeout.is_zero() {
-            err("limits", "timeouts must be more than 0".into());
         }
         if raw.threads == Some(0) {
             err("threads", "must be at least 1".into());
@@ -836,17 +959,26 @@ impl Config {
             err("ui.title", "must be 1 to 100 characters".into());
         }
         if let Some(k) = &ui.session_key_file {
-            if !k.is_file() {
-                err(
-                    "ui.session_key_file",
-                    format!("{} does not exist", k.display()),
-                );
+            if let Some(why) = not_a_file(k) {
+                err("ui.session_key_file", why);
             }
         }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
+        // Every docker_auth file named here, and which of its sections is read.
+        let mut read = Vec::new();
+        if let Some(UsersSource::File(p)) = &users {
+            read.push((p.clone(), "users"));
+        }
+        if acl.is_file() {
+            read.push((acl.clone(), "acl"));
+        }
+        if let Some(p) = &ldap_file {
+            read.push((p.clone(), "ldap_auth"));
+        }
+        let warnings = crate::docker_auth::ignored_sections(&read);
         Ok(Config {
             file: path.to_path_buf(),
             listen: listen.expect("checked above"),
@@ -861,6 +993,7 @@ impl Config {
                 htpasswd,
                 token,
                 ldap,
+                ldap_file,
                 lockout,
             },
             acl,
@@ -869,16 +1002,8 @@ impl Config {
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
             limits,
             ui,
+            warnings,
         })
-    }
-}
-
-/// serde_yaml_ng appends " at line L column C" to its messages; we print the position ourselves.
-pub(crate) fn strip_location(e: &serde_yaml_ng::Error) -> String {
-    let s = e.to_string();
-    match s.find(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 

@@ -20,8 +20,12 @@ pub struct Scope {
     pub actions: Vec<String>,
 }
 
+/// The actions a scope may ask for; anything else is a typo (`delet`), never a request.
+pub const ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
+
 impl Scope {
-    /// Parses `type:name:actions`; the name may contain `:` (a registry host with a port).
+    /// Parses `type:name:actions` loosely (any type, name and action); the name may contain
+    /// `:` (a registry host with a port). Use [`Scope::parse_strict`] for what a person typed.
     pub fn parse(text: &str) -> Result<Scope, String> {
         let bad = || format!("scope {text:?} must be type:name:actions");
         let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
@@ -35,6 +39,53 @@ impl Scope {
                 .map(str::to_owned)
                 .collect(),
         })
+    }
+}
+
+impl Scope {
+    /// Parses a scope a person wrote (`explain` on the command line and in the UI, ACL test
+    /// files) and refuses what is not one: a type other than `repository` or `registry`
+    /// (`repositry`), a repository name the registry would refuse (upper case, `//`), a
+    /// registry name other than `catalog`, no action or an unknown one (`delet`). Answering
+    /// "denied" for a typo would read as a statement about the ACL.
+    pub fn parse_strict(text: &str) -> Result<Scope, String> {
+        let scope = Scope::parse(text)?;
+        match scope.kind.as_str() {
+            "repository" => {
+                if !crate::route::is_valid_name(&scope.name) {
+                    return Err(format!(
+                        "{:?} is not a repository name (lower-case components joined by /)",
+                        scope.name
+                    ));
+                }
+            }
+            "registry" => {
+                if scope.name != "catalog" {
+                    return Err(format!(
+                        "the registry type has one name, catalog (not {:?})",
+                        scope.name
+                    ));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown scope type {other:?} (expected repository or registry)"
+                ))
+            }
+        }
+        if scope.actions.is_empty() {
+            return Err("the scope asks for no action".into());
+        }
+        if let Some(bad) = scope
+            .actions
+            .iter()
+            .find(|a| !ACTIONS.contains(&a.as_str()))
+        {
+            return Err(format!(
+                "unknown action {bad:?} (expected pull, push, delete or \"*\")"
+            ));
+        }
+        Ok(scope)
     }
 }
 

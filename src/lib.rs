@@ -37,6 +37,7 @@ pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod diagnostic;
+pub mod docker_auth;
 pub mod errors;
 pub mod explain;
 pub mod limits;

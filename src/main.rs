@@ -268,8 +268,13 @@ fn explain(
         ip,
         service: portcullis::policy::DEFAULT_SERVICE,
     };
-    for text in scopes {
-        let scope = Scope::parse(text).map_err(|e| anyhow!(e))?;
+    // Every scope is checked before any is answered: a typo is an error, never "denied".
+    let parsed = scopes
+        .iter()
+        .map(|text| Scope::parse_strict(text).map(|s| (text, s)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!(e))?;
+    for (text, scope) in parsed {
         let mut answer = explain::explain(&built.state.acl, asker, &scope);
         answer.scope = text.clone();
         println!("{answer}");

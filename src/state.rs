@@ -107,6 +107,14 @@ impl State {
             acl_tests: 0,
         };
         let mut anonymous = false;
+        // The TLS pair is loaded exactly as `serve` loads it (a key that does not match the
+        // certificate, an empty or garbage certificate), so `check` — the systemd unit's
+        // `ExecStartPre` — fails where the start would.
+        if let Some(tls) = &config.tls {
+            if let Err(d) = crate::tls::load(&tls.cert, &tls.key) {
+                errors.push(d);
+            }
+        }
         let users = match &config.auth.users {
             None => None,
             Some(UsersSource::Inline(u)) => Some(u.clone()),
@@ -118,6 +126,15 @@ impl State {
                 }
             },
         };
+        let mut warnings = config.warnings.clone();
+        if let (Some(u), Some(UsersSource::File(p))) = (&users, &config.auth.users) {
+            if u.is_empty() {
+                warnings.push(Diagnostic::new(
+                    p,
+                    "no users in the users file: no static account can log in",
+                ));
+            }
+        }
         let users = users.map(Arc::new);
         if let Some(users) = &users {
             summary.users = users.len();
@@ -127,6 +144,12 @@ impl State {
         for path in &config.auth.htpasswd {
             match Htpasswd::load(path) {
                 Ok(h) => {
+                    if h.is_empty() {
+                        warnings.push(Diagnostic::new(
+                            path,
+                            "no accounts in the htpasswd file: none of its accounts can log in",
+                        ));
+                    }
                     summary.htpasswd_users += h.len();
                     backends.push(Arc::new(h));
                 }
@@ -151,10 +174,9 @@ impl State {
                 }
             },
         };
-        let mut warnings = Vec::new();
         let acl = match Acl::load(&config.acl) {
             Ok(loaded) => {
-                warnings = loaded.warnings;
+                warnings.extend(loaded.warnings);
                 Some(loaded.acl)
             }
             Err(e) => {

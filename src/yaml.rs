@@ -452,9 +452,123 @@ pub fn error_message(err: &serde_yaml_ng::Error) -> String {
     }
 }
 
+/// A serde_yaml_ng error as a located [`crate::diagnostic::Diagnostic`] in the documented
+/// `file:line:column: key: message` form: the path serde puts before its message
+/// (`auth.token.expiration: …`) becomes the key, Rust type names (`expected usize`) become
+/// words, and a tab where indentation was expected is named as such.
+pub fn serde_diagnostic(
+    file: &Path,
+    text: &str,
+    err: &serde_yaml_ng::Error,
+) -> crate::diagnostic::Diagnostic {
+    let mut message = error_message(err);
+    let mut key = None;
+    if let Some((path, rest)) = message.split_once(": ") {
+        // serde_yaml_ng writes `path: message` where path is `a.b[0].c`: no spaces.
+        if !path.is_empty() && !path.contains([' ', '`', '"']) {
+            key = Some(path.to_string());
+            message = rest.to_string();
+        }
+    }
+    for (rust, words) in [
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u8", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ] {
+        message = message.replace(rust, words);
+    }
+    let mut d = crate::diagnostic::Diagnostic::new(file, message);
+    if let Some((line, column)) = error_position(err) {
+        if has_tab_at(text, line, column) {
+            d.message
+                .push_str(" (a tab: YAML indents with spaces only; replace the tab with spaces)");
+        }
+        d = d.at(line, column);
+    }
+    if let Some(key) = key {
+        d = d.key(key);
+    }
+    d
+}
+
+/// True when line `line` (1-based) has a tab in its indentation or at `column`: the cause of
+/// libyaml's "found character that cannot start any token" that people do not guess.
+pub fn has_tab_at(text: &str, line: usize, column: usize) -> bool {
+    let Some(l) = text.lines().nth(line.saturating_sub(1)) else {
+        return false;
+    };
+    let indent = l.len() - l.trim_start_matches([' ', '\t']).len();
+    l[..indent].contains('\t') || l.chars().nth(column.saturating_sub(1)) == Some('\t')
+}
+
+/// The node at a dotted key path (`auth.token.expiration`) from `root`, following mappings:
+/// where a value error is reported, so it points at the value itself.
+pub fn at_path<'a>(root: &'a Node, path: &[&str]) -> Option<&'a Node> {
+    let mut node = root;
+    for key in path {
+        node = node.get(key)?;
+    }
+    Some(node)
+}
+
+/// Every key written twice in one mapping, anywhere in the tree: (dotted path of the second
+/// one, its key node). YAML forbids them, and which one wins differs between tools.
+pub fn duplicate_keys(root: &Node) -> Vec<(String, &Node)> {
+    let mut found = Vec::new();
+    let mut stack: Vec<(String, &Node)> = vec![(String::new(), root)];
+    while let Some((path, node)) = stack.pop() {
+        match &node.kind {
+            NodeKind::Scalar(_) => {}
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    stack.push((format!("{path}[{i}]"), item));
+                }
+            }
+            NodeKind::Map(entries) => {
+                let mut seen = std::collections::HashSet::new();
+                for (k, v) in entries {
+                    let Some(name) = k.as_str() else { continue };
+                    let full = if path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    if !seen.insert(name) {
+                        found.push((full.clone(), k));
+                    }
+                    stack.push((full, v));
+                }
+            }
+        }
+    }
+    found.sort_by_key(|(_, k)| (k.line, k.column));
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicates_tabs_and_paths() {
+        let root = parse_marked("a: 1\nb:\n  c: 2\n  c: 3\na: 4\n")
+            .unwrap()
+            .unwrap();
+        let d: Vec<_> = duplicate_keys(&root)
+            .into_iter()
+            .map(|(p, k)| (p, k.line, k.column))
+            .collect();
+        assert_eq!(d, vec![("b.c".into(), 4, 3), ("a".into(), 5, 1)]);
+        let c = at_path(&root, &["b", "c"]).unwrap();
+        assert_eq!((c.line, c.column), (3, 6));
+        assert!(has_tab_at("a:\n\tb: 1\n", 2, 1));
+        assert!(!has_tab_at("a:\n  b: 1\n", 2, 1));
+    }
 
     #[test]
     fn item_lines_bare_list() {

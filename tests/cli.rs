@@ -126,7 +126,7 @@ fn check_reports_every_error_with_file_and_line_and_exits_1() {
     let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], dir.path());
     assert_eq!(code, 1, "{out}{err}");
     for expected in [
-        "users.yaml:3",
+        "users.yaml:4:13: users.bob.password",
         "reg.htpasswd:1",
         "htpasswd -B",
         "acl/10.yaml:3",

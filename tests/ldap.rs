@@ -910,3 +910,116 @@ fn ldap_refresh_tokens_end_with_a_password_change_or_a_new_dn() {
     let bach = refresh_token("bach", "bachpw");
     assert_eq!(refresh(&bach), 200);
 }
+
+/// docker_auth's `(uid=${account})`, read through proxy.yaml as an operator writes it, logs in
+/// against the real directory (before, it searched for `uid=$mozart` and every login failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_auths_account_placeholder_logs_in() {
+    let slapd = Slapd::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acl.yaml"), "[]\n").unwrap();
+    std::fs::copy(slapd.password_file(), dir.path().join("ldap.pw")).unwrap();
+    let yaml = format!(
+        "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n{}",
+        slapd
+            .yaml("ldap.pw", "0s")
+            .replace("(uid={account})", "(uid=${account})")
+    );
+    assert!(yaml.contains("${account}"), "{yaml}");
+    let path = dir.path().join("proxy.yaml");
+    let config = portcullis::config::Config::parse(&yaml, &path).unwrap();
+    let ldap = backend(config.auth.ldap.as_ref().unwrap());
+    assert_eq!(
+        ok(ldap.authenticate("mozart", "mozartpw").await).account,
+        "mozart"
+    );
+    assert!(is_bad_password(&ldap.authenticate("mozart", "x").await));
+    // Any other placeholder is refused where it is written.
+    let bad = yaml.replace("${account}", "${acount}");
+    let e = portcullis::config::Config::parse(&bad, &path).unwrap_err();
+    assert_eq!(e.0[0].key.as_deref(), Some("auth.ldap.filter"), "{e}");
+    assert_eq!(e.0[0].line, Some(9), "{e}");
+    assert!(
+        e.0[0].message.contains("unknown placeholder \"${acount}\""),
+        "{e}"
+    );
+}
+
+/// An operator's docker_auth `auth_config.yml`, as it is, named by `auth.ldap` (and by
+/// `auth.users` and `acl`): its `ldap_auth:` configures LDAP against the real directory, and
+/// `check` names every section nothing reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_auth_ldap_auth_section_configures_ldap() {
+    use common::slapd::{BASE, BIND_DN};
+    let slapd = Slapd::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(slapd.password_file(), dir.path().join("ldap.pw")).unwrap();
+    let addr = slapd.url().trim_start_matches("ldap://").to_string();
+    let auth_config = format!(
+        "server:\n  addr: \":5001\"\ntoken:\n  issuer: \"Acme auth server\"\n  expiration: 900\nusers:\n  \"\": {{}}\nldap_auth:\n  addr: {addr}\n  tls: none\n  bind_dn: \"{BIND_DN}\"\n  bind_password_file: ldap.pw\n  base: \"{BASE}\"\n  filter: \"(&(objectClass=inetOrgPerson)(uid=${{account}}))\"\n  labels:\n    groups:\n      attribute: memberOf\n      parse_cn: true\nmongo_auth:\n  dial_info: {{addrs: [\"localhost\"]}}\next_auth:\n  command: /usr/local/bin/auth\nacl:\n  - match: {{labels: {{groups: builders}}}}\n    actions: [\"*\"]\n"
+    );
+    std::fs::write(dir.path().join("auth_config.yml"), auth_config).unwrap();
+    std::fs::write(
+        dir.path().join("proxy.yaml"),
+        "upstream: http://127.0.0.1:5001\nauth:\n  users: auth_config.yml\n  ldap: auth_config.yml\nacl: auth_config.yml\n",
+    )
+    .unwrap();
+    let config = portcullis::config::Config::load(&dir.path().join("proxy.yaml")).unwrap();
+    let ldap_config = config.auth.ldap.clone().unwrap();
+    assert_eq!(ldap_config.url, slapd.url());
+    assert_eq!(ldap_config.account_attribute, "uid");
+    let ldap = backend(&ldap_config);
+    let mozart = ok(ldap.authenticate("mozart", "mozartpw").await);
+    assert_eq!(mozart.account, "mozart");
+    assert_eq!(mozart.labels["groups"], vec!["builders", "composers"]);
+    assert!(is_bad_password(
+        &ldap.authenticate("mozart", "bachpw").await
+    ));
+    // The whole chain as `serve` builds it: LDAP accounts get the file's ACL.
+    let (built, _) = portcullis::state::State::build(std::sync::Arc::new(config)).unwrap();
+    let id = built.state.authn.login("mozart", "mozartpw").await.unwrap();
+    assert_eq!(id.labels["groups"], vec!["builders", "composers"]);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(dir.path().join("proxy.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (section, line) in [
+        ("server", 1),
+        ("token", 3),
+        ("mongo_auth", 19),
+        ("ext_auth", 21),
+    ] {
+        let wanted = format!(
+            "auth_config.yml:{line}:1: {section}: docker_auth section `{section}` is ignored"
+        );
+        assert!(stdout.contains(&wanted), "missing {wanted:?} in:\n{stdout}");
+    }
+    assert_eq!(stdout.matches("is ignored").count(), 4, "{stdout}");
+
+    // insecure_tls_skip_verify is refused where it is written.
+    let text = std::fs::read_to_string(dir.path().join("auth_config.yml")).unwrap();
+    std::fs::write(
+        dir.path().join("auth_config.yml"),
+        text.replace(
+            "  tls: none\n",
+            "  tls: always\n  insecure_tls_skip_verify: true\n",
+        ),
+    )
+    .unwrap();
+    let e = portcullis::config::Config::load(&dir.path().join("proxy.yaml")).unwrap_err();
+    assert_eq!(
+        e.0[0].key.as_deref(),
+        Some("ldap_auth.insecure_tls_skip_verify"),
+        "{e}"
+    );
+    assert_eq!(e.0[0].line, Some(11), "{e}");
+    assert!(e.0[0].file.ends_with("auth_config.yml"), "{e}");
+}

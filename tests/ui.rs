@@ -670,6 +670,26 @@ fn the_explain_page_is_only_for_ui_admins_and_names_the_deciding_rule() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().unwrap().contains("must be type:name:actions"));
+    // A typo is refused, not answered "denied".
+    for (scope, wanted) in [
+        ("repository:team/web:delet", "unknown action"),
+        ("repositry:team/web:pull", "unknown scope type"),
+        ("repository:Team/Web:pull", "is not a repository name"),
+    ] {
+        let r = admin
+            .post(proxy.url("/ui/explain"))
+            .form(&[
+                ("csrf", token.as_str()),
+                ("account", "alice"),
+                ("scopes", scope),
+            ])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{scope}");
+        let page = r.text().unwrap();
+        assert!(page.contains(wanted), "{scope}: {page}");
+        assert!(!page.contains("no rule matched"), "{scope}: {page}");
+    }
 }
 
 #[test]

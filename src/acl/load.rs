@@ -41,8 +41,19 @@ impl Sink {
         }
     }
 
-    fn finish(self) -> Result<Loaded, Diagnostics> {
+    fn finish(mut self) -> Result<Loaded, Diagnostics> {
         if self.errors.is_empty() {
+            for (later, earlier) in super::shadow::unreachable(&self.rules) {
+                let (l, e) = (&self.rules[later].origin, &self.rules[earlier].origin);
+                self.warnings.push(
+                    Diagnostic::new(&*l.file, format!(
+                        "this rule can never match: the rule at {}:{} above matches every request it does (first match wins); remove it or move it above",
+                        e.file.display(),
+                        e.line
+                    ))
+                    .at_line(l.line),
+                );
+            }
             Ok(Loaded {
                 acl: Acl::from_rules(self.rules),
                 warnings: self.warnings,
@@ -102,6 +113,14 @@ pub(super) fn load(path: &Path) -> Result<Loaded, Diagnostics> {
     };
     let sources = files.iter().map(|p| read_file(p)).collect();
     parse_all(sources, &mut sink);
+    if sink.rules.is_empty() && sink.errors.is_empty() && sink.warnings.is_empty() {
+        // As for an empty folder: an empty file (or `acl: []`) is allowed, but it is far more
+        // often a truncated or wrong file than a wish to deny everything.
+        sink.warnings.push(Diagnostic::new(
+            path,
+            "no rules in the ACL: every request will be denied",
+        ));
+    }
     sink.finish()
 }
 
@@ -874,9 +893,22 @@ mod tests {
         let l = Acl::load(dir.path()).unwrap();
         assert!(l.acl.is_empty());
         assert_eq!(l.warnings.len(), 1);
+        // An empty file, or a folder whose files hold no rule, warns the same way.
         let f = write(dir.path(), "x.yaml", "");
         let l = Acl::load(&f).unwrap();
-        assert!(l.acl.is_empty() && l.warnings.is_empty());
+        assert!(l.acl.is_empty());
+        assert_eq!(l.warnings.len(), 1);
+        assert!(
+            l.warnings[0].to_string().contains("no rules"),
+            "{:?}",
+            l.warnings
+        );
+        let l = Acl::load(dir.path()).unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        let f = write(dir.path(), "x.yaml", "acl: []\n");
+        assert_eq!(Acl::load(&f).unwrap().warnings.len(), 1);
+        let f = write(dir.path(), "x.yaml", "- {match: {}, actions: []}\n");
+        assert!(Acl::load(&f).unwrap().warnings.is_empty());
         let e = Acl::load(&dir.path().join("missing.yaml")).unwrap_err();
         assert!(e.to_string().contains("cannot read ACL"));
         std::fs::write(dir.path().join("bin.yaml"), [0xff, 0xfe]).unwrap();

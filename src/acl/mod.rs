@@ -13,6 +13,7 @@
 //! | `load` | YAML file or folder → rules, every error located at file:line:column |
 //! | `index` | rules bucketed by a literal they require, so a decision checks only candidates |
 //! | `decide` | first matching rule → [`Grant`] |
+//! | [`shadow`] | rules that can never match: an earlier rule matches all they do (warnings) |
 //!
 //! Everything is compiled (and indexed) at load; [`Acl`] is immutable, `Send + Sync`, and
 //! shared behind an `Arc` (swapped as a whole on reload).
@@ -30,6 +31,7 @@ mod index;
 mod load;
 pub mod pattern;
 pub mod rule;
+pub mod shadow;
 
 pub use load::is_acl_file_name;
 pub use pattern::Pattern;

@@ -252,10 +252,29 @@ fn regex_body(source: &str) -> Option<&str> {
 }
 
 fn build_regex(body: &str) -> Result<Regex, String> {
+    // The body is parsed on its own first: the message then speaks of what was written
+    // (not of the anchored `^(?:…)$` we compile), and a body that only parses once wrapped
+    // (`a)|(?:b`) is refused instead of changing the anchoring.
+    if let Err(e) = regex_syntax::Parser::new().parse(body) {
+        let (kind, at) = match &e {
+            regex_syntax::Error::Parse(e) => (e.kind().to_string(), e.span().start.offset),
+            regex_syntax::Error::Translate(e) => (e.kind().to_string(), e.span().start.offset),
+            _ => ("not a regular expression".to_string(), 0),
+        };
+        return Err(format!(
+            "invalid regular expression /{body}/: {kind} (at character {})",
+            at + 1
+        ));
+    }
     regex::RegexBuilder::new(&format!("^(?:{body})$"))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("invalid regular expression /{body}/: {e}"))
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => {
+                format!("regular expression /{body}/ is too large (over {limit} bytes compiled)")
+            }
+            _ => format!("invalid regular expression /{body}/"),
+        })
 }
 
 /// The anchoring heuristic: docker_auth searches regexes unanchored, we anchor them, so
@@ -743,6 +762,17 @@ mod tests {
         assert!(Pattern::compile("/(/")
             .unwrap_err()
             .contains("invalid regular expression"));
+        // The message speaks of the regex as written, never of the anchored one compiled.
+        let e = Pattern::compile("/(admin/").unwrap_err();
+        assert_eq!(
+            e,
+            "invalid regular expression /(admin/: unclosed group (at character 1)"
+        );
+        // A body that parses only once wrapped in `^(?:…)$` would escape the anchoring
+        // (`^(?:a)|(?:b)$` matches anything starting with `a`): refused.
+        let e = Pattern::compile("/a)|(?:b/").unwrap_err();
+        assert!(e.contains("invalid regular expression /a)|(?:b/"), "{e}");
+        assert!(!e.contains("^(?:"), "{e}");
     }
 
     #[test]

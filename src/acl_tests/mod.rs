@@ -35,8 +35,7 @@ use crate::yaml::{self, Node, NodeKind};
 
 pub use run::{run, CaseResult, Report};
 
-/// The actions a scope or an expectation may name.
-const ACTIONS: &[&str] = &["pull", "push", "delete", "*"];
+use crate::explain::ACTIONS;
 
 /// The value of `account` that means the anonymous caller (as does `""`).
 pub const ANONYMOUS: &str = "anonymous";
@@ -343,43 +342,7 @@ fn parse_case(item: &Node, file: &Arc<Path>) -> Result<Case, Vec<Diagnostic>> {
 
 /// A scope as the token service reads it, strictly: a known type, a name, known actions.
 fn parse_scope(text: &str) -> Result<Scope, String> {
-    let scope = Scope::parse(text)?;
-    match scope.kind.as_str() {
-        "repository" => {
-            if !crate::route::is_valid_name(&scope.name) {
-                return Err(format!(
-                    "{:?} is not a repository name (lower-case components joined by /)",
-                    scope.name
-                ));
-            }
-        }
-        "registry" => {
-            if scope.name != "catalog" {
-                return Err(format!(
-                    "the registry type has one name, catalog (not {:?})",
-                    scope.name
-                ));
-            }
-        }
-        other => {
-            return Err(format!(
-                "unknown scope type {other:?} (expected repository or registry)"
-            ))
-        }
-    }
-    if scope.actions.is_empty() {
-        return Err("the scope asks for no action".into());
-    }
-    if let Some(bad) = scope
-        .actions
-        .iter()
-        .find(|a| !ACTIONS.contains(&a.as_str()))
-    {
-        return Err(format!(
-            "unknown action {bad:?} (expected pull, push, delete or \"*\")"
-        ));
-    }
-    Ok(scope)
+    Scope::parse_strict(text)
 }
 
 /// `labels: {groups: [a, b], team: x}`: a value may be one string or a list of them.

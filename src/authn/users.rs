@@ -49,11 +49,12 @@ enum OneOrMany {
 pub struct RawUsers(BTreeMap<String, Option<RawUser>>);
 
 impl RawUsers {
-    /// Checks every entry; `line_of(name)` finds the line of an account's key for messages.
+    /// Checks every entry; `locate(&[name, field])` finds the (line, column) of a value inside
+    /// the users mapping (`["bob", "password"]`; `["bob"]` for the entry) for messages.
     pub fn validate(
         self,
         path: &Path,
-        line_of: impl Fn(&str) -> Option<usize>,
+        locate: impl Fn(&[&str]) -> Option<(usize, usize)>,
     ) -> Result<StaticUsers, Diagnostics> {
         let mut users = BTreeMap::new();
         let mut errors = Vec::new();
@@ -72,10 +73,14 @@ impl RawUsers {
                 _ => None,
             };
             if let Some(problem) = problem {
-                let mut d = Diagnostic::new(path, format!("user {name:?}: {problem}"))
-                    .key(format!("users.{name}"));
-                if let Some(line) = line_of(&name) {
-                    d = d.at_line(line);
+                let mut d = Diagnostic::new(path, problem);
+                if let Some((line, column)) = locate(&[name.as_str(), "password"]) {
+                    d = d.at(line, column).key(format!("users.{name}.password"));
+                } else {
+                    d = d.key(format!("users.{name}"));
+                    if let Some((line, column)) = locate(&[name.as_str()]) {
+                        d = d.at(line, column);
+                    }
                 }
                 errors.push(d);
                 continue;
@@ -127,11 +132,7 @@ impl StaticUsers {
     /// literally named `users` with other top-level users beside it; rename such a user).
     pub fn parse(text: &str, path: &Path) -> Result<StaticUsers, Diagnostics> {
         let locate = |e: serde_yaml_ng::Error| {
-            let mut d = Diagnostic::new(path, crate::config::strip_location(&e)).key("users");
-            if let Some(loc) = e.location() {
-                d = d.at(loc.line(), loc.column());
-            }
-            Diagnostics::from(d)
+            Diagnostics::from(crate::yaml::serde_diagnostic(path, text, &e))
         };
         let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(locate)?;
         let is_document = value
@@ -158,7 +159,19 @@ impl StaticUsers {
         } else {
             serde_yaml_ng::from_str::<RawUsers>(text).map_err(locate)?
         };
-        raw.validate(path, |name| crate::diagnostic::find_key_line(text, name))
+        let tree = crate::yaml::parse_marked(text).ok().flatten();
+        let users = tree.as_ref().map(|root| {
+            if is_document {
+                root.get("users").unwrap_or(root)
+            } else {
+                root
+            }
+        });
+        raw.validate(path, |keys| {
+            users
+                .and_then(|u| crate::yaml::at_path(u, keys))
+                .map(|n| (n.line, n.column))
+        })
     }
 
     /// True when `account` has an entry.
@@ -275,15 +288,16 @@ mod tests {
             "admin:\n  password: \"{H}\"\nbob:\n  labels: {{}}\n"
         ))
         .unwrap_err();
-        assert!(
-            e.0[0].message.contains("\"bob\"") && e.0[0].message.contains("password"),
-            "{e}"
-        );
-        assert_eq!(e.0[0].line, Some(3), "{e}");
+        assert!(e.0[0].message.contains("password"), "{e}");
+        assert_eq!(e.0[0].key.as_deref(), Some("users.bob"), "{e}");
+        // The entry that lacks it.
+        assert_eq!((e.0[0].line, e.0[0].column), (Some(4), Some(3)), "{e}");
 
+        // At the value itself, keyed by its full path.
         let e = parse("alice:\n  password: secret\n").unwrap_err();
         assert!(e.0[0].message.contains("not a bcrypt hash"), "{e}");
-        assert_eq!(e.0[0].line, Some(1), "{e}");
+        assert_eq!((e.0[0].line, e.0[0].column), (Some(2), Some(13)), "{e}");
+        assert_eq!(e.0[0].key.as_deref(), Some("users.alice.password"), "{e}");
 
         let e = parse(&format!("alice:\n  pasword: \"{H}\"\n")).unwrap_err();
         assert!(e.0[0].message.contains("pasword"), "{e}");

@@ -262,6 +262,7 @@ impl Reloader {
             files.push(p.clone());
         }
         files.extend(config.auth.htpasswd.iter().cloned());
+        files.extend(config.auth.ldap_file.iter().cloned());
         if let Some(tls) = &config.tls {
             files.push(tls.cert.clone());
             files.push(tls.key.clone());

@@ -849,7 +849,7 @@ async fn explain_page(
     }
     let mut parsed = Vec::new();
     for text in &scopes {
-        match Scope::parse(text) {
+        match Scope::parse_strict(text) {
             Ok(s) => parsed.push(s),
             Err(e) => return refuse(format!("{e}.")),
         }

@@ -36,6 +36,7 @@ pub fn is_attribute_name(name: &str) -> bool {
 pub fn filter_compares(filter: &str, attribute: &str) -> bool {
     let wanted = format!("({}={{account}})", attribute.to_ascii_lowercase());
     filter
+        .replace("${account}", "{account}")
         .to_ascii_lowercase()
         .replace(' ', "")
         .contains(&wanted)
@@ -95,6 +96,7 @@ mod tests {
             "uid"
         ));
         assert!(filter_compares("(UID={account})", "uid"));
+        assert!(filter_compares("(uid=${account})", "uid"));
         assert!(filter_compares(
             "(&(objectCategory=person)(sAMAccountName={account}))",
             "samaccountname"

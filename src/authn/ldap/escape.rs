@@ -23,9 +23,46 @@ pub fn escape_filter_value(value: &str) -> String {
     out
 }
 
-/// The configured filter with every `{account}` replaced by the escaped `account`.
+/// The configured filter with every `{account}` (or docker_auth's `${account}`) replaced by
+/// the escaped `account`.
 pub fn build_filter(template: &str, account: &str) -> String {
-    template.replace("{account}", &escape_filter_value(account))
+    let value = escape_filter_value(account);
+    template
+        .replace("${account}", &value)
+        .replace("{account}", &value)
+}
+
+/// The filter template with docker_auth's `${account}` written as `{account}`, or why it
+/// cannot be used: it has no account placeholder, or another `${…}`/`{…}` placeholder (or a
+/// stray brace) that would be sent to the directory literally — `(uid=${acount})` searches
+/// for the text `${acount}`, so every login would fail with nothing logged. `$` elsewhere is
+/// an ordinary filter character and is kept.
+pub fn normalize_filter(template: &str) -> Result<String, String> {
+    let normal = template.replace("${account}", "{account}");
+    let rest = normal.replace("{account}", "");
+    if let Some(i) = rest.find("${") {
+        let end = rest[i..].find('}').map_or(rest.len(), |e| i + e + 1);
+        return Err(format!(
+            "{template:?}: unknown placeholder {:?}; the only one is {{account}} (or ${{account}})",
+            &rest[i..end]
+        ));
+    }
+    if let Some(i) = rest.find(['{', '}']) {
+        let end = rest[i..]
+            .find('}')
+            .map_or(rest.len(), |e| i + e + 1)
+            .max(i + 1);
+        return Err(format!(
+            "{template:?}: unknown placeholder {:?}; the only one is {{account}} (or ${{account}})",
+            &rest[i..end]
+        ));
+    }
+    if !normal.contains("{account}") {
+        return Err(format!(
+            "{template:?} must contain {{account}} (or docker_auth's ${{account}})"
+        ));
+    }
+    Ok(normal)
 }
 
 #[cfg(test)]
@@ -66,6 +103,30 @@ mod tests {
             let ours = escape_filter_value(s);
             assert!(!ours.contains(['*', '(', ')', '\0']), "{ours}");
             assert_eq!(ours, ldap3::ldap_escape(s).to_lowercase());
+        }
+    }
+
+    #[test]
+    fn docker_auth_placeholder_is_accepted_and_others_refused() {
+        assert_eq!(
+            normalize_filter("(uid=${account})").unwrap(),
+            "(uid={account})"
+        );
+        assert_eq!(
+            normalize_filter("(&(cn=a$b)(uid={account}))").unwrap(),
+            "(&(cn=a$b)(uid={account}))"
+        );
+        assert_eq!(build_filter("(uid=${account})", "mozart"), "(uid=mozart)");
+        for (bad, wanted) in [
+            ("(uid=mozart)", "must contain"),
+            ("(uid=${acount})", "\"${acount}\""),
+            ("(uid={account})(mail=${mail})", "\"${mail}\""),
+            ("(uid={user})", "\"{user}\""),
+            ("(uid={account})(x=})", "\"}\""),
+            ("(uid={account})(x={)", "\"{)\""),
+        ] {
+            let e = normalize_filter(bad).unwrap_err();
+            assert!(e.contains(wanted), "{bad}: {e}");
         }
     }
 
