@@ -1,5 +1,6 @@
 //! The web UI: server-rendered pages under `ui.path` (default `/ui/`) on the client listener,
-//! compiled into the binary — no scripts, no external resources.
+//! compiled into the binary — one small same-origin script for copy buttons (the pages work
+//! without it), no external resources.
 //!
 //! | file | job |
 //! |---|---|
@@ -8,7 +9,8 @@
 //! | [`csrf`] | CSRF tokens (session-bound, and the login form's double-submit cookie) |
 //! | [`pages`] | the maud templates |
 //! | [`registry`] | tags, manifests and configs read from the upstream |
-//! | [`assets`] | the embedded stylesheet |
+//! | [`assets`] | the embedded stylesheet and copy-button script |
+//! | [`images`] | a tag's own page, and deleting a manifest |
 //!
 //! Access is never decided here: logins go through the proxy's one login path (lockout
 //! included), listings through [`catalog::visible_to`], and a repository page asks
@@ -18,6 +20,7 @@
 
 pub mod assets;
 pub mod csrf;
+mod images;
 pub mod pages;
 pub mod registry;
 pub mod session;
@@ -37,20 +40,25 @@ use crate::catalog;
 use crate::client::ClientAddr;
 use crate::config;
 use crate::explain::{self, Asker, Scope};
-use crate::policy::{self, Decision, Subject};
+use crate::policy::Subject;
 use crate::proxy::{Outcome, Portcullis};
 use crate::state::State;
 
 use pages::Chrome;
 use session::{Claims, Key, Revoked};
 
-/// The Content-Security-Policy of every UI answer: nothing but our own stylesheet (and
-/// images, of which there are none yet), forms only to ourselves, never framed.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every UI answer: nothing but our own stylesheet, our own
+/// copy-button script (no inline script, no `eval`, no requests of its own: `connect-src`
+/// stays `'none'`) and images, forms only to ourselves, never framed.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Repositories per page of the list.
 pub const REPOSITORIES_PER_PAGE: usize = 50;
 /// Tags per page of a repository (each costs upstream reads the first time).
 pub const TAGS_PER_PAGE: usize = 25;
+/// Up to this many tags, a repository page reads them all to show the newest first (what was
+/// read is remembered by digest, so a second visit costs one request per tag); beyond it,
+/// tags are listed by name.
+pub const NEWEST_FIRST_MAX: usize = 250;
 /// The largest form body read.
 const MAX_FORM: usize = 16 * 1024;
 /// The longest search text honoured.
@@ -264,7 +272,10 @@ impl Ui {
         };
         let method = req.method.clone();
         let asset = match rest.strip_prefix("static/") {
-            Some(f) if f == assets::STYLESHEET => Some(("text/css; charset=utf-8", assets::CSS)),
+            Some(f) if f == assets::stylesheet() => Some(("text/css; charset=utf-8", assets::CSS)),
+            Some(f) if f == assets::script() => {
+                Some(("text/javascript; charset=utf-8", assets::SCRIPT))
+            }
             Some(assets::ICON) => Some(("image/svg+xml", assets::ICON_SVG)),
             _ => None,
         };
@@ -488,14 +499,39 @@ impl Ui {
                     }
                     return explain_page(state, &chrome, visitor, ip, Some(request)).await;
                 }
-                if let Some(name) = rest.strip_prefix("repo/") {
-                    if !get {
-                        return not_allowed(&chrome, "GET");
-                    }
-                    let name = name.trim_end_matches('/');
-                    return self
-                        .repository(proxy, session, state, &chrome, request, subject, name)
-                        .await;
+                if let Some(path) = rest.strip_prefix("repo/") {
+                    // `<name>/-/<what>`: no name component is `-`, so this cannot be a name.
+                    let (name, what) = match path.split_once("/-/") {
+                        Some((name, what)) => (name, Some(what)),
+                        None => (path.trim_end_matches('/'), None),
+                    };
+                    let page = images::Page {
+                        proxy,
+                        session,
+                        state,
+                        chrome: &chrome,
+                        request,
+                        subject,
+                        name,
+                        reader: &self.reader,
+                    };
+                    return match what {
+                        None if get => self.repository(&page).await,
+                        None => not_allowed(&chrome, "GET"),
+                        Some(what) => match what.strip_prefix("tag/") {
+                            Some(tag) if get => images::tag_page(&page, tag).await,
+                            Some(_) => not_allowed(&chrome, "GET"),
+                            None if what == "delete" && get => images::confirm_delete(&page).await,
+                            None if what == "delete" && post => {
+                                if !csrf::matches(&visitor.csrf, request.field(csrf::FIELD)) {
+                                    return forbidden(&chrome);
+                                }
+                                images::delete(&page).await
+                            }
+                            None if what == "delete" => not_allowed(&chrome, "GET, POST"),
+                            None => not_found(&chrome),
+                        },
+                    };
                 }
                 not_found(&chrome)
             }
@@ -656,35 +692,16 @@ impl Ui {
         }
     }
 
-    /// A repository's tags, if the account may pull it; the same 404 otherwise.
-    #[allow(clippy::too_many_arguments)]
-    async fn repository(
-        &self,
-        proxy: &Portcullis,
-        session: &Session,
-        state: &State,
-        chrome: &Chrome<'_>,
-        request: &Request,
-        subject: Subject<'_>,
-        name: &str,
-    ) -> Answer {
-        if !crate::route::is_valid_name(name) {
-            return not_found(chrome);
-        }
-        // Decide the very request made upstream below, as the registry API would.
-        let Ok(route) = crate::route::parse("GET", &format!("/v2/{name}/tags/list")) else {
-            return not_found(chrome);
+    /// A repository's tags, if the account may pull it; the same 404 otherwise. Newest
+    /// first when there are at most [`NEWEST_FIRST_MAX`] tags.
+    async fn repository(&self, page: &images::Page<'_>) -> Answer {
+        let (chrome, name) = (page.chrome, page.name);
+        let rule = match page.may_pull() {
+            Ok(rule) => rule,
+            Err(answer) => return *answer,
         };
-        let decision = policy::authorize(&state.acl, subject, &route);
-        let rule = decision.rule().cloned();
-        if !matches!(decision, Decision::Allow { .. }) {
-            let mut answer = not_found(chrome);
-            answer.served.outcome = Outcome::Denied;
-            answer.served.rule = rule;
-            return answer;
-        }
-        let peer = proxy.peer();
-        let host = proxy.upstream_host();
+        let peer = page.proxy.peer();
+        let host = page.proxy.upstream_host();
         let tags = match self.reader.tags(&peer, host, name).await {
             Ok(tags) => tags,
             Err(registry::ReadError::NotFound) => {
@@ -699,19 +716,38 @@ impl Ui {
         };
         let total = tags.len();
         let pages_count = total.div_ceil(TAGS_PER_PAGE).max(1);
-        let page = request.page().min(pages_count);
-        let first = (page - 1) * TAGS_PER_PAGE;
-        let shown: Vec<String> = tags.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
-        let infos = registry::tags_info(&self.reader, &peer, host, name, &shown).await;
-        let (_, public_host) = proxy.public_origin(session);
+        let page_no = page.request.page().min(pages_count);
+        let first = (page_no - 1) * TAGS_PER_PAGE;
+        let (infos, order) = if total <= NEWEST_FIRST_MAX {
+            let mut all = registry::tags_info(&self.reader, &peer, host, name, &tags).await;
+            // Newest first; tags without a time last; ties by name.
+            all.sort_by(|a, b| {
+                let key = |t: &registry::TagInfo| t.created.as_deref().map(registry::time_key);
+                key(b).cmp(&key(a)).then_with(|| a.tag.cmp(&b.tag))
+            });
+            let shown = all.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
+            (shown, pages::TagOrder::Newest)
+        } else {
+            let shown: Vec<String> = tags.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
+            let infos = registry::tags_info(&self.reader, &peer, host, name, &shown).await;
+            (infos, pages::TagOrder::Name)
+        };
+        let (_, public_host) = page.proxy.public_origin(page.session);
+        let deleted = page
+            .request
+            .query("deleted")
+            .filter(|d| crate::route::is_valid_digest(d));
         let view = pages::RepositoryView {
             name,
             host: &public_host,
             tags: &infos,
             total,
-            page,
+            page: page_no,
             pages: pages_count,
             first,
+            order,
+            may_delete: page.may_delete(),
+            deleted,
         };
         let mut answer = Answer::html(200, pages::repository(chrome, &view), Outcome::Allowed);
         answer.served.rule = rule;
@@ -912,6 +948,28 @@ fn forbidden(chrome: &Chrome<'_>) -> Answer {
             "The form was not sent by this page or has expired. Go back, reload the page and try again.",
         ),
         Outcome::Denied,
+    )
+}
+
+/// The account may see the repository but the ACL does not grant it `delete` there.
+fn forbidden_delete(chrome: &Chrome<'_>) -> Answer {
+    Answer::html(
+        403,
+        pages::problem(
+            chrome,
+            "Forbidden",
+            "You may not delete in this repository.",
+        ),
+        Outcome::Denied,
+    )
+}
+
+/// A form that does not say what it should.
+fn bad_form(chrome: &Chrome<'_>, message: &str) -> Answer {
+    Answer::html(
+        400,
+        pages::problem(chrome, "Bad request", message),
+        Outcome::Invalid,
     )
 }
 
