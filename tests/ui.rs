@@ -1183,6 +1183,12 @@ fn end_to_end_in_a_headless_browser() {
     println!("screenshots in {}", out.display());
     for name in [
         "alice-desktop-1-login.png",
+        "alice-desktop-1b-wrong-password.png",
+        "alice-desktop-3c-tag.png",
+        "alice-phone-3c-tag.png",
+        "alice-phone-6-confirm-delete.png",
+        "alice-phone-7-deleted.png",
+        "bob-nojs-3-repository.png",
         "alice-desktop-2-repositories.png",
         "alice-desktop-3-repository.png",
         "alice-phone-2-repositories.png",

@@ -123,6 +123,7 @@ button.link { background: none; color: var(--accent); border-color: var(--line);
 .login button { margin-top: 1rem; width: 100%; }
 .notice { border: 1px solid var(--line); border-left: 6px solid var(--bad); padding: .6rem .8rem; border-radius: 6px; margin: 0 0 1rem; background: var(--panel); }
 .notice.ok { border-left-color: var(--good); }
+.notice, ul.doomed, p.digest { overflow-wrap: anywhere; }
 .notice strong { margin-right: .35rem; }
 form.search { display: flex; gap: .5rem; margin: 0 0 1rem; }
 form.search input { flex: 1; }
