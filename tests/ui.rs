@@ -572,6 +572,18 @@ fn lists_and_repository_pages_show_only_what_the_account_may_pull() {
     assert!(!all
         .iter()
         .any(|n| n.starts_with("bob/") || n.starts_with("secret/")));
+    // Too many to sort by age: said so, and by name.
+    let (status, page) = get(&alice, &proxy, "/ui/?sort=recent&page=2");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("too many repositories to sort by age"),
+        "{page}"
+    );
+    assert_eq!(listed(&page)[0], "alice/many049", "{page}");
+    assert!(
+        page.contains("<span class=\"meta\">0 tags</span>"),
+        "{page}"
+    );
     let (_, last) = get(&alice, &proxy, "/ui/?page=999");
     assert!(
         last.contains("Page 21 of 21"),
@@ -691,6 +703,46 @@ fn tag_pages_show_layers_labels_history_and_the_pinned_pull() {
     let proxy = setup(&registry, false, "");
     let alice = logged_in(&proxy, "alice", "alice-pw");
     let host = proxy.host();
+
+    // The list: tag count and newest image per repository; by name or newest first.
+    let (_, page) = get(&alice, &proxy, "/ui/");
+    assert!(
+        page.contains("3 tags · newest image 2025-06-01 08:00:00 UTC"),
+        "{page}"
+    );
+    assert!(
+        page.contains("1 tag · newest image 2024-05-01 10:00:00 UTC"),
+        "{page}"
+    );
+    let newer = tempfile::tempdir().unwrap();
+    write_layout_at(
+        newer.path(),
+        "v",
+        &[("linux", "amd64")],
+        1000,
+        11,
+        "2025-06-01T08:00:00.5Z",
+    );
+    push(&registry, newer.path(), "v", "secret/db:2.0");
+    let admin = logged_in(&proxy, "admin", "admin-pw");
+    let (_, by_name) = get(&admin, &proxy, "/ui/");
+    assert_eq!(
+        listed(&by_name),
+        vec!["alice/app", "bob/tool", "secret/db", "team/web"]
+    );
+    let (_, recent) = get(&admin, &proxy, "/ui/?sort=recent");
+    assert_eq!(
+        listed(&recent),
+        vec!["alice/app", "secret/db", "bob/tool", "team/web"],
+        "newest image first, ties by name: {recent}"
+    );
+    assert!(recent.contains("<strong aria-current=\"true\">newest image first</strong>"));
+    let (_, searched) = get(&admin, &proxy, "/ui/?sort=recent&q=t");
+    assert_eq!(listed(&searched), vec!["secret/db", "bob/tool", "team/web"]);
+    assert!(
+        searched.contains("name=\"sort\" value=\"recent\""),
+        "the search keeps the order"
+    );
 
     // Newest first: 3.0 (2025) before 1.0 and 2.0 (2024, by name).
     let (status, page) = get(&alice, &proxy, "/ui/repo/alice/app");
@@ -887,6 +939,11 @@ fn deleting_from_the_ui_needs_the_delete_grant_a_confirmation_and_the_csrf_token
     let (_, page) = get(&alice, &proxy, &to);
     assert!(page.contains("Deleted:"), "{page}");
     assert_eq!(tags_shown(&page), vec!["3.0"], "{page}");
+    let (_, list) = get(&alice, &proxy, "/ui/");
+    assert!(
+        list.contains("1 tag · newest image 2025-06-01 08:00:00 UTC"),
+        "the list forgets what it knew of the repository: {list}"
+    );
 
     // Audited: the attempts refused and the one carried out, with what was to go.
     let log = proxy.proc.output();
@@ -1153,13 +1210,15 @@ fn end_to_end_in_a_headless_browser() {
             {"account": "alice", "password": "alice-pw",
              "repositories": ["alice/app", "team/web"],
              "open": "alice/app", "tags": ["3.0", "1.0", "2.0"], "search": "web", "phone": true,
+             "newest": "alice/app",
              "delete": true},
             {"account": "bob", "password": "bob-pw",
              "repositories": ["bob/tool"],
-             "open": "bob/tool", "tags": ["1.0"], "phone": false},
+             "open": "bob/tool", "tags": ["1.0"], "phone": false, "newest": "bob/tool"},
             {"account": "admin", "password": "admin-pw",
              "repositories": ["alice/app", "bob/tool", "secret/db", "team/web"],
-             "open": "team/web", "tags": ["latest"], "explain": true, "phone": true}
+             "open": "team/web", "tags": ["latest"], "explain": true, "phone": true,
+             "newest": "alice/app"}
         ]
     });
     let run = Command::new("node")

@@ -154,8 +154,11 @@ th { font-weight: 600; }
 .copy[data-state=ok] { border-color: var(--good); color: var(--good); }
 .copy[data-state=failed] { border-color: var(--bad); color: var(--bad); }
 .notice.ok strong { color: var(--good); }
-ul.repos .meta { color: var(--muted); font-size: .9rem; display: block; }
-form.sort { display: flex; gap: .5rem; align-items: center; margin: 0 0 .75rem; flex-wrap: wrap; }
+ul.repos li { display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; }
+ul.repos li a { flex: 1 1 12rem; }
+ul.repos .meta { color: var(--muted); font-size: .9rem; padding: 0 .9rem .6rem; }
+nav.sort { color: var(--muted); margin: 0 0 .75rem; }
+nav.sort strong { color: var(--fg); }
 .actions { display: flex; gap: .75rem; flex-wrap: wrap; align-items: center; margin-top: .75rem; }
 button.danger, .button.danger { background: var(--bad); border-color: var(--bad); color: var(--bg); }
 a.danger { color: var(--bad); }

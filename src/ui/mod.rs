@@ -61,6 +61,9 @@ pub const TAGS_PER_PAGE: usize = 25;
 pub const NEWEST_FIRST_MAX: usize = 250;
 /// The largest form body read.
 const MAX_FORM: usize = 16 * 1024;
+/// Up to this many matching repositories, the list can be sorted by their newest image
+/// (each is read; summaries are reused for a few seconds); beyond it, only by name.
+pub const RECENT_SORT_MAX: usize = 200;
 /// The longest search text honoured.
 const MAX_QUERY: usize = 200;
 /// Scopes one explain request may ask about.
@@ -482,7 +485,8 @@ impl Ui {
                     if !get {
                         return not_allowed(&chrome, "GET");
                     }
-                    return repositories(proxy, state, &chrome, request, subject).await;
+                    return repositories(proxy, state, &chrome, request, subject, &self.reader)
+                        .await;
                 }
                 if rest == "explain" {
                     if !visitor.admin {
@@ -755,13 +759,15 @@ impl Ui {
     }
 }
 
-/// The repository list: the shared listing code, searched and paged.
+/// The repository list: the shared listing code, searched, sorted and paged, each repository
+/// with its tag count and newest image.
 async fn repositories(
     proxy: &Portcullis,
     state: &State,
     chrome: &Chrome<'_>,
     request: &Request,
     subject: Subject<'_>,
+    reader: &Arc<registry::Reader>,
 ) -> Answer {
     let all = match proxy.upstream_repositories().await {
         Ok(all) => all,
@@ -777,18 +783,64 @@ async fn repositories(
         .chars()
         .take(MAX_QUERY)
         .collect();
-    let found = catalog::search(
-        &all,
-        &q,
-        request.page(),
-        REPOSITORIES_PER_PAGE,
-        catalog::visible_to(&state.acl, subject),
-    );
-    Answer::html(
-        200,
-        pages::repositories(chrome, &q, &found),
-        Outcome::Allowed,
-    )
+    let visible = catalog::visible_to(&state.acl, subject);
+    let peer = proxy.peer();
+    let host = proxy.upstream_host();
+    let mut sort = match request.query("sort") {
+        Some("recent") => pages::RepoSort::Recent,
+        _ => pages::RepoSort::Name,
+    };
+    if sort == pages::RepoSort::Recent {
+        // Every match must be read to sort by age: only for a bounded number of them.
+        let matching = catalog::search(&all, &q, 1, usize::MAX, &visible);
+        if matching.total <= RECENT_SORT_MAX {
+            let summaries = registry::summaries(reader, &peer, host, &matching.names).await;
+            let mut rows: Vec<(String, registry::Summary)> =
+                matching.names.into_iter().zip(summaries).collect();
+            rows.sort_by(|(an, a), (bn, b)| {
+                let key = |s: &registry::Summary| s.newest.as_deref().map(registry::time_key);
+                key(b).cmp(&key(a)).then_with(|| an.cmp(bn))
+            });
+            let total = rows.len();
+            let pages_count = total.div_ceil(REPOSITORIES_PER_PAGE).max(1);
+            let page = request.page().min(pages_count);
+            let first = (page - 1) * REPOSITORIES_PER_PAGE;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .skip(first)
+                .take(REPOSITORIES_PER_PAGE)
+                .collect();
+            let (names, summaries): (Vec<String>, Vec<registry::Summary>) =
+                rows.into_iter().unzip();
+            let found = catalog::Found {
+                names,
+                total,
+                page,
+                pages: pages_count,
+                first,
+            };
+            let view = pages::RepositoriesView {
+                q: &q,
+                found: &found,
+                summaries: &summaries,
+                sort,
+                sort_refused: false,
+            };
+            return Answer::html(200, pages::repositories(chrome, &view), Outcome::Allowed);
+        }
+        sort = pages::RepoSort::Name;
+    }
+    let refused = request.query("sort") == Some("recent");
+    let found = catalog::search(&all, &q, request.page(), REPOSITORIES_PER_PAGE, &visible);
+    let summaries = registry::summaries(reader, &peer, host, &found.names).await;
+    let view = pages::RepositoriesView {
+        q: &q,
+        found: &found,
+        summaries: &summaries,
+        sort,
+        sort_refused: refused,
+    };
+    Answer::html(200, pages::repositories(chrome, &view), Outcome::Allowed)
 }
 
 /// True when the ACL grants `*` on `registry:ui` to `identity`: the explain page.

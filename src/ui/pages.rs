@@ -5,7 +5,7 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::assets::{self, ICON};
-use super::registry::{ImageDetails, Platform, TagDetails, TagInfo};
+use super::registry::{ImageDetails, Platform, Summary, TagDetails, TagInfo};
 use crate::catalog::Found;
 
 /// What every page's frame needs.
@@ -133,8 +133,8 @@ pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&st
     )
 }
 
-fn page_link(base_href: &str, q: &str, page: usize) -> String {
-    let mut s = format!("{base_href}?page={page}");
+fn page_link(base_href: &str, q: &str, extra: &str, page: usize) -> String {
+    let mut s = format!("{base_href}?page={page}{extra}");
     if !q.is_empty() {
         s.push_str("&q=");
         s.push_str(&url_part(q));
@@ -142,18 +142,18 @@ fn page_link(base_href: &str, q: &str, page: usize) -> String {
     s
 }
 
-fn pager(href: &str, q: &str, page: usize, pages: usize) -> Markup {
+fn pager(href: &str, q: &str, extra: &str, page: usize, pages: usize) -> Markup {
     html! {
         @if pages > 1 {
             nav.pages aria-label="Pages" {
                 @if page > 1 {
-                    a href=(page_link(href, q, page - 1)) rel="prev" { "← Previous" }
+                    a href=(page_link(href, q, extra, page - 1)) rel="prev" { "← Previous" }
                 } @else {
                     span.disabled aria-hidden="true" { "← Previous" }
                 }
                 span { "Page " (page) " of " (pages) }
                 @if page < pages {
-                    a href=(page_link(href, q, page + 1)) rel="next" { "Next →" }
+                    a href=(page_link(href, q, extra, page + 1)) rel="next" { "Next →" }
                 } @else {
                     span.disabled aria-hidden="true" { "Next →" }
                 }
@@ -162,9 +162,57 @@ fn pager(href: &str, q: &str, page: usize, pages: usize) -> Markup {
     }
 }
 
-/// The repositories the account may pull, filtered by `q`.
-pub fn repositories(chrome: &Chrome<'_>, q: &str, found: &Found) -> Markup {
+/// How the repository list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoSort {
+    /// By name.
+    Name,
+    /// Newest image first.
+    Recent,
+}
+
+/// What the repository list shows.
+pub struct RepositoriesView<'a> {
+    /// The search text.
+    pub q: &'a str,
+    /// The names of this page, and the counts.
+    pub found: &'a Found,
+    /// Each name's tag count and newest image, in the same order.
+    pub summaries: &'a [Summary],
+    /// The order shown.
+    pub sort: RepoSort,
+    /// Sorting by age was asked for but there are too many repositories.
+    pub sort_refused: bool,
+}
+
+fn summary_line(s: &Summary) -> Markup {
+    html! {
+        @if s.error { "unreadable" }
+        @else {
+            (s.tags) " " (if s.tags == 1 { "tag" } else { "tags" })
+            @if let Some(t) = &s.newest { " · newest image " (human_time(t)) }
+            @else if s.too_many { " · too many to date" }
+        }
+    }
+}
+
+/// The repositories the account may pull, filtered by `q`, with tag counts and the newest
+/// image of each, by name or newest first.
+pub fn repositories(chrome: &Chrome<'_>, view: &RepositoriesView<'_>) -> Markup {
     let base = chrome.base;
+    let (q, found) = (view.q, view.found);
+    let sort_href = |sort: &str| {
+        let mut s = format!("{base}?sort={sort}");
+        if !q.is_empty() {
+            s.push_str("&q=");
+            s.push_str(&url_part(q));
+        }
+        s
+    };
+    let extra = match view.sort {
+        RepoSort::Name => "",
+        RepoSort::Recent => "&sort=recent",
+    };
     frame(
         chrome,
         "Repositories",
@@ -173,7 +221,19 @@ pub fn repositories(chrome: &Chrome<'_>, q: &str, found: &Found) -> Markup {
             form.search method="get" action=(base) role="search" {
                 label.sr-only for="q" { "Search repositories" }
                 input #q type="search" name="q" value=(q) placeholder="Search repositories";
+                @if view.sort == RepoSort::Recent { input type="hidden" name="sort" value="recent"; }
                 button type="submit" { "Search" }
+            }
+            nav.sort aria-label="Sort" {
+                "Sort: "
+                @if view.sort == RepoSort::Name { strong aria-current="true" { "by name" } }
+                @else { a href=(sort_href("name")) { "by name" } }
+                " · "
+                @if view.sort == RepoSort::Recent { strong aria-current="true" { "newest image first" } }
+                @else { a href=(sort_href("recent")) { "newest image first" } }
+            }
+            @if view.sort_refused {
+                p.notice role="status" { strong { "Sorted by name:" } "too many repositories to sort by age; search to narrow the list." }
             }
             p.count {
                 @if found.total == 0 {
@@ -187,12 +247,17 @@ pub fn repositories(chrome: &Chrome<'_>, q: &str, found: &Found) -> Markup {
             }
             @if !found.names.is_empty() {
                 ul.repos {
-                    @for name in &found.names {
-                        li { a href={ (base) "repo/" (name) } { (name) } }
+                    @for (i, name) in found.names.iter().enumerate() {
+                        li {
+                            a href={ (base) "repo/" (name) } { (name) }
+                            @if let Some(s) = view.summaries.get(i) {
+                                span.meta { (summary_line(s)) }
+                            }
+                        }
                     }
                 }
             }
-            (pager(base, q, found.page, found.pages))
+            (pager(base, q, extra, found.page, found.pages))
         },
     )
 }
@@ -339,7 +404,7 @@ pub fn repository(chrome: &Chrome<'_>, view: &RepositoryView<'_>) -> Markup {
                 }
             }
             @for t in view.tags { (tag_card(chrome.base, view, t)) }
-            (pager(&href, "", view.page, view.pages))
+            (pager(&href, "", "", view.page, view.pages))
         },
     )
 }

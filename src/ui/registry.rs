@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pingora::connectors::http::Connector;
 use pingora::upstreams::peer::HttpPeer;
@@ -33,6 +34,11 @@ pub const MAX_PLATFORMS: usize = 16;
 const PARALLEL: usize = 8;
 /// Entries in the by-digest memory before it is emptied.
 const MEMORY: usize = 20_000;
+/// How long a repository's summary (tag count, newest image) is reused: the list page is
+/// looked at often and pushes should show soon.
+const SUMMARY_TTL: Duration = Duration::from_secs(10);
+/// Up to this many tags, a summary reads every tag to find the newest image.
+pub const SUMMARY_TAGS_MAX: usize = 250;
 
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
@@ -256,11 +262,25 @@ struct Fetched {
     body: Vec<u8>,
 }
 
+/// A repository as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Tags in the repository.
+    pub tags: usize,
+    /// The newest image's `created` (the registry API records no push time).
+    pub newest: Option<String>,
+    /// More than [`SUMMARY_TAGS_MAX`] tags: the newest was not looked for.
+    pub too_many: bool,
+    /// The repository could not be read.
+    pub error: bool,
+}
+
 /// Reads from the registry, remembering what it read by digest.
 pub struct Reader {
     connector: Connector,
     manifests: Mutex<HashMap<String, Manifest>>,
     configs: Mutex<HashMap<String, ConfigFacts>>,
+    summaries: Mutex<HashMap<String, (Instant, Summary)>>,
     permits: Arc<Semaphore>,
 }
 
@@ -290,6 +310,7 @@ impl Reader {
             connector: Connector::new(None),
             manifests: Mutex::new(HashMap::new()),
             configs: Mutex::new(HashMap::new()),
+            summaries: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(PARALLEL)),
         }
     }
@@ -814,6 +835,7 @@ impl Reader {
                 if let Ok(mut m) = self.manifests.lock() {
                     m.remove(digest);
                 }
+                self.forget_summary(name);
                 Ok(())
             }
             404 => Err(ReadError::NotFound),
@@ -823,6 +845,81 @@ impl Reader {
             ))),
         }
     }
+}
+
+impl Reader {
+    /// The tag count and newest image of `name` (a repository the caller may pull), reused
+    /// for [`SUMMARY_TTL`].
+    pub async fn summary(self: &Arc<Self>, peer: &HttpPeer, host: &str, name: &str) -> Summary {
+        let now = Instant::now();
+        if let Some((at, s)) = recall(&self.summaries, name) {
+            if now.duration_since(at) < SUMMARY_TTL {
+                return s;
+            }
+        }
+        let summary = match self.tags(peer, host, name).await {
+            Err(ReadError::NotFound) => Summary::default(),
+            Err(_) => Summary {
+                error: true,
+                ..Summary::default()
+            },
+            Ok(tags) if tags.len() > SUMMARY_TAGS_MAX => Summary {
+                tags: tags.len(),
+                too_many: true,
+                ..Summary::default()
+            },
+            Ok(tags) => {
+                let infos = tags_info(self, peer, host, name, &tags).await;
+                Summary {
+                    tags: tags.len(),
+                    newest: infos
+                        .into_iter()
+                        .filter_map(|i| i.created)
+                        .max_by_key(|c| time_key(c)),
+                    ..Summary::default()
+                }
+            }
+        };
+        if !summary.error {
+            remember(&self.summaries, name, (now, summary.clone()));
+        }
+        summary
+    }
+
+    /// Forgets the summary of `name` (after a delete there).
+    pub fn forget_summary(&self, name: &str) {
+        if let Ok(mut m) = self.summaries.lock() {
+            m.remove(name);
+        }
+    }
+}
+
+/// The summaries of `names`, read concurrently, in order.
+pub async fn summaries(
+    reader: &Arc<Reader>,
+    peer: &HttpPeer,
+    host: &str,
+    names: &[String],
+) -> Vec<Summary> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let (reader, peer, host, name) =
+            (reader.clone(), peer.clone(), host.to_owned(), name.clone());
+        set.spawn(async move { (i, reader.summary(&peer, &host, &name).await) });
+    }
+    let mut out = vec![
+        Summary {
+            error: true,
+            ..Summary::default()
+        };
+        names.len()
+    ];
+    while let Some(done) = set.join_next().await {
+        if let Ok((i, s)) = done {
+            out[i] = s;
+        }
+    }
+    out
 }
 
 /// A key that orders RFC 3339 UTC times (`2024-05-01T10:00:00.5Z`) as time does, whatever

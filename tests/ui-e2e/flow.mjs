@@ -5,7 +5,8 @@
 //
 // What each account should see comes from $PORTCULLIS_E2E_SPEC (JSON, written by tests/ui.rs):
 // {"users": [{"account", "password", "repositories": [...], "open": "repo", "tags": [...],
-//             "search"?: "text", "explain"?: true, "phone"?: true, "delete"?: true}]}
+//             "search"?: "text", "explain"?: true, "phone"?: true, "delete"?: true,
+//             "newest": "the repository listed first when sorted by newest image"}]}
 // For each account and viewport (desktop 1280×800; phone 390×844 where asked): a wrong
 // password first (the password field must have the focus after it; no version shown while
 // logged out), log in, check the list is exactly the permitted repositories, search, open a
@@ -115,8 +116,19 @@ async function flow(user, viewportName, last) {
     const names = await page.locator('ul.repos a').allTextContents();
     check(sameList(names.map((n) => n.trim()), user.repositories),
       `${label}: list ${JSON.stringify(names)} != ${JSON.stringify(user.repositories)}`);
+    const metas = await page.locator('ul.repos li .meta').allTextContents();
+    check(metas.length === names.length && metas.every((m) => /^\d+ tags?( · newest image \d{4}-\d\d-\d\d)?/.test(m.trim())),
+      `${label}: not every repository shows its tag count and newest image: ${JSON.stringify(metas)}`);
     await shot('2-repositories');
     await noSideways('the list');
+
+    // Sorted by the newest image.
+    await Promise.all([page.waitForURL(/sort=recent/), page.click('nav.sort a:text-is("newest image first")')]);
+    const recent = (await page.locator('ul.repos a').allTextContents()).map((n) => n.trim());
+    check(sameList(recent, user.repositories) && recent[0] === user.newest,
+      `${label}: newest first gave ${JSON.stringify(recent)}, expected ${user.newest} first`);
+    await shot('2b-repositories-newest');
+    await page.goto(base);
 
     if (user.search) {
       await page.fill('#q', user.search);
