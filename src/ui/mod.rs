@@ -63,7 +63,7 @@ pub const NEWEST_FIRST_MAX: usize = 250;
 const MAX_FORM: usize = 16 * 1024;
 /// Up to this many matching repositories, the list can be sorted by their newest image
 /// (each is read; summaries are reused for a few seconds); beyond it, only by name.
-pub const RECENT_SORT_MAX: usize = 200;
+pub const RECENT_SORT_MAX: usize = 100;
 /// The longest search text honoured.
 const MAX_QUERY: usize = 200;
 /// Scopes one explain request may ask about.

@@ -36,9 +36,9 @@ const PARALLEL: usize = 8;
 const MEMORY: usize = 20_000;
 /// How long a repository's summary (tag count, newest image) is reused: the list page is
 /// looked at often and pushes should show soon.
-const SUMMARY_TTL: Duration = Duration::from_secs(10);
+const SUMMARY_TTL: Duration = Duration::from_secs(30);
 /// Up to this many tags, a summary reads every tag to find the newest image.
-pub const SUMMARY_TAGS_MAX: usize = 250;
+pub const SUMMARY_TAGS_MAX: usize = 100;
 
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
