@@ -951,6 +951,7 @@ fn deleting_from_the_ui_needs_the_delete_grant_a_confirmation_and_the_csrf_token
     assert!(
         lines.iter().any(|l| l.contains("\"decision\":\"allowed\"")
             && l.contains("\"account\":\"alice\"")
+            && l.contains("\"client\":\"127.0.0.1\"")
             && l.contains("\"repository\":\"alice/app\"")
             && l.contains(&digest)
             && l.contains("\"status\":303")),

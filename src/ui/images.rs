@@ -232,6 +232,7 @@ pub(super) async fn delete(page: &Page<'_>) -> Answer {
 fn audit(page: &Page<'_>, digest: &str, outcome: &Outcome, status: u16) {
     tracing::info!(
         target: "audit",
+        client = page.subject.ip.map(|ip| ip.to_string()).unwrap_or_default(),
         account = page.subject.identity.account.as_str(),
         repository = page.name,
         action = "delete",
