@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real components the tests run (Debian's docker-registry,
 # skopeo, slapd, curl; docker-compose, systemd-analyze and kubernetes-validate for the
-# deployment checks; chromium, node and playwright-core for the web UI's browser test; Go and
-# the registry's Go sources for the differential test's oracle) when they are missing, then
+# deployment checks; prometheus for its `promtool check metrics` on the proxy's /metrics;
+# chromium, node and playwright-core for the web UI's browser test; Go and the registry's Go
+# sources for the differential test's oracle) when they are missing, then
 # runs `cargo test`. The differential test sends PORTCULLIS_DIFF_CASES requests (20000 unless
 # set; fuzz/run.sh runs it longer).
 set -euo pipefail
@@ -11,7 +12,8 @@ cd "$(dirname "$0")/.."
 # golang-go and golang-github-docker-distribution-dev build tests/oracle, the registry's own
 # request reading for the differential test (tests/differential.rs).
 packages=(cmake gcc pkg-config docker-registry skopeo slapd ldap-utils curl openssl ca-certificates
-          docker-compose systemd python3-pip chromium golang-go golang-github-docker-distribution-dev)
+          docker-compose systemd python3-pip chromium golang-go golang-github-docker-distribution-dev
+          prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -39,6 +39,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
 use crate::client::TrustedProxies;
+use crate::metrics::Metrics;
 
 /// The longest request target the HTTP parser underneath (the `http` crate's `Uri`) accepts;
 /// `limits.max_uri_length` may not exceed it, so that every target over the limit gets a 414.
@@ -158,6 +159,7 @@ pub struct ConnectionLimiter<A> {
     trusted: TrustedProxies,
     header_timeout: Duration,
     max_target: usize,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<A> ConnectionLimiter<A> {
@@ -171,7 +173,15 @@ impl<A> ConnectionLimiter<A> {
             trusted,
             header_timeout: limits.header_read_timeout,
             max_target: limits.max_uri_length.min(MAX_TARGET),
+            metrics: None,
         }
+    }
+
+    /// Counts the connections it lets through in `portcullis_client_connections` while they
+    /// are open (refused ones are never counted).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -269,6 +279,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimiter<A> {
             },
             _ => None,
         };
+        let _open = self.metrics.as_ref().map(|m| m.connection_opened());
         // HTTP/2 frames are binary and multiplexed: there the deadline covers the preface.
         let stream: Stream = if stream.selected_alpn_proto() == Some(ALPN::H2) {
             Box::new(HeaderDeadline::h2_preface(stream, self.header_timeout))

@@ -19,13 +19,19 @@
 //! | `portcullis_lockouts_total` | |
 //! | `portcullis_bytes_total` | `direction` (`in` client→registry, `out` registry→client) |
 //! | `portcullis_upstream_up` (gauge 0/1) | |
+//! | `portcullis_responses_total` | `class` (`1xx` … `5xx`, `none`) |
+//! | `portcullis_client_connections` (gauge) | |
+//! | `portcullis_build_info` (gauge 1) | `version` |
+//! | `portcullis_config_last_reload_success_timestamp_seconds` (gauge) | |
+//! | `portcullis_tls_certificate_expiry_timestamp_seconds` (gauge, only with TLS) | |
 //! | `process_*` (Linux) | |
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::authn::AuthnError;
@@ -114,6 +120,9 @@ label_enum! {
         Allowed => "allowed",
         /// Refused with a valid login (or anonymous refused).
         Denied => "denied",
+        /// A valid Bearer token without the scope the request needs (the ACL would allow it:
+        /// the client should fetch a new token, nobody was refused).
+        InsufficientScope => "insufficient_scope",
         /// No or bad credentials.
         Unauthenticated => "unauthenticated",
         /// Refused before authentication: the request did not parse.
@@ -128,6 +137,7 @@ impl From<Outcome> for Decision {
         match outcome {
             Outcome::Allowed => Decision::Allowed,
             Outcome::Denied => Decision::Denied,
+            Outcome::InsufficientScope => Decision::InsufficientScope,
             Outcome::Unauthenticated => Decision::Unauthenticated,
             Outcome::Invalid => Decision::Invalid,
             Outcome::Error => Decision::Error,
@@ -213,8 +223,46 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// The `class` label of `portcullis_responses_total`: the first digit of the status sent.
+    StatusClass {
+        /// 100–199 (only a final status is counted, so in practice `101` refused upstream).
+        Informational => "1xx",
+        /// 200–299.
+        Success => "2xx",
+        /// 300–399.
+        Redirection => "3xx",
+        /// 400–499.
+        ClientError => "4xx",
+        /// 500–599.
+        ServerError => "5xx",
+        /// No response was sent (the client went away first) or the status was out of range.
+        None => "none",
+    }
+}
+
+impl StatusClass {
+    /// The class of an HTTP status; `0` (nothing sent) and anything outside 100–599 is
+    /// [`StatusClass::None`].
+    pub fn of(status: u16) -> Self {
+        match status {
+            100..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirection,
+            400..=499 => StatusClass::ClientError,
+            500..=599 => StatusClass::ServerError,
+            _ => StatusClass::None,
+        }
+    }
+}
+
 const ACTIONS: usize = 8;
-const DECISIONS: usize = 5;
+const DECISIONS: usize = 6;
+const CLASSES: usize = 6;
+
+/// The name of the certificate expiry gauge, registered with the first certificate (a
+/// plain-HTTP listener has none, and a `0` would read as "expired in 1970" to an alert).
+const TLS_EXPIRY: &str = "portcullis_tls_certificate_expiry_timestamp_seconds";
 
 /// All portcullis metrics and the registry they are registered in.
 pub struct Metrics {
@@ -229,6 +277,21 @@ pub struct Metrics {
     lockouts: IntCounter,
     bytes: [IntCounter; 2],
     upstream_up: IntGauge,
+    responses: [IntCounter; CLASSES],
+    connections: IntGauge,
+    last_reload: Gauge,
+    tls_expiry: OnceLock<IntGauge>,
+}
+
+/// One open client connection, counted in `portcullis_client_connections` until dropped.
+#[derive(Debug)]
+#[must_use = "the connection is uncounted when this is dropped"]
+pub struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Resolves one counter per label value: `label(i)` is the value at index `i`.
@@ -330,6 +393,35 @@ impl Metrics {
             "1 when the registry answered the last readiness probe, else 0.",
         )?;
 
+        let responses = resolve(
+            &counter_vec(
+                "portcullis_responses_total",
+                "Responses sent to clients, by status class (none: the client left first).",
+                &["class"],
+            )?,
+            |i| StatusClass::ALL[i].as_str(),
+        );
+        let connections = gauge(
+            "portcullis_client_connections",
+            "Client connections open now (accepted within the connection limits).",
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_build_info",
+                "Always 1; the version label says which portcullis is running.",
+            ),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let last_reload = Gauge::new(
+            "portcullis_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded (start or last successful reload), Unix time.",
+        )?;
+        registry.register(Box::new(last_reload.clone()))?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -347,6 +439,10 @@ impl Metrics {
             lockouts,
             bytes,
             upstream_up,
+            responses,
+            connections,
+            last_reload,
+            tls_expiry: OnceLock::new(),
         })
     }
 
@@ -396,6 +492,44 @@ impl Metrics {
         self.upstream_up.set(i64::from(up));
     }
 
+    /// A response with `status` (`0`: none was sent) went to a client.
+    pub fn response(&self, status: u16) {
+        self.responses[StatusClass::of(status).index()].inc();
+    }
+
+    /// A client connection was accepted; it counts as open until the guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections.inc();
+        OpenConnection(self.connections.clone())
+    }
+
+    /// A configuration was loaded and is now in force (at start, and after each successful
+    /// reload): sets the timestamp to now.
+    pub fn config_loaded(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_reload.set(now.as_secs_f64());
+    }
+
+    /// The `notAfter` (Unix seconds) of the TLS certificate now served. The gauge appears
+    /// with the first call: without TLS there is no series at all.
+    pub fn set_tls_certificate_expiry(&self, not_after: i64) {
+        let gauge = self.tls_expiry.get_or_init(|| {
+            let gauge = IntGauge::new(
+                TLS_EXPIRY,
+                "notAfter of the TLS certificate served to clients now, Unix time.",
+            )
+            .expect("a valid metric name");
+            if let Err(e) = self.registry.register(Box::new(gauge.clone())) {
+                // Only possible if registered twice, which the OnceLock rules out.
+                tracing::error!(error = %e, "registering {TLS_EXPIRY} failed");
+            }
+            gauge
+        });
+        gauge.set(not_after);
+    }
+
     /// Everything, in the text exposition format ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let families = self.registry.gather();
@@ -442,6 +576,7 @@ mod tests {
         assert_eq!(UpstreamErrorKind::ALL.len(), 4);
         assert_eq!(AuthFailure::ALL.len(), 6);
         assert_eq!(Direction::ALL.len(), 2);
+        assert_eq!(StatusClass::ALL.len(), CLASSES);
     }
 
     #[test]
@@ -472,6 +607,26 @@ mod tests {
         assert_line(&text, "portcullis_upstream_up 0");
         assert_line(
             &text,
+            r#"portcullis_requests_total{action="pull",decision="insufficient_scope"} 0"#,
+        );
+        assert_line(&text, r#"portcullis_responses_total{class="2xx"} 0"#);
+        assert_line(&text, r#"portcullis_responses_total{class="none"} 0"#);
+        assert_line(&text, "portcullis_client_connections 0");
+        assert_line(
+            &text,
+            &format!(
+                r#"portcullis_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
+        assert_line(
+            &text,
+            "portcullis_config_last_reload_success_timestamp_seconds 0",
+        );
+        // No certificate yet: no series, rather than a 0 that reads as long expired.
+        assert!(!text.contains(TLS_EXPIRY), "{text}");
+        assert_line(
+            &text,
             "# TYPE portcullis_request_duration_seconds histogram",
         );
         #[cfg(target_os = "linux")]
@@ -498,7 +653,53 @@ mod tests {
         m.bytes(Direction::Out, 7);
         m.bytes(Direction::Out, 8);
         m.set_upstream_up(true);
+        m.observe_request(
+            Action::Delete,
+            Decision::InsufficientScope,
+            Duration::from_millis(1),
+        );
+        for status in [200, 201, 204, 307, 401, 404, 502, 0, 101, 999] {
+            m.response(status);
+        }
+        let first = m.connection_opened();
+        let second = m.connection_opened();
+        assert_line(&m.encode(), "portcullis_client_connections 2");
+        drop(first);
+        m.set_tls_certificate_expiry(1_900_000_000);
+        m.set_tls_certificate_expiry(2_000_000_000);
         let text = m.encode();
+        assert_line(&text, "portcullis_client_connections 1");
+        drop(second);
+        for line in [
+            r#"portcullis_requests_total{action="delete",decision="insufficient_scope"} 1"#,
+            r#"portcullis_requests_total{action="delete",decision="denied"} 0"#,
+            r#"portcullis_responses_total{class="1xx"} 1"#,
+            r#"portcullis_responses_total{class="2xx"} 3"#,
+            r#"portcullis_responses_total{class="3xx"} 1"#,
+            r#"portcullis_responses_total{class="4xx"} 2"#,
+            r#"portcullis_responses_total{class="5xx"} 1"#,
+            r#"portcullis_responses_total{class="none"} 2"#,
+            "portcullis_tls_certificate_expiry_timestamp_seconds 2000000000",
+        ] {
+            assert_line(&text, line);
+        }
+        m.config_loaded();
+        let loaded: f64 = m
+            .encode()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("portcullis_config_last_reload_success_timestamp_seconds ")
+            })
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((now - loaded).abs() < 60.0, "{loaded} vs {now}");
+        let text = m.encode();
+        assert_line(&text, "portcullis_client_connections 0");
         for line in [
             r#"portcullis_requests_total{action="pull",decision="allowed"} 2"#,
             r#"portcullis_requests_total{action="push",decision="denied"} 1"#,
@@ -549,6 +750,7 @@ mod tests {
         for outcome in [
             Outcome::Allowed,
             Outcome::Denied,
+            Outcome::InsufficientScope,
             Outcome::Unauthenticated,
             Outcome::Invalid,
             Outcome::Error,

@@ -63,6 +63,16 @@ fn resolve_upstream(address: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("upstream {address} has no address"))
 }
 
+/// Sets the certificate expiry gauge from the certificate served now. One that cannot be read
+/// is logged (rustls serves certificates without parsing them, so it may still work) and
+/// leaves the gauge as it was.
+fn record_certificate_expiry(certs: &CertResolver, metrics: &Metrics) {
+    match certs.not_after() {
+        Ok(not_after) => metrics.set_tls_certificate_expiry(not_after),
+        Err(e) => tracing::warn!(error = %e, "cannot read the TLS certificate's expiry date"),
+    }
+}
+
 /// Builds the server for `config` (read from `config_path`) with the already loaded `state`,
 /// including the background reloader.
 pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow::Result<Prepared> {
@@ -86,6 +96,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
 
     let metrics = Arc::new(Metrics::new());
     metrics.set_acl_rules(state.acl.len());
+    metrics.config_loaded();
     let readiness = Arc::new(Readiness::new());
     readiness.set_config_loaded(true);
     let state = Arc::new(ArcSwap::from_pointee(state));
@@ -117,7 +128,8 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             app,
             &config.limits,
             crate::client::TrustedProxies::new(config.trusted_proxies.clone()),
-        ),
+        )
+        .with_metrics(metrics.clone()),
     );
     let listen = config.listen.to_string();
     let certs = match &config.tls {
@@ -141,6 +153,9 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         }
     };
     server.add_service(service);
+    if let Some(certs) = &certs {
+        record_certificate_expiry(certs, &metrics);
+    }
     if let Some(admin) = config.admin_listen {
         server.add_service(admin::admin_service(
             admin,
@@ -154,6 +169,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         ));
     }
     let reload_metrics = metrics.clone();
+    let reload_certs = certs.clone();
     let reloader = Reloader::new(
         config_path.to_path_buf(),
         config.clone(),
@@ -164,6 +180,10 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         reload_metrics.reload(result.is_ok());
         if let Ok(summary) = result {
             reload_metrics.set_acl_rules(summary.rules);
+            reload_metrics.config_loaded();
+            if let Some(certs) = &reload_certs {
+                record_certificate_expiry(certs, &reload_metrics);
+            }
         }
     }));
     server.add_service(background_service("reload", reloader));

@@ -23,8 +23,10 @@ const CASES: &str = r#"
 
 /// The rules in force: ci may pull and push prod/*.
 const ACL_V1: &str = "- match: {account: ci, name: \"prod/*\"}\n  actions: [pull, push]\n";
-/// Breaks a case: ci may now delete in prod.
-const ACL_BROKEN: &str = "- match: {account: ci, name: \"prod/*\"}\n  actions: [\"*\"]\n";
+/// Breaks both cases: ci may now do anything anywhere (delete in prod, read secret/*).
+const ACL_BROKEN: &str = "- match: {account: ci}\n  actions: [\"*\"]\n";
+/// Breaks one case: ci may now delete in prod.
+const ACL_DELETES: &str = "- match: {account: ci, name: \"prod/*\"}\n  actions: [\"*\"]\n";
 /// Keeps every case: ci may also pull shared/*.
 const ACL_V2: &str = "- match: {account: ci, name: \"prod/*\"}\n  actions: [pull, push]\n- match: {account: ci, name: \"shared/*\"}\n  actions: [pull]\n";
 
@@ -39,6 +41,7 @@ fn a_reload_that_breaks_a_case_is_refused_and_one_that_keeps_them_takes_effect()
     let registry = Registry::start();
     let manifest = registry.push_manifest("prod/api", "v1", &[], serde_json::json!({}));
     registry.push_manifest("shared/base", "v1", &[], serde_json::json!({}));
+    registry.push_manifest("secret/x", "v1", &[], serde_json::json!({}));
     let admin_port = free_port();
     let files = vec![
         (
@@ -71,8 +74,10 @@ fn a_reload_that_breaks_a_case_is_refused_and_one_that_keeps_them_takes_effect()
     let delete_path = format!("/v2/prod/api/manifests/{manifest}");
     assert_eq!(ci(reqwest::Method::DELETE, &delete_path), 403);
     assert_eq!(ci(reqwest::Method::GET, "/v2/shared/base/tags/list"), 403);
+    assert_eq!(ci(reqwest::Method::GET, "/v2/secret/x/tags/list"), 403);
 
-    // A change that lets ci delete in prod: refused, counted, logged with the case.
+    // A change that lets ci delete in prod and read secret/*: refused, counted, logged with
+    // the case.
     let failures = reloads(admin_port, "failure");
     write_by_rename(&proxy.dir.path().join("acl.yaml"), ACL_BROKEN);
     wait_for_reload(admin_port, "failure", failures, Duration::from_secs(10));
@@ -82,8 +87,9 @@ fn a_reload_that_breaks_a_case_is_refused_and_one_that_keeps_them_takes_effect()
         "the log names the case and what was granted:\n{log}"
     );
     assert!(log.contains("acl.yaml:1"), "and the deciding rule:\n{log}");
-    // The old rules are still in force: a real delete is still refused (and the manifest is
-    // still there).
+    // The old rules are still in force: a real pull of secret/x and a real delete are still
+    // refused (and the manifest is still there).
+    assert_eq!(ci(reqwest::Method::GET, "/v2/secret/x/tags/list"), 403);
     assert_eq!(ci(reqwest::Method::DELETE, &delete_path), 403);
     assert_eq!(ci(reqwest::Method::GET, "/v2/prod/api/tags/list"), 200);
 
@@ -147,7 +153,7 @@ fn test_check_and_serve_agree_on_a_broken_case() {
     let (ok, out, _) = portcullis(good.path(), &["check"]);
     assert!(ok && out.contains("2 ACL tests passed"), "{out}");
 
-    let bad = setup(ACL_BROKEN);
+    let bad = setup(ACL_DELETES);
     let (ok, out, _) = portcullis(bad.path(), &["test"]);
     assert!(!ok, "a failing case exits non-zero");
     assert!(out.contains("FAIL "), "{out}");

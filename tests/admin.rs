@@ -1,6 +1,9 @@
 //! The admin listener and the registry readiness probe, in-process: a fake registry on a real
 //! `TcpListener` that is opened, closed and reopened, and the admin app served by a real
-//! Pingora server.
+//! Pingora server. Then the metrics of a real portcullis in front of the real registry, after
+//! traffic and a certificate reload, checked by Prometheus's own `promtool`.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -277,4 +280,214 @@ fn the_admin_service_answers_over_http() {
         std::thread::sleep(Duration::from_millis(50));
     }
     running.join().unwrap();
+}
+
+/// The proxy's /metrics text.
+fn scrape(admin_port: u16) -> String {
+    reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// The value of `series` (name and labels, exactly) in a scrape.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A TLS proxy with an admin listener, in front of a real registry.
+fn tls_proxy(registry: &common::Registry, admin_port: u16) -> common::Proxy {
+    let files = vec![
+        (
+            "users.yaml",
+            format!("bob:\n  password: \"{}\"\n", common::hash("bob-S3cret")),
+        ),
+        (
+            "acl.yaml",
+            "- match: {account: bob, name: \"bob/*\"}\n  actions: [pull, push]\n".to_string(),
+        ),
+    ];
+    let config = format!(
+        "upstream: {{upstream}}\nadmin_listen: 127.0.0.1:{admin_port}\nauth:\n  users: users.yaml\nacl: acl.yaml\n"
+    );
+    common::Proxy::start(
+        common::ProxySetup {
+            config: &config,
+            files: &files,
+            tls: true,
+        },
+        &registry.url(),
+    )
+}
+
+/// `promtool check metrics` on `text`: `None` when promtool is not installed (Debian's
+/// `prometheus` package; a failure instead under `PORTCULLIS_REQUIRE_DEPLOY_TOOLS`).
+fn promtool_check(text: &str) -> Option<std::process::Output> {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let message = "SKIPPED: `promtool` is not installed (Debian's `prometheus` package; \
+                 scripts/test.sh installs it; PORTCULLIS_REQUIRE_DEPLOY_TOOLS=1 makes this a failure)";
+            if std::env::var_os("PORTCULLIS_REQUIRE_DEPLOY_TOOLS").is_some() {
+                panic!("{message}");
+            }
+            eprintln!("{message}");
+            return None;
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn the_proxy_s_metrics_after_traffic_are_complete_and_pass_promtool() {
+    let registry = common::Registry::start();
+    let admin_port = common::free_port();
+    let proxy = tls_proxy(&registry, admin_port);
+    let before = scrape(admin_port);
+
+    assert_eq!(
+        value(
+            &before,
+            &format!(
+                "portcullis_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        1.0
+    );
+    // Loaded at start: a moment ago.
+    let loaded = value(
+        &before,
+        "portcullis_config_last_reload_success_timestamp_seconds",
+    );
+    assert!((unix_now() - loaded).abs() < 120.0, "loaded at {loaded}");
+    // The test certificate (rcgen's default validity) ends on 4096-01-01.
+    assert_eq!(
+        value(
+            &before,
+            "portcullis_tls_certificate_expiry_timestamp_seconds"
+        ),
+        67_090_118_400.0
+    );
+
+    // Known traffic on one keep-alive connection.
+    let client = proxy.client();
+    let status = |path: &str, auth: bool| {
+        let mut r = client.get(proxy.url(path));
+        if auth {
+            r = r.basic_auth("bob", Some("bob-S3cret"));
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(status("/v2/", true), 200);
+    assert_eq!(status("/v2/", false), 401);
+    assert_eq!(status("/v2/bob/app/tags/list", true), 404);
+    assert_eq!(status("/v2/other/app/tags/list", true), 403);
+    assert_eq!(status("/v2/Bad/app/tags/list", true), 400);
+    // Its connection stays open (the one that waited for the proxy to start is closing).
+    common::wait_until("one open connection", Duration::from_secs(5), || {
+        value(&scrape(admin_port), "portcullis_client_connections") == 1.0
+    });
+    let after = scrape(admin_port);
+    let class = |text: &str, class: &str| {
+        value(
+            text,
+            &format!("portcullis_responses_total{{class=\"{class}\"}}"),
+        )
+    };
+    for (c, n) in [("2xx", 1.0), ("4xx", 4.0), ("5xx", 0.0), ("3xx", 0.0)] {
+        assert_eq!(class(&after, c) - class(&before, c), n, "{c}");
+    }
+    drop(client);
+    common::wait_until("no open connection", Duration::from_secs(5), || {
+        value(&scrape(admin_port), "portcullis_client_connections") == 0.0
+    });
+
+    // Prometheus's own linter finds nothing to say about the exposition.
+    if let Some(out) = promtool_check(&after) {
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    }
+}
+
+#[test]
+fn the_certificate_expiry_and_reload_time_follow_a_reload() {
+    let registry = common::Registry::start();
+    let admin_port = common::free_port();
+    let proxy = tls_proxy(&registry, admin_port);
+    let first = scrape(admin_port);
+    let loaded = value(
+        &first,
+        "portcullis_config_last_reload_success_timestamp_seconds",
+    );
+    let expiry = "portcullis_tls_certificate_expiry_timestamp_seconds";
+    assert_eq!(value(&first, expiry), 67_090_118_400.0);
+
+    // A new certificate (and key) valid until 2031-05-17, each replaced atomically.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+    let cert = params.self_signed(&key).unwrap();
+    let successes = common::reloads(admin_port, "success");
+    for (name, text) in [
+        ("server.key", key.serialize_pem()),
+        ("server.pem", cert.pem()),
+    ] {
+        let tmp = proxy.dir.path().join(format!("{name}.new"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, proxy.dir.path().join(name)).unwrap();
+    }
+    common::wait_for_reload(admin_port, "success", successes, Duration::from_secs(15));
+    let reloaded = scrape(admin_port);
+    // date -u -d 2031-05-17 +%s
+    assert_eq!(value(&reloaded, expiry), 1_936_742_400.0);
+    assert!(
+        value(
+            &reloaded,
+            "portcullis_config_last_reload_success_timestamp_seconds"
+        ) > loaded
+    );
+    // A refused reload changes neither.
+    let failures = common::reloads(admin_port, "failure");
+    std::fs::write(proxy.dir.path().join("acl.yaml"), "- match: [\n").unwrap();
+    common::wait_for_reload(admin_port, "failure", failures, Duration::from_secs(15));
+    let refused = scrape(admin_port);
+    assert_eq!(value(&refused, expiry), 1_936_742_400.0);
+    assert_eq!(
+        value(
+            &refused,
+            "portcullis_config_last_reload_success_timestamp_seconds"
+        ),
+        value(
+            &reloaded,
+            "portcullis_config_last_reload_success_timestamp_seconds"
+        )
+    );
 }

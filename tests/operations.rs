@@ -11,7 +11,17 @@ use common::*;
 const PASSWORDS: [&str; 3] = ["badmin-S3cret", "bobpw-S3cret", "wrong-S3cret"];
 
 fn setup(registry_url: &str, admin_port: u16, extra: &str) -> Proxy {
-    let files = vec![
+    setup_with(registry_url, admin_port, extra, vec![])
+}
+
+/// [`setup`], with more files beside the configuration.
+fn setup_with(
+    registry_url: &str,
+    admin_port: u16,
+    extra: &str,
+    more_files: Vec<(&'static str, String)>,
+) -> Proxy {
+    let mut files = vec![
         (
             "users.yaml",
             format!(
@@ -25,6 +35,7 @@ fn setup(registry_url: &str, admin_port: u16, extra: &str) -> Proxy {
             "- match: {account: admin}\n  actions: [\"*\"]\n  comment: admins\n- match: {account: bob, name: \"bob/*\"}\n  actions: [pull, push]\n  comment: bob's own\n".to_string(),
         ),
     ];
+    files.extend(more_files);
     let config = format!(
         "upstream: {{upstream}}\nadmin_listen: 127.0.0.1:{admin_port}\nupstream_timeouts: {{connect: 1s, read: 5s}}\nauth:\n  users: users.yaml\n{extra}acl: acl.yaml\n"
     );
@@ -163,7 +174,11 @@ fn metrics_audit_lines_and_no_secrets() {
     // Metrics are never served on the client port.
     assert_eq!(get("/metrics", None), 404);
 
-    // One JSON audit line per request, with the fields operators rely on.
+    // One JSON audit line per request, with the fields operators rely on. (Each is written
+    // after its answer is sent, so wait for the last one.)
+    wait_until("the audit lines", Duration::from_secs(5), || {
+        proxy.proc.output().contains("\"path\":\"/metrics\"")
+    });
     let log = proxy.proc.output();
     let audit: Vec<serde_json::Value> = log
         .lines()
@@ -216,6 +231,184 @@ fn metrics_audit_lines_and_no_secrets() {
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("bob:{}", PASSWORDS[1]));
     assert!(!log.contains(&basic), "Authorization header logged");
+}
+
+/// The JSON audit lines in `log`.
+fn audit_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "audit")
+        .collect()
+}
+
+/// The first audit line matching `found`, waiting for it: a request's line is written after
+/// its answer has been sent.
+fn wait_for_audit(proxy: &Proxy, found: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut line = None;
+    wait_until("the audit line", Duration::from_secs(5), || {
+        line = audit_lines(&proxy.proc.output())
+            .into_iter()
+            .find(|v| found(v));
+        line.is_some()
+    });
+    line.unwrap()
+}
+
+#[test]
+fn token_mode_is_audited_and_counted_for_what_it_is() {
+    let registry = Registry::start();
+    let admin_port = free_port();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, cert) = portcullis::token::generate_dev_keypair(keys.path()).unwrap();
+    let proxy = setup_with(
+        &registry.url(),
+        admin_port,
+        "  challenge: token\n  token:\n    issuer: ops-issuer\n    service: ops-service\n    key: token.key\n    certificate: token.crt\n",
+        vec![
+            ("token.key", std::fs::read_to_string(key).unwrap()),
+            ("token.crt", std::fs::read_to_string(cert).unwrap()),
+        ],
+    );
+    let c = proxy.client();
+    // A token for bob/app (pull) that asks for other/x too, which the ACL does not grant.
+    let r = c
+        .get(proxy.url(
+            "/auth?service=ops-service&scope=repository:bob/app:pull&scope=repository:other/x:push",
+        ))
+        .basic_auth("bob", Some(PASSWORDS[1]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = r.json::<serde_json::Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get = |path: &str| {
+        c.get(proxy.url(path))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let before = scrape(admin_port);
+    let count = |m: &HashMap<String, f64>, decision: &str| {
+        metric(
+            m,
+            &format!("portcullis_requests_total{{action=\"pull\",decision=\"{decision}\"}}"),
+        )
+    };
+    // The token's own repository: forwarded (the registry has no such repository).
+    assert_eq!(get("/v2/bob/app/tags/list"), 404);
+    // Another of bob's repositories: the ACL allows it, the token lacks it.
+    assert_eq!(get("/v2/bob/other/tags/list"), 401);
+    assert_eq!(get("/v2/bob/other/tags/list"), 401);
+    // A repository the ACL refuses bob, whatever the token says.
+    assert_eq!(get("/v2/other/x/tags/list"), 403);
+    let after = scrape(admin_port);
+    for (decision, n) in [
+        ("allowed", 1.0),
+        ("insufficient_scope", 2.0),
+        ("denied", 1.0),
+    ] {
+        assert_eq!(
+            count(&after, decision) - count(&before, decision),
+            n,
+            "{decision}"
+        );
+    }
+
+    let line = |path: &str| wait_for_audit(&proxy, |v| v["path"] == path);
+    let insufficient = line("/v2/bob/other/tags/list");
+    assert_eq!(
+        insufficient["decision"], "insufficient_scope",
+        "{insufficient}"
+    );
+    assert_eq!(insufficient["status"], 401);
+    assert_eq!(insufficient["account"], "bob");
+    assert_eq!(insufficient["repository"], "bob/other");
+    assert_eq!(insufficient["action"], "pull");
+    assert_eq!(line("/v2/other/x/tags/list")["decision"], "denied");
+
+    // The token request: what was asked, what was granted, and with which key, but never
+    // the token itself.
+    let issued = line("/auth");
+    assert_eq!(issued["decision"], "allowed", "{issued}");
+    assert_eq!(issued["account"], "bob");
+    assert_eq!(issued["action"], "token");
+    assert_eq!(
+        issued["scopes_requested"],
+        "repository:bob/app:pull repository:other/x:push"
+    );
+    assert_eq!(issued["scopes_granted"], "repository:bob/app:pull");
+    use base64::Engine;
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(issued["key_id"], header["kid"], "{issued}");
+    assert!(!issued["key_id"].as_str().unwrap().is_empty());
+    let log = proxy.proc.output();
+    assert!(!log.contains(&token), "token logged");
+    assert!(!log.contains(PASSWORDS[1]), "password logged");
+    // Lines of other requests carry the fields empty.
+    assert_eq!(insufficient["scopes_requested"], "");
+    assert_eq!(insufficient["key_id"], "");
+
+    // A failed token request still says what it asked for.
+    let r = c
+        .get(proxy.url("/auth?service=ops-service&scope=repository:bob/app:push"))
+        .basic_auth("bob", Some(PASSWORDS[2]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let failed = wait_for_audit(&proxy, |v| {
+        v["path"] == "/auth" && v["decision"] == "unauthenticated"
+    });
+    assert_eq!(failed["scopes_requested"], "repository:bob/app:push");
+    assert_eq!(failed["scopes_granted"], "");
+    assert_eq!(failed["key_id"], "");
+}
+
+#[test]
+fn audit_durations_have_microsecond_precision() {
+    let registry = Registry::start();
+    let proxy = setup(&registry.url(), free_port(), "");
+    let c = proxy.client();
+    for _ in 0..20 {
+        c.get(proxy.url("/v2/bob/app/tags/list"))
+            .basic_auth("bob", Some(PASSWORDS[1]))
+            .send()
+            .unwrap();
+    }
+    wait_until("20 audit lines", Duration::from_secs(5), || {
+        let lines = audit_lines(&proxy.proc.output());
+        lines.iter().filter(|v| v["account"] == "bob").count() == 20
+    });
+    // The raw text, not a parsed float: `1.0541319999999998` parses fine but reads badly.
+    let log = proxy.proc.output();
+    let durations: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(r#""target":"audit""#))
+        .map(|l| {
+            let rest = &l[l.find(r#""duration_ms":"#).expect("a duration") + 14..];
+            &rest[..rest.find([',', '}']).unwrap()]
+        })
+        .collect();
+    assert!(durations.len() >= 20, "{log}");
+    for d in durations {
+        let (whole, decimals) = d.split_once('.').unwrap_or((d, ""));
+        assert!(
+            whole.bytes().all(|b| b.is_ascii_digit()) && decimals.len() <= 3,
+            "duration_ms={d}"
+        );
+        assert!(
+            decimals.bytes().all(|b| b.is_ascii_digit()),
+            "duration_ms={d}"
+        );
+    }
 }
 
 #[test]

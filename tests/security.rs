@@ -415,7 +415,7 @@ fn upgrades_are_never_forwarded_and_101_is_refused() {
     let addr: SocketAddr = proxy.host().parse().unwrap();
     let host = proxy.host();
     let req = format!(
-        "GET /v2/bob/app/tags/list HTTP/1.1\r\nHost: {host}\r\n{BOB}Connection: Upgrade, X-Secret-Hop\r\nUpgrade: websocket\r\nX-Secret-Hop: 1\r\nTE: trailers\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\r\nGET /v2/secret/app/tags/list HTTP/1.1\r\nHost: {host}\r\n\r\n"
+        "GET /v2/bob/app/tags/list HTTP/1.1\r\nHost: {host}\r\n{BOB}Connection: Upgrade, X-Secret-Hop\r\nUpgrade: websocket\r\nX-Secret-Hop: 1\r\nTE: trailers\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nProxy-Status: x\r\n\r\nGET /v2/secret/app/tags/list HTTP/1.1\r\nHost: {host}\r\n\r\n"
     );
     let resp = raw_all(addr, req.as_bytes());
     assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
@@ -434,6 +434,7 @@ fn upgrades_are_never_forwarded_and_101_is_refused() {
         "te:",
         "keep-alive:",
         "proxy-connection:",
+        "proxy-status:",
         "websocket",
     ] {
         assert!(!head.contains(hop), "{hop} was forwarded:\n{head}");

@@ -177,7 +177,8 @@ impl Portcullis {
         })?;
         upstream.set_uri(uri);
 
-        // Whatever `Connection` names is hop-by-hop too (except what frames the body).
+        // Whatever `Connection` names is hop-by-hop too (except what frames the body), and so
+        // is every `Proxy-*` header: they address a proxy, never the registry.
         let named: Vec<String> = upstream
             .headers
             .get_all("connection")
@@ -186,6 +187,13 @@ impl Portcullis {
             .flat_map(|v| v.split(','))
             .map(|t| t.trim().to_ascii_lowercase())
             .filter(|t| !t.is_empty() && !FRAMING.contains(&t.as_str()))
+            .chain(
+                upstream
+                    .headers
+                    .keys()
+                    .filter(|k| k.as_str().starts_with("proxy-"))
+                    .map(|k| k.as_str().to_owned()),
+            )
             .collect();
         for name in named {
             upstream.remove_header(&name);

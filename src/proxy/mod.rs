@@ -147,7 +147,18 @@ pub struct RequestCtx {
     drop_mount: bool,
     refused_early: bool,
     token_endpoint: bool,
+    /// What a token request asked for and was given (token endpoint only).
+    token: TokenAudit,
     ui: bool,
+}
+
+/// The token endpoint's part of the audit line: scopes in their parsed, bounded form
+/// ([`token::EndpointResponse`]), never the raw request, a password or a token.
+#[derive(Debug, Default)]
+struct TokenAudit {
+    requested: String,
+    granted: String,
+    key_id: String,
 }
 
 impl RequestCtx {
@@ -164,6 +175,10 @@ pub enum Outcome {
     Allowed,
     /// A valid login without the right (403), or anonymous refused (401).
     Denied,
+    /// A valid Bearer token without the scope this request needs, although the ACL grants it:
+    /// 401 `insufficient_scope`, and the client fetches a new token. Not a refusal by the ACL,
+    /// so it is not counted as one.
+    InsufficientScope,
     /// No or bad credentials (401).
     Unauthenticated,
     /// A request portcullis refused to parse (400/404/405).
@@ -178,6 +193,7 @@ impl Outcome {
         match self {
             Outcome::Allowed => "allowed",
             Outcome::Denied => "denied",
+            Outcome::InsufficientScope => "insufficient_scope",
             Outcome::Unauthenticated => "unauthenticated",
             Outcome::Invalid => "invalid",
             Outcome::Error => "error",
@@ -203,6 +219,7 @@ impl ProxyHttp for Portcullis {
             drop_mount: false,
             refused_early: false,
             token_endpoint: false,
+            token: TokenAudit::default(),
             ui: false,
         }
     }
@@ -357,7 +374,7 @@ impl ProxyHttp for Portcullis {
                 Ok(true)
             }
             Decision::InsufficientScope { .. } => {
-                ctx.outcome = Outcome::Denied;
+                ctx.outcome = Outcome::InsufficientScope;
                 let challenge = self.challenge(session, &state, Some(&route), true);
                 respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 Ok(true)
@@ -470,17 +487,16 @@ impl ProxyHttp for Portcullis {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        self.metrics.observe_request(
-            if ctx.token_endpoint {
-                m::Action::Token
-            } else if ctx.ui {
-                m::Action::Ui
-            } else {
-                m::Action::of_route(ctx.route())
-            },
-            ctx.outcome.into(),
-            ctx.started.elapsed(),
-        );
+        let elapsed = ctx.started.elapsed();
+        let action = if ctx.token_endpoint {
+            m::Action::Token
+        } else if ctx.ui {
+            m::Action::Ui
+        } else {
+            m::Action::of_route(ctx.route())
+        };
+        self.metrics
+            .observe_request(action, ctx.outcome.into(), elapsed);
         if ctx.outcome == Outcome::Allowed {
             self.metrics
                 .bytes(m::Direction::In, session.body_bytes_read() as u64);
@@ -491,6 +507,7 @@ impl ProxyHttp for Portcullis {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        self.metrics.response(status);
         let req = session.req_header();
         let route = ctx.route();
         tracing::info!(
@@ -500,20 +517,54 @@ impl ProxyHttp for Portcullis {
             method = req.method.as_str(),
             path = req.uri.path(),
             repository = route.and_then(Route::repository).unwrap_or(""),
-            action = route.and_then(Route::action).map(|a| a.as_str()).unwrap_or(match route {
-                Some(Route::Catalog) => "catalog",
-                Some(Route::Base) => "base",
-                _ if ctx.ui => "ui",
-                _ => "",
-            }),
+            action = match (route, action) {
+                (Some(route), _) => route.action().map(|a| a.as_str()).unwrap_or(action.as_str()),
+                (None, m::Action::Token | m::Action::Ui) => action.as_str(),
+                (None, _) => "",
+            },
             decision = ctx.outcome.as_str(),
             rule = ctx.rule.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+            scopes_requested = ctx.token.requested.as_str(),
+            scopes_granted = ctx.token.granted.as_str(),
+            key_id = ctx.token.key_id.as_str(),
             status,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = duration_ms(elapsed),
             error = error.map(|e| e.etype().as_str()).unwrap_or(""),
             "request"
         );
+    }
+}
+
+/// Milliseconds with microsecond precision (at most three decimals: `1.054`, never
+/// `1.0541319999999998`). A whole number of microseconds divided by 1000 is the double nearest
+/// that decimal, which prints as exactly it.
+fn duration_ms(elapsed: std::time::Duration) -> f64 {
+    // 2^53 µs is 285 years: a request never lasts long enough for the cast to round.
+    elapsed.as_micros() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::duration_ms;
+
+    #[test]
+    fn durations_have_three_decimals_at_most() {
+        assert_eq!(
+            duration_ms(Duration::from_nanos(1_054_132)).to_string(),
+            "1.054"
+        );
+        assert_eq!(duration_ms(Duration::from_nanos(999)).to_string(), "0");
+        assert_eq!(duration_ms(Duration::from_micros(1)).to_string(), "0.001");
+        assert_eq!(duration_ms(Duration::from_secs(90)).to_string(), "90000");
+        // Every microsecond count up to a few seconds prints with at most three decimals.
+        for us in (0..5_000_000u64).step_by(997) {
+            let text = duration_ms(Duration::from_micros(us)).to_string();
+            let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+            assert!(decimals <= 3, "{us} µs printed as {text}");
+        }
     }
 }

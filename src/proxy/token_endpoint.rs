@@ -72,6 +72,11 @@ impl Portcullis {
         )
         .await;
         ctx.account = answer.account.clone();
+        ctx.token = TokenAudit {
+            requested: answer.requested.clone(),
+            granted: answer.granted.clone(),
+            key_id: answer.key_id.clone().unwrap_or_default(),
+        };
         ctx.outcome = match &answer.outcome {
             token::Outcome::Issued => {
                 self.metrics.token_issued();

@@ -123,8 +123,55 @@ pub struct EndpointResponse {
     pub outcome: Outcome,
     /// The account the request was for, when known (Basic user, form username, refresh `sub`).
     pub account: Option<String>,
-    /// The granted scopes, space-separated (`type:name:actions`), for the audit line.
+    /// The requested scopes as parsed (`type:name:actions`, space-separated, at most
+    /// [`AUDIT_MAX`] bytes), for the audit line; empty when none were asked for or they did
+    /// not parse (the raw request is never logged).
+    pub requested: String,
+    /// The granted scopes, the same way; empty when nothing was issued.
     pub granted: String,
+    /// The `kid` of the key the token was signed with, when one was issued: after a key
+    /// rotation, which key a client's token came from.
+    pub key_id: Option<String>,
+}
+
+/// Longest scope list written to an audit line. A request may ask for
+/// [`super::scope::MAX_SCOPES`] scopes of [`super::scope::MAX_SCOPE_LEN`] bytes (32 KiB); a
+/// log line that long would be a way to flood the logs, and a real client asks for one to
+/// three short scopes.
+pub const AUDIT_MAX: usize = 1024;
+
+/// What a request revealed on its way through, whether or not it succeeded.
+#[derive(Default)]
+struct Seen {
+    /// The account the request was for, once known.
+    account: Option<String>,
+    /// The requested scopes, for the audit line ([`audit_list`]).
+    requested: String,
+}
+
+/// Joins `items` with spaces, whole items only, into at most [`AUDIT_MAX`] bytes; what does
+/// not fit is replaced by ` …(+N)`, so a reader knows the list was cut and by how much.
+pub fn audit_list(items: impl ExactSizeIterator<Item = String>) -> String {
+    let total = items.len();
+    // Kept free until the last item, for the note of how many were left out.
+    let reserve = format!(" …(+{total})").len();
+    let mut out = String::new();
+    for (i, item) in items.enumerate() {
+        let limit = if i + 1 == total {
+            AUDIT_MAX
+        } else {
+            AUDIT_MAX.saturating_sub(reserve)
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if out.len() + item.len() > limit {
+            out.push_str(&format!("…(+{})", total - i));
+            return out;
+        }
+        out.push_str(&item);
+    }
+    out
 }
 
 // Hand-written: the body holds the tokens.
@@ -134,7 +181,9 @@ impl std::fmt::Debug for EndpointResponse {
             .field("status", &self.status)
             .field("outcome", &self.outcome)
             .field("account", &self.account)
+            .field("requested", &self.requested)
             .field("granted", &self.granted)
+            .field("key_id", &self.key_id)
             .finish_non_exhaustive()
     }
 }
@@ -217,10 +266,10 @@ pub async fn handle(
     realm: &str,
     req: EndpointRequest<'_>,
 ) -> EndpointResponse {
-    let mut account = None;
+    let mut seen = Seen::default();
     let result = match req.method {
-        "GET" => get(service, authn, acl, &req, &mut account).await,
-        "POST" => post(service, authn, acl, &req, &mut account).await,
+        "GET" => get(service, authn, acl, &req, &mut seen).await,
+        "POST" => post(service, authn, acl, &req, &mut seen).await,
         _ => Err(Failure {
             status: 405,
             code: "UNSUPPORTED",
@@ -230,6 +279,7 @@ pub async fn handle(
             retry_after: None,
         }),
     };
+    let Seen { account, requested } = seen;
     match result {
         Ok((body, granted)) => EndpointResponse {
             status: 200,
@@ -237,7 +287,9 @@ pub async fn handle(
             body: Bytes::from(body.to_string()),
             outcome: Outcome::Issued,
             account,
+            requested,
             granted,
+            key_id: Some(service.kid().to_string()),
         },
         Err(f) => {
             let mut headers = common_headers();
@@ -261,7 +313,9 @@ pub async fn handle(
                 body: Bytes::from(body.to_string()),
                 outcome: f.outcome,
                 account,
+                requested,
                 granted: String::new(),
+                key_id: None,
             }
         }
     }
@@ -331,10 +385,11 @@ async fn get(
     authn: &Authenticators,
     acl: &Acl,
     req: &EndpointRequest<'_>,
-    account: &mut Option<String>,
+    seen: &mut Seen,
 ) -> Answer {
     let params = Params::parse(req.query)?;
     let scopes = params.service_and_scopes(service)?;
+    seen.requested = audit_list(scopes.iter().map(Scope::to_string));
     let asked_account = params.one("account")?;
     let offline = params
         .one("offline_token")?
@@ -345,7 +400,7 @@ async fn get(
             account: user,
             password,
         } => {
-            *account = Some(user.clone());
+            seen.account = Some(user.clone());
             if asked_account.is_some_and(|a| a != user) {
                 return Err(Failure::invalid(
                     "invalid_request",
@@ -371,7 +426,7 @@ async fn get(
         }
         Credentials::Bearer(_) => return Err(Failure::login(AuthnError::Missing)),
     };
-    *account = Some(identity.account.clone());
+    seen.account = Some(identity.account.clone());
     let refresh = refresh_stamp(&identity, stamp)?;
     respond(
         service,
@@ -444,7 +499,7 @@ async fn post(
     authn: &Authenticators,
     acl: &Acl,
     req: &EndpointRequest<'_>,
-    account: &mut Option<String>,
+    seen: &mut Seen,
 ) -> Answer {
     if !is_urlencoded_form(req.content_type) {
         return Err(Failure::invalid(
@@ -469,6 +524,7 @@ async fn post(
     let grant_type = params.one("grant_type")?;
     params.one("client_id")?;
     let scopes = params.service_and_scopes(service)?;
+    seen.requested = audit_list(scopes.iter().map(Scope::to_string));
     match grant_type {
         Some("password") => {
             let user = params
@@ -476,7 +532,7 @@ async fn post(
                 .ok_or_else(|| Failure::invalid("invalid_request", "username is required"))?;
             let password = params.one("password")?.unwrap_or("");
             let offline = params.one("access_type")? == Some("offline");
-            *account = Some(user.to_string());
+            seen.account = Some(user.to_string());
             // Basic credentials as well: the same account and the same password, or refused
             // before any password is checked.
             if let Some((basic_user, basic_password)) = basic {
@@ -504,7 +560,7 @@ async fn post(
             let claims = service
                 .verify_refresh(token)
                 .map_err(|_: TokenError| Failure::refresh())?;
-            *account = Some(claims.sub.clone());
+            seen.account = Some(claims.sub.clone());
             // Basic credentials as well: for the token's account, and a right password (a
             // wrong one is a failed login like any other, counted toward the lockout).
             if let Some((basic_user, basic_password)) = basic {
@@ -619,8 +675,7 @@ fn respond(
     let granted = access
         .iter()
         .map(|r| format!("{}:{}:{}", r.kind, r.name, r.actions.join(",")))
-        .collect::<Vec<_>>()
-        .join(" ");
+        .collect::<Vec<_>>();
     let now = unix_now();
     let token = service
         .sign_access(&identity.account, access, now)
@@ -632,7 +687,7 @@ fn respond(
         "issued_at": rfc3339(now),
     });
     if oauth && !granted.is_empty() {
-        body["scope"] = serde_json::Value::String(granted.clone());
+        body["scope"] = serde_json::Value::String(granted.join(" "));
     }
     let refresh_stamp =
         refresh_stamp.filter(|_| !identity.is_anonymous() && service.refresh_expiration_secs() > 0);
@@ -642,7 +697,7 @@ fn respond(
             .map_err(|_| Failure::internal())?;
         body["refresh_token"] = serde_json::Value::String(refresh);
     }
-    Ok((body, granted))
+    Ok((body, audit_list(granted.into_iter())))
 }
 
 #[cfg(test)]
@@ -820,6 +875,11 @@ mod tests {
             resp.granted,
             "repository:team/app:pull repository:alice/x:push"
         );
+        assert_eq!(
+            resp.requested,
+            "repository:team/app:pull,push repository:alice/x:push repository:other/y:pull"
+        );
+        assert_eq!(resp.key_id.as_deref(), Some(env.service.kid()));
         let claims = env.service.verify(json["token"].as_str().unwrap()).unwrap();
         assert_eq!(claims.sub, "alice");
         assert_eq!(claims.aud, "registry.test");
@@ -908,6 +968,98 @@ mod tests {
             );
             assert_eq!(json["errors"][0]["code"], "UNAUTHORIZED");
             assert!(!String::from_utf8_lossy(&resp.body).contains("wrong"));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_audit_fields_say_what_was_asked_even_when_refused() {
+        let env = env();
+        let authn = standard_users(false);
+        // A failed login still says what it asked for; nothing was granted or signed.
+        let (resp, _) = call(
+            &env,
+            &authn,
+            "GET",
+            "service=registry.test&scope=repository:team/app:pull",
+            basic("alice", "wrong"),
+            "",
+        )
+        .await;
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.requested, "repository:team/app:pull");
+        assert_eq!(resp.granted, "");
+        assert_eq!(resp.key_id, None);
+        // A scope that does not parse is not echoed.
+        let (resp, _) = call(
+            &env,
+            &authn,
+            "GET",
+            "service=registry.test&scope=repository:a:b:pull%0Aforged",
+            basic("alice", "alice-pw"),
+            "",
+        )
+        .await;
+        assert_eq!(resp.status, 400);
+        assert_eq!(resp.requested, "");
+        // The POST flow too, for the form's scopes.
+        let (resp, _) = call(
+            &env,
+            &authn,
+            "POST",
+            "",
+            Credentials::None,
+            "grant_type=password&username=alice&password=alice-pw&service=registry.test&scope=repository:alice/x:pull,push&client_id=t",
+        )
+        .await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.requested, "repository:alice/x:pull,push");
+        assert_eq!(resp.granted, "repository:alice/x:pull,push");
+        // The most scopes a request may ask for, each as long as a name may be: the lists
+        // stay bounded and say how many scopes were left out.
+        let long = "a".repeat(200);
+        let query: String = (0..crate::token::scope::MAX_SCOPES)
+            .map(|i| format!("&scope=repository:alice/{long}{i}:pull"))
+            .collect();
+        let (resp, _) = call(
+            &env,
+            &authn,
+            "GET",
+            &format!("service=registry.test{query}"),
+            basic("alice", "alice-pw"),
+            "",
+        )
+        .await;
+        assert_eq!(resp.status, 200);
+        for list in [&resp.requested, &resp.granted] {
+            assert!(list.len() <= AUDIT_MAX, "{}", list.len());
+            assert!(list.starts_with("repository:alice/"), "{list}");
+            assert!(list.ends_with(" …(+60)"), "{list}");
+        }
+    }
+
+    #[test]
+    fn audit_lists_keep_whole_items_within_the_bound() {
+        let items = |n: usize, len: usize| (0..n).map(move |i| format!("{i:0>len$}"));
+        assert_eq!(audit_list(items(0, 3)), "");
+        assert_eq!(audit_list(items(3, 3)), "000 001 002");
+        // Exactly at the bound: kept whole.
+        let exact = audit_list(items(1, AUDIT_MAX));
+        assert_eq!(exact.len(), AUDIT_MAX);
+        // One byte over, alone: replaced by the note.
+        assert_eq!(audit_list(items(1, AUDIT_MAX + 1)), "…(+1)");
+        for (n, len) in [(64, 100), (64, 512), (1000, 4), (2, 1020), (3, 511)] {
+            let list = audit_list(items(n, len));
+            assert!(list.len() <= AUDIT_MAX, "{n}×{len}: {}", list.len());
+            let (kept, note) = list.rsplit_once(' ').unwrap_or(("", &list));
+            let kept: Vec<&str> = kept.split(' ').filter(|i| !i.is_empty()).collect();
+            let left: usize = note
+                .strip_prefix("…(+")
+                .and_then(|n| n.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("{n}×{len}: no note in …{note}"))
+                .parse()
+                .unwrap();
+            assert_eq!(kept.len() + left, n, "{n}×{len}");
+            assert!(kept.iter().all(|i| i.len() == len), "{n}×{len}");
         }
     }
 
