@@ -10,17 +10,19 @@
 //! | [`pages`] | the maud templates |
 //! | [`registry`] | tags, manifests and configs read from the upstream |
 //! | [`assets`] | the embedded stylesheet and copy-button script |
-//! | [`images`] | a tag's own page, and deleting a manifest |
+//! | `lists` | the repository list and a repository's tags |
+//! | `images` | a tag's own page, and deleting a manifest |
 //!
 //! Access is never decided here: logins go through the proxy's one login path (lockout
-//! included), listings through [`catalog::visible_to`], and a repository page asks
-//! [`policy::authorize`] about the very `/v2` request it is about to make upstream, so the UI
-//! never shows what the registry API would refuse. A repository the account may not pull is
-//! answered exactly like one that does not exist.
+//! included), listings through [`crate::catalog::visible_to`], and repository, tag and delete
+//! pages ask [`crate::policy::authorize`] about the very `/v2` request they are about to make
+//! upstream, so the UI never shows or does what the registry API would refuse. A repository
+//! the account may not pull is answered exactly like one that does not exist.
 
 pub mod assets;
 pub mod csrf;
 mod images;
+mod lists;
 pub mod pages;
 pub mod registry;
 pub mod session;
@@ -36,7 +38,6 @@ use pingora::proxy::Session;
 
 use crate::acl::{AccessRequest, RuleOrigin};
 use crate::authn::{AuthnError, Credentials, Identity};
-use crate::catalog;
 use crate::client::ClientAddr;
 use crate::config;
 use crate::explain::{self, Asker, Scope};
@@ -485,8 +486,15 @@ impl Ui {
                     if !get {
                         return not_allowed(&chrome, "GET");
                     }
-                    return repositories(proxy, state, &chrome, request, subject, &self.reader)
-                        .await;
+                    return lists::repositories(
+                        proxy,
+                        state,
+                        &chrome,
+                        request,
+                        subject,
+                        &self.reader,
+                    )
+                    .await;
                 }
                 if rest == "explain" {
                     if !visitor.admin {
@@ -520,7 +528,7 @@ impl Ui {
                         reader: &self.reader,
                     };
                     return match what {
-                        None if get => self.repository(&page).await,
+                        None if get => lists::repository(&page).await,
                         None => not_allowed(&chrome, "GET"),
                         Some(what) => match what.strip_prefix("tag/") {
                             Some(tag) if get => images::tag_page(&page, tag).await,
@@ -695,152 +703,6 @@ impl Ui {
             }
         }
     }
-
-    /// A repository's tags, if the account may pull it; the same 404 otherwise. Newest
-    /// first when there are at most [`NEWEST_FIRST_MAX`] tags.
-    async fn repository(&self, page: &images::Page<'_>) -> Answer {
-        let (chrome, name) = (page.chrome, page.name);
-        let rule = match page.may_pull() {
-            Ok(rule) => rule,
-            Err(answer) => return *answer,
-        };
-        let peer = page.proxy.peer();
-        let host = page.proxy.upstream_host();
-        let tags = match self.reader.tags(&peer, host, name).await {
-            Ok(tags) => tags,
-            Err(registry::ReadError::NotFound) => {
-                let mut answer = not_found(chrome);
-                answer.served.rule = rule;
-                return answer;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, repository = name, "UI: cannot list tags");
-                return upstream_failed(chrome);
-            }
-        };
-        let total = tags.len();
-        let pages_count = total.div_ceil(TAGS_PER_PAGE).max(1);
-        let page_no = page.request.page().min(pages_count);
-        let first = (page_no - 1) * TAGS_PER_PAGE;
-        let (infos, order) = if total <= NEWEST_FIRST_MAX {
-            let mut all = registry::tags_info(&self.reader, &peer, host, name, &tags).await;
-            // Newest first; tags without a time last; ties by name.
-            all.sort_by(|a, b| {
-                let key = |t: &registry::TagInfo| t.created.as_deref().map(registry::time_key);
-                key(b).cmp(&key(a)).then_with(|| a.tag.cmp(&b.tag))
-            });
-            let shown = all.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
-            (shown, pages::TagOrder::Newest)
-        } else {
-            let shown: Vec<String> = tags.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
-            let infos = registry::tags_info(&self.reader, &peer, host, name, &shown).await;
-            (infos, pages::TagOrder::Name)
-        };
-        let (_, public_host) = page.proxy.public_origin(page.session);
-        let deleted = page
-            .request
-            .query("deleted")
-            .filter(|d| crate::route::is_valid_digest(d));
-        let view = pages::RepositoryView {
-            name,
-            host: &public_host,
-            tags: &infos,
-            total,
-            page: page_no,
-            pages: pages_count,
-            first,
-            order,
-            may_delete: page.may_delete(),
-            deleted,
-        };
-        let mut answer = Answer::html(200, pages::repository(chrome, &view), Outcome::Allowed);
-        answer.served.rule = rule;
-        answer
-    }
-}
-
-/// The repository list: the shared listing code, searched, sorted and paged, each repository
-/// with its tag count and newest image.
-async fn repositories(
-    proxy: &Portcullis,
-    state: &State,
-    chrome: &Chrome<'_>,
-    request: &Request,
-    subject: Subject<'_>,
-    reader: &Arc<registry::Reader>,
-) -> Answer {
-    let all = match proxy.upstream_repositories().await {
-        Ok(all) => all,
-        Err(e) => {
-            tracing::warn!(error = %e, "UI: cannot fetch the registry catalog");
-            return upstream_failed(chrome);
-        }
-    };
-    let q: String = request
-        .query("q")
-        .unwrap_or("")
-        .trim()
-        .chars()
-        .take(MAX_QUERY)
-        .collect();
-    let visible = catalog::visible_to(&state.acl, subject);
-    let peer = proxy.peer();
-    let host = proxy.upstream_host();
-    let mut sort = match request.query("sort") {
-        Some("recent") => pages::RepoSort::Recent,
-        _ => pages::RepoSort::Name,
-    };
-    if sort == pages::RepoSort::Recent {
-        // Every match must be read to sort by age: only for a bounded number of them.
-        let matching = catalog::search(&all, &q, 1, usize::MAX, &visible);
-        if matching.total <= RECENT_SORT_MAX {
-            let summaries = registry::summaries(reader, &peer, host, &matching.names).await;
-            let mut rows: Vec<(String, registry::Summary)> =
-                matching.names.into_iter().zip(summaries).collect();
-            rows.sort_by(|(an, a), (bn, b)| {
-                let key = |s: &registry::Summary| s.newest.as_deref().map(registry::time_key);
-                key(b).cmp(&key(a)).then_with(|| an.cmp(bn))
-            });
-            let total = rows.len();
-            let pages_count = total.div_ceil(REPOSITORIES_PER_PAGE).max(1);
-            let page = request.page().min(pages_count);
-            let first = (page - 1) * REPOSITORIES_PER_PAGE;
-            let rows: Vec<_> = rows
-                .into_iter()
-                .skip(first)
-                .take(REPOSITORIES_PER_PAGE)
-                .collect();
-            let (names, summaries): (Vec<String>, Vec<registry::Summary>) =
-                rows.into_iter().unzip();
-            let found = catalog::Found {
-                names,
-                total,
-                page,
-                pages: pages_count,
-                first,
-            };
-            let view = pages::RepositoriesView {
-                q: &q,
-                found: &found,
-                summaries: &summaries,
-                sort,
-                sort_refused: false,
-            };
-            return Answer::html(200, pages::repositories(chrome, &view), Outcome::Allowed);
-        }
-        sort = pages::RepoSort::Name;
-    }
-    let refused = request.query("sort") == Some("recent");
-    let found = catalog::search(&all, &q, request.page(), REPOSITORIES_PER_PAGE, &visible);
-    let summaries = registry::summaries(reader, &peer, host, &found.names).await;
-    let view = pages::RepositoriesView {
-        q: &q,
-        found: &found,
-        summaries: &summaries,
-        sort,
-        sort_refused: refused,
-    };
-    Answer::html(200, pages::repositories(chrome, &view), Outcome::Allowed)
 }
 
 /// True when the ACL grants `*` on `registry:ui` to `identity`: the explain page.

@@ -849,7 +849,7 @@ impl Reader {
 
 impl Reader {
     /// The tag count and newest image of `name` (a repository the caller may pull), reused
-    /// for [`SUMMARY_TTL`].
+    /// for `SUMMARY_TTL` (30 s).
     pub async fn summary(self: &Arc<Self>, peer: &HttpPeer, host: &str, name: &str) -> Summary {
         let now = Instant::now();
         if let Some((at, s)) = recall(&self.summaries, name) {
