@@ -1,7 +1,10 @@
-//! The web UI against the real registry: security headers, cookies, CSRF, lockout, the
-//! ACL-filtered list and repository pages (images pushed straight to the registry), the
-//! explain page, turning the UI off, sessions ending with the account — and the whole flow in
-//! a real headless Chromium (`tests/ui-e2e/flow.mjs`, playwright-core).
+//! The web UI against the real registry: security headers (the one same-origin script
+//! included), cookies, CSRF, lockout, the ACL-filtered list (tag counts, newest image, sorting)
+//! and repository pages (newest first, pinned pulls), tag pages (layers, labels, annotations,
+//! history), deleting through the API's policy, the explain page, turning the UI off, sessions
+//! ending with the account — and the whole flow in a real headless Chromium
+//! (`tests/ui-e2e/flow.mjs`, playwright-core), copy buttons and the page without JavaScript
+//! included.
 
 mod common;
 
