@@ -1,5 +1,6 @@
 //! Small requests portcullis makes to the registry on its own behalf (the catalog's pages, the
-//! UI's tags, manifests and configs): one bounded `GET`, its answer read whole.
+//! UI's tags, manifests and configs, and the UI's manifest deletes): one bounded request, its
+//! answer read whole.
 //!
 //! Proxied requests never come here — they stream through Pingora. This is only for answers
 //! portcullis must read itself, so the body size is always capped.
@@ -53,10 +54,34 @@ pub async fn get(
     accept: Option<&str>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
+    request(connector, peer, host, "GET", target, accept, max).await
+}
+
+/// `DELETE target` on the registry (the UI deletes a manifest by digest, after the same
+/// policy check the API's `DELETE` gets), reading at most `max` bytes of the answer.
+pub async fn delete(
+    connector: &Connector,
+    peer: &HttpPeer,
+    host: &str,
+    target: &str,
+    max: usize,
+) -> Result<Fetched, FetchError> {
+    request(connector, peer, host, "DELETE", target, None, max).await
+}
+
+async fn request(
+    connector: &Connector,
+    peer: &HttpPeer,
+    host: &str,
+    method: &str,
+    target: &str,
+    accept: Option<&str>,
+    max: usize,
+) -> Result<Fetched, FetchError> {
     let up = |e: pingora::BError| FetchError::Upstream(e.to_string());
     let (mut session, _reused) = connector.get_http_session(peer).await.map_err(up)?;
     session.set_read_timeout(peer.options.read_timeout);
-    let mut req = RequestHeader::build("GET", target.as_bytes(), None).map_err(up)?;
+    let mut req = RequestHeader::build(method, target.as_bytes(), None).map_err(up)?;
     req.insert_header("Host", host).map_err(up)?;
     if let Some(accept) = accept {
         req.insert_header("Accept", accept).map_err(up)?;

@@ -92,7 +92,7 @@ fn the_example_configuration_in_the_repository_checks() {
         ],
         dir.path(),
     );
-    assert!(out.contains("repository:bob/app:push: granted push; decided by acl/30-namespaces.yaml:1 (every logged-in user owns <account>/*)"), "{out}");
+    assert!(out.contains("repository:bob/app:push: granted push; decided by acl/30-namespaces.yaml:1 (every other logged-in user owns <account>/* (test is decided by 20-readers.yaml first))"), "{out}");
     assert!(
         out.contains("repository:alice/app:pull: granted nothing; no rule matched (denied)"),
         "{out}"

@@ -1,7 +1,10 @@
-//! The web UI against the real registry: security headers, cookies, CSRF, lockout, the
-//! ACL-filtered list and repository pages (images pushed straight to the registry), the
-//! explain page, turning the UI off, sessions ending with the account — and the whole flow in
-//! a real headless Chromium (`tests/ui-e2e/flow.mjs`, playwright-core).
+//! The web UI against the real registry: security headers (the one same-origin script
+//! included), cookies, CSRF, lockout, the ACL-filtered list (tag counts, newest image, sorting)
+//! and repository pages (newest first, pinned pulls), tag pages (layers, labels, annotations,
+//! history), deleting through the API's policy, the explain page, turning the UI off, sessions
+//! ending with the account — and the whole flow in a real headless Chromium
+//! (`tests/ui-e2e/flow.mjs`, playwright-core), copy buttons and the page without JavaScript
+//! included.
 
 mod common;
 
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const ACL: &str = r#"- match: {account: admin}
   actions: ["*"]
@@ -37,8 +40,20 @@ fn users_yaml(with_bob: bool) -> String {
 }
 
 /// An OCI layout at `dir` whose `tag` is one image per platform: a plain image manifest for
-/// one platform, an image index for several. Every config has a `created` time.
+/// one platform, an image index for several. Every config has a `created` time, a label, and
+/// a history; every image manifest an annotation.
 fn write_layout(dir: &Path, tag: &str, platforms: &[(&str, &str)], layer_len: usize, seed: u64) {
+    write_layout_at(dir, tag, platforms, layer_len, seed, "2024-05-01T10:00:00Z")
+}
+
+fn write_layout_at(
+    dir: &Path,
+    tag: &str,
+    platforms: &[(&str, &str)],
+    layer_len: usize,
+    seed: u64,
+    created: &str,
+) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| -> String {
@@ -51,8 +66,13 @@ fn write_layout(dir: &Path, tag: &str, platforms: &[(&str, &str)], layer_len: us
         let layer = pseudo_random(layer_len, seed + i as u64);
         let layer_digest = put(&layer);
         let config = serde_json::json!({
-            "created": "2024-05-01T10:00:00Z", "architecture": arch, "os": os,
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]}, "config": {}
+            "created": created, "architecture": arch, "os": os,
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            "config": {"Labels": {"org.example.built-by": format!("<seed {seed}>")}},
+            "history": [
+                {"created": created, "created_by": "/bin/sh -c #(nop) ADD file:rootfs in / "},
+                {"created": created, "created_by": "/bin/sh -c #(nop)  CMD [\"sh\"]", "empty_layer": true}
+            ]
         })
         .to_string();
         let config_digest = put(config.as_bytes());
@@ -62,7 +82,8 @@ fn write_layout(dir: &Path, tag: &str, platforms: &[(&str, &str)], layer_len: us
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": config_digest, "size": config.len()},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": layer_digest, "size": layer.len()}]
+                        "digest": layer_digest, "size": layer.len()}],
+            "annotations": {"org.opencontainers.image.source": "https://example.org/src"}
         })
         .to_string();
         let digest = put(manifest.as_bytes());
@@ -108,11 +129,21 @@ fn push(registry: &Registry, layout: &Path, tag: &str, to: &str) {
     assert!(ok, "push {to}: {err}");
 }
 
-/// alice/app:1.0 and :2.0, bob/tool:1.0, team/web:latest (two platforms), secret/db:1.0.
+/// alice/app:1.0 and :2.0 (one image), alice/app:3.0 (a newer one), bob/tool:1.0,
+/// team/web:latest (two platforms), secret/db:1.0.
 fn seed(registry: &Registry) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let single = d.path().join("single");
     write_layout(&single, "v", &[("linux", "amd64")], 3000, 1);
+    let newer = d.path().join("newer");
+    write_layout_at(
+        &newer,
+        "v",
+        &[("linux", "amd64")],
+        1500,
+        3,
+        "2025-06-01T08:00:00.5Z",
+    );
     let multi = d.path().join("multi");
     write_layout(
         &multi,
@@ -123,6 +154,7 @@ fn seed(registry: &Registry) -> tempfile::TempDir {
     );
     push(registry, &single, "v", "alice/app:1.0");
     push(registry, &single, "v", "alice/app:2.0");
+    push(registry, &newer, "v", "alice/app:3.0");
     push(registry, &single, "v", "bob/tool:1.0");
     push(registry, &multi, "v", "team/web:latest");
     push(registry, &single, "v", "secret/db:1.0");
@@ -272,8 +304,31 @@ fn every_answer_has_the_security_headers_and_cookies_their_attributes() {
         assert!(cookies[0].contains(attr), "{attr} missing: {cookies:?}");
     }
     let html = r.text().unwrap();
-    assert!(!html.contains("<script"), "no scripts");
     assert!(!html.contains("style="), "no inline styles");
+    // Anonymous visitors are not told the version (not even through the asset names).
+    assert!(
+        !html.contains(env!("CARGO_PKG_VERSION")),
+        "the version shows to anonymous visitors: {html}"
+    );
+    // One script, a same-origin file the CSP allows; nothing inline.
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    let js_href = {
+        let at = html.find("<script src=\"").unwrap() + 13;
+        html[at..at + html[at..].find('"').unwrap()].to_string()
+    };
+    assert!(
+        js_href.starts_with("/ui/static/") && js_href.ends_with(".js"),
+        "{js_href}"
+    );
+    assert!(html.contains(&format!("<script src=\"{js_href}\" defer></script>")));
+    let r = client.get(proxy.url(&js_href)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_security_headers(&r, "script");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(r.text().unwrap().contains("navigator.clipboard"));
     let css_href = {
         let at = html.find("rel=\"stylesheet\" href=\"").unwrap() + 23;
         html[at..at + html[at..].find('"').unwrap()].to_string()
@@ -445,7 +500,18 @@ fn wrong_passwords_are_refused_and_count_toward_the_lockout() {
         assert!(set_cookies(&r)
             .iter()
             .all(|c| !c.starts_with("portcullis_session=")));
-        assert!(r.text().unwrap().contains("wrong account or password"));
+        let page = r.text().unwrap();
+        assert!(page.contains("wrong account or password"));
+        // The account stays filled in and the password field has the focus.
+        assert!(
+            page.contains("name=\"password\" autocomplete=\"current-password\" required autofocus"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("spellcheck=\"false\" required autofocus"),
+            "{page}"
+        );
+        assert_eq!(page.matches("autofocus").count(), 1);
     }
     // Locked: even the right password is refused now, in the UI and on /v2 alike.
     let r = login(&client, &proxy, "alice", "alice-pw");
@@ -509,6 +575,18 @@ fn lists_and_repository_pages_show_only_what_the_account_may_pull() {
     assert!(!all
         .iter()
         .any(|n| n.starts_with("bob/") || n.starts_with("secret/")));
+    // Too many to sort by age: said so, and by name.
+    let (status, page) = get(&alice, &proxy, "/ui/?sort=recent&page=2");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("too many repositories to sort by age"),
+        "{page}"
+    );
+    assert_eq!(listed(&page)[0], "alice/many049", "{page}");
+    assert!(
+        page.contains("<span class=\"meta\">0 tags</span>"),
+        "{page}"
+    );
     let (_, last) = get(&alice, &proxy, "/ui/?page=999");
     assert!(
         last.contains("Page 21 of 21"),
@@ -591,6 +669,303 @@ fn lists_and_repository_pages_show_only_what_the_account_may_pull() {
         assert_eq!(r.status(), 303, "{path}");
         assert_eq!(r.headers()["location"], "/ui/login", "{path}");
     }
+}
+
+/// The tag names of a repository page, in the order shown.
+fn tags_shown(html: &str) -> Vec<String> {
+    html.split("<span class=\"sr-only\">Tag </span>")
+        .skip(1)
+        .map(|s| {
+            let at = s.find("<code>").unwrap() + 6;
+            s[at..at + s[at..].find('<').unwrap()].to_string()
+        })
+        .collect()
+}
+
+/// What the registry itself (not portcullis) says `name:reference` is: its status.
+fn upstream_status(registry: &Registry, name: &str, reference: &str) -> u16 {
+    reqwest::blocking::Client::new()
+        .head(format!(
+            "{}/v2/{name}/manifests/{reference}",
+            registry.url()
+        ))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn tag_pages_show_layers_labels_history_and_the_pinned_pull() {
+    let registry = Registry::start();
+    let _images = seed(&registry);
+    let proxy = setup(&registry, false, "");
+    let alice = logged_in(&proxy, "alice", "alice-pw");
+    let host = proxy.host();
+
+    // The list: tag count and newest image per repository; by name or newest first.
+    let (_, page) = get(&alice, &proxy, "/ui/");
+    assert!(
+        page.contains("3 tags · newest image 2025-06-01 08:00:00 UTC"),
+        "{page}"
+    );
+    assert!(
+        page.contains("1 tag · newest image 2024-05-01 10:00:00 UTC"),
+        "{page}"
+    );
+    let newer = tempfile::tempdir().unwrap();
+    write_layout_at(
+        newer.path(),
+        "v",
+        &[("linux", "amd64")],
+        1000,
+        11,
+        "2025-06-01T08:00:00.5Z",
+    );
+    push(&registry, newer.path(), "v", "secret/db:2.0");
+    let admin = logged_in(&proxy, "admin", "admin-pw");
+    let (_, by_name) = get(&admin, &proxy, "/ui/");
+    assert_eq!(
+        listed(&by_name),
+        vec!["alice/app", "bob/tool", "secret/db", "team/web"]
+    );
+    let (_, recent) = get(&admin, &proxy, "/ui/?sort=recent");
+    assert_eq!(
+        listed(&recent),
+        vec!["alice/app", "secret/db", "bob/tool", "team/web"],
+        "newest image first, ties by name: {recent}"
+    );
+    assert!(recent.contains("<strong aria-current=\"true\">newest image first</strong>"));
+    let (_, searched) = get(&admin, &proxy, "/ui/?sort=recent&q=t");
+    assert_eq!(listed(&searched), vec!["secret/db", "bob/tool", "team/web"]);
+    assert!(
+        searched.contains("name=\"sort\" value=\"recent\""),
+        "the search keeps the order"
+    );
+
+    // Newest first: 3.0 (2025) before 1.0 and 2.0 (2024, by name).
+    let (status, page) = get(&alice, &proxy, "/ui/repo/alice/app");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(tags_shown(&page), vec!["3.0", "1.0", "2.0"], "{page}");
+    assert!(page.contains("3 tags, newest first"), "{page}");
+    // Beside the tag's pull line, the one pinned to its digest.
+    let digest = |page: &str, tag: &str| -> String {
+        let card = &page[page.find(&format!("id=\"tag-{tag}\"")).unwrap()..];
+        let at = card.find("sha256:").unwrap();
+        card[at..at + 71].to_string()
+    };
+    let d1 = digest(&page, "1.0");
+    assert!(page.contains(&format!("docker pull {host}/alice/app:1.0")));
+    assert!(
+        page.contains(&format!("docker pull {host}/alice/app@{d1}")),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/ui/repo/alice/app/-/tag/1.0\""),
+        "{page}"
+    );
+
+    // The tag's own page: layers with sizes, labels, annotations, history, total size.
+    let (status, page) = get(&alice, &proxy, "/ui/repo/alice/app/-/tag/1.0");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<h1>alice/app:1.0</h1>"), "{page}");
+    assert!(page.contains(&d1), "{page}");
+    assert!(
+        page.contains(&format!("docker pull {host}/alice/app@{d1}")),
+        "{page}"
+    );
+    assert!(
+        page.contains("application/vnd.oci.image.layer.v1.tar"),
+        "{page}"
+    );
+    // The layer (skopeo compresses it on the way) with its size, and the config's.
+    let sizes: Vec<&str> = page
+        .split("<td class=\"num\" data-label=\"Size\">")
+        .skip(1)
+        .map(|s| &s[..s.find('<').unwrap()])
+        .collect();
+    assert_eq!(sizes.len(), 2, "{page}");
+    assert!(
+        sizes[0].ends_with(" KiB") && sizes[1].ends_with(" B"),
+        "{sizes:?}"
+    );
+    assert!(page.contains("config + 1 layer)"), "{page}");
+    assert!(page.contains("org.example.built-by"), "{page}");
+    assert!(
+        page.contains("&lt;seed 1&gt;"),
+        "labels are escaped: {page}"
+    );
+    assert!(page.contains("org.opencontainers.image.source"), "{page}");
+    assert!(page.contains("https://example.org/src"), "{page}");
+    assert!(page.contains("ADD file:rootfs in /"), "{page}");
+    assert!(page.contains("CMD [&quot;sh&quot;]"), "{page}");
+    assert!(page.contains("2024-05-01 10:00:00 UTC"), "{page}");
+    // alice may pull team/web but not delete: no delete link anywhere.
+    let (status, page) = get(&alice, &proxy, "/ui/repo/team/web/-/tag/latest");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("linux/amd64") && page.contains("linux/arm64"),
+        "{page}"
+    );
+    assert!(page.contains("Pull this platform only"), "{page}");
+    assert!(page.contains("all 2 platforms"), "{page}");
+    assert!(!page.contains("Delete"), "{page}");
+    let (_, page) = get(&alice, &proxy, "/ui/repo/team/web");
+    assert!(!page.contains("Delete"), "{page}");
+
+    // What the account may not pull is exactly a missing tag; a bad tag, too.
+    let (s1, hidden) = get(&alice, &proxy, "/ui/repo/secret/db/-/tag/1.0");
+    let (s2, missing) = get(&alice, &proxy, "/ui/repo/alice/app/-/tag/9.9");
+    let (s3, bad) = get(&alice, &proxy, "/ui/repo/alice/app/-/tag/..");
+    let (s4, other) = get(&alice, &proxy, "/ui/repo/alice/app/-/nothing");
+    assert_eq!((s1, s2, s3, s4), (404, 404, 404, 404));
+    assert_eq!(hidden, missing);
+    assert_eq!(hidden, bad);
+    assert_eq!(hidden, other);
+    let r = alice
+        .post(proxy.url("/ui/repo/alice/app/-/tag/1.0"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[test]
+fn deleting_from_the_ui_needs_the_delete_grant_a_confirmation_and_the_csrf_token() {
+    let registry = Registry::start();
+    let _images = seed(&registry);
+    let proxy = setup(&registry, false, "");
+    let alice = logged_in(&proxy, "alice", "alice-pw");
+
+    // The confirmation names the digest and every tag that goes with it.
+    let (_, page) = get(&alice, &proxy, "/ui/repo/alice/app");
+    assert!(
+        page.contains("href=\"/ui/repo/alice/app/-/delete?tag=2.0\""),
+        "{page}"
+    );
+    let (status, confirm) = get(&alice, &proxy, "/ui/repo/alice/app/-/delete?tag=2.0");
+    assert_eq!(status, 200, "{confirm}");
+    let at = confirm.find("name=\"digest\" value=\"").unwrap() + 21;
+    let digest = confirm[at..at + 71].to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let doomed = &confirm[confirm.find("<ul class=\"doomed\">").unwrap()..];
+    let doomed = &doomed[..doomed.find("</ul>").unwrap()];
+    assert_eq!(doomed.matches("<li>").count(), 2, "{doomed}");
+    assert!(doomed.contains("<code>1.0</code>") && doomed.contains("<code>2.0</code>"));
+    assert_eq!(upstream_status(&registry, "alice/app", "1.0"), 200);
+    let token = csrf_of(&confirm);
+
+    // Without the session's token: refused, nothing deleted.
+    for form in [
+        vec![("digest", digest.as_str())],
+        vec![("csrf", "nope"), ("digest", digest.as_str())],
+    ] {
+        let r = alice
+            .post(proxy.url("/ui/repo/alice/app/-/delete"))
+            .form(&form)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    // Another account's session token does not work either.
+    let admin = logged_in(&proxy, "admin", "admin-pw");
+    let (_, admin_page) = get(&admin, &proxy, "/ui/");
+    let r = alice
+        .post(proxy.url("/ui/repo/alice/app/-/delete"))
+        .form(&[("csrf", csrf_of(&admin_page).as_str()), ("digest", &digest)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(upstream_status(&registry, "alice/app", &digest), 200);
+
+    // Pull but no delete (team/web), and no pull at all (secret/db): refused, with a valid
+    // token and a real digest, and the registry still has them.
+    let (_, web) = get(&alice, &proxy, "/ui/repo/team/web");
+    let web_digest = {
+        let at = web.find("sha256:").unwrap();
+        web[at..at + 71].to_string()
+    };
+    let (s, _) = get(&alice, &proxy, "/ui/repo/team/web/-/delete?tag=latest");
+    assert_eq!(s, 403);
+    let r = alice
+        .post(proxy.url("/ui/repo/team/web/-/delete"))
+        .form(&[("csrf", token.as_str()), ("digest", &web_digest)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(upstream_status(&registry, "team/web", &web_digest), 200);
+    let (s, _) = get(&alice, &proxy, "/ui/repo/secret/db/-/delete?tag=1.0");
+    assert_eq!(s, 404);
+    let r = alice
+        .post(proxy.url("/ui/repo/secret/db/-/delete"))
+        .form(&[("csrf", token.as_str()), ("digest", &web_digest)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(upstream_status(&registry, "secret/db", "1.0"), 200);
+    // A malformed digest is refused before anything is sent.
+    let r = alice
+        .post(proxy.url("/ui/repo/alice/app/-/delete"))
+        .form(&[("csrf", token.as_str()), ("digest", "1.0")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // The registry API decides the same way.
+    let api = proxy
+        .client()
+        .delete(proxy.url(&format!("/v2/team/web/manifests/{web_digest}")))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .unwrap();
+    assert_eq!(api.status(), 403);
+
+    // With the token: deleted in the registry, both tags gone, 3.0 stays.
+    let r = alice
+        .post(proxy.url("/ui/repo/alice/app/-/delete"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("digest", &digest),
+            ("tag", "2.0"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(to, format!("/ui/repo/alice/app?deleted={digest}"));
+    assert_eq!(upstream_status(&registry, "alice/app", &digest), 404);
+    assert_eq!(upstream_status(&registry, "alice/app", "1.0"), 404);
+    assert_eq!(upstream_status(&registry, "alice/app", "2.0"), 404);
+    assert_eq!(upstream_status(&registry, "alice/app", "3.0"), 200);
+    let (_, page) = get(&alice, &proxy, &to);
+    assert!(page.contains("Deleted:"), "{page}");
+    assert_eq!(tags_shown(&page), vec!["3.0"], "{page}");
+    let (_, list) = get(&alice, &proxy, "/ui/");
+    assert!(
+        list.contains("1 tag · newest image 2025-06-01 08:00:00 UTC"),
+        "the list forgets what it knew of the repository: {list}"
+    );
+
+    // Audited: the attempts refused and the one carried out, with what was to go.
+    let log = proxy.proc.output();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("ui delete")).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("\"decision\":\"allowed\"")
+            && l.contains("\"account\":\"alice\"")
+            && l.contains("\"client\":\"127.0.0.1\"")
+            && l.contains("\"repository\":\"alice/app\"")
+            && l.contains(&digest)
+            && l.contains("\"status\":303")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"decision\":\"denied\"")
+            && l.contains("\"repository\":\"team/web\"")
+            && l.contains(&web_digest)),
+        "{lines:#?}"
+    );
 }
 
 #[test]
@@ -858,13 +1233,16 @@ fn end_to_end_in_a_headless_browser() {
         "users": [
             {"account": "alice", "password": "alice-pw",
              "repositories": ["alice/app", "team/web"],
-             "open": "alice/app", "tags": ["1.0", "2.0"], "search": "web", "phone": true},
+             "open": "alice/app", "tags": ["3.0", "1.0", "2.0"], "search": "web", "phone": true,
+             "newest": "alice/app",
+             "delete": true},
             {"account": "bob", "password": "bob-pw",
              "repositories": ["bob/tool"],
-             "open": "bob/tool", "tags": ["1.0"], "phone": false},
+             "open": "bob/tool", "tags": ["1.0"], "phone": false, "newest": "bob/tool"},
             {"account": "admin", "password": "admin-pw",
              "repositories": ["alice/app", "bob/tool", "secret/db", "team/web"],
-             "open": "team/web", "tags": ["latest"], "explain": true, "phone": true}
+             "open": "team/web", "tags": ["latest"], "explain": true, "phone": true,
+             "newest": "alice/app"}
         ]
     });
     let run = Command::new("node")
@@ -888,6 +1266,12 @@ fn end_to_end_in_a_headless_browser() {
     println!("screenshots in {}", out.display());
     for name in [
         "alice-desktop-1-login.png",
+        "alice-desktop-1b-wrong-password.png",
+        "alice-desktop-3c-tag.png",
+        "alice-phone-3c-tag.png",
+        "alice-phone-6-confirm-delete.png",
+        "alice-phone-7-deleted.png",
+        "bob-nojs-3-repository.png",
         "alice-desktop-2-repositories.png",
         "alice-desktop-3-repository.png",
         "alice-phone-2-repositories.png",

@@ -1,11 +1,71 @@
-//! The UI's one stylesheet, compiled into the binary and served under `static/`, so pages
-//! need no inline style (the Content-Security-Policy forbids it) and nothing is fetched from
-//! anywhere else. Plain CSS, no framework: a single column that works from phone width up,
-//! system fonts, and nothing whose meaning is carried by colour alone.
+//! The UI's one stylesheet and one small script, compiled into the binary and served under
+//! `static/`, so pages need no inline style or script (the Content-Security-Policy forbids
+//! both) and nothing is fetched from anywhere else. Plain CSS, no framework: a single column
+//! that works from phone width up, system fonts, and nothing whose meaning is carried by
+//! colour alone. The script only adds copy buttons; every page works without it.
 
-/// The stylesheet's file name under `<ui.path>static/`; the version in it changes the URL
-/// whenever a release may have changed the content, so it can be cached.
-pub const STYLESHEET: &str = concat!("portcullis-", env!("CARGO_PKG_VERSION"), ".css");
+use std::sync::LazyLock;
+
+use sha2::{Digest, Sha256};
+
+/// `portcullis-<first 12 hex digits of the content's SHA-256>.<ext>`: the URL changes exactly
+/// when the content does, so it can be cached — and, unlike a version number, it tells an
+/// anonymous visitor nothing about which release runs.
+fn content_name(content: &str, ext: &str) -> String {
+    let hex = format!("{:x}", Sha256::digest(content.as_bytes()));
+    format!("portcullis-{}.{ext}", &hex[..12])
+}
+
+static STYLESHEET_NAME: LazyLock<String> = LazyLock::new(|| content_name(CSS, "css"));
+static SCRIPT_NAME: LazyLock<String> = LazyLock::new(|| content_name(SCRIPT, "js"));
+
+/// The stylesheet's file name under `<ui.path>static/`.
+pub fn stylesheet() -> &'static str {
+    STYLESHEET_NAME.as_str()
+}
+
+/// The script's file name under `<ui.path>static/`.
+pub fn script() -> &'static str {
+    SCRIPT_NAME.as_str()
+}
+
+/// Copy buttons, added by the script itself next to every `[data-copy]` element, so without
+/// the script there is no button that does nothing (the commands stay selectable with one
+/// click: `user-select: all`). No inline handlers, no `eval`, nothing fetched.
+pub const SCRIPT: &str = r#"'use strict';
+(function () {
+  function copied(button, ok) {
+    button.textContent = ok ? 'Copied' : 'Select and copy';
+    button.setAttribute('data-state', ok ? 'ok' : 'failed');
+    setTimeout(function () { button.textContent = 'Copy'; button.removeAttribute('data-state'); }, 1500);
+  }
+  function select(el) {
+    var range = document.createRange();
+    range.selectNodeContents(el);
+    var sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+  }
+  document.querySelectorAll('[data-copy]').forEach(function (el) {
+    var button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'copy';
+    button.textContent = 'Copy';
+    button.setAttribute('aria-label', 'Copy: ' + el.textContent);
+    button.addEventListener('click', function () {
+      var text = el.textContent;
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(function () { copied(button, true); },
+          function () { select(el); copied(button, false); });
+      } else {
+        select(el);
+        copied(button, false);
+      }
+    });
+    el.insertAdjacentElement('afterend', button);
+  });
+})();
+"#;
 
 /// The icon's file name under `<ui.path>static/` (browsers ask for `/favicon.ico` otherwise,
 /// which is the registry's business, not ours).
@@ -63,6 +123,7 @@ button.link { background: none; color: var(--accent); border-color: var(--line);
 .login button { margin-top: 1rem; width: 100%; }
 .notice { border: 1px solid var(--line); border-left: 6px solid var(--bad); padding: .6rem .8rem; border-radius: 6px; margin: 0 0 1rem; background: var(--panel); }
 .notice.ok { border-left-color: var(--good); }
+.notice, ul.doomed, p.digest { overflow-wrap: anywhere; }
 .notice strong { margin-right: .35rem; }
 form.search { display: flex; gap: .5rem; margin: 0 0 1rem; }
 form.search input { flex: 1; }
@@ -89,6 +150,22 @@ th { font-weight: 600; }
 .tag-title { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: baseline; }
 .badge { border: 1px solid var(--line); border-radius: 999px; padding: 0 .5rem; font-size: .85rem; color: var(--muted); }
 .granted-none { font-weight: 700; }
+.cmd + .copy { margin: 0 0 .5rem; padding: .15rem .7rem; font-size: .85rem; background: none; color: var(--accent); border-color: var(--line); }
+.copy[data-state=ok] { border-color: var(--good); color: var(--good); }
+.copy[data-state=failed] { border-color: var(--bad); color: var(--bad); }
+.notice.ok strong { color: var(--good); }
+ul.repos li { display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; }
+ul.repos li a { flex: 1 1 12rem; }
+ul.repos .meta { color: var(--muted); font-size: .9rem; padding: 0 .9rem .6rem; }
+nav.sort { color: var(--muted); margin: 0 0 .75rem; }
+nav.sort strong { color: var(--fg); }
+.actions { display: flex; gap: .75rem; flex-wrap: wrap; align-items: center; margin-top: .75rem; }
+button.danger, .button.danger { background: var(--bad); border-color: var(--bad); color: var(--bg); }
+a.danger { color: var(--bad); }
+table.layers td.num, table.layers th.num { text-align: right; white-space: nowrap; }
+.history td.cmdline { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85em; white-space: pre-wrap; }
+details.platform { margin: 0 0 1rem; }
+details.platform summary { cursor: pointer; font-weight: 600; }
 footer { color: var(--muted); font-size: .85rem; text-align: center; padding: 2rem 1rem; }
 .sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 @media (max-width: 40rem) {
@@ -111,6 +188,18 @@ mod tests {
         // Nothing fetched from elsewhere: no url(), no @import.
         assert!(!super::CSS.contains("url("));
         assert!(!super::CSS.contains("@import"));
-        assert!(super::STYLESHEET.ends_with(".css"));
+        assert!(super::stylesheet().ends_with(".css"));
+        assert!(super::script().ends_with(".js"));
+        assert!(!super::stylesheet().contains(env!("CARGO_PKG_VERSION")));
+        // The script fetches nothing and evaluates nothing.
+        for banned in [
+            "fetch(",
+            "XMLHttpRequest",
+            "eval(",
+            "innerHTML",
+            "Function(",
+        ] {
+            assert!(!super::SCRIPT.contains(banned), "{banned}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The web UI: server-rendered pages under `ui.path` (default `/ui/`) on the client listener,
-//! compiled into the binary — no scripts, no external resources.
+//! compiled into the binary — one small same-origin script for copy buttons (the pages work
+//! without it), no external resources.
 //!
 //! | file | job |
 //! |---|---|
@@ -8,16 +9,20 @@
 //! | [`csrf`] | CSRF tokens (session-bound, and the login form's double-submit cookie) |
 //! | [`pages`] | the maud templates |
 //! | [`registry`] | tags, manifests and configs read from the upstream |
-//! | [`assets`] | the embedded stylesheet |
+//! | [`assets`] | the embedded stylesheet and copy-button script |
+//! | `lists` | the repository list and a repository's tags |
+//! | `images` | a tag's own page, and deleting a manifest |
 //!
 //! Access is never decided here: logins go through the proxy's one login path (lockout
-//! included), listings through [`catalog::visible_to`], and a repository page asks
-//! [`policy::authorize`] about the very `/v2` request it is about to make upstream, so the UI
-//! never shows what the registry API would refuse. A repository the account may not pull is
-//! answered exactly like one that does not exist.
+//! included), listings through [`crate::catalog::visible_to`], and repository, tag and delete
+//! pages ask [`crate::policy::authorize`] about the very `/v2` request they are about to make
+//! upstream, so the UI never shows or does what the registry API would refuse. A repository
+//! the account may not pull is answered exactly like one that does not exist.
 
 pub mod assets;
 pub mod csrf;
+mod images;
+mod lists;
 pub mod pages;
 pub mod registry;
 pub mod session;
@@ -33,26 +38,33 @@ use pingora::proxy::Session;
 
 use crate::acl::{AccessRequest, RuleOrigin};
 use crate::authn::{AuthnError, Credentials, Identity};
-use crate::catalog;
 use crate::client::ClientAddr;
 use crate::config;
 use crate::explain::{self, Asker, Scope};
-use crate::policy::{self, Decision, Subject};
+use crate::policy::Subject;
 use crate::proxy::{Outcome, Portcullis};
 use crate::state::State;
 
 use pages::Chrome;
 use session::{Claims, Key, Revoked};
 
-/// The Content-Security-Policy of every UI answer: nothing but our own stylesheet (and
-/// images, of which there are none yet), forms only to ourselves, never framed.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every UI answer: nothing but our own stylesheet, our own
+/// copy-button script (no inline script, no `eval`, no requests of its own: `connect-src`
+/// stays `'none'`) and images, forms only to ourselves, never framed.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// Repositories per page of the list.
 pub const REPOSITORIES_PER_PAGE: usize = 50;
 /// Tags per page of a repository (each costs upstream reads the first time).
 pub const TAGS_PER_PAGE: usize = 25;
+/// Up to this many tags, a repository page reads them all to show the newest first (what was
+/// read is remembered by digest, so a second visit costs one request per tag); beyond it,
+/// tags are listed by name.
+pub const NEWEST_FIRST_MAX: usize = 250;
 /// The largest form body read.
 const MAX_FORM: usize = 16 * 1024;
+/// Up to this many matching repositories, the list can be sorted by their newest image
+/// (each is read; summaries are reused for a few seconds); beyond it, only by name.
+pub const RECENT_SORT_MAX: usize = 100;
 /// The longest search text honoured.
 const MAX_QUERY: usize = 200;
 /// Scopes one explain request may ask about.
@@ -264,7 +276,10 @@ impl Ui {
         };
         let method = req.method.clone();
         let asset = match rest.strip_prefix("static/") {
-            Some(f) if f == assets::STYLESHEET => Some(("text/css; charset=utf-8", assets::CSS)),
+            Some(f) if f == assets::stylesheet() => Some(("text/css; charset=utf-8", assets::CSS)),
+            Some(f) if f == assets::script() => {
+                Some(("text/javascript; charset=utf-8", assets::SCRIPT))
+            }
             Some(assets::ICON) => Some(("image/svg+xml", assets::ICON_SVG)),
             _ => None,
         };
@@ -471,7 +486,15 @@ impl Ui {
                     if !get {
                         return not_allowed(&chrome, "GET");
                     }
-                    return repositories(proxy, state, &chrome, request, subject).await;
+                    return lists::repositories(
+                        proxy,
+                        state,
+                        &chrome,
+                        request,
+                        subject,
+                        &self.reader,
+                    )
+                    .await;
                 }
                 if rest == "explain" {
                     if !visitor.admin {
@@ -488,14 +511,39 @@ impl Ui {
                     }
                     return explain_page(state, &chrome, visitor, ip, Some(request)).await;
                 }
-                if let Some(name) = rest.strip_prefix("repo/") {
-                    if !get {
-                        return not_allowed(&chrome, "GET");
-                    }
-                    let name = name.trim_end_matches('/');
-                    return self
-                        .repository(proxy, session, state, &chrome, request, subject, name)
-                        .await;
+                if let Some(path) = rest.strip_prefix("repo/") {
+                    // `<name>/-/<what>`: no name component is `-`, so this cannot be a name.
+                    let (name, what) = match path.split_once("/-/") {
+                        Some((name, what)) => (name, Some(what)),
+                        None => (path.trim_end_matches('/'), None),
+                    };
+                    let page = images::Page {
+                        proxy,
+                        session,
+                        state,
+                        chrome: &chrome,
+                        request,
+                        subject,
+                        name,
+                        reader: &self.reader,
+                    };
+                    return match what {
+                        None if get => lists::repository(&page).await,
+                        None => not_allowed(&chrome, "GET"),
+                        Some(what) => match what.strip_prefix("tag/") {
+                            Some(tag) if get => images::tag_page(&page, tag).await,
+                            Some(_) => not_allowed(&chrome, "GET"),
+                            None if what == "delete" && get => images::confirm_delete(&page).await,
+                            None if what == "delete" && post => {
+                                if !csrf::matches(&visitor.csrf, request.field(csrf::FIELD)) {
+                                    return forbidden(&chrome);
+                                }
+                                images::delete(&page).await
+                            }
+                            None if what == "delete" => not_allowed(&chrome, "GET, POST"),
+                            None => not_found(&chrome),
+                        },
+                    };
                 }
                 not_found(&chrome)
             }
@@ -655,104 +703,6 @@ impl Ui {
             }
         }
     }
-
-    /// A repository's tags, if the account may pull it; the same 404 otherwise.
-    #[allow(clippy::too_many_arguments)]
-    async fn repository(
-        &self,
-        proxy: &Portcullis,
-        session: &Session,
-        state: &State,
-        chrome: &Chrome<'_>,
-        request: &Request,
-        subject: Subject<'_>,
-        name: &str,
-    ) -> Answer {
-        if !crate::route::is_valid_name(name) {
-            return not_found(chrome);
-        }
-        // Decide the very request made upstream below, as the registry API would.
-        let Ok(route) = crate::route::parse("GET", &format!("/v2/{name}/tags/list")) else {
-            return not_found(chrome);
-        };
-        let decision = policy::authorize(&state.acl, subject, &route);
-        let rule = decision.rule().cloned();
-        if !matches!(decision, Decision::Allow { .. }) {
-            let mut answer = not_found(chrome);
-            answer.served.outcome = Outcome::Denied;
-            answer.served.rule = rule;
-            return answer;
-        }
-        let peer = proxy.peer();
-        let host = proxy.upstream_host();
-        let tags = match self.reader.tags(&peer, host, name).await {
-            Ok(tags) => tags,
-            Err(registry::ReadError::NotFound) => {
-                let mut answer = not_found(chrome);
-                answer.served.rule = rule;
-                return answer;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, repository = name, "UI: cannot list tags");
-                return upstream_failed(chrome);
-            }
-        };
-        let total = tags.len();
-        let pages_count = total.div_ceil(TAGS_PER_PAGE).max(1);
-        let page = request.page().min(pages_count);
-        let first = (page - 1) * TAGS_PER_PAGE;
-        let shown: Vec<String> = tags.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
-        let infos = registry::tags_info(&self.reader, &peer, host, name, &shown).await;
-        let (_, public_host) = proxy.public_origin(session);
-        let view = pages::RepositoryView {
-            name,
-            host: &public_host,
-            tags: &infos,
-            total,
-            page,
-            pages: pages_count,
-            first,
-        };
-        let mut answer = Answer::html(200, pages::repository(chrome, &view), Outcome::Allowed);
-        answer.served.rule = rule;
-        answer
-    }
-}
-
-/// The repository list: the shared listing code, searched and paged.
-async fn repositories(
-    proxy: &Portcullis,
-    state: &State,
-    chrome: &Chrome<'_>,
-    request: &Request,
-    subject: Subject<'_>,
-) -> Answer {
-    let all = match proxy.upstream_repositories().await {
-        Ok(all) => all,
-        Err(e) => {
-            tracing::warn!(error = %e, "UI: cannot fetch the registry catalog");
-            return upstream_failed(chrome);
-        }
-    };
-    let q: String = request
-        .query("q")
-        .unwrap_or("")
-        .trim()
-        .chars()
-        .take(MAX_QUERY)
-        .collect();
-    let found = catalog::search(
-        &all,
-        &q,
-        request.page(),
-        REPOSITORIES_PER_PAGE,
-        catalog::visible_to(&state.acl, subject),
-    );
-    Answer::html(
-        200,
-        pages::repositories(chrome, &q, &found),
-        Outcome::Allowed,
-    )
 }
 
 /// True when the ACL grants `*` on `registry:ui` to `identity`: the explain page.
@@ -912,6 +862,28 @@ fn forbidden(chrome: &Chrome<'_>) -> Answer {
             "The form was not sent by this page or has expired. Go back, reload the page and try again.",
         ),
         Outcome::Denied,
+    )
+}
+
+/// The account may see the repository but the ACL does not grant it `delete` there.
+fn forbidden_delete(chrome: &Chrome<'_>) -> Answer {
+    Answer::html(
+        403,
+        pages::problem(
+            chrome,
+            "Forbidden",
+            "You may not delete in this repository.",
+        ),
+        Outcome::Denied,
+    )
+}
+
+/// A form that does not say what it should.
+fn bad_form(chrome: &Chrome<'_>, message: &str) -> Answer {
+    Answer::html(
+        400,
+        pages::problem(chrome, "Bad request", message),
+        Outcome::Invalid,
     )
 }
 

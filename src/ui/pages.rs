@@ -1,10 +1,11 @@
 //! The UI's pages, as maud templates compiled into the binary. Every value is escaped by
-//! maud; no inline script or style (the Content-Security-Policy allows neither).
+//! maud; no inline script or style (the Content-Security-Policy allows neither): the one
+//! script is a file under `static/`, and every page works without it.
 
 use maud::{html, Markup, DOCTYPE};
 
-use super::assets::{ICON, STYLESHEET};
-use super::registry::{Platform, TagInfo};
+use super::assets::{self, ICON};
+use super::registry::{ImageDetails, Platform, Summary, TagDetails, TagInfo};
 use crate::catalog::Found;
 
 /// What every page's frame needs.
@@ -67,8 +68,9 @@ fn frame(chrome: &Chrome<'_>, heading: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
                 title { (heading) " · " (chrome.title) }
-                link rel="stylesheet" href={ (base) "static/" (STYLESHEET) };
+                link rel="stylesheet" href={ (base) "static/" (assets::stylesheet()) };
                 link rel="icon" type="image/svg+xml" href={ (base) "static/" (ICON) };
+                script src={ (base) "static/" (assets::script()) } defer {}
             }
             body {
                 header.top {
@@ -90,15 +92,23 @@ fn frame(chrome: &Chrome<'_>, heading: &str, body: Markup) -> Markup {
                     }
                 }
                 main { (body) }
-                footer { "portcullis " (env!("CARGO_PKG_VERSION")) }
+                // The version only for those logged in: to anyone else it would say which
+                // release (and so which known bugs) runs here.
+                @if chrome.account.is_some() {
+                    footer { "portcullis " (env!("CARGO_PKG_VERSION")) }
+                } @else {
+                    footer { "portcullis" }
+                }
             }
         }
     }
 }
 
-/// The login form; `problem` explains why the last attempt failed.
+/// The login form; `problem` explains why the last attempt failed. With the account already
+/// filled in (after a wrong password), the password field has the focus.
 pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&str>) -> Markup {
     let base = chrome.base;
+    let retry = !account.is_empty();
     frame(
         chrome,
         "Log in",
@@ -112,9 +122,9 @@ pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&st
                     input type="hidden" name="csrf" value=(csrf);
                     label for="account" { "Account" }
                     input #account type="text" name="account" value=(account)
-                        autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus;
+                        autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus[!retry];
                     label for="password" { "Password" }
-                    input #password type="password" name="password" autocomplete="current-password" required;
+                    input #password type="password" name="password" autocomplete="current-password" required autofocus[retry];
                     button type="submit" { "Log in" }
                 }
                 p.hint { "The same account and password as for docker login." }
@@ -123,8 +133,8 @@ pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&st
     )
 }
 
-fn page_link(base_href: &str, q: &str, page: usize) -> String {
-    let mut s = format!("{base_href}?page={page}");
+fn page_link(base_href: &str, q: &str, extra: &str, page: usize) -> String {
+    let mut s = format!("{base_href}?page={page}{extra}");
     if !q.is_empty() {
         s.push_str("&q=");
         s.push_str(&url_part(q));
@@ -132,18 +142,18 @@ fn page_link(base_href: &str, q: &str, page: usize) -> String {
     s
 }
 
-fn pager(href: &str, q: &str, page: usize, pages: usize) -> Markup {
+fn pager(href: &str, q: &str, extra: &str, page: usize, pages: usize) -> Markup {
     html! {
         @if pages > 1 {
             nav.pages aria-label="Pages" {
                 @if page > 1 {
-                    a href=(page_link(href, q, page - 1)) rel="prev" { "← Previous" }
+                    a href=(page_link(href, q, extra, page - 1)) rel="prev" { "← Previous" }
                 } @else {
                     span.disabled aria-hidden="true" { "← Previous" }
                 }
                 span { "Page " (page) " of " (pages) }
                 @if page < pages {
-                    a href=(page_link(href, q, page + 1)) rel="next" { "Next →" }
+                    a href=(page_link(href, q, extra, page + 1)) rel="next" { "Next →" }
                 } @else {
                     span.disabled aria-hidden="true" { "Next →" }
                 }
@@ -152,9 +162,57 @@ fn pager(href: &str, q: &str, page: usize, pages: usize) -> Markup {
     }
 }
 
-/// The repositories the account may pull, filtered by `q`.
-pub fn repositories(chrome: &Chrome<'_>, q: &str, found: &Found) -> Markup {
+/// How the repository list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoSort {
+    /// By name.
+    Name,
+    /// Newest image first.
+    Recent,
+}
+
+/// What the repository list shows.
+pub struct RepositoriesView<'a> {
+    /// The search text.
+    pub q: &'a str,
+    /// The names of this page, and the counts.
+    pub found: &'a Found,
+    /// Each name's tag count and newest image, in the same order.
+    pub summaries: &'a [Summary],
+    /// The order shown.
+    pub sort: RepoSort,
+    /// Sorting by age was asked for but there are too many repositories.
+    pub sort_refused: bool,
+}
+
+fn summary_line(s: &Summary) -> Markup {
+    html! {
+        @if s.error { "unreadable" }
+        @else {
+            (s.tags) " " (if s.tags == 1 { "tag" } else { "tags" })
+            @if let Some(t) = &s.newest { " · newest image " (human_time(t)) }
+            @else if s.too_many { " · too many to date" }
+        }
+    }
+}
+
+/// The repositories the account may pull, filtered by `q`, with tag counts and the newest
+/// image of each, by name or newest first.
+pub fn repositories(chrome: &Chrome<'_>, view: &RepositoriesView<'_>) -> Markup {
     let base = chrome.base;
+    let (q, found) = (view.q, view.found);
+    let sort_href = |sort: &str| {
+        let mut s = format!("{base}?sort={sort}");
+        if !q.is_empty() {
+            s.push_str("&q=");
+            s.push_str(&url_part(q));
+        }
+        s
+    };
+    let extra = match view.sort {
+        RepoSort::Name => "",
+        RepoSort::Recent => "&sort=recent",
+    };
     frame(
         chrome,
         "Repositories",
@@ -163,7 +221,19 @@ pub fn repositories(chrome: &Chrome<'_>, q: &str, found: &Found) -> Markup {
             form.search method="get" action=(base) role="search" {
                 label.sr-only for="q" { "Search repositories" }
                 input #q type="search" name="q" value=(q) placeholder="Search repositories";
+                @if view.sort == RepoSort::Recent { input type="hidden" name="sort" value="recent"; }
                 button type="submit" { "Search" }
+            }
+            nav.sort aria-label="Sort" {
+                "Sort: "
+                @if view.sort == RepoSort::Name { strong aria-current="true" { "by name" } }
+                @else { a href=(sort_href("name")) { "by name" } }
+                " · "
+                @if view.sort == RepoSort::Recent { strong aria-current="true" { "newest image first" } }
+                @else { a href=(sort_href("recent")) { "newest image first" } }
+            }
+            @if view.sort_refused {
+                p.notice role="status" { strong { "Sorted by name:" } "too many repositories to sort by age; search to narrow the list." }
             }
             p.count {
                 @if found.total == 0 {
@@ -177,14 +247,28 @@ pub fn repositories(chrome: &Chrome<'_>, q: &str, found: &Found) -> Markup {
             }
             @if !found.names.is_empty() {
                 ul.repos {
-                    @for name in &found.names {
-                        li { a href={ (base) "repo/" (name) } { (name) } }
+                    @for (i, name) in found.names.iter().enumerate() {
+                        li {
+                            a href={ (base) "repo/" (name) } { (name) }
+                            @if let Some(s) = view.summaries.get(i) {
+                                span.meta { (summary_line(s)) }
+                            }
+                        }
                     }
                 }
             }
-            (pager(base, q, found.page, found.pages))
+            (pager(base, q, extra, found.page, found.pages))
         },
     )
+}
+
+/// How the tags of a repository page are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOrder {
+    /// Newest image first (by the config's `created`), then by name.
+    Newest,
+    /// By name: too many tags to read them all for their age.
+    Name,
 }
 
 /// What the repository page shows.
@@ -203,6 +287,12 @@ pub struct RepositoryView<'a> {
     pub pages: usize,
     /// The index of this page's first tag.
     pub first: usize,
+    /// How the tags are ordered.
+    pub order: TagOrder,
+    /// The ACL grants `delete` on this repository: offer it.
+    pub may_delete: bool,
+    /// What was just deleted (after a delete's redirect).
+    pub deleted: Option<&'a str>,
 }
 
 fn platform_line(p: &Platform) -> Markup {
@@ -216,12 +306,36 @@ fn short_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
-fn tag_card(view: &RepositoryView<'_>, t: &TagInfo) -> Markup {
-    let reference = format!("{}/{}:{}", view.host, view.name, t.tag);
+fn tag_href(base: &str, name: &str, tag: &str) -> String {
+    format!("{base}repo/{name}/-/tag/{tag}")
+}
+
+fn delete_href(base: &str, name: &str, tag: &str) -> String {
+    format!("{base}repo/{name}/-/delete?tag={tag}")
+}
+
+/// The pull commands: by tag, and pinned to the digest (what the tag points at now).
+fn pull_lines(host: &str, name: &str, tag: &str, digest: Option<&str>) -> Markup {
+    let reference = format!("{host}/{name}:{tag}");
+    html! {
+        div.cmds {
+            p { "Pull with Docker:" }
+            code.cmd data-copy { "docker pull " (reference) }
+            @if let Some(d) = digest {
+                p { "Pull exactly this image, pinned to its digest:" }
+                code.cmd data-copy { "docker pull " (host) "/" (name) "@" (d) }
+            }
+            p { "Copy with skopeo:" }
+            code.cmd data-copy { "skopeo copy docker://" (reference) " oci:" (short_name(name)) ":" (tag) }
+        }
+    }
+}
+
+fn tag_card(base: &str, view: &RepositoryView<'_>, t: &TagInfo) -> Markup {
     html! {
         section.card id={ "tag-" (t.tag) } {
             div.tag-title {
-                h2 { span.sr-only { "Tag " } code { (t.tag) } }
+                h2 { span.sr-only { "Tag " } a href=(tag_href(base, view.name, &t.tag)) { code { (t.tag) } } }
                 @if t.is_index { span.badge { "multi-platform" } }
             }
             @if let Some(e) = &t.error {
@@ -255,11 +369,12 @@ fn tag_card(view: &RepositoryView<'_>, t: &TagInfo) -> Markup {
                     }
                 }
             }
-            div.cmds {
-                p { "Pull with Docker:" }
-                code.cmd { "docker pull " (reference) }
-                p { "Copy with skopeo:" }
-                code.cmd { "skopeo copy docker://" (reference) " oci:" (short_name(view.name)) ":" (t.tag) }
+            (pull_lines(view.host, view.name, &t.tag, t.digest.as_deref()))
+            div.actions {
+                a href=(tag_href(base, view.name, &t.tag)) { "Layers, labels and history" }
+                @if view.may_delete && t.digest.is_some() {
+                    a.danger href=(delete_href(base, view.name, &t.tag)) { "Delete…" }
+                }
             }
         }
     }
@@ -274,15 +389,236 @@ pub fn repository(chrome: &Chrome<'_>, view: &RepositoryView<'_>) -> Markup {
         html! {
             p { a href=(chrome.base) { "← Repositories" } }
             h1 { (view.name) }
+            @if let Some(d) = view.deleted {
+                p.notice.ok role="status" { strong { "Deleted:" } span.mono { (d) } " and every tag that pointed at it." }
+            }
             p.count {
                 @if view.total == 0 { "No tags." }
                 @else {
                     (view.total) " " (if view.total == 1 { "tag" } else { "tags" })
                     @if view.pages > 1 { ", showing " (view.first + 1) "–" (view.first + view.tags.len()) }
+                    @match view.order {
+                        TagOrder::Newest => ", newest first",
+                        TagOrder::Name => ", by name (too many to sort by age)",
+                    }
                 }
             }
-            @for t in view.tags { (tag_card(view, t)) }
-            (pager(&href, "", view.page, view.pages))
+            @for t in view.tags { (tag_card(chrome.base, view, t)) }
+            (pager(&href, "", "", view.page, view.pages))
+        },
+    )
+}
+
+/// What a tag's own page shows.
+pub struct TagView<'a> {
+    /// The repository.
+    pub name: &'a str,
+    /// The registry host for the pull commands.
+    pub host: &'a str,
+    /// The tag.
+    pub tag: &'a str,
+    /// What it points at, read whole.
+    pub details: &'a TagDetails,
+    /// The ACL grants `delete` on this repository: offer it.
+    pub may_delete: bool,
+}
+
+fn pairs_table(caption: &str, pairs: &std::collections::BTreeMap<String, String>) -> Markup {
+    html! {
+        h3 { (caption) }
+        @if pairs.is_empty() { p.hint { "None." } }
+        @else {
+            table.stack.pairs {
+                thead { tr { th { "Key" } th { "Value" } } }
+                tbody {
+                    @for (k, v) in pairs {
+                        tr { td.mono data-label="Key" { (k) } td data-label="Value" { (v) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn image_section(view: &TagView<'_>, image: &ImageDetails) -> Markup {
+    let index = view.details.is_index;
+    html! {
+        section.card.image {
+            h2 {
+                @if index { (image.platform.as_deref().unwrap_or("unknown platform")) }
+                @else { "Image" @if let Some(p) = &image.platform { " · " (p) } }
+            }
+            @if let Some(e) = &image.error {
+                p.notice role="status" { strong { "Partly unreadable:" } (e) }
+            }
+            dl.facts {
+                @if index {
+                    dt { "Digest" }
+                    dd.digest.mono { (image.digest) }
+                    dt { "Media type" }
+                    dd.mono { (image.media_type) }
+                }
+                dt { "Created" }
+                dd { (image.created.as_deref().map(human_time).unwrap_or_else(|| "—".into())) }
+                dt { "Total size" }
+                dd.total { (human_size(image.total)) " " span.hint { "(" (image.total) " bytes, config + " (image.layers.len()) " " (if image.layers.len() == 1 { "layer" } else { "layers" }) ")" } }
+            }
+            @if index {
+                div.cmds {
+                    p { "Pull this platform only:" }
+                    code.cmd data-copy { "docker pull " (view.host) "/" (view.name) "@" (image.digest) }
+                }
+            }
+            h3 { "Layers" }
+            table.stack.layers {
+                thead { tr { th { "#" } th { "Digest" } th { "Media type" } th.num { "Size" } } }
+                tbody {
+                    @for (i, l) in image.layers.iter().enumerate() {
+                        tr {
+                            td data-label="#" { (i + 1) }
+                            td.mono data-label="Digest" { (l.digest) }
+                            td.mono data-label="Media type" { (l.media_type) }
+                            td.num data-label="Size" { (human_size(l.size)) }
+                        }
+                    }
+                    @if let Some(c) = &image.config {
+                        tr {
+                            td data-label="#" { "config" }
+                            td.mono data-label="Digest" { (c.digest) }
+                            td.mono data-label="Media type" { (c.media_type) }
+                            td.num data-label="Size" { (human_size(c.size)) }
+                        }
+                    }
+                }
+            }
+            (pairs_table("Labels", &image.labels))
+            (pairs_table("Annotations", &image.annotations))
+            h3 { "History" }
+            @if image.history.is_empty() { p.hint { "None recorded." } }
+            @else {
+                table.stack.history {
+                    thead { tr { th { "Created" } th { "Step" } th { "Layer" } } }
+                    tbody {
+                        @for step in &image.history {
+                            tr {
+                                td data-label="Created" { (step.created.as_deref().map(human_time).unwrap_or_default()) }
+                                td.cmdline data-label="Step" {
+                                    (step.created_by.as_deref().unwrap_or(""))
+                                    @if let Some(c) = step.comment.as_deref().filter(|c| !c.is_empty()) {
+                                        " " span.hint { "(" (c) ")" }
+                                    }
+                                }
+                                td data-label="Layer" { @if step.empty_layer { "none" } @else { "yes" } }
+                            }
+                        }
+                        @if image.history_omitted > 0 {
+                            tr { td colspan="3" { "… and " (image.history_omitted) " more steps" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A tag's own page: what it points at, each image's layers, labels, annotations and history.
+pub fn tag(chrome: &Chrome<'_>, view: &TagView<'_>) -> Markup {
+    let base = chrome.base;
+    let d = view.details;
+    let total: u64 = d
+        .images
+        .iter()
+        .fold(0u64, |acc, i| acc.saturating_add(i.total));
+    let created = d.images.iter().filter_map(|i| i.created.clone()).max();
+    let heading = format!("{}:{}", view.name, view.tag);
+    frame(
+        chrome,
+        &heading,
+        html! {
+            p { a href={ (base) "repo/" (view.name) } { "← " (view.name) } }
+            h1 { (view.name) ":" (view.tag) }
+            section.card {
+                dl.facts {
+                    dt { "Digest" }
+                    dd.digest.mono { (d.digest) }
+                    dt { "Media type" }
+                    dd.mono { (d.media_type) }
+                    dt { "Created" }
+                    dd { (created.as_deref().map(human_time).unwrap_or_else(|| "—".into())) }
+                    dt { "Total size" }
+                    dd.total {
+                        (human_size(total)) " " span.hint {
+                            "(" (total) " bytes"
+                            @if d.is_index { ", all " (d.images.len()) " platforms" } @else { ", config + layers" }
+                            ")"
+                        }
+                    }
+                }
+                (pull_lines(view.host, view.name, view.tag, Some(&d.digest)))
+                @if d.is_index && !d.annotations.is_empty() {
+                    (pairs_table("Index annotations", &d.annotations))
+                }
+                @if view.may_delete {
+                    div.actions {
+                        a.danger href=(delete_href(base, view.name, view.tag)) { "Delete…" }
+                    }
+                }
+            }
+            @for image in &d.images { (image_section(view, image)) }
+            @if d.platforms_omitted > 0 {
+                p.hint { "… and " (d.platforms_omitted) " more platforms, not shown." }
+            }
+        },
+    )
+}
+
+/// What the delete confirmation shows.
+pub struct DeleteView<'a> {
+    /// The repository.
+    pub name: &'a str,
+    /// The tag the visitor came from.
+    pub tag: &'a str,
+    /// The manifest that would be deleted.
+    pub digest: &'a str,
+    /// Every tag that points at it (all of them go with it).
+    pub tags: &'a [String],
+    /// False when the repository has too many tags to check them all.
+    pub tags_complete: bool,
+}
+
+/// The confirmation before a delete: what goes, and a form that posts it.
+pub fn confirm_delete(chrome: &Chrome<'_>, view: &DeleteView<'_>) -> Markup {
+    let base = chrome.base;
+    frame(
+        chrome,
+        "Delete",
+        html! {
+            p { a href={ (base) "repo/" (view.name) } { "← " (view.name) } }
+            h1 { "Delete " (view.name) ":" (view.tag) "?" }
+            section.card {
+                p { "This deletes the manifest" }
+                p.digest.mono { (view.digest) }
+                p {
+                    "from " strong { (view.name) } " in the registry. The registry deletes by digest, so "
+                    strong { "every tag that points at it goes too" } ":"
+                }
+                ul.doomed {
+                    @for t in view.tags { li { code { (t) } } }
+                }
+                @if !view.tags_complete {
+                    p.notice role="status" { strong { "Possibly more:" } "the repository has too many tags to check them all; others may point at it as well." }
+                }
+                p { "Pulls by this digest fail from now on. This cannot be undone here." }
+                form method="post" action={ (base) "repo/" (view.name) "/-/delete" } {
+                    input type="hidden" name="csrf" value=(chrome.csrf.unwrap_or(""));
+                    input type="hidden" name="digest" value=(view.digest);
+                    input type="hidden" name="tag" value=(view.tag);
+                    div.actions {
+                        button.danger type="submit" { "Delete" }
+                        a href=(tag_href(base, view.name, view.tag)) { "Cancel" }
+                    }
+                }
+            }
         },
     )
 }
@@ -407,6 +743,26 @@ mod tests {
     }
 
     #[test]
+    fn after_a_wrong_password_the_password_field_has_the_focus() {
+        let chrome = Chrome {
+            title: "t",
+            base: "/ui/",
+            account: None,
+            csrf: None,
+            admin: false,
+        };
+        let fresh = login(&chrome, "tok", "", None).into_string();
+        let retry = login(&chrome, "tok", "alice", Some("wrong")).into_string();
+        let focused = |page: &str| {
+            let at = page.find(" autofocus").expect("one field has the focus");
+            let start = page[..at].rfind("<input").unwrap();
+            page[start..at].contains("id=\"password\"")
+        };
+        assert!(!focused(&fresh) && focused(&retry));
+        assert_eq!(retry.matches("autofocus").count(), 1);
+    }
+
+    #[test]
     fn values_are_escaped() {
         let chrome = Chrome {
             title: "<t>",
@@ -418,7 +774,21 @@ mod tests {
         let page = login(&chrome, "tok", "\"><img>", Some("<b>")).into_string();
         assert!(!page.contains("<script>") && !page.contains("<img>") && !page.contains("<b>"));
         assert!(page.contains("&lt;script&gt;"));
+        let anonymous = Chrome {
+            account: None,
+            csrf: None,
+            ..chrome
+        };
+        let page = login(&anonymous, "tok", "", None).into_string();
         assert!(!page.contains("style="), "no inline style");
-        assert!(!page.contains("<script"), "no script");
+        assert_eq!(page.matches("<script").count(), 1, "one script");
+        assert!(
+            page.contains("<script src=\"/ui/static/portcullis-"),
+            "the script is a file"
+        );
+        assert!(
+            !page.contains(env!("CARGO_PKG_VERSION")),
+            "no version for anonymous visitors"
+        );
     }
 }

@@ -6,8 +6,9 @@
 //! in flight. Manifests and configs are content-addressed, so what was read by digest is
 //! remembered (a bounded map) and a second visit costs one tag → digest request per tag.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pingora::connectors::http::Connector;
 use pingora::upstreams::peer::HttpPeer;
@@ -33,6 +34,11 @@ pub const MAX_PLATFORMS: usize = 16;
 const PARALLEL: usize = 8;
 /// Entries in the by-digest memory before it is emptied.
 const MEMORY: usize = 20_000;
+/// How long a repository's summary (tag count, newest image) is reused: the list page is
+/// looked at often and pushes should show soon.
+const SUMMARY_TTL: Duration = Duration::from_secs(30);
+/// Up to this many tags, a summary reads every tag to find the newest image.
+pub const SUMMARY_TAGS_MAX: usize = 100;
 
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
@@ -256,11 +262,25 @@ struct Fetched {
     body: Vec<u8>,
 }
 
+/// A repository as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Tags in the repository.
+    pub tags: usize,
+    /// The newest image's `created` (the registry API records no push time).
+    pub newest: Option<String>,
+    /// More than [`SUMMARY_TAGS_MAX`] tags: the newest was not looked for.
+    pub too_many: bool,
+    /// The repository could not be read.
+    pub error: bool,
+}
+
 /// Reads from the registry, remembering what it read by digest.
 pub struct Reader {
     connector: Connector,
     manifests: Mutex<HashMap<String, Manifest>>,
     configs: Mutex<HashMap<String, ConfigFacts>>,
+    summaries: Mutex<HashMap<String, (Instant, Summary)>>,
     permits: Arc<Semaphore>,
 }
 
@@ -290,6 +310,7 @@ impl Reader {
             connector: Connector::new(None),
             manifests: Mutex::new(HashMap::new()),
             configs: Mutex::new(HashMap::new()),
+            summaries: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(PARALLEL)),
         }
     }
@@ -502,6 +523,420 @@ impl Reader {
     }
 }
 
+/// One layer (or the config) of an image, as its manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Layer {
+    /// The blob's digest.
+    pub digest: String,
+    /// Its media type, as the manifest says.
+    #[serde(default, rename = "mediaType")]
+    pub media_type: String,
+    /// Its size in bytes, as the manifest says.
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// One step of an image's build, from its config's `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct Step {
+    /// When the step ran.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// The command that made it (`RUN …`, `COPY …`).
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// True when the step made no layer (`ENV`, `CMD`, …).
+    #[serde(default)]
+    pub empty_layer: bool,
+    /// The builder's comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Everything the tag page shows about one image manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageDetails {
+    /// The manifest's digest.
+    pub digest: String,
+    /// `os/architecture[/variant]`, when known.
+    pub platform: Option<String>,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// The config blob.
+    pub config: Option<Layer>,
+    /// The layers, bottom first.
+    pub layers: Vec<Layer>,
+    /// Config + layers, in bytes (as the manifest states them).
+    pub total: u64,
+    /// The manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The config's `config.Labels`.
+    pub labels: BTreeMap<String, String>,
+    /// The config's `history`, at most [`MAX_STEPS`] steps.
+    pub history: Vec<Step>,
+    /// Steps left out beyond [`MAX_STEPS`].
+    pub history_omitted: usize,
+    /// The config's `created`.
+    pub created: Option<String>,
+    /// Set when the image (or its config) could not be read.
+    pub error: Option<String>,
+}
+
+/// Everything the tag page shows about a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagDetails {
+    /// The manifest (or index) digest the tag points at.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// True for an index / manifest list.
+    pub is_index: bool,
+    /// The index's own annotations (an image's are in its [`ImageDetails`]).
+    pub annotations: BTreeMap<String, String>,
+    /// The image, or each platform's image of an index (attestations left out).
+    pub images: Vec<ImageDetails>,
+    /// Platforms of an index not looked into (beyond [`MAX_PLATFORMS`]).
+    pub platforms_omitted: usize,
+}
+
+/// The most history steps shown for one image.
+pub const MAX_STEPS: usize = 500;
+
+#[derive(Deserialize)]
+struct DetailManifest {
+    #[serde(default, rename = "mediaType")]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<Layer>,
+    #[serde(default)]
+    layers: Vec<Layer>,
+    #[serde(default)]
+    manifests: Option<Vec<RawEntry>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct DetailConfig {
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
+    config: Option<DetailRuntime>,
+    #[serde(default)]
+    history: Option<Vec<Step>>,
+}
+
+#[derive(Deserialize, Default)]
+struct DetailRuntime {
+    #[serde(default, rename = "Labels")]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn parse_detail_manifest(body: &[u8]) -> Result<DetailManifest, ReadError> {
+    serde_json::from_slice(body).map_err(|e| ReadError::Malformed(e.to_string()))
+}
+
+/// Fills `image` from its config document.
+fn apply_config(image: &mut ImageDetails, body: &[u8]) {
+    match serde_json::from_slice::<DetailConfig>(body) {
+        Ok(c) => {
+            image.platform = image.platform.take().or_else(|| {
+                platform_name(
+                    c.os.as_deref().unwrap_or(""),
+                    c.architecture.as_deref().unwrap_or(""),
+                    c.variant.as_deref(),
+                )
+            });
+            image.created = c.created;
+            image.labels = c.config.and_then(|r| r.labels).unwrap_or_default();
+            let history = c.history.unwrap_or_default();
+            image.history_omitted = history.len().saturating_sub(MAX_STEPS);
+            image.history = history.into_iter().take(MAX_STEPS).collect();
+        }
+        Err(e) => image.error = Some(format!("config unreadable: {e}")),
+    }
+}
+
+fn image_of(digest: &str, m: DetailManifest, platform: Option<String>) -> ImageDetails {
+    let total = m
+        .layers
+        .iter()
+        .fold(m.config.as_ref().map_or(0, |c| c.size), |acc, l| {
+            acc.saturating_add(l.size)
+        });
+    ImageDetails {
+        digest: digest.to_owned(),
+        platform,
+        media_type: m.media_type.unwrap_or_else(|| "unknown".into()),
+        config: m.config,
+        layers: m.layers,
+        total,
+        annotations: m.annotations.unwrap_or_default(),
+        ..ImageDetails::default()
+    }
+}
+
+impl Reader {
+    /// A manifest read afresh (not remembered: the tag page needs all of it, and a
+    /// 4 MiB manifest should not sit in memory): its digest, media type header and body.
+    async fn manifest_body(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        name: &str,
+        reference: &str,
+    ) -> Result<(String, Option<String>, Vec<u8>), ReadError> {
+        let target = format!("/v2/{name}/manifests/{reference}");
+        let got = self
+            .get(peer, host, &target, Some(ACCEPT), MAX_MANIFEST)
+            .await?;
+        match got.status {
+            200 => {}
+            404 => return Err(ReadError::NotFound),
+            s => return Err(ReadError::Upstream(format!("manifest answered {s}"))),
+        }
+        let digest = got
+            .digest
+            .filter(|d| crate::route::is_valid_digest(d))
+            .unwrap_or_else(|| format!("sha256:{:x}", Sha256::digest(&got.body)));
+        Ok((digest, got.content_type, got.body))
+    }
+
+    /// One image's details: the manifest given, and its config read.
+    async fn image_details(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        name: &str,
+        digest: &str,
+        m: DetailManifest,
+        platform: Option<String>,
+    ) -> ImageDetails {
+        let mut image = image_of(digest, m, platform);
+        let Some(config) = image.config.clone() else {
+            return image;
+        };
+        if !crate::route::is_valid_digest(&config.digest) {
+            image.error = Some("the config digest is malformed".into());
+            return image;
+        }
+        let target = format!("/v2/{name}/blobs/{}", config.digest);
+        match self.get(peer, host, &target, None, MAX_CONFIG).await {
+            Ok(got) if got.status == 200 => apply_config(&mut image, &got.body),
+            Ok(got) => image.error = Some(format!("config answered {}", got.status)),
+            Err(e) => image.error = Some(e.to_string()),
+        }
+        image
+    }
+
+    /// Everything about `reference` (a tag) of `name`: layers, labels, annotations, history,
+    /// for the image or for each platform of an index.
+    pub async fn details(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        name: &str,
+        reference: &str,
+    ) -> Result<TagDetails, ReadError> {
+        let (digest, header_type, body) = self.manifest_body(peer, host, name, reference).await?;
+        let m = parse_detail_manifest(&body)?;
+        let media_type = m
+            .media_type
+            .clone()
+            .or_else(|| header_type.map(|t| t.split(';').next().unwrap_or(&t).trim().to_owned()))
+            .unwrap_or_else(|| "unknown".into());
+        let Some(entries) = m.manifests else {
+            let mut m = m;
+            m.media_type = Some(media_type.clone());
+            let image = self.image_details(peer, host, name, &digest, m, None).await;
+            return Ok(TagDetails {
+                digest,
+                media_type,
+                is_index: false,
+                annotations: BTreeMap::new(),
+                images: vec![image],
+                platforms_omitted: 0,
+            });
+        };
+        let entries: Vec<RawEntry> = entries
+            .into_iter()
+            .filter(|e| {
+                e.annotations
+                    .get("vnd.docker.reference.type")
+                    .is_none_or(|t| t != "attestation-manifest")
+            })
+            .collect();
+        let platforms_omitted = entries.len().saturating_sub(MAX_PLATFORMS);
+        let mut images = Vec::new();
+        for e in entries.into_iter().take(MAX_PLATFORMS) {
+            let platform = e
+                .platform
+                .as_ref()
+                .and_then(|p| platform_name(&p.os, &p.architecture, p.variant.as_deref()));
+            if !crate::route::is_valid_digest(&e.digest) {
+                images.push(ImageDetails {
+                    digest: e.digest,
+                    platform,
+                    error: Some("malformed digest".into()),
+                    ..ImageDetails::default()
+                });
+                continue;
+            }
+            let image = match self.manifest_body(peer, host, name, &e.digest).await {
+                Ok((d, _, body)) => match parse_detail_manifest(&body) {
+                    Ok(m) => self.image_details(peer, host, name, &d, m, platform).await,
+                    Err(err) => ImageDetails {
+                        digest: d,
+                        platform,
+                        error: Some(err.to_string()),
+                        ..ImageDetails::default()
+                    },
+                },
+                Err(err) => ImageDetails {
+                    digest: e.digest,
+                    platform,
+                    error: Some(err.to_string()),
+                    ..ImageDetails::default()
+                },
+            };
+            images.push(image);
+        }
+        Ok(TagDetails {
+            digest,
+            media_type,
+            is_index: true,
+            annotations: m.annotations.unwrap_or_default(),
+            images,
+            platforms_omitted,
+        })
+    }
+
+    /// Deletes the manifest `digest` of `name` in the registry (which untags every tag that
+    /// points at it). The caller has checked the digest's form and the policy.
+    pub async fn delete_manifest(
+        &self,
+        peer: &HttpPeer,
+        host: &str,
+        name: &str,
+        digest: &str,
+    ) -> Result<(), ReadError> {
+        let target = format!("/v2/{name}/manifests/{digest}");
+        let got = upstream::delete(&self.connector, peer, host, &target, 64 * 1024)
+            .await
+            .map_err(|e| ReadError::Upstream(e.to_string()))?;
+        match got.status {
+            200 | 202 => {
+                if let Ok(mut m) = self.manifests.lock() {
+                    m.remove(digest);
+                }
+                self.forget_summary(name);
+                Ok(())
+            }
+            404 => Err(ReadError::NotFound),
+            s => Err(ReadError::Upstream(format!(
+                "delete answered {s}: {}",
+                String::from_utf8_lossy(&got.body[..got.body.len().min(300)])
+            ))),
+        }
+    }
+}
+
+impl Reader {
+    /// The tag count and newest image of `name` (a repository the caller may pull), reused
+    /// for `SUMMARY_TTL` (30 s).
+    pub async fn summary(self: &Arc<Self>, peer: &HttpPeer, host: &str, name: &str) -> Summary {
+        let now = Instant::now();
+        if let Some((at, s)) = recall(&self.summaries, name) {
+            if now.duration_since(at) < SUMMARY_TTL {
+                return s;
+            }
+        }
+        let summary = match self.tags(peer, host, name).await {
+            Err(ReadError::NotFound) => Summary::default(),
+            Err(_) => Summary {
+                error: true,
+                ..Summary::default()
+            },
+            Ok(tags) if tags.len() > SUMMARY_TAGS_MAX => Summary {
+                tags: tags.len(),
+                too_many: true,
+                ..Summary::default()
+            },
+            Ok(tags) => {
+                let infos = tags_info(self, peer, host, name, &tags).await;
+                Summary {
+                    tags: tags.len(),
+                    newest: infos
+                        .into_iter()
+                        .filter_map(|i| i.created)
+                        .max_by_key(|c| time_key(c)),
+                    ..Summary::default()
+                }
+            }
+        };
+        if !summary.error {
+            remember(&self.summaries, name, (now, summary.clone()));
+        }
+        summary
+    }
+
+    /// Forgets the summary of `name` (after a delete there).
+    pub fn forget_summary(&self, name: &str) {
+        if let Ok(mut m) = self.summaries.lock() {
+            m.remove(name);
+        }
+    }
+}
+
+/// The summaries of `names`, read concurrently, in order.
+pub async fn summaries(
+    reader: &Arc<Reader>,
+    peer: &HttpPeer,
+    host: &str,
+    names: &[String],
+) -> Vec<Summary> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let (reader, peer, host, name) =
+            (reader.clone(), peer.clone(), host.to_owned(), name.clone());
+        set.spawn(async move { (i, reader.summary(&peer, &host, &name).await) });
+    }
+    let mut out = vec![
+        Summary {
+            error: true,
+            ..Summary::default()
+        };
+        names.len()
+    ];
+    while let Some(done) = set.join_next().await {
+        if let Ok((i, s)) = done {
+            out[i] = s;
+        }
+    }
+    out
+}
+
+/// A key that orders RFC 3339 UTC times (`2024-05-01T10:00:00.5Z`) as time does, whatever
+/// the number of fraction digits: the seconds, then the fraction padded to nine digits.
+pub fn time_key(text: &str) -> String {
+    let t = text.trim();
+    let (head, rest) = t.split_at(t.len().min(19));
+    let fraction: String = rest
+        .strip_prefix('.')
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
+    format!("{head}.{fraction:0<9}")
+}
+
 /// Reads `tags` of `name` concurrently (at most [`PARALLEL`] requests in flight), in order.
 pub async fn tags_info(
     reader: &Arc<Reader>,
@@ -591,6 +1026,42 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn times_order_as_time_does() {
+        assert!(time_key("2024-05-01T10:00:00.5Z") > time_key("2024-05-01T10:00:00Z"));
+        assert!(time_key("2024-05-01T10:00:01Z") > time_key("2024-05-01T10:00:00.999Z"));
+        assert!(time_key("2025-01-01T00:00:00Z") > time_key("2024-12-31T23:59:59.9Z"));
+        assert_eq!(time_key("x"), "x.000000000");
+    }
+
+    #[test]
+    fn details_read_layers_labels_and_history() {
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{"mediaType":"c","digest":"sha256:aa","size":100},
+            "layers":[{"mediaType":"l","digest":"sha256:bb","size":1000}],
+            "annotations":{"org.opencontainers.image.source":"https://x"}}"#;
+        let mut image = image_of("sha256:top", parse_detail_manifest(m).unwrap(), None);
+        assert_eq!(image.total, 1100);
+        assert_eq!(image.layers.len(), 1);
+        assert_eq!(
+            image.annotations["org.opencontainers.image.source"],
+            "https://x"
+        );
+        apply_config(
+            &mut image,
+            br#"{"os":"linux","architecture":"amd64","config":{"Labels":{"a":"b"}},
+                "history":[{"created_by":"RUN make","empty_layer":false},{"created_by":"CMD x","empty_layer":true}]}"#,
+        );
+        assert_eq!(image.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(image.labels["a"], "b");
+        assert_eq!(image.history[0].created_by.as_deref(), Some("RUN make"));
+        assert!(image.history[1].empty_layer);
+        // `Labels: null`, as Docker writes it, is no labels.
+        let mut other = ImageDetails::default();
+        apply_config(&mut other, br#"{"config":{"Labels":null}}"#);
+        assert!(other.labels.is_empty() && other.error.is_none());
     }
 
     #[test]

@@ -5,12 +5,19 @@
 //
 // What each account should see comes from $PORTCULLIS_E2E_SPEC (JSON, written by tests/ui.rs):
 // {"users": [{"account", "password", "repositories": [...], "open": "repo", "tags": [...],
-//             "search"?: "text", "explain"?: true, "phone"?: true}]}
-// For each account and viewport (desktop 1280×800; phone 390×844 where asked): log in, check
-// the list is exactly the permitted repositories, search, open a repository and check its
-// tags and sizes, (admin) explain a scope, log out and check the session is gone. Any console
-// error (a Content-Security-Policy violation shows up as one) or page error fails the run.
-// Screenshots of every page go to the folder. Prints "e2e: all flows passed" on success.
+//             "search"?: "text", "explain"?: true, "phone"?: true, "delete"?: true,
+//             "newest": "the repository listed first when sorted by newest image"}]}
+// For each account and viewport (desktop 1280×800; phone 390×844 where asked): a wrong
+// password first (the password field must have the focus after it; no version shown while
+// logged out), log in, check the list is exactly the permitted repositories, search, open a
+// repository and check its tags (in this order: newest first), sizes and pull lines (by tag
+// and pinned to the digest), copy a pull line with the copy button and read the clipboard,
+// open the first tag's own page (layers, labels, history), (admin) explain a scope, (delete,
+// in the last viewport) delete the last tag through its confirmation page, log out and check
+// the session is gone. Then, once, the repository page with JavaScript off: still complete,
+// no copy buttons. Any console error (a Content-Security-Policy violation shows up as one) or
+// page error fails the run. Screenshots of every page go to the folder. Prints
+// "e2e: all flows passed" on success.
 
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,7 +50,7 @@ function sameList(actual, expected) {
   return JSON.stringify([...actual].sort()) === JSON.stringify([...expected].sort());
 }
 
-async function flow(user, viewportName) {
+async function flow(user, viewportName, last) {
   const label = `${user.account}-${viewportName}`;
   const profile = mkdtempSync(join(tmpdir(), 'portcullis-chromium-'));
   // A persistent context is how playwright passes a fresh --user-data-dir.
@@ -75,25 +82,53 @@ async function flow(user, viewportName) {
       check(scroll <= inner + 1, `${label}: ${what} scrolls sideways (${scroll} > ${inner})`);
     };
 
-    // Not logged in: the UI sends us to the login form.
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(base).origin });
+
+    // Not logged in: the UI sends us to the login form, which does not tell the version.
     await page.goto(base);
     check(page.url() === `${base}login`, `${label}: expected the login page, got ${page.url()}`);
     check(await page.title() !== '', `${label}: the login page has no title`);
+    check((await page.textContent('footer')).trim() === 'portcullis', `${label}: the footer shows more than the name while logged out`);
     await shot('1-login');
     await noSideways('the login page');
+
+    // A wrong password: refused, the account kept, the password field focused.
+    const wrongAt = problems.length;
+    await page.fill('#account', user.account);
+    await page.fill('#password', 'not-the-password');
+    await Promise.all([page.waitForURL(`${base}login`), page.click('button[type=submit]')]);
+    await page.waitForSelector('p.notice');
+    check((await page.textContent('p.notice')).includes('wrong account or password'), `${label}: no notice after a wrong password`);
+    check(await page.inputValue('#account') === user.account, `${label}: the account was not kept`);
+    check(await page.evaluate(() => document.activeElement && document.activeElement.id) === 'password',
+      `${label}: the password field does not have the focus after a wrong password`);
+    problems.splice(wrongAt); // the browser logs the 401 it was sent on purpose
+    await shot('1b-wrong-password');
 
     // Log in.
     await page.fill('#account', user.account);
     await page.fill('#password', user.password);
     await Promise.all([page.waitForURL(base), page.click('button[type=submit]')]);
     check((await page.textContent('header')).includes(user.account), `${label}: header does not name the account`);
+    check(/portcullis \d+\.\d+/.test(await page.textContent('footer')), `${label}: logged in, the footer has no version`);
 
     // Exactly the permitted repositories.
     const names = await page.locator('ul.repos a').allTextContents();
     check(sameList(names.map((n) => n.trim()), user.repositories),
       `${label}: list ${JSON.stringify(names)} != ${JSON.stringify(user.repositories)}`);
+    const metas = await page.locator('ul.repos li .meta').allTextContents();
+    check(metas.length === names.length && metas.every((m) => /^\d+ tags?( · newest image \d{4}-\d\d-\d\d)?/.test(m.trim())),
+      `${label}: not every repository shows its tag count and newest image: ${JSON.stringify(metas)}`);
     await shot('2-repositories');
     await noSideways('the list');
+
+    // Sorted by the newest image.
+    await Promise.all([page.waitForURL(/sort=recent/), page.click('nav.sort a:text-is("newest image first")')]);
+    const recent = (await page.locator('ul.repos a').allTextContents()).map((n) => n.trim());
+    check(sameList(recent, user.repositories) && recent[0] === user.newest,
+      `${label}: newest first gave ${JSON.stringify(recent)}, expected ${user.newest} first`);
+    await shot('2b-repositories-newest');
+    await page.goto(base);
 
     if (user.search) {
       await page.fill('#q', user.search);
@@ -107,14 +142,62 @@ async function flow(user, viewportName) {
     // A repository: its tags, each with a digest and a size.
     await Promise.all([page.waitForURL(`${base}repo/${user.open}`), page.click(`ul.repos a:text-is("${user.open}")`)]);
     const tags = (await page.locator('section.card h2 code').allTextContents()).map((t) => t.trim());
-    check(sameList(tags, user.tags), `${label}: tags ${JSON.stringify(tags)} != ${JSON.stringify(user.tags)}`);
+    check(JSON.stringify(tags) === JSON.stringify(user.tags), `${label}: tags ${JSON.stringify(tags)} != ${JSON.stringify(user.tags)} (newest first)`);
     const text = await page.textContent('main');
     check(/sha256:[0-9a-f]{64}/.test(text), `${label}: no digest on the repository page`);
     check(/\d+(\.\d)? (B|KiB|MiB)/.test(text), `${label}: no size on the repository page`);
     check(text.includes(`docker pull `) && text.includes(`/${user.open}:${user.tags[0]}`),
       `${label}: no pull command`);
+    check(new RegExp(`docker pull \\S+/${user.open}@sha256:[0-9a-f]{64}`).test(text), `${label}: no pull command pinned to the digest`);
+
+    // The copy buttons (added by the script, one per command) put the command on the clipboard.
+    const commands = await page.locator('[data-copy]').count();
+    const buttons = await page.locator('button.copy').count();
+    check(commands > 0 && buttons === commands, `${label}: ${buttons} copy buttons for ${commands} commands`);
+    const pinned = page.locator('section.card').first().locator('[data-copy]').nth(1);
+    const pinnedText = (await pinned.textContent()).trim();
+    await page.locator('section.card').first().locator('button.copy').nth(1).click();
+    await page.waitForFunction(() => document.querySelector('button.copy[data-state]') !== null);
+    const state = await page.getAttribute('button.copy[data-state]', 'data-state');
+    check(state === 'ok', `${label}: the copy button says ${state}`);
+    const clip = await page.evaluate(() => navigator.clipboard.readText());
+    check(clip.trim() === pinnedText && clip.includes('@sha256:'), `${label}: clipboard has ${JSON.stringify(clip)}, not ${JSON.stringify(pinnedText)}`);
     await shot('3-repository');
     await noSideways('the repository page');
+
+    // The newest tag's own page: layers, labels, history, total size.
+    await Promise.all([
+      page.waitForURL(`${base}repo/${user.open}/-/tag/${user.tags[0]}`),
+      page.locator('section.card').first().locator('a:text-is("Layers, labels and history")').click(),
+    ]);
+    const tagText = await page.textContent('main');
+    for (const part of ['Layers', 'Labels', 'Annotations', 'History', 'Total size', 'org.example.built-by', 'ADD file:rootfs']) {
+      check(tagText.includes(part), `${label}: the tag page lacks ${part}`);
+    }
+    check(/@sha256:[0-9a-f]{64}/.test(tagText), `${label}: the tag page has no pinned pull line`);
+    await shot('3c-tag');
+    await noSideways('the tag page');
+
+    if (user.delete && last) {
+      // Delete the last tag: the confirmation lists every tag sharing its digest.
+      const victim = user.tags[user.tags.length - 1];
+      await page.goto(`${base}repo/${user.open}`);
+      await Promise.all([
+        page.waitForURL(`${base}repo/${user.open}/-/delete?tag=${victim}`),
+        page.locator(`section[id="tag-${victim}"] a:text-is("Delete…")`).click(),
+      ]);
+      const doomed = (await page.locator('ul.doomed code').allTextContents()).map((t) => t.trim());
+      check(doomed.includes(victim), `${label}: the confirmation does not list ${victim}: ${doomed}`);
+      await shot('6-confirm-delete');
+      await noSideways('the delete confirmation');
+      await Promise.all([page.waitForURL(new RegExp(`repo/${user.open}\\?deleted=sha256`)), page.click('button.danger')]);
+      const left = (await page.locator('section.card h2 code').allTextContents()).map((t) => t.trim());
+      const expected = user.tags.filter((t) => !doomed.includes(t));
+      check(JSON.stringify(left) === JSON.stringify(expected), `${label}: after the delete ${JSON.stringify(left)} != ${JSON.stringify(expected)}`);
+      check((await page.textContent('main')).includes('Deleted:'), `${label}: no notice after the delete`);
+      await shot('7-deleted');
+      await noSideways('the repository page after a delete');
+    }
 
     // Another account's repository, by editing the URL: the not-found page.
     const before = problems.length;
@@ -153,15 +236,55 @@ async function flow(user, viewportName) {
   }
 }
 
+// The repository page with JavaScript off: everything there, no copy buttons.
+async function withoutScript(user) {
+  const label = `${user.account}-nojs`;
+  const profile = mkdtempSync(join(tmpdir(), 'portcullis-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: ARGS, ignoreHTTPSErrors: true,
+    viewport: VIEWPORTS.desktop, javaScriptEnabled: false,
+  });
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    page.setDefaultTimeout(15000);
+    await page.goto(`${base}login`);
+    await page.fill('#account', user.account);
+    await page.fill('#password', user.password);
+    await Promise.all([page.waitForURL(base), page.click('button[type=submit]')]);
+    await page.goto(`${base}repo/${user.open}`);
+    const tags = (await page.locator('section.card h2 code').allTextContents()).map((t) => t.trim());
+    check(tags.length > 0, `${label}: no tags without JavaScript`);
+    check(await page.locator('[data-copy]').count() > 0, `${label}: no commands without JavaScript`);
+    check(await page.locator('button.copy').count() === 0, `${label}: copy buttons without JavaScript do nothing`);
+    const file = join(outDir, `${label}-3-repository.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    console.log(`screenshot: ${file}`);
+    console.log(`ok: ${label}`);
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
 let failed = 0;
 for (const user of spec.users) {
-  for (const viewport of user.phone ? ['desktop', 'phone'] : ['desktop']) {
+  const viewports = user.phone ? ['desktop', 'phone'] : ['desktop'];
+  for (const viewport of viewports) {
     try {
-      await flow(user, viewport);
+      await flow(user, viewport, viewport === viewports[viewports.length - 1]);
     } catch (e) {
       failed += 1;
       console.log(`FAILED: ${user.account}-${viewport}: ${e.message}`);
     }
+  }
+}
+const plain = spec.users.find((u) => !u.delete) ?? spec.users[0];
+if (plain) {
+  try {
+    await withoutScript(plain);
+  } catch (e) {
+    failed += 1;
+    console.log(`FAILED: ${plain.account}-nojs: ${e.message}`);
   }
 }
 if (failed > 0) {
