@@ -66,6 +66,18 @@ impl From<&crate::route::RouteError> for OciError {
     }
 }
 
+/// A refused login, ready to be answered: the error, extra headers (`Retry-After`), and how
+/// the audit line records it. Here, below the proxy and the web UI, because both answer it.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Status and OCI body.
+    pub error: OciError,
+    /// Extra response headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The audit decision.
+    pub outcome: crate::outcome::Outcome,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

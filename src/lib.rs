@@ -25,6 +25,7 @@
 //! | [`shutdown`] | SIGTERM drains requests in flight before exiting |
 //! | [`limits`] | connection cap, header deadline (slowloris), URI and header size limits |
 //! | [`server`] | builds the Pingora server: listeners, TLS, threads |
+//! | [`outcome`] | how a request ended: the audit line's decision and the metric label |
 //! | [`metrics`] | the Prometheus registry and one method per thing counted |
 //! | [`admin`] | the admin listener (`/metrics`, `/healthz`, `/readyz`) and the registry probe |
 //! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
@@ -42,6 +43,7 @@ pub mod errors;
 pub mod explain;
 pub mod limits;
 pub mod metrics;
+pub mod outcome;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

@@ -35,7 +35,7 @@ use prometheus::{
 };
 
 use crate::authn::AuthnError;
-use crate::proxy::Outcome;
+use crate::outcome::Outcome;
 use crate::route::Route;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output (text exposition format 0.0.4).

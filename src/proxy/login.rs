@@ -3,12 +3,7 @@
 
 use super::*;
 
-/// A refused login, ready to be answered.
-pub(crate) struct Refusal {
-    pub(crate) error: OciError,
-    pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) outcome: Outcome,
-}
+pub use crate::errors::Refusal;
 
 /// `Basic realm="…"` with the realm's quotes and backslashes escaped.
 /// The request's credentials. Two `Authorization` headers are refused: which one would a

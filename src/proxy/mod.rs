@@ -43,6 +43,43 @@ use crate::state::State;
 use crate::token::{self, Claims, TokenService};
 use crate::ui::{self, Ui};
 
+pub use crate::outcome::Outcome;
+
+/// The web UI's view of the proxy: the same login path, registry and public origin.
+#[async_trait]
+impl ui::gateway::Gateway for Portcullis {
+    async fn login(
+        &self,
+        state: &State,
+        creds: &Credentials,
+        client: ClientAddr,
+    ) -> std::result::Result<Identity, crate::errors::Refusal> {
+        Portcullis::login(self, state, creds, client).await
+    }
+
+    fn peer(&self) -> HttpPeer {
+        Portcullis::peer(self)
+    }
+
+    fn upstream_host(&self) -> &str {
+        Portcullis::upstream_host(self)
+    }
+
+    async fn upstream_repositories(
+        &self,
+    ) -> std::result::Result<Arc<Vec<String>>, catalog::CatalogError> {
+        Portcullis::upstream_repositories(self).await
+    }
+
+    fn public_origin(&self, session: &Session) -> (String, String) {
+        Portcullis::public_origin(self, session)
+    }
+
+    fn tls(&self) -> bool {
+        Portcullis::tls(self)
+    }
+}
+
 mod answer;
 mod challenge;
 mod forward;
@@ -165,39 +202,6 @@ impl RequestCtx {
     /// The parsed route, once the target has been parsed.
     fn route(&self) -> Option<&Route> {
         self.parsed.as_ref().map(|p| &p.route)
-    }
-}
-
-/// The `decision` label of the audit line and the request metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Forwarded.
-    Allowed,
-    /// A valid login without the right (403), or anonymous refused (401).
-    Denied,
-    /// A valid Bearer token without the scope this request needs, although the ACL grants it:
-    /// 401 `insufficient_scope`, and the client fetches a new token. Not a refusal by the ACL,
-    /// so it is not counted as one.
-    InsufficientScope,
-    /// No or bad credentials (401).
-    Unauthenticated,
-    /// A request portcullis refused to parse (400/404/405).
-    Invalid,
-    /// Something failed: the registry, or an authentication backend.
-    Error,
-}
-
-impl Outcome {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Denied => "denied",
-            Outcome::InsufficientScope => "insufficient_scope",
-            Outcome::Unauthenticated => "unauthenticated",
-            Outcome::Invalid => "invalid",
-            Outcome::Error => "error",
-        }
     }
 }
 

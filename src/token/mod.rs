@@ -190,7 +190,9 @@ impl TokenService {
             return false;
         };
         let expected = signer::binding(secret, &claims.sub, stamp);
-        crate::ui::csrf::bytes_equal(expected.as_bytes(), cred.as_bytes())
+        // Constant time (lengths are not secret): the claim is the client's to choose.
+        let (a, b) = (expected.as_bytes(), cred.as_bytes());
+        a.len() == b.len() && bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
     }
 
     /// Signs an access token for `account` with `access`, issued at `now` (Unix seconds).

@@ -19,14 +19,15 @@ use super::pages::{self, Chrome};
 use super::registry::{self, ReadError, Reader};
 use super::{forbidden_delete, not_found, upstream_failed, Answer, Request, NEWEST_FIRST_MAX};
 use crate::acl::RuleOrigin;
+use crate::outcome::Outcome;
 use crate::policy::{self, Decision, Subject};
-use crate::proxy::{Outcome, Portcullis};
 use crate::state::State;
+use crate::ui::gateway::Gateway;
 
 /// What every repository-scoped page needs.
 pub(super) struct Page<'a> {
     /// The proxy (upstream peer, public origin).
-    pub(super) proxy: &'a Portcullis,
+    pub(super) proxy: &'a dyn Gateway,
     /// The client's session (for the public host name).
     pub(super) session: &'a Session,
     /// The configuration and ACL in force.

@@ -12,9 +12,10 @@ use super::{
     REPOSITORIES_PER_PAGE, TAGS_PER_PAGE,
 };
 use crate::catalog;
+use crate::outcome::Outcome;
 use crate::policy::Subject;
-use crate::proxy::{Outcome, Portcullis};
 use crate::state::State;
+use crate::ui::gateway::Gateway;
 
 /// A repository's tags, if the account may pull it; the same 404 otherwise. Newest
 /// first when there are at most [`NEWEST_FIRST_MAX`] tags.
@@ -81,7 +82,7 @@ pub(super) async fn repository(page: &Page<'_>) -> Answer {
 /// The repository list: the shared listing code, searched, sorted and paged, each repository
 /// with its tag count and newest image.
 pub(super) async fn repositories(
-    proxy: &Portcullis,
+    proxy: &dyn Gateway,
     state: &State,
     chrome: &Chrome<'_>,
     request: &Request,

@@ -21,6 +21,7 @@
 
 pub mod assets;
 pub mod csrf;
+pub mod gateway;
 mod images;
 mod lists;
 pub mod pages;
@@ -41,9 +42,10 @@ use crate::authn::{AuthnError, Credentials, Identity};
 use crate::client::ClientAddr;
 use crate::config;
 use crate::explain::{self, Asker, Scope};
+use crate::outcome::Outcome;
 use crate::policy::Subject;
-use crate::proxy::{Outcome, Portcullis};
 use crate::state::State;
+use gateway::Gateway;
 
 use pages::Chrome;
 use session::{Claims, Key, Revoked};
@@ -241,7 +243,7 @@ impl Ui {
     /// Answers a request [`is_mounted`] accepted, and writes the answer.
     pub async fn serve(
         &self,
-        proxy: &Portcullis,
+        proxy: &dyn Gateway,
         session: &mut Session,
         state: &State,
         client: ClientAddr,
@@ -253,7 +255,7 @@ impl Ui {
 
     async fn answer(
         &self,
-        proxy: &Portcullis,
+        proxy: &dyn Gateway,
         session: &mut Session,
         state: &State,
         client: ClientAddr,
@@ -429,7 +431,7 @@ impl Ui {
     #[allow(clippy::too_many_arguments)]
     async fn route(
         &self,
-        proxy: &Portcullis,
+        proxy: &dyn Gateway,
         session: &Session,
         state: &State,
         client: ClientAddr,
@@ -593,7 +595,7 @@ impl Ui {
     /// `POST login`: CSRF, then the proxy's login path (lockout included), then a session.
     async fn login(
         &self,
-        proxy: &Portcullis,
+        proxy: &dyn Gateway,
         state: &State,
         request: &Request,
         client: ClientAddr,
