@@ -11,7 +11,13 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
+
+// The settings of each part are defined beside the part that uses them, so the arrow points
+// one way: the configuration knows every part, no part knows the configuration.
+pub use crate::authn::ldap::Ldap;
+pub use crate::authn::lockout::Settings as Lockout;
+pub use crate::token::Token;
 
 /// The whole validated configuration, with every relative path resolved against the
 /// folder of the file it came from.
@@ -137,81 +143,6 @@ pub struct Auth {
     pub ldap_file: Option<PathBuf>,
     /// Failed-login limits.
     pub lockout: Lockout,
-}
-
-/// `auth.token`: the Docker token service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    /// Path of the token endpoint on `listen`.
-    pub path: String,
-    /// The realm sent in challenges; `None` builds it from the request's scheme and host.
-    pub realm: Option<String>,
-    /// `iss` of issued tokens.
-    pub issuer: String,
-    /// `aud` of issued tokens, and the `service` the ACL sees.
-    pub service: String,
-    /// RSA or EC P-256 private key (PEM) that signs tokens.
-    pub key: PathBuf,
-    /// Its certificate (PEM), sent as `x5c` and given to registry:2 as `rootcertbundle`.
-    pub certificate: Option<PathBuf>,
-    /// Public keys or certificates (PEM) whose tokens are still accepted: the previous key
-    /// during a key rotation, so nobody is logged out at the switch.
-    pub previous_keys: Vec<PathBuf>,
-    /// Lifetime of access tokens.
-    pub expiration: Duration,
-    /// Lifetime of refresh tokens (`access_type=offline`).
-    pub refresh_expiration: Duration,
-}
-
-/// `auth.ldap`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ldap {
-    /// `ldap://host:port` or `ldaps://host:port`.
-    pub url: String,
-    /// Upgrade an `ldap://` connection with StartTLS.
-    pub start_tls: bool,
-    /// A private CA for the LDAP server's certificate.
-    pub ca_certificate: Option<PathBuf>,
-    /// The service account that searches.
-    pub bind_dn: String,
-    /// File holding its password (trailing newline stripped).
-    pub bind_password_file: PathBuf,
-    /// Search base.
-    pub base: String,
-    /// Search filter with `{account}`.
-    pub filter: String,
-    /// The attribute whose value (read from the entry found, never the typed name) is the
-    /// account name: the login name must equal it exactly, so each person has one name for
-    /// the ACL, the labels, the lockout, the caches, tokens and the audit log.
-    pub account_attribute: String,
-    /// Label name → attribute.
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Per-operation timeout.
-    pub timeout: Duration,
-    /// How long a successful login is remembered.
-    pub cache: Duration,
-}
-
-/// `auth.lockout`: failed logins per (account, address), per address and per account within a
-/// window (the model: [`crate::authn::lockout`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lockout {
-    /// Failures of one account from one address that lock that pair; 0 turns lockout off.
-    pub failures: u32,
-    /// The window failures are counted in, and how long a lockout lasts.
-    pub window: Duration,
-    /// Client networks never locked out (monitoring, the office behind NAT).
-    pub exempt: Vec<IpNet>,
-}
-
-impl Default for Lockout {
-    fn default() -> Self {
-        Lockout {
-            failures: 10,
-            window: Duration::from_secs(300),
-            exempt: Vec::new(),
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -503,19 +434,6 @@ fn de_duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
         }
     }
     d.deserialize_str(V).map(Some)
-}
-
-/// Why `p` cannot be read as a file, if it cannot: missing, or a folder where a file is due.
-pub(crate) fn not_a_file(p: &Path) -> Option<String> {
-    match std::fs::metadata(p) {
-        Ok(m) if m.is_file() => None,
-        Ok(m) if m.is_dir() => Some(format!("{} is a folder, not a file", p.display())),
-        Ok(_) => Some(format!("{} is not a regular file", p.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Some(format!("{} does not exist", p.display()))
-        }
-        Err(e) => Some(format!("{}: {e}", p.display())),
-    }
 }
 
 fn de_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {

@@ -104,6 +104,19 @@ pub fn find_key_line(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// Why `p` cannot be read as a file, if it cannot: missing, or a folder where a file is due.
+pub fn not_a_file(p: &Path) -> Option<String> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) if m.is_dir() => Some(format!("{} is a folder, not a file", p.display())),
+        Ok(_) => Some(format!("{} is not a regular file", p.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("{} does not exist", p.display()))
+        }
+        Err(e) => Some(format!("{}: {e}", p.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Ldap;
+use crate::authn::ldap::Ldap;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::yaml::{self, Node, NodeKind};
 
@@ -150,7 +150,7 @@ pub fn ldap_from_file(path: &Path) -> Result<Ldap, Diagnostics> {
     let bind_password_file = match &raw.bind_password_file {
         Some(p) => {
             let p = resolve(p);
-            if let Some(why) = crate::config::not_a_file(&p) {
+            if let Some(why) = crate::diagnostic::not_a_file(&p) {
                 err("bind_password_file", why);
             }
             p
@@ -162,7 +162,7 @@ pub fn ldap_from_file(path: &Path) -> Result<Ldap, Diagnostics> {
     };
     let ca_certificate = raw.ca_certificate.as_deref().map(resolve);
     if let Some(c) = &ca_certificate {
-        if let Some(why) = crate::config::not_a_file(c) {
+        if let Some(why) = crate::diagnostic::not_a_file(c) {
             err("ca_certificate", why);
         }
     }

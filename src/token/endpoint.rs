@@ -732,7 +732,7 @@ mod tests {
     fn env() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let (key, cert) = generate_dev_keypair(dir.path()).unwrap();
-        let cfg = crate::config::Token {
+        let cfg = crate::token::Token {
             path: "/auth".into(),
             realm: None,
             issuer: "portcullis-test".into(),
@@ -1226,7 +1226,7 @@ mod tests {
     async fn failed_logins_lock_out_get_and_post() {
         let env = env();
         let authn = standard_users(false);
-        let lockout = Lockout::new(crate::config::Lockout {
+        let lockout = Lockout::new(crate::authn::lockout::Settings {
             failures: 2,
             window: std::time::Duration::from_secs(60),
             ..Default::default()

@@ -14,6 +14,9 @@
 //! [`TokenService`] ties them together and is what the proxy holds (inside the reloadable
 //! state, so a reload picks up a new key and starts with an empty cache).
 
+mod settings;
+pub use settings::Token;
+
 pub mod claims;
 pub mod endpoint;
 pub mod keys;
@@ -89,7 +92,7 @@ pub struct TokenService {
 impl TokenService {
     /// Loads the key (and certificate) named by `auth.token`. Problems are diagnostics under
     /// `auth.token.key` / `auth.token.certificate`, naming the file.
-    pub fn load(cfg: &crate::config::Token) -> Result<TokenService, Diagnostics> {
+    pub fn load(cfg: &Token) -> Result<TokenService, Diagnostics> {
         let key = SigningKey::load(&cfg.key)?;
         let chain = match &cfg.certificate {
             Some(path) => Some(keys::load_certificate_chain(path, key.public())?),
@@ -136,7 +139,7 @@ impl TokenService {
     }
 
     /// A service from an already loaded key and DER certificate chain (leaf first).
-    pub fn new(cfg: &crate::config::Token, key: SigningKey, chain: Option<Vec<Vec<u8>>>) -> Self {
+    pub fn new(cfg: &Token, key: SigningKey, chain: Option<Vec<Vec<u8>>>) -> Self {
         let public = key.public().clone();
         let binding_secrets = [(public.kid().to_string(), *key.binding_secret())].into();
         TokenService {
@@ -313,9 +316,9 @@ pub(crate) fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
-    fn cfg(dir: &std::path::Path) -> crate::config::Token {
+    fn cfg(dir: &std::path::Path) -> Token {
         let (key, cert) = generate_dev_keypair(dir).unwrap();
-        crate::config::Token {
+        Token {
             path: "/auth".into(),
             realm: None,
             issuer: "iss".into(),
@@ -410,8 +413,8 @@ mod tests {
     }
 
     /// The configuration of the dev key pair already in `dir` (not a new one).
-    fn cfg_of(dir: &std::path::Path) -> crate::config::Token {
-        crate::config::Token {
+    fn cfg_of(dir: &std::path::Path) -> Token {
+        Token {
             path: "/auth".into(),
             realm: None,
             issuer: "iss".into(),

@@ -36,6 +36,9 @@
 //! account if needed, searching) and the user-bind phase (connecting, binding) each get
 //! `ldap.timeout`, so a login fails after at most twice that.
 
+mod settings;
+pub use settings::Ldap;
+
 pub mod account;
 pub mod escape;
 pub mod labels;
@@ -52,7 +55,6 @@ use ldap3::{ResultEntry, SearchEntry};
 
 use super::cache::{LoginCache, Stamp};
 use super::{Authenticator, AuthnError, Identity, Lookup};
-use crate::config;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 pub use escape::{build_filter, escape_filter_value};
@@ -159,13 +161,13 @@ pub struct LdapAuthenticator {
 impl LdapAuthenticator {
     /// Builds the backend from `auth.ldap`, reading the password file and the CA certificate.
     /// Nothing connects yet: a directory that is down at start does not stop the proxy.
-    pub fn load(config: &config::Ldap) -> Result<LdapAuthenticator, Diagnostics> {
+    pub fn load(config: &Ldap) -> Result<LdapAuthenticator, Diagnostics> {
         let password = read_password_file(&config.bind_password_file)?;
         Self::new(config, password)
     }
 
     /// Builds the backend from `auth.ldap` with the service account's password already read.
-    pub fn new(config: &config::Ldap, bind_password: String) -> Result<Self, Diagnostics> {
+    pub fn new(config: &Ldap, bind_password: String) -> Result<Self, Diagnostics> {
         let mut errors = Vec::new();
         let file = &config.bind_password_file;
         let uses_tls = config.start_tls || config.url.starts_with("ldaps://");
@@ -460,8 +462,8 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    fn config(url: &str) -> config::Ldap {
-        config::Ldap {
+    fn config(url: &str) -> Ldap {
+        Ldap {
             url: url.into(),
             start_tls: false,
             ca_certificate: None,

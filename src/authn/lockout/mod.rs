@@ -54,6 +54,9 @@
 //! resistant to flushing by random names: see its documentation). A store shared by several
 //! replicas implements the same operations (each one Lua script or transaction in Redis, say).
 
+mod settings;
+pub use settings::Settings;
+
 pub mod gate;
 pub mod table;
 
@@ -63,7 +66,6 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::authn::{Authenticators, AuthnError, Identity};
-use crate::config;
 
 pub use table::{Tables, DEFAULT_CAPACITY, WAYS};
 
@@ -187,18 +189,18 @@ pub struct Lockout {
 impl Lockout {
     /// Limits for `config`, counted in process with [`DEFAULT_CAPACITY`] keys per kind.
     /// `failures: 0` turns lockout off (and allocates next to nothing).
-    pub fn new(config: config::Lockout) -> Self {
+    pub fn new(config: Settings) -> Self {
         Self::with_capacity(config, DEFAULT_CAPACITY)
     }
 
     /// Limits counted in process, with room for at least `capacity` keys of each kind.
-    pub fn with_capacity(config: config::Lockout, capacity: usize) -> Self {
+    pub fn with_capacity(config: Settings, capacity: usize) -> Self {
         let capacity = if config.failures == 0 { 0 } else { capacity };
         Self::with_counters(config, Box::new(Tables::with_capacity(capacity)))
     }
 
     /// Limits counted in `counters`.
-    pub fn with_counters(config: config::Lockout, counters: Box<dyn Counters>) -> Self {
+    pub fn with_counters(config: Settings, counters: Box<dyn Counters>) -> Self {
         Lockout {
             failures: config.failures,
             // `Instant + window` must not overflow; no real lockout is longer than a year.
@@ -508,8 +510,8 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_secs(300);
 
-    fn config(failures: u32) -> config::Lockout {
-        config::Lockout {
+    fn config(failures: u32) -> Settings {
+        Settings {
             failures,
             window: WINDOW,
             exempt: Vec::new(),
@@ -616,7 +618,7 @@ mod tests {
 
     #[test]
     fn exempt_networks_are_never_locked_but_count_for_the_account_delay() {
-        let l = Lockout::new(config::Lockout {
+        let l = Lockout::new(Settings {
             exempt: vec![
                 "10.0.0.0/8".parse().unwrap(),
                 "2001:db8::/32".parse().unwrap(),
@@ -789,7 +791,7 @@ mod tests {
 
     #[test]
     fn a_huge_window_does_not_overflow() {
-        let l = Lockout::new(config::Lockout {
+        let l = Lockout::new(Settings {
             window: Duration::MAX,
             ..config(1)
         });
