@@ -39,13 +39,17 @@
 
 use std::fmt;
 
+mod grammar;
+mod query;
+
+pub use grammar::{is_valid_digest, is_valid_name, is_valid_tag, is_valid_upload_id};
+pub use query::parse_query;
+use query::*;
+
 /// The registry's limit on the total length of a repository name
 /// (`reference.NameTotalLengthMax`); longer names are refused here so the
 /// proxy never authorizes a name the registry would reject anyway.
 pub const NAME_MAX_LEN: usize = 255;
-
-/// The tag grammar's length limit (`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}`).
-const TAG_MAX_LEN: usize = 128;
 
 /// What a request does to a repository.
 ///
@@ -388,33 +392,6 @@ impl Parsed {
     }
 }
 
-/// Everything but RFC 3986's unreserved characters and `/` is percent-encoded
-/// in a forwarded query value, so Go's `url.ParseQuery` decodes exactly the
-/// value that was authorized (`+`, `;`, `&`, `=` and `%` never appear raw).
-const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// The query parameters the registry (or another OCI registry) reads on each
-/// endpoint, besides `mount`/`from`. Everything else is dropped.
-fn kept_params(endpoint: Endpoint, method: &str) -> &'static [&'static str] {
-    match (endpoint, method) {
-        // registry:2 pages the catalog and (in later versions) tags with these.
-        (Endpoint::Catalog | Endpoint::TagsList, _) => &["n", "last"],
-        // The OCI 1.1 referrers filter.
-        (Endpoint::Referrers, _) => &["artifactType"],
-        // A monolithic upload (POST with the whole blob and its digest).
-        (Endpoint::UploadStart, _) => &["digest"],
-        // The registry's signed upload state, and the digest that completes it.
-        (Endpoint::Upload, "PUT") => &["_state", "digest"],
-        (Endpoint::Upload, _) => &["_state"],
-        _ => &[],
-    }
-}
-
 /// Parses a request into its [`Route`] and what is needed to rebuild it.
 ///
 /// Exists so the proxy authorizes exactly what the registry will serve: any
@@ -505,29 +482,6 @@ pub fn parse_request(method: &str, target: &[u8]) -> Result<Parsed, RouteError> 
         params,
         unknown_reference,
     })
-}
-
-/// The pairs named in `keep`, in `keep`'s order. A kept key given twice is
-/// refused: Go's `FormValue` takes the first, another reader may take the
-/// last, and we refuse to be the one that guesses. Other pairs are dropped.
-fn kept_pairs(
-    pairs: &[(String, String)],
-    keep: &'static [&'static str],
-) -> Result<Vec<(&'static str, String)>, RouteError> {
-    let mut out: Vec<(&'static str, String)> = Vec::new();
-    for key in keep {
-        let mut values = pairs.iter().filter(|(k, _)| k == key);
-        if let Some((_, v)) = values.next() {
-            if values.next().is_some() {
-                return Err(RouteError::BadQuery(Q_DUP_PARAM));
-            }
-            if *key == "digest" && !is_valid_digest(v) {
-                return Err(RouteError::InvalidDigest);
-            }
-            out.push((key, v.clone()));
-        }
-    }
-    Ok(out)
 }
 
 /// Byte-level rules for the path, checked before any structure is read.
@@ -731,248 +685,6 @@ fn method_action(endpoint: Endpoint, method: &str) -> Result<Option<Action>, Rou
         }
     };
     Ok(action)
-}
-
-/// Reads `mount`/`from` off an upload start's query.
-fn mount_of(pairs: &[(String, String)]) -> Result<Option<Mount>, RouteError> {
-    let mut digest: Option<&str> = None;
-    let mut from: Option<&str> = None;
-    for (k, v) in pairs {
-        // Go's FormValue takes the first value; another parser may take the
-        // last. We refuse to be the one that guesses.
-        let (slot, duplicate) = match k.as_str() {
-            "mount" => (&mut digest, Q_DUP_MOUNT),
-            "from" => (&mut from, Q_DUP_FROM),
-            _ => continue,
-        };
-        if slot.replace(v).is_some() {
-            return Err(RouteError::BadQuery(duplicate));
-        }
-    }
-    // Validated whenever present (even alone, even empty), so the policy
-    // never sees a repository name it would have to normalise.
-    if let Some(f) = from {
-        if !is_valid_name(f) {
-            return Err(RouteError::InvalidName);
-        }
-    }
-    if let Some(d) = digest {
-        if !is_valid_digest(d) {
-            return Err(RouteError::InvalidDigest);
-        }
-    }
-    // The registry mounts only when both are given (non-empty, which the
-    // checks above imply).
-    Ok(match (digest, from) {
-        (Some(d), Some(f)) => Some(Mount {
-            digest: d.to_owned(),
-            from: f.to_owned(),
-        }),
-        _ => None,
-    })
-}
-
-/// Go's url.ParseQuery, strictly: every pair must decode. (pub so the token
-/// endpoint can reuse it later.)
-///
-/// Exists because the registry reads parameters with Go's parser, which
-/// silently *drops* pairs containing `;` or a bad `%` escape: a proxy that
-/// read those pairs differently (or kept them) would authorize one mount and
-/// forward another. Here every such pair is an error instead. Empty pairs
-/// (`a&&b`) are skipped, as Go does; a key without `=` has the value `""`.
-pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, RouteError> {
-    let mut out = Vec::new();
-    for pair in query.split('&') {
-        // Go ≥ 1.17 refuses `;` as a separator and drops the pair; older Go
-        // (and other stacks) split on it. Either reading is a guess.
-        if pair.contains(';') {
-            return Err(RouteError::BadQuery(Q_SEMICOLON));
-        }
-        if pair.is_empty() {
-            continue;
-        }
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.push((query_unescape(k)?, query_unescape(v)?));
-    }
-    Ok(out)
-}
-
-/// Go's `url.QueryUnescape`: `+` is a space, `%XX` must be two hex digits;
-/// additionally the result must be UTF-8 (Go does not check; we refuse so
-/// that no two decoders can disagree on lossy conversion).
-fn query_unescape(s: &str) -> Result<String, RouteError> {
-    let b = s.as_bytes();
-    if !b.iter().any(|&c| c == b'%' || c == b'+') {
-        return Ok(s.to_owned());
-    }
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hi = b.get(i + 1).copied().and_then(hex_value);
-                let lo = b.get(i + 2).copied().and_then(hex_value);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => out.push((h << 4) | l),
-                    _ => return Err(RouteError::BadQuery(Q_ESCAPE)),
-                }
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| RouteError::BadQuery(Q_UTF8))
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn is_lower_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-/// Whether `name` is a repository name in the registry's grammar
-/// (`[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` components joined by `/`, at most
-/// [`NAME_MAX_LEN`] bytes).
-///
-/// Exists as a byte scanner (no regex on the hot path) and as a public
-/// function so the ACL/config loaders can refuse names no request can ever
-/// carry.
-pub fn is_valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() > NAME_MAX_LEN {
-        return false;
-    }
-    b.split(|&c| c == b'/').all(is_valid_component)
-}
-
-/// One `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` component.
-fn is_valid_component(c: &[u8]) -> bool {
-    let n = c.len();
-    let mut i = 0;
-    loop {
-        // An alphanumeric run, at least one byte: a component never starts
-        // or ends with a separator, and separators never touch.
-        let start = i;
-        while i < n && is_lower_alnum(c[i]) {
-            i += 1;
-        }
-        if i == start {
-            return false;
-        }
-        if i == n {
-            return true;
-        }
-        match c[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < n && c[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < n && c[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Whether `s` is a tag (`[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}`).
-///
-/// Exists so a manifest reference is either a tag or a digest and nothing
-/// the registry might read as a third thing.
-pub fn is_valid_tag(s: &str) -> bool {
-    let b = s.as_bytes();
-    match b.first() {
-        Some(&c) if c.is_ascii_alphanumeric() || c == b'_' => {}
-        _ => return false,
-    }
-    b.len() <= TAG_MAX_LEN
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
-
-/// Whether `s` is an OCI digest (`algorithm ":" encoded`), with the exact
-/// lengths for `sha256` and `sha512`.
-///
-/// Exists because digests appear in paths and in `mount=`; a strict grammar
-/// means no encoding tricks (`sha256:../..`) ever reach the registry's
-/// storage layer.
-pub fn is_valid_digest(s: &str) -> bool {
-    let Some((algorithm, encoded)) = s.split_once(':') else {
-        return false;
-    };
-    if !is_valid_algorithm(algorithm)
-        || encoded.is_empty()
-        || !encoded
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'=' | b'_' | b'-'))
-    {
-        return false;
-    }
-    let lower_hex = |len: usize| {
-        encoded.len() == len
-            && encoded
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    };
-    match algorithm {
-        "sha256" => lower_hex(64),
-        "sha512" => lower_hex(128),
-        _ => true,
-    }
-}
-
-/// `[a-z0-9]+([+._-][a-z0-9]+)*`.
-fn is_valid_algorithm(a: &str) -> bool {
-    let b = a.as_bytes();
-    let n = b.len();
-    let mut i = 0;
-    loop {
-        let start = i;
-        while i < n && is_lower_alnum(b[i]) {
-            i += 1;
-        }
-        if i == start {
-            return false;
-        }
-        if i == n {
-            return true;
-        }
-        if !matches!(b[i], b'+' | b'.' | b'_' | b'-') {
-            return false;
-        }
-        i += 1;
-    }
-}
-
-/// Whether `s` is an upload id (`[a-zA-Z0-9-_.=]+`, but not `.` or `..`).
-///
-/// Exists because the id is a path segment the registry maps to storage;
-/// dot segments are refused even though the path check already does.
-pub fn is_valid_upload_id(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'='))
 }
 
 #[cfg(test)]
