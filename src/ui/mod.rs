@@ -12,6 +12,9 @@
 //! | [`assets`] | the embedded stylesheet and copy-button script |
 //! | `lists` | the repository list and a repository's tags |
 //! | `images` | a tag's own page, and deleting a manifest |
+//! | `login` | the login form and `POST login` |
+//! | `explain_page` | the explain page for UI admins |
+//! | [`gateway`] | what the UI needs from the proxy it is mounted in (a trait the proxy implements) |
 //!
 //! Access is never decided here: logins go through the proxy's one login path (lockout
 //! included), listings through [`crate::catalog::visible_to`], and repository, tag and delete
@@ -21,9 +24,11 @@
 
 pub mod assets;
 pub mod csrf;
+mod explain_page;
 pub mod gateway;
 mod images;
 mod lists;
+mod login;
 pub mod pages;
 pub mod registry;
 pub mod session;
@@ -47,6 +52,7 @@ use crate::policy::Subject;
 use crate::state::State;
 use gateway::Gateway;
 
+use explain_page::{explain_page, is_admin};
 use pages::Chrome;
 use session::{Claims, Key, Revoked};
 
@@ -551,296 +557,6 @@ impl Ui {
             }
         }
     }
-
-    /// The login form with a CSRF token, setting the double-submit cookie when it is missing.
-    #[allow(clippy::too_many_arguments)]
-    fn login_form(
-        &self,
-        state: &State,
-        request: &Request,
-        tls: bool,
-        account: &str,
-        problem: Option<&str>,
-        status: u16,
-        outcome: Outcome,
-    ) -> Answer {
-        let ui = &state.config.ui;
-        let chrome = Chrome {
-            title: &ui.title,
-            base: &ui.path,
-            account: None,
-            csrf: None,
-            admin: false,
-        };
-        let existing = request
-            .cookie(csrf::LOGIN_COOKIE)
-            .filter(|n| csrf::is_nonce(n))
-            .map(str::to_owned);
-        let nonce = existing.clone().unwrap_or_else(session::random_text);
-        let token = csrf::login_token(&self.key, &nonce);
-        let mut answer = Answer::html(
-            status,
-            pages::login(&chrome, &token, account, problem),
-            outcome,
-        );
-        if existing.is_none() {
-            answer.headers.push((
-                "Set-Cookie",
-                session::set_cookie(csrf::LOGIN_COOKIE, &nonce, &ui.path, LOGIN_COOKIE_AGE, tls),
-            ));
-        }
-        answer
-    }
-
-    /// `POST login`: CSRF, then the proxy's login path (lockout included), then a session.
-    async fn login(
-        &self,
-        proxy: &dyn Gateway,
-        state: &State,
-        request: &Request,
-        client: ClientAddr,
-        now: SystemTime,
-    ) -> Answer {
-        let ui = &state.config.ui;
-        let tls = proxy.tls();
-        let account = request.field("account").unwrap_or("").trim().to_owned();
-        let password = request.field("password").unwrap_or("").to_owned();
-        let valid_csrf = request
-            .cookie(csrf::LOGIN_COOKIE)
-            .filter(|n| csrf::is_nonce(n))
-            .is_some_and(|nonce| {
-                csrf::matches(
-                    &csrf::login_token(&self.key, nonce),
-                    request.field(csrf::FIELD),
-                )
-            });
-        if !valid_csrf {
-            return self.login_form(
-                state,
-                request,
-                tls,
-                &account,
-                Some("the form had expired. Please try again."),
-                403,
-                Outcome::Denied,
-            );
-        }
-        if account.is_empty() || password.is_empty() {
-            return self
-                .login_form(
-                    state,
-                    request,
-                    tls,
-                    &account,
-                    Some("enter an account and a password."),
-                    401,
-                    Outcome::Unauthenticated,
-                )
-                .account(None);
-        }
-        let creds = Credentials::Basic {
-            account: account.clone(),
-            password,
-        };
-        // Read before the password check: a password changed while the login runs leaves a
-        // session bound to the old credential, which ends at once.
-        let stamp = state.authn.current(&account).await.map(|(_, stamp)| stamp);
-        match proxy.login(state, &creds, client).await {
-            Ok(identity) => {
-                let Ok(stamp) = stamp else {
-                    return self.login_form(
-                        state,
-                        request,
-                        tls,
-                        &account,
-                        Some("the login service is unavailable. Try again later."),
-                        503,
-                        Outcome::Error,
-                    );
-                };
-                let (value, _) = session::issue(
-                    &self.key,
-                    &identity.account,
-                    &stamp,
-                    ui.session_lifetime,
-                    now,
-                );
-                Answer::redirect(ui.path.clone(), Outcome::Allowed)
-                    .with(
-                        "Set-Cookie",
-                        session::set_cookie(
-                            session::COOKIE,
-                            &value,
-                            &ui.path,
-                            ui.session_lifetime.as_secs(),
-                            tls,
-                        ),
-                    )
-                    .with(
-                        "Set-Cookie",
-                        session::set_cookie(csrf::LOGIN_COOKIE, "", &ui.path, 0, tls),
-                    )
-                    .account(Some(&identity.account))
-            }
-            Err(refusal) => {
-                let status = refusal.error.status;
-                let problem = match status {
-                    429 => "too many failed logins. Try again later.",
-                    503 => "the login service is unavailable. Try again later.",
-                    _ => "wrong account or password.",
-                };
-                let mut answer = self
-                    .login_form(
-                        state,
-                        request,
-                        tls,
-                        &account,
-                        Some(problem),
-                        status,
-                        refusal.outcome,
-                    )
-                    .account(Some(&account));
-                answer.headers.extend(refusal.headers);
-                answer
-            }
-        }
-    }
-}
-
-/// True when the ACL grants `*` on `registry:ui` to `identity`: the explain page.
-fn is_admin(state: &State, identity: &Identity, ip: Option<IpAddr>) -> bool {
-    state
-        .acl
-        .decide(&AccessRequest {
-            account: &identity.account,
-            labels: &identity.labels,
-            ip,
-            service: state.service(),
-            kind: "registry",
-            name: "ui",
-            actions: &["*"],
-        })
-        .actions
-        .iter()
-        .any(|a| a == "*")
-}
-
-/// The explain page; with a posted `request`, its answers. The account's own labels come
-/// from whichever backend knows it (as a login would give them), plus the typed ones.
-async fn explain_page(
-    state: &State,
-    chrome: &Chrome<'_>,
-    visitor: &Visitor,
-    ip: Option<IpAddr>,
-    request: Option<&Request>,
-) -> Answer {
-    let Some(request) = request else {
-        let form = pages::ExplainForm {
-            account: visitor.identity.account.clone(),
-            labels: String::new(),
-            ip: ip.map(|i| i.to_string()).unwrap_or_default(),
-            scopes: format!(
-                "repository:{}/app:pull,push\nregistry:catalog:*",
-                visitor.identity.account
-            ),
-        };
-        return Answer::html(
-            200,
-            pages::explain(chrome, &form, None, &[], None),
-            Outcome::Allowed,
-        );
-    };
-    let form = pages::ExplainForm {
-        account: request.field("account").unwrap_or("").trim().to_owned(),
-        labels: request.field("labels").unwrap_or("").to_owned(),
-        ip: request.field("ip").unwrap_or("").trim().to_owned(),
-        scopes: request.field("scopes").unwrap_or("").to_owned(),
-    };
-    let refuse = |problem: String| {
-        Answer::html(
-            400,
-            pages::explain(chrome, &form, None, &[], Some(&problem)),
-            Outcome::Invalid,
-        )
-    };
-    let asked_ip = if form.ip.is_empty() {
-        None
-    } else {
-        match form.ip.parse::<IpAddr>() {
-            Ok(ip) => Some(ip),
-            Err(_) => return refuse(format!("{:?} is not an IP address.", form.ip)),
-        }
-    };
-    let extra: Vec<String> = form
-        .labels
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let scopes: Vec<&str> = form
-        .scopes
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    if scopes.is_empty() {
-        return refuse("enter at least one scope.".into());
-    }
-    if scopes.len() > MAX_SCOPES || extra.len() > MAX_SCOPES {
-        return refuse(format!(
-            "at most {MAX_SCOPES} scopes and {MAX_SCOPES} labels."
-        ));
-    }
-    let mut labels = match state.authn.lookup_cached(&form.account).await {
-        Ok(identity) => identity.labels,
-        Err(_) => explain::static_labels(&state.config, &form.account),
-    };
-    if let Err(e) = explain::add_labels(&mut labels, &extra) {
-        return refuse(format!("{e}."));
-    }
-    let mut parsed = Vec::new();
-    for text in &scopes {
-        match Scope::parse_strict(text) {
-            Ok(s) => parsed.push(s),
-            Err(e) => return refuse(format!("{e}.")),
-        }
-    }
-    let asker = Asker {
-        account: &form.account,
-        labels: &labels,
-        ip: asked_ip,
-        service: state.service(),
-    };
-    let rows: Vec<pages::ExplainRow> = parsed
-        .iter()
-        .map(|scope| {
-            let e = explain::explain(&state.acl, asker, scope);
-            pages::ExplainRow {
-                scope: e.scope,
-                granted: e.granted,
-                rule: e
-                    .rule
-                    .as_ref()
-                    .map(|r| format!("{}:{}", r.file.display(), r.line)),
-                comment: e.rule.and_then(|r| r.comment),
-            }
-        })
-        .collect();
-    let labels_text = if labels.is_empty() {
-        "none".to_owned()
-    } else {
-        labels
-            .iter()
-            .map(|(k, vs)| format!("{k}={}", vs.join(",")))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    Answer::html(
-        200,
-        pages::explain(chrome, &form, Some(&labels_text), &rows, None),
-        Outcome::Allowed,
-    )
 }
 
 fn not_found(chrome: &Chrome<'_>) -> Answer {
