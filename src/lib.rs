@@ -4,6 +4,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`docker_auth`] | reading a docker_auth `auth_config.yml`'s `ldap_auth:` section as it is |
 //! | [`config`] | `proxy.yaml`: schema, defaults, validation with file:line |
 //! | [`diagnostic`] | a located load error (file:line:column, key), shared by every loader |
 //! | [`route`] | method + `/v2` request target → [`route::Route`] (pure, fuzzed) |
