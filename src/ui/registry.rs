@@ -391,23 +391,11 @@ impl Reader {
                 return Ok((reference.to_owned(), m));
             }
         }
-        let target = format!("/v2/{name}/manifests/{reference}");
-        let got = self
-            .get(peer, host, &target, Some(ACCEPT), MAX_MANIFEST)
-            .await?;
-        match got.status {
-            200 => {}
-            404 => return Err(ReadError::NotFound),
-            s => return Err(ReadError::Upstream(format!("manifest answered {s}"))),
-        }
-        let digest = got
-            .digest
-            .filter(|d| crate::route::is_valid_digest(d))
-            .unwrap_or_else(|| format!("sha256:{:x}", Sha256::digest(&got.body)));
+        let (digest, content_type, body) = self.manifest_body(peer, host, name, reference).await?;
         if let Some(m) = recall(&self.manifests, &digest) {
             return Ok((digest, m));
         }
-        let m = parse_manifest(&got.body, got.content_type.as_deref())?;
+        let m = parse_manifest(&body, content_type.as_deref())?;
         remember(&self.manifests, &digest, m.clone());
         Ok((digest, m))
     }
