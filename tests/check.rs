@@ -1,29 +1,9 @@
 //! `portcullis check` refuses what `serve` would refuse, and says where: run as an operator
 //! would, on files written for each case.
 
-use std::process::Command;
+mod common;
 
-fn portcullis(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PORTCULLIS_CONFIG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
-    for (name, text) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-}
+use common::{portcullis, write};
 
 const TLS_CONFIG: &str =
     "upstream: http://127.0.0.1:5001\ntls:\n  cert: tls.crt\n  key: tls.key\nacl: acl.yaml\n";

@@ -518,3 +518,27 @@ pub fn wait_for_reload(admin_port: u16, result: &str, before: f64, within: Durat
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Runs the `portcullis` binary in `dir` as an operator would: exit code, stdout, stderr.
+pub fn portcullis(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PORTCULLIS_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Writes `files` (name, text) under `dir`, making folders as needed.
+pub fn write(dir: &std::path::Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
