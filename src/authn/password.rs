@@ -50,6 +50,14 @@ pub async fn burn_equivalent_time(password: &str) {
     let _ = verify(password, &hash).await;
 }
 
+/// Constant-time equality of two byte strings (their lengths are not secret): for comparing
+/// anything a client presents with a secret-derived value (CSRF tokens, session signatures,
+/// credential bindings), so the time taken says nothing about how much matched.
+pub fn bytes_equal(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,9 +193,8 @@ impl TokenService {
             return false;
         };
         let expected = signer::binding(secret, &claims.sub, stamp);
-        // Constant time (lengths are not secret): the claim is the client's to choose.
-        let (a, b) = (expected.as_bytes(), cred.as_bytes());
-        a.len() == b.len() && bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
+        // Constant time: the claim is the client's to choose.
+        crate::authn::password::bytes_equal(expected.as_bytes(), cred.as_bytes())
     }
 
     /// Signs an access token for `account` with `access`, issued at `now` (Unix seconds).

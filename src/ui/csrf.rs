@@ -7,8 +7,6 @@
 //!   a cross-site page can neither read the cookie nor forge the MAC, and `SameSite=Strict`
 //!   keeps the browser from sending the cookie with a cross-site post in the first place.
 
-use subtle::ConstantTimeEq;
-
 use super::session::{Claims, Key};
 
 /// The double-submit cookie of the login form.
@@ -42,10 +40,7 @@ pub fn matches(expected: &str, given: Option<&str>) -> bool {
     }
 }
 
-/// Constant-time equality of two byte strings (their lengths are not secret).
-pub fn bytes_equal(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}
+pub use crate::authn::password::bytes_equal;
 
 #[cfg(test)]
 mod tests {
