@@ -17,6 +17,7 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 // one way: the configuration knows every part, no part knows the configuration.
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
+pub use crate::cluster::Settings as Cluster;
 pub use crate::token::Token;
 
 /// The whole validated configuration, with every relative path resolved against the
@@ -50,6 +51,8 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// The web UI.
     pub ui: Ui,
+    /// Redis shared by the replicas; `None`: every replica keeps its own state.
+    pub cluster: Option<Cluster>,
     /// Findings that do not stop a start (a docker_auth section nothing reads), printed by
     /// `check` and logged at start and reload with the loaders' warnings.
     pub warnings: Vec<Diagnostic>,
@@ -172,6 +175,22 @@ struct RawConfig {
     limits: Option<RawLimits>,
     #[serde(default)]
     ui: Option<RawUi>,
+    #[serde(default)]
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    redis: String,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    key_prefix: Option<String>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -881,6 +900,52 @@ impl Config {
                 err("ui.session_key_file", why);
             }
         }
+        let cluster = raw.cluster.map(|c| Cluster {
+            redis: c.redis,
+            ca_certificate: c.ca_certificate.as_deref().map(resolve),
+            password_file: c.password_file.as_deref().map(resolve),
+            key_prefix: c
+                .key_prefix
+                .unwrap_or_else(|| crate::cluster::DEFAULT_PREFIX.into()),
+            timeout: c.timeout.unwrap_or(crate::cluster::DEFAULT_TIMEOUT),
+        });
+        if let Some(c) = &cluster {
+            if let Err(why) = Cluster::check_url(&c.redis) {
+                err("cluster.redis", why);
+            }
+            if let Some(ca) = &c.ca_certificate {
+                if !c.tls() {
+                    err(
+                        "cluster.ca_certificate",
+                        "is for rediss:// URLs: with redis:// nothing is encrypted".into(),
+                    );
+                } else if let Some(why) = not_a_file(ca) {
+                    err("cluster.ca_certificate", why);
+                }
+            }
+            if let Some(p) = &c.password_file {
+                if let Some(why) = not_a_file(p) {
+                    err("cluster.password_file", why);
+                }
+            }
+            if c.key_prefix.is_empty()
+                || c.key_prefix.len() > 64
+                || c.key_prefix
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control())
+            {
+                err(
+                    "cluster.key_prefix",
+                    format!(
+                        "{:?} must be 1 to 64 characters without spaces (like `portcullis:`)",
+                        c.key_prefix
+                    ),
+                );
+            }
+            if c.timeout.is_zero() {
+                err("cluster.timeout", "must be more than 0".into());
+            }
+        }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -920,6 +985,7 @@ impl Config {
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
             limits,
             ui,
+            cluster,
             warnings,
         })
     }

@@ -102,8 +102,29 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
     let upstream_addr = resolve_upstream(&config.upstream.address)?;
+    // `cluster:` is read at start only (like `listen`): the connection outlives reloads.
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            metrics.enable_cluster();
+            let observer: Arc<dyn crate::cluster::Observer> = metrics.clone();
+            Some(
+                crate::cluster::Cluster::connect(settings, Some(observer))
+                    .map_err(|e| anyhow!("cluster: {e}"))?,
+            )
+        }
+        None => None,
+    };
     // Outside the reloadable state: a reload must not wipe the failed-login counters.
-    let lockout = Arc::new(Lockout::new(config.auth.lockout.clone()));
+    let lockout = Arc::new(match &cluster {
+        Some(cluster) if config.auth.lockout.failures > 0 => Lockout::with_counters(
+            config.auth.lockout.clone(),
+            Box::new(crate::cluster::counters::SharedCounters::new(
+                cluster.clone(),
+                crate::authn::lockout::DEFAULT_CAPACITY,
+            )),
+        ),
+        _ => Lockout::new(config.auth.lockout.clone()),
+    });
     let proxy = Portcullis::new(
         state.clone(),
         &config,
