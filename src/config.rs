@@ -225,6 +225,36 @@ struct RawLimits {
     max_headers: Option<usize>,
     #[serde(default)]
     max_header_bytes: Option<usize>,
+    #[serde(default)]
+    rate: Option<RawRate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    #[serde(default)]
+    per_account: Option<TextOrNumber>,
+    #[serde(default)]
+    per_address: Option<TextOrNumber>,
+    #[serde(default)]
+    burst: Option<TextOrNumber>,
+}
+
+/// A scalar read as text (`burst: 2` and `burst: 2x` alike), checked by its own parser.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOrNumber {
+    Text(String),
+    Number(u64),
+}
+
+impl TextOrNumber {
+    fn text(&self) -> String {
+        match self {
+            TextOrNumber::Text(t) => t.clone(),
+            TextOrNumber::Number(n) => n.to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -818,8 +848,45 @@ impl Config {
                 max_uri_length: l.max_uri_length.unwrap_or(d.max_uri_length),
                 max_headers: l.max_headers.unwrap_or(d.max_headers),
                 max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
+                rate: None,
             },
         };
+        let mut limits = limits;
+        if let Some(r) = raw.limits.as_ref().and_then(|l| l.rate.as_ref()) {
+            use crate::cluster::rate::{parse_burst, Rate, Settings, DEFAULT_BURST};
+            let mut rate = |key: &str, v: &Option<TextOrNumber>| match v {
+                None => None,
+                Some(v) => match Rate::parse(&v.text()) {
+                    Ok(r) => Some(r),
+                    Err(why) => {
+                        err(key, why);
+                        None
+                    }
+                },
+            };
+            let per_account = rate("limits.rate.per_account", &r.per_account);
+            let per_address = rate("limits.rate.per_address", &r.per_address);
+            let burst = match &r.burst {
+                None => DEFAULT_BURST,
+                Some(b) => parse_burst(&b.text()).unwrap_or_else(|why| {
+                    err("limits.rate.burst", why);
+                    DEFAULT_BURST
+                }),
+            };
+            if r.per_account.is_none() && r.per_address.is_none() {
+                err(
+                    "limits.rate",
+                    "set per_account or per_address (such as 100/s), or remove limits.rate".into(),
+                );
+            }
+            if per_account.is_some() || per_address.is_some() {
+                limits.rate = Some(Settings {
+                    per_account,
+                    per_address,
+                    burst,
+                });
+            }
+        }
         // Each at its own key and line.
         for (key, zero) in [
             ("limits.max_connections", limits.max_connections == 0),

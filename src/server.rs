@@ -125,6 +125,9 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         ),
         _ => Lockout::new(config.auth.lockout.clone()),
     });
+    let revocations = Arc::new(crate::cluster::revocations::Revocations::new(
+        cluster.clone(),
+    ));
     let proxy = Portcullis::new(
         state.clone(),
         &config,
@@ -133,7 +136,17 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             drain: drain.clone(),
             metrics: metrics.clone(),
             lockout,
-            ui: Arc::new(crate::ui::Ui::new(&config.ui).map_err(|e| anyhow!("ui: {e}"))?),
+            ui: Arc::new(
+                crate::ui::Ui::new(&config.ui, revocations.clone())
+                    .map_err(|e| anyhow!("ui: {e}"))?,
+            ),
+            revocations,
+            rate: config.limits.rate.map(|settings| {
+                Arc::new(crate::cluster::rate::RateLimiter::new(
+                    settings,
+                    cluster.clone(),
+                ))
+            }),
         },
     );
     let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);

@@ -102,6 +102,10 @@ pub struct Shared {
     pub lockout: Arc<Lockout>,
     /// The web UI (its session key lives as long as the process).
     pub ui: Arc<Ui>,
+    /// Revoked refresh tokens and sessions (shared by the replicas with `cluster:`).
+    pub revocations: Arc<crate::cluster::revocations::Revocations>,
+    /// Request rate limits (`limits.rate`), when on.
+    pub rate: Option<Arc<crate::cluster::rate::RateLimiter>>,
 }
 
 /// The proxy: the current [`State`] and where the registry is.
@@ -118,6 +122,8 @@ pub struct Portcullis {
     drain: Arc<Drain>,
     metrics: Arc<Metrics>,
     lockout: Arc<Lockout>,
+    revocations: Arc<crate::cluster::revocations::Revocations>,
+    rate: Option<Arc<crate::cluster::rate::RateLimiter>>,
     limits: Limits,
     listen: String,
     ui: Arc<Ui>,
@@ -143,6 +149,8 @@ impl Portcullis {
             drain: shared.drain,
             metrics: shared.metrics,
             lockout: shared.lockout,
+            revocations: shared.revocations,
+            rate: shared.rate,
             limits: config.limits,
             listen: config.listen.to_string(),
             ui: shared.ui,
@@ -166,6 +174,33 @@ impl Portcullis {
     /// True when the client listener speaks TLS.
     pub(crate) fn tls(&self) -> bool {
         self.tls
+    }
+}
+
+impl Portcullis {
+    /// Answers a request over `limits.rate`: 429 `TOOMANYREQUESTS` with `Retry-After`, as
+    /// Docker Hub does, so clients back off.
+    async fn rate_limited(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        limited: crate::cluster::rate::Limited,
+    ) -> Result<bool> {
+        use crate::cluster::rate::Limited;
+        let scope = match limited {
+            Limited::Account(_) => m::RateScope::Account,
+            Limited::Address(_) => m::RateScope::Address,
+        };
+        self.metrics.rate_limited(scope);
+        ctx.outcome = Outcome::Denied;
+        let e = OciError::new(
+            429,
+            "TOOMANYREQUESTS",
+            "too many requests; slow down and retry after the time in Retry-After",
+        );
+        let retry = lockout::retry_after_secs(limited.wait()).to_string();
+        respond(session, &e, &[("Retry-After", retry)]).await?;
+        Ok(true)
     }
 }
 
@@ -321,6 +356,12 @@ impl ProxyHttp for Portcullis {
                 }
             }
         }
+        if let Some(rate) = &self.rate {
+            if let Err(limited) = rate.check_address(ctx.client.key()).await {
+                return self.rate_limited(session, ctx, limited).await;
+            }
+        }
+        let req = session.req_header();
         let creds = match authorization(req) {
             Ok(c) => c,
             Err(_) => {
@@ -347,6 +388,11 @@ impl ProxyHttp for Portcullis {
             }
         };
         ctx.account = Some(identity.account.clone());
+        if let Some(rate) = &self.rate {
+            if let Err(limited) = rate.check_account(&identity.account).await {
+                return self.rate_limited(session, ctx, limited).await;
+            }
+        }
         let subject = Subject {
             identity: &identity,
             ip: ctx.client.ip(),
