@@ -2,7 +2,8 @@
 # The whole test suite: installs the real components the tests run (Debian's docker-registry,
 # skopeo, slapd, curl; docker-compose, systemd-analyze and kubernetes-validate for the
 # deployment checks; prometheus for its `promtool check metrics` on the proxy's /metrics;
-# chromium, node and playwright-core for the web UI's browser test; Go and the registry's Go
+# chromium, node and playwright-core for the web UI's browser test; redis-server, redis-tools and
+# haproxy for the cluster tests (tests/cluster.rs); Go and the registry's Go
 # sources for the differential test's oracle) when they are missing, then
 # runs `cargo test`. The differential test sends PORTCULLIS_DIFF_CASES requests (20000 unless
 # set; fuzz/run.sh runs it longer).
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 # request reading for the differential test (tests/differential.rs).
 packages=(cmake gcc pkg-config docker-registry skopeo slapd ldap-utils curl openssl ca-certificates
           docker-compose systemd python3-pip chromium golang-go golang-github-docker-distribution-dev
-          prometheus)
+          prometheus redis-server redis-tools haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -41,6 +41,8 @@ impl Fleet {
         let (key, _) = portcullis::token::generate_dev_keypair(token_dir.path()).unwrap();
         let mut replicas = Vec::new();
         let mut admin = Vec::new();
+        // One users file for the fleet: a credential is bound to the stored hash.
+        let users = users(ALICE_PW);
         for _ in 0..3 {
             let admin_port = free_port();
             let config = format!(
@@ -49,7 +51,7 @@ impl Fleet {
                 redis.url()
             );
             let files = vec![
-                ("users.yaml", users(ALICE_PW)),
+                ("users.yaml", users.clone()),
                 (
                     "acl.yaml",
                     "- match: {account: \"/.+/\"}\n  actions: [\"*\"]\n".to_string(),
@@ -180,7 +182,7 @@ fn refresh_token(c: &reqwest::blocking::Client, url: &str, pw: &str) -> String {
 
 /// Whether the refresh token is accepted by the replica at `url`.
 fn refresh(c: &reqwest::blocking::Client, url: &str, token: &str) -> u16 {
-    token_post(
+    let status = token_post(
         c,
         url,
         &[
@@ -190,8 +192,11 @@ fn refresh(c: &reqwest::blocking::Client, url: &str, token: &str) -> u16 {
             ("client_id", "test"),
             ("scope", "repository:alice/app:pull"),
         ],
-    )
-    .0
+    );
+    if status.0 != 200 {
+        eprintln!("refresh on {url}: {} {}", status.0, status.1);
+    }
+    status.0
 }
 
 /// Logs alice in to the web UI of the replica at `url`: the session cookie (`name=value`).
@@ -285,9 +290,10 @@ fn revoke_and_password_change_end_refresh_tokens_and_sessions_fleet_wide() {
     assert_eq!(ui_status(&r2, &cookie), 200);
 
     // A password change, written to every replica's users file (as a ConfigMap update is).
+    let changed = users("alice-New-pw");
     for (p, &admin) in fleet.replicas.iter().zip(&fleet.admin) {
         let before = reloads(admin, "success");
-        std::fs::write(p.dir.path().join("users.yaml"), users("alice-New-pw")).unwrap();
+        std::fs::write(p.dir.path().join("users.yaml"), &changed).unwrap();
         wait_for_reload(admin, "success", before, Duration::from_secs(20));
     }
     for r in [&r1, &r2] {
