@@ -506,6 +506,12 @@ async fn the_bus_delivers_and_reports_lost_and_restored() {
     cluster.ping().await.unwrap();
     let mut sub = cluster.subscribe("evict").await;
     assert_eq!(cluster.publish("evict", b"team/app").await, Ok(1));
+    assert_eq!(
+        next(&mut sub).await,
+        Some(Event::Message("team/app".into()))
+    );
+
+    tokio::task::block_in_place(|| redis.kill());
     assert_eq!(next(&mut sub).await, Some(Event::Lost));
     tokio::task::block_in_place(|| redis.restart());
     assert_eq!(next(&mut sub).await, Some(Event::Restored));
