@@ -522,3 +522,48 @@ async fn the_bus_delivers_and_reports_lost_and_restored() {
     assert_eq!(cluster.publish("evict", b"again").await, Ok(1));
     assert_eq!(next(&mut sub).await, Some(Event::Message("again".into())));
 }
+
+/// `rediss://` with `ca_certificate` and `password_file` against redis-server's own TLS and
+/// `requirepass`: connects with both; a wrong password or a CA that did not sign the server's
+/// certificate never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_ca_and_a_password_file() {
+    use portcullis::cluster::{Cluster, Settings};
+    let redis = tokio::task::block_in_place(|| Redis::start_with(true, Some("s3cret-Redis")));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("right"), "s3cret-Redis\n").unwrap();
+    std::fs::write(dir.path().join("wrong"), "guess\n").unwrap();
+    let other_ca = tempfile::tempdir().unwrap();
+    make_certs(other_ca.path());
+    let settings = |ca: std::path::PathBuf, password: &str| Settings {
+        redis: redis.url(),
+        ca_certificate: Some(ca),
+        password_file: Some(dir.path().join(password)),
+        key_prefix: "test:".into(),
+        timeout: Duration::from_secs(2),
+    };
+    let ca = redis.dir.path().join("ca.pem");
+    let good = Cluster::connect(&settings(ca.clone(), "right"), None).unwrap();
+    good.ping()
+        .await
+        .expect("TLS with the CA and the right password");
+    let revocations = portcullis::cluster::revocations::Revocations::new(Some(good.clone()));
+    revocations
+        .revoke(
+            "account:alice",
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(!redis.keys("test:revoked:account:alice").is_empty());
+
+    let wrong = Cluster::connect(&settings(ca, "wrong"), None).unwrap();
+    assert!(wrong.ping().await.is_err(), "a wrong password is refused");
+    let untrusted =
+        Cluster::connect(&settings(other_ca.path().join("ca.pem"), "right"), None).unwrap();
+    assert!(
+        untrusted.ping().await.is_err(),
+        "a certificate from another CA is refused"
+    );
+}
