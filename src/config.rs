@@ -1337,4 +1337,82 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn cluster_and_rate_settings_are_read_with_defaults_and_located_errors() {
+        let d = dir_with(&[("acl.yaml", "[]\n"), ("redis.pw", "pw\n"), ("ca.pem", "x")]);
+        let with = |tail: &str| {
+            fs::write(
+                d.path().join("proxy.yaml"),
+                format!("upstream: http://127.0.0.1:5001\nacl: acl.yaml\n{tail}"),
+            )
+            .unwrap();
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = with("cluster:\n  redis: redis://127.0.0.1:6379/0\n").unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.key_prefix, "portcullis:");
+        assert_eq!(cluster.timeout, Duration::from_millis(250));
+        assert!(c.limits.rate.is_none(), "off by default");
+        let c = with("cluster:\n  redis: rediss://cache:6380\n  ca_certificate: ca.pem\n  password_file: redis.pw\n  key_prefix: \"fleet-a:\"\n  timeout: 1s\nlimits:\n  rate:\n    per_account: 100/s\n    per_address: 600/m\n").unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.password_file, Some(d.path().join("redis.pw")));
+        assert_eq!(cluster.key_prefix, "fleet-a:");
+        let rate = c.limits.rate.unwrap();
+        assert_eq!(rate.burst, 2);
+        assert_eq!(rate.per_address.unwrap().period, Duration::from_secs(60));
+        for (tail, key, line) in [
+            ("cluster:\n  redis: http://x:6379\n", "cluster.redis", 4),
+            (
+                "cluster:\n  redis: \"redis://:pw@x:6379\"\n",
+                "cluster.redis",
+                4,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  ca_certificate: ca.pem\n",
+                "cluster.ca_certificate",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  password_file: nope\n",
+                "cluster.password_file",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  timeout: 0s\n",
+                "cluster.timeout",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  key_prefix: \"\"\n",
+                "cluster.key_prefix",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_account: 100/h\n",
+                "limits.rate.per_account",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_address: 0/s\n",
+                "limits.rate.per_address",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_account: 1/s\n    burst: 0x\n",
+                "limits.rate.burst",
+                6,
+            ),
+            ("limits:\n  rate:\n    burst: 2x\n", "limits.rate", 5),
+        ] {
+            let e = with(tail).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{tail}: {e}");
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{tail}: {e}");
+            assert_eq!(e.0[0].line, Some(line), "{tail}: {e}");
+        }
+        assert!(
+            with("cluster:\n  redis: redis://x\n  pasword_file: a\n").is_err(),
+            "unknown key"
+        );
+    }
 }
