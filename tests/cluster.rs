@@ -243,6 +243,54 @@ fn ui_status(url: &str, cookie: &str) -> u16 {
         .as_u16()
 }
 
+/// Logs the session `cookie` out on the replica at `url` (the form's CSRF token read from a
+/// page of that session).
+fn ui_logout(url: &str, cookie: &str) {
+    let c = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = c
+        .get(format!("{url}/ui/"))
+        .header("Cookie", cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    let r = c
+        .post(format!("{url}/ui/logout"))
+        .header("Cookie", cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303, "logout");
+}
+
+/// A UI logout on one replica ends the session on the others.
+#[test]
+fn a_ui_logout_ends_the_session_on_every_replica() {
+    let redis = Redis::start();
+    let fleet = Fleet::start(&redis, "");
+    let [r0, r1, r2] = [0, 1, 2].map(|i| fleet.replicas[i].base());
+    let cookie = ui_session(&r0, ALICE_PW);
+    let other = ui_session(&r0, ALICE_PW);
+    for r in [&r0, &r1, &r2] {
+        assert_eq!(ui_status(r, &cookie), 200);
+    }
+    ui_logout(&r1, &cookie);
+    for r in [&r0, &r1, &r2] {
+        assert_eq!(ui_status(r, &cookie), 303, "logged out, on {r}");
+        assert_eq!(
+            ui_status(r, &other),
+            200,
+            "another session of the account holds"
+        );
+    }
+    assert_eq!(redis.keys("portcullis:revoked:session:*").len(), 1);
+}
+
 /// `portcullis revoke` ends a refresh token and a UI session on replicas that never saw the
 /// login; so does a password change (credential stamps, per replica); a login after either
 /// works again.
