@@ -375,6 +375,15 @@ fn revoke_and_password_change_end_refresh_tokens_and_sessions_fleet_wide() {
         err.contains("needs `cluster:`") && err.contains("password"),
         "{err}"
     );
+    // With `cluster:` but no Redis there: an error, not a silent success.
+    let dead = free_port();
+    let config = format!(
+        "upstream: http://127.0.0.1:5001\nacl: acl.yaml\ncluster:\n  redis: redis://127.0.0.1:{dead}/0\n"
+    );
+    write(dir.path(), &[("proxy.yaml", &config)]);
+    let (code, _, err) = portcullis(&["revoke", "--account", "alice"], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach redis://127.0.0.1"), "{err}");
 }
 
 /// `limits.rate` through HAProxy: one account's burst over three replicas is held to the

@@ -239,10 +239,15 @@ impl Cluster {
         self.inner.timeout
     }
 
-    /// Asks Redis now, whatever the known state (for `portcullis revoke` and tests).
+    /// Asks Redis now, whatever the known state (the background probe, `portcullis revoke`).
+    /// Waits at least a second: nobody's request waits on it, and a first connection (TLS,
+    /// a distant server) may take longer than `cluster.timeout`.
     pub async fn ping(&self) -> Result<(), ClusterError> {
-        self.attempt(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
-            .await
+        let timeout = self.inner.timeout.max(Duration::from_secs(1));
+        self.attempt(timeout, |mut c| async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await
     }
 
     /// Runs `op` on the shared connection, bounded by `cluster.timeout`, unless Redis is
@@ -256,17 +261,16 @@ impl Cluster {
         if !self.is_up() {
             return Err(ClusterError::Down);
         }
-        self.attempt(op).await
+        self.attempt(self.inner.timeout, op).await
     }
 
-    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, ClusterError>
+    async fn attempt<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, ClusterError>
     where
         F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
         Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
         T: Send + 'static,
     {
         let conn = self.inner.manager.clone();
-        let timeout = self.inner.timeout;
         // On our runtime: reconnects the operation triggers are spawned there too.
         let joined = self
             .inner
