@@ -511,6 +511,14 @@ fn a_redis_outage_degrades_and_recovers_without_restarting_portcullis() {
         assert_eq!(r.status(), 200, "/readyz stays ready");
         assert_eq!(refresh(&c, &p.base(), &token), 401, "refresh fails closed");
     }
+    // Failed logins still lock, counted by each replica on its own.
+    let one = fleet.replicas[0].url("/v2/");
+    let statuses: Vec<u16> = (0..7).map(|_| v2(&c, &one, "carol", "wrong")).collect();
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 401, 401, 429],
+        "per-replica fallback"
+    );
     assert!(fleet.total("portcullis_cluster_errors_total") > 0.0);
     let warnings = fleet.replicas[0]
         .proc
