@@ -632,3 +632,60 @@ async fn rediss_with_a_ca_and_a_password_file() {
         "a certificate from another CA is refused"
     );
 }
+
+/// The Redis counters are atomic across replicas: 90 attempts at once, spread over three
+/// replicas' lockouts on one Redis, get at most `failures` reservations (the password checks
+/// the limit allows), however they interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_attempts_on_three_replicas_never_exceed_the_limit() {
+    use portcullis::authn::lockout::{Lockout, Settings as LockoutSettings};
+    use portcullis::cluster::{counters::SharedCounters, Cluster, Settings};
+    let redis = tokio::task::block_in_place(Redis::start);
+    let settings = Settings {
+        redis: redis.url(),
+        ca_certificate: None,
+        password_file: None,
+        key_prefix: "portcullis:".into(),
+        timeout: Duration::from_secs(2),
+    };
+    let lockouts: Vec<Lockout> = (0..3)
+        .map(|_| {
+            let cluster = Cluster::connect(&settings, None).unwrap();
+            Lockout::with_counters(
+                LockoutSettings {
+                    failures: 6,
+                    window: Duration::from_secs(60),
+                    exempt: vec![],
+                },
+                Box::new(SharedCounters::new(cluster, 1024)),
+            )
+        })
+        .collect();
+    // Every replica's handle is up before the burst (a reservation in Redis proves it), so
+    // nothing falls back to in-process counting.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ip = Some("192.0.2.1".parse().unwrap());
+    loop {
+        let mut all_shared = true;
+        for l in &lockouts {
+            let r = l
+                .reserve("warmup", ip, std::time::Instant::now())
+                .await
+                .unwrap();
+            r.succeeded().await;
+            all_shared &= !redis.keys("portcullis:lockout:pair:*warmup").is_empty();
+        }
+        if all_shared {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replicas reach Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let attempts = (0..90).map(|i| {
+        let l = &lockouts[i % 3];
+        l.reserve("alice", ip, std::time::Instant::now())
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let granted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(granted, 6, "exactly the limit, fleet-wide");
+}
