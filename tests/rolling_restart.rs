@@ -64,6 +64,9 @@ const MIN_IMAGES: usize = 20;
 /// Size of each image's layer.
 const LAYER: usize = 3 * 1024 * 1024;
 
+/// Longer than HAProxy needs to see a draining replica's `/readyz` fail (one 200 ms check).
+const SHUTDOWN_DELAY: &str = "1s";
+
 /// Where a replica's `cluster:` section goes: empty (everything in-process) until the fleet
 /// shares its state through Redis; then `cluster: {redis: redis://127.0.0.1:PORT/0}` with a
 /// `redis-server` started by the test.
@@ -75,7 +78,7 @@ fn cluster_section() -> String {
 /// pair, so a token one replica issued is honoured by the others.
 fn replica_config(admin_port: u16) -> String {
     format!(
-        "admin_listen: 127.0.0.1:{admin_port}\nupstream: {{upstream}}\nshutdown_timeout: 60s\n\
+        "admin_listen: 127.0.0.1:{admin_port}\nupstream: {{upstream}}\nshutdown_timeout: 60s\nshutdown_delay: {SHUTDOWN_DELAY}\n\
          auth:\n  challenge: token\n  users: users.yaml\n  token:\n    issuer: fleet\n    service: fleet\n    key: token.key\n    certificate: token.crt\n    expiration: 5m\n\
          acl: acl.yaml\n{}",
         cluster_section()
@@ -305,7 +308,12 @@ fn rolling_restart_under_load_loses_nothing() {
     wait_until("a first image pushed", Duration::from_secs(120), || {
         !pushed.lock().unwrap().is_empty()
     });
-    for (n, slot) in replicas.iter_mut().enumerate() {
+    let rounds: usize = std::env::var("ROLLING_RESTART_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    for n in (0..rounds).flat_map(|_| 0..REPLICAS) {
+        let slot = &mut replicas[n];
         let mut replica = slot.take().unwrap();
         let before = ops(&tally);
         let code = replica.proxy.terminate(Duration::from_secs(90));
@@ -341,9 +349,10 @@ fn rolling_restart_under_load_loses_nothing() {
     );
     assert!(
         t.failures.is_empty(),
-        "{} client operations failed:\n{}\nlogs:\n{}",
+        "{} client operations failed:\n{}\nHAProxy, unusual requests:\n{}\nlogs:\n{}",
         t.failures.len(),
         t.failures.join("\n"),
+        lb.unusual_requests().join("\n"),
         replicas
             .iter()
             .flatten()

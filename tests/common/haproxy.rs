@@ -69,8 +69,12 @@ fn config(port: u16, socket: &std::path::Path, backends: &[Backend], o: &Options
         "global\n\
          \x20 stats socket {socket} mode 600 level admin\n\
          \x20 maxconn 4096\n\
+         \x20 log stdout format raw local0 info\n\
          defaults\n\
          \x20 mode http\n\
+         \x20 log global\n\
+         \x20 option httplog\n\
+         \x20 option forwardfor\n\
          \x20 timeout connect 2s\n\
          \x20 timeout client {t}ms\n\
          \x20 timeout server {t}ms\n\
@@ -232,8 +236,19 @@ impl Haproxy {
         }
     }
 
-    /// What HAProxy printed so far.
+    /// What HAProxy printed so far (its request log, one line per request).
     pub fn output(&self) -> String {
         self.proc.output()
+    }
+
+    /// The logged requests that did not end normally (termination state other than `----`,
+    /// e.g. `SH--` for a server that closed mid-answer) or were retried or redispatched: what
+    /// to look at when a client saw an error.
+    pub fn unusual_requests(&self) -> Vec<String> {
+        self.output()
+            .lines()
+            .filter(|l| l.contains('"') && (!l.contains(" ---- ") || l.contains(" +")))
+            .map(str::to_string)
+            .collect()
     }
 }
