@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real components the tests run (Debian's docker-registry,
 # skopeo, slapd, curl; docker-compose, systemd-analyze and kubernetes-validate for the
-# deployment checks; prometheus for its `promtool check metrics` on the proxy's /metrics;
+# deployment checks; haproxy for the rolling-restart test; prometheus for its `promtool check metrics` on the proxy's /metrics;
 # chromium, node and playwright-core for the web UI's browser test; Go and the registry's Go
 # sources for the differential test's oracle) when they are missing, then
 # runs `cargo test`. The differential test sends PORTCULLIS_DIFF_CASES requests (20000 unless
@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 packages=(cmake gcc pkg-config docker-registry skopeo slapd ldap-utils curl openssl ca-certificates
           docker-compose systemd python3-pip chromium golang-go golang-github-docker-distribution-dev
           prometheus)
+# haproxy: the load balancer of the rolling-restart test (tests/rolling_restart.rs) and the
+# `haproxy -c` check of deploy/haproxy.cfg.
+packages+=(haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
