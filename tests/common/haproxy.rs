@@ -74,6 +74,7 @@ fn config(port: u16, socket: &std::path::Path, backends: &[Backend], o: &Options
          \x20 mode http\n\
          \x20 log global\n\
          \x20 option httplog\n\
+         \x20 option dontlognull\n\
          \x20 option forwardfor\n\
          \x20 timeout connect 2s\n\
          \x20 timeout client {t}ms\n\
