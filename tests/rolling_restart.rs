@@ -64,8 +64,14 @@ const MIN_IMAGES: usize = 20;
 /// Size of each image's layer.
 const LAYER: usize = 3 * 1024 * 1024;
 
-/// Longer than HAProxy needs to see a draining replica's `/readyz` fail (one 200 ms check).
-const SHUTDOWN_DELAY: &str = "1s";
+/// HAProxy's health-check interval. Not shorter on purpose: for up to this long after SIGTERM
+/// HAProxy still sends new requests to the draining replica, and those (upload chunks among
+/// them) are what a broken drain would lose.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Longer than HAProxy needs to see a draining replica's `/readyz` fail (one check).
+const SHUTDOWN_DELAY: &str = "2s";
+/// Times each replica is restarted (ROLLING_RESTART_ROUNDS overrides it).
+const ROUNDS: usize = 2;
 
 /// Where a replica's `cluster:` section goes: empty (everything in-process) until the fleet
 /// shares its state through Redis; then `cluster: {redis: redis://127.0.0.1:PORT/0}` with a
@@ -237,7 +243,13 @@ fn rolling_restart_under_load_loses_nothing() {
         .iter()
         .map(|r| r.as_ref().unwrap().backend())
         .collect();
-    let lb = Haproxy::start(&backends, &Options::default());
+    let lb = Haproxy::start(
+        &backends,
+        &Options {
+            check_interval: CHECK_INTERVAL,
+            ..Options::default()
+        },
+    );
     let host = lb.host();
 
     let started = Instant::now();
@@ -311,11 +323,15 @@ fn rolling_restart_under_load_loses_nothing() {
     let rounds: usize = std::env::var("ROLLING_RESTART_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(ROUNDS);
     for n in (0..rounds).flat_map(|_| 0..REPLICAS) {
         let slot = &mut replicas[n];
         let mut replica = slot.take().unwrap();
         let before = ops(&tally);
+        // Stop it in the middle of something.
+        wait_until("a request on the replica", Duration::from_secs(60), || {
+            lb.current_sessions(n) > 0
+        });
         let code = replica.proxy.terminate(Duration::from_secs(90));
         assert_eq!(code, Some(0), "{}", replica.proxy.proc.output());
         lb.wait_down(n);

@@ -179,24 +179,34 @@ impl Haproxy {
         out
     }
 
-    /// Each server's status as HAProxy's statistics show it (`UP`, `DOWN`, `MAINT`, ...).
-    pub fn states(&self) -> Vec<String> {
+    /// Column `column` of each server's line in HAProxy's statistics (`show stat`, CSV).
+    fn stat_column(&self, column: usize) -> Vec<String> {
         let csv = self.command("show stat");
-        let mut states = vec![String::new(); self.servers];
+        let mut values = vec![String::new(); self.servers];
         for line in csv.lines() {
             let fields: Vec<&str> = line.split(',').collect();
-            if fields.len() > 17 && fields[0] == BACKEND {
+            if fields.len() > column && fields[0] == BACKEND {
                 if let Some(n) = fields[1]
                     .strip_prefix('s')
                     .and_then(|n| n.parse::<usize>().ok())
                 {
-                    if n < states.len() {
-                        states[n] = fields[17].to_string();
+                    if n < values.len() {
+                        values[n] = fields[column].to_string();
                     }
                 }
             }
         }
-        states
+        values
+    }
+
+    /// Each server's status as HAProxy's statistics show it (`UP`, `DOWN`, `MAINT`, ...).
+    pub fn states(&self) -> Vec<String> {
+        self.stat_column(17)
+    }
+
+    /// Requests server `n` is handling now (`scur`): to stop a backend while it is busy.
+    pub fn current_sessions(&self, n: usize) -> usize {
+        self.stat_column(4)[n].parse().unwrap_or(0)
     }
 
     /// Waits until server `n` passed its health check.
