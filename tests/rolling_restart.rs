@@ -32,8 +32,14 @@ fn haproxy_spreads_requests_and_follows_health_checks() {
     }
     assert_eq!((hits(&a), hits(&b)), (3, 3), "round-robin");
 
-    // Server 1 moves to `c`: its traffic follows.
-    h.set_backend(1, &backend(&c));
+    // Server 1 moves to `c` (health checks too): its traffic follows.
+    h.set_backend(
+        1,
+        &Backend {
+            check_port: Some(c.port),
+            ..backend(&c)
+        },
+    );
     h.wait_up(1);
     for _ in 0..4 {
         let r = client.get(format!("{}/v2/x", h.url())).send().unwrap();

@@ -238,13 +238,12 @@ impl Haproxy {
             out.contains("changed") || out.trim().is_empty() || out.contains("no need"),
             "haproxy refused the new address: {out}"
         );
-        if let Some(p) = backend.check_port {
-            let out = self.command(&format!("set server {BACKEND}/s{n} check-port {p}"));
-            assert!(
-                !out.to_ascii_lowercase().contains("error") && !out.contains("require"),
-                "haproxy refused the check port: {out}"
-            );
-        }
+        let p = backend.check_port.unwrap_or(backend.addr.port());
+        let out = self.command(&format!("set server {BACKEND}/s{n} check-port {p}"));
+        assert!(
+            !out.to_ascii_lowercase().contains("error") && !out.contains("require"),
+            "haproxy refused the check port: {out}"
+        );
     }
 
     /// What HAProxy printed so far (its request log, one line per request).
