@@ -47,6 +47,10 @@ pub struct Config {
     pub threads: usize,
     /// How long SIGTERM waits for requests in flight before stopping anyway.
     pub shutdown_timeout: Duration,
+    /// How long after SIGTERM the listener stays open (not ready, draining) even with nothing
+    /// in flight: the time a load balancer needs to see `/readyz` fail. Closing sooner loses
+    /// a request it sends in between once its body is partly sent (it cannot replay that).
+    pub shutdown_delay: Duration,
     /// Connection and request limits.
     pub limits: crate::limits::Limits,
     /// The web UI.
@@ -171,6 +175,8 @@ struct RawConfig {
     threads: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    shutdown_delay: Option<Duration>,
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
@@ -1050,6 +1056,7 @@ impl Config {
             acl_tests,
             threads: raw.threads.unwrap_or_else(default_threads),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+            shutdown_delay: raw.shutdown_delay.unwrap_or(Duration::ZERO),
             limits,
             ui,
             cluster,

@@ -36,6 +36,8 @@ pub struct Prepared {
     pub drain: Arc<Drain>,
     /// How long SIGTERM waits for them.
     pub shutdown_timeout: std::time::Duration,
+    /// How long SIGTERM keeps the listener open at the least, for load balancers to notice.
+    pub shutdown_delay: std::time::Duration,
     /// The Prometheus series.
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers.
@@ -47,6 +49,7 @@ impl Prepared {
     pub fn run(self) {
         let readiness = self.readiness.clone();
         let watch = SignalWatch::new(self.drain.clone(), self.shutdown_timeout)
+            .with_delay(self.shutdown_delay)
             .on_drain(Box::new(move || readiness.set_shutting_down()));
         self.server.run(RunArgs {
             shutdown_signal: Box::new(watch),
@@ -227,6 +230,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         certs,
         drain,
         shutdown_timeout: config.shutdown_timeout,
+        shutdown_delay: config.shutdown_delay,
         metrics,
         readiness,
     })

@@ -286,9 +286,16 @@ impl ProxyHttp for Portcullis {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
         ctx.client = self.client_addr(session);
+        // Draining: no request after this one on the connection, so a load balancer opens
+        // its next one elsewhere. A request with a body is served: once sent it cannot be
+        // replayed (HAProxy keeps only what fits its buffer) and it is typically the next
+        // chunk of an upload in progress. One without a body is turned away with 503, which
+        // a load balancer replays on another replica (`retry-on 503`) and a client retries.
         if self.drain.is_draining() {
-            ctx.outcome = Outcome::Error;
             session.set_keepalive(None);
+        }
+        if self.drain.is_draining() && session.is_body_empty() {
+            ctx.outcome = Outcome::Error;
             let e = OciError::new(503, "UNAVAILABLE", "shutting down");
             respond(
                 session,
@@ -461,10 +468,14 @@ impl ProxyHttp for Portcullis {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // A request that was running when draining started ends its connection too.
+        if self.drain.is_draining() {
+            session.set_keepalive(None);
+        }
         // We never forward `Upgrade`, so a registry that switches protocols anyway is
         // misbehaving: relaying the 101 would turn an authorized request into a raw tunnel.
         if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {

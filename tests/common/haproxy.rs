@@ -69,8 +69,13 @@ fn config(port: u16, socket: &std::path::Path, backends: &[Backend], o: &Options
         "global\n\
          \x20 stats socket {socket} mode 600 level admin\n\
          \x20 maxconn 4096\n\
+         \x20 log stdout format raw local0 info\n\
          defaults\n\
          \x20 mode http\n\
+         \x20 log global\n\
+         \x20 option httplog\n\
+         \x20 option dontlognull\n\
+         \x20 option forwardfor\n\
          \x20 timeout connect 2s\n\
          \x20 timeout client {t}ms\n\
          \x20 timeout server {t}ms\n\
@@ -174,24 +179,34 @@ impl Haproxy {
         out
     }
 
-    /// Each server's status as HAProxy's statistics show it (`UP`, `DOWN`, `MAINT`, ...).
-    pub fn states(&self) -> Vec<String> {
+    /// Column `column` of each server's line in HAProxy's statistics (`show stat`, CSV).
+    fn stat_column(&self, column: usize) -> Vec<String> {
         let csv = self.command("show stat");
-        let mut states = vec![String::new(); self.servers];
+        let mut values = vec![String::new(); self.servers];
         for line in csv.lines() {
             let fields: Vec<&str> = line.split(',').collect();
-            if fields.len() > 17 && fields[0] == BACKEND {
+            if fields.len() > column && fields[0] == BACKEND {
                 if let Some(n) = fields[1]
                     .strip_prefix('s')
                     .and_then(|n| n.parse::<usize>().ok())
                 {
-                    if n < states.len() {
-                        states[n] = fields[17].to_string();
+                    if n < values.len() {
+                        values[n] = fields[column].to_string();
                     }
                 }
             }
         }
-        states
+        values
+    }
+
+    /// Each server's status as HAProxy's statistics show it (`UP`, `DOWN`, `MAINT`, ...).
+    pub fn states(&self) -> Vec<String> {
+        self.stat_column(17)
+    }
+
+    /// Requests server `n` is handling now (`scur`): to stop a backend while it is busy.
+    pub fn current_sessions(&self, n: usize) -> usize {
+        self.stat_column(4)[n].parse().unwrap_or(0)
     }
 
     /// Waits until server `n` passed its health check.
@@ -223,17 +238,27 @@ impl Haproxy {
             out.contains("changed") || out.trim().is_empty() || out.contains("no need"),
             "haproxy refused the new address: {out}"
         );
-        if let Some(p) = backend.check_port {
-            let out = self.command(&format!("set server {BACKEND}/s{n} check-port {p}"));
-            assert!(
-                !out.to_ascii_lowercase().contains("error") && !out.contains("require"),
-                "haproxy refused the check port: {out}"
-            );
-        }
+        let p = backend.check_port.unwrap_or(backend.addr.port());
+        let out = self.command(&format!("set server {BACKEND}/s{n} check-port {p}"));
+        assert!(
+            !out.to_ascii_lowercase().contains("error") && !out.contains("require"),
+            "haproxy refused the check port: {out}"
+        );
     }
 
-    /// What HAProxy printed so far.
+    /// What HAProxy printed so far (its request log, one line per request).
     pub fn output(&self) -> String {
         self.proc.output()
+    }
+
+    /// The logged requests that did not end normally (termination state other than `----`,
+    /// e.g. `SH--` for a server that closed mid-answer) or were retried or redispatched: what
+    /// to look at when a client saw an error.
+    pub fn unusual_requests(&self) -> Vec<String> {
+        self.output()
+            .lines()
+            .filter(|l| l.contains('"') && (!l.contains(" ---- ") || l.contains(" +")))
+            .map(str::to_string)
+            .collect()
     }
 }
