@@ -463,6 +463,7 @@ fn a_redis_outage_degrades_and_recovers_without_restarting_portcullis() {
     let fleet = Fleet::start(&redis, "");
     let c = fleet.client();
     let token = refresh_token(&c, &fleet.url(""), ALICE_PW);
+    let cookie = ui_session(&fleet.replicas[0].base(), ALICE_PW);
     let push_pull = |n: u8| {
         let data = vec![n; 4096];
         let digest = format!("sha256:{}", sha256_hex(&data));
@@ -510,6 +511,7 @@ fn a_redis_outage_degrades_and_recovers_without_restarting_portcullis() {
         let r = reqwest::blocking::get(format!("http://127.0.0.1:{admin}/readyz")).unwrap();
         assert_eq!(r.status(), 200, "/readyz stays ready");
         assert_eq!(refresh(&c, &p.base(), &token), 401, "refresh fails closed");
+        assert_eq!(ui_status(&p.base(), &cookie), 303, "sessions fail closed");
     }
     // Failed logins still lock, counted by each replica on its own.
     let one = fleet.replicas[0].url("/v2/");
@@ -539,6 +541,8 @@ fn a_redis_outage_degrades_and_recovers_without_restarting_portcullis() {
         200,
         "refresh works again"
     );
+    let r2 = fleet.replicas[2].base();
+    assert_eq!(ui_status(&r2, &cookie), 200, "the session holds again");
     // Shared again: wrong passwords over the fleet lock at the total.
     let statuses: Vec<u16> = (0..8)
         .map(|_| v2(&c, &fleet.url("/v2/"), "bob", "wrong"))

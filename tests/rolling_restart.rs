@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::haproxy::{Backend, Haproxy, Options};
+use common::redis::Redis;
 use common::*;
 
 /// The helper's contract: requests are spread round-robin, a backend whose health check fails
@@ -79,21 +80,20 @@ const SHUTDOWN_DELAY: &str = "2s";
 /// Times each replica is restarted (ROLLING_RESTART_ROUNDS overrides it).
 const ROUNDS: usize = 2;
 
-/// Where a replica's `cluster:` section goes: empty (everything in-process) until the fleet
-/// shares its state through Redis; then `cluster: {redis: redis://127.0.0.1:PORT/0}` with a
-/// `redis-server` started by the test.
-fn cluster_section() -> String {
-    String::new()
+/// A replica's `cluster:` section: the fleet shares its state through the test's own
+/// `redis-server`, as a real fleet would while it is restarted.
+fn cluster_section(redis: &Redis) -> String {
+    format!("cluster:\n  redis: {}\n", redis.url())
 }
 
 /// The same proxy.yaml for every replica, but for its own ports: token mode with one key
 /// pair, so a token one replica issued is honoured by the others.
-fn replica_config(admin_port: u16) -> String {
+fn replica_config(admin_port: u16, redis: &Redis) -> String {
     format!(
         "admin_listen: 127.0.0.1:{admin_port}\nupstream: {{upstream}}\nshutdown_timeout: 60s\nshutdown_delay: {SHUTDOWN_DELAY}\n\
          auth:\n  challenge: token\n  users: users.yaml\n  token:\n    issuer: fleet\n    service: fleet\n    key: token.key\n    certificate: token.crt\n    expiration: 5m\n\
          acl: acl.yaml\n{}",
-        cluster_section()
+        cluster_section(redis)
     )
 }
 
@@ -215,6 +215,7 @@ fn rolling_restart_under_load_loses_nothing() {
     use std::time::Instant;
 
     let registry = Registry::start();
+    let redis = Redis::start();
     let keys = tempfile::tempdir().unwrap();
     let (key, cert) = portcullis::token::generate_dev_keypair(keys.path()).unwrap();
     let files = vec![
@@ -234,7 +235,7 @@ fn rolling_restart_under_load_loses_nothing() {
             let admin = free_port();
             let proxy = Proxy::start(
                 ProxySetup {
-                    config: &replica_config(admin),
+                    config: &replica_config(admin, &redis),
                     files: &files,
                     tls: false,
                 },
@@ -383,4 +384,8 @@ fn rolling_restart_under_load_loses_nothing() {
             .join("\n---\n")
     );
     assert!(pushed.lock().unwrap().len() >= MIN_IMAGES);
+    // Every restarted replica found the fleet's Redis again by itself.
+    for r in replicas.iter().flatten() {
+        assert_eq!(metric(r.admin, "portcullis_cluster_up"), 1.0);
+    }
 }
