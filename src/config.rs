@@ -17,6 +17,7 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 // one way: the configuration knows every part, no part knows the configuration.
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
+pub use crate::authn::oidc::Oidc;
 pub use crate::token::Token;
 
 /// The whole validated configuration, with every relative path resolved against the
@@ -143,6 +144,8 @@ pub struct Auth {
     pub ldap_file: Option<PathBuf>,
     /// Failed-login limits.
     pub lockout: Lockout,
+    /// Single sign-on for people in the web UI, when configured.
+    pub oidc: Option<Oidc>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +244,8 @@ struct RawAuth {
     ldap: Option<RawLdapSource>,
     #[serde(default)]
     lockout: Option<RawLockout>,
+    #[serde(default)]
+    oidc: Option<RawOidc>,
 }
 
 impl Default for RawAuth {
@@ -253,6 +258,7 @@ impl Default for RawAuth {
             token: None,
             ldap: None,
             lockout: None,
+            oidc: None,
         }
     }
 }
@@ -299,6 +305,33 @@ struct RawLdap {
     timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     cache: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: PathBuf,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default = "default_account_claim")]
+    account_claim: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    redirect_url: Option<String>,
+}
+
+fn default_account_claim() -> String {
+    "preferred_username".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 #[derive(Deserialize)]
@@ -881,6 +914,22 @@ impl Config {
                 err("ui.session_key_file", why);
             }
         }
+        let oidc = raw.auth.oidc.map(|o| Oidc {
+            issuer: o.issuer,
+            client_id: o.client_id,
+            client_secret_file: resolve(&o.client_secret_file),
+            scopes: o.scopes.unwrap_or_else(crate::authn::oidc::default_scopes),
+            account_claim: o.account_claim,
+            groups_claim: o.groups_claim,
+            labels: o.labels,
+            ca_certificate: o.ca_certificate.as_deref().map(resolve),
+            redirect_url: o.redirect_url,
+        });
+        if let Some(o) = &oidc {
+            for (key, why) in oidc_problems(o, &ui) {
+                err(key, why);
+            }
+        }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -913,6 +962,7 @@ impl Config {
                 ldap,
                 ldap_file,
                 lockout,
+                oidc,
             },
             acl,
             acl_tests,
@@ -923,6 +973,93 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// What is wrong with `auth.oidc`, each at its key. The files must exist here; their contents
+/// are read by [`crate::authn::oidc::Provider::load`] when the state is built.
+fn oidc_problems(o: &Oidc, ui: &Ui) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match reqwest::Url::parse(&o.issuer) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => {
+            if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                out.push((
+                    "auth.oidc.issuer",
+                    format!("{:?} must have no query, fragment or user", o.issuer),
+                ));
+            }
+        }
+        _ => out.push((
+            "auth.oidc.issuer",
+            format!(
+                "{:?} must be an https:// address (the provider's tokens are trusted for what its TLS certificate proves)",
+                o.issuer
+            ),
+        )),
+    }
+    if o.client_id.trim().is_empty() {
+        out.push(("auth.oidc.client_id", "must not be empty".into()));
+    }
+    if let Some(why) = not_a_file(&o.client_secret_file) {
+        out.push(("auth.oidc.client_secret_file", why));
+    }
+    if let Some(c) = &o.ca_certificate {
+        if let Some(why) = not_a_file(c) {
+            out.push(("auth.oidc.ca_certificate", why));
+        }
+    }
+    if o.scopes
+        .iter()
+        .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        out.push((
+            "auth.oidc.scopes",
+            "each scope must be one word (no spaces)".into(),
+        ));
+    }
+    for (key, claim) in [
+        ("auth.oidc.account_claim", &o.account_claim),
+        ("auth.oidc.groups_claim", &o.groups_claim),
+    ] {
+        if claim.trim().is_empty() {
+            out.push((key, "must name a claim".into()));
+        }
+    }
+    for (label, claim) in &o.labels {
+        if label == crate::authn::oidc::claims::GROUPS_LABEL {
+            out.push((
+                "auth.oidc.labels",
+                "`groups` is filled from groups_claim: set that instead".into(),
+            ));
+        } else if label.trim().is_empty() || claim.trim().is_empty() {
+            out.push((
+                "auth.oidc.labels",
+                "labels and claims must not be empty".into(),
+            ));
+        }
+    }
+    if let Some(r) = &o.redirect_url {
+        let callback = format!("{}sso/callback", ui.path);
+        let ok = reqwest::Url::parse(r).is_ok_and(|u| {
+            matches!(u.scheme(), "https" | "http")
+                && u.host().is_some()
+                && u.path() == callback
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !ok {
+            out.push((
+                "auth.oidc.redirect_url",
+                format!("{r:?} must be http(s)://<host>{callback}, the UI's callback"),
+            ));
+        }
+    }
+    if !ui.enabled {
+        out.push((
+            "auth.oidc",
+            "people sign in through the web UI: it must be enabled (ui.enabled)".into(),
+        ));
+    }
+    out
 }
 
 fn parse_upstream(text: &str) -> Result<String, String> {

@@ -22,6 +22,9 @@ pub struct State {
     pub acl: Acl,
     /// The token service, when `auth.token` is configured (its key reloads with the rest).
     pub token: Option<Arc<TokenService>>,
+    /// The single sign-on provider, when `auth.oidc` is configured (its client secret reloads
+    /// with the rest; what it discovered is fetched again after a reload).
+    pub oidc: Option<Arc<crate::authn::oidc::Provider>>,
     /// The static users, whose labels ACL tests use when a case states none.
     static_users: Option<Arc<StaticUsers>>,
 }
@@ -174,6 +177,17 @@ impl State {
                 }
             },
         };
+        // Reads the client secret and the CA bundle; does not contact the provider.
+        let oidc = match &config.auth.oidc {
+            None => None,
+            Some(o) => match crate::authn::oidc::Provider::load(o) {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+        };
         let acl = match Acl::load(&config.acl) {
             Ok(loaded) => {
                 warnings.extend(loaded.warnings);
@@ -196,6 +210,7 @@ impl State {
                     authn: Authenticators::new(backends, anonymous),
                     acl,
                     token,
+                    oidc,
                     static_users: users,
                 },
                 warnings,

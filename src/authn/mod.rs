@@ -18,6 +18,7 @@ pub mod fold;
 pub mod htpasswd;
 pub mod ldap;
 pub mod lockout;
+pub mod oidc;
 pub mod password;
 pub mod users;
 
