@@ -2,7 +2,8 @@
 # The whole test suite: installs the real components the tests run (Debian's docker-registry,
 # skopeo, slapd, curl; docker-compose, systemd-analyze and kubernetes-validate for the
 # deployment checks; prometheus for its `promtool check metrics` on the proxy's /metrics;
-# chromium, node and playwright-core for the web UI's browser test; Go and the registry's Go
+# chromium, node and playwright-core for the web UI's browser test; oidc-provider for the single
+# sign-on tests; Go and the registry's Go
 # sources for the differential test's oracle) when they are missing, then
 # runs `cargo test`. The differential test sends PORTCULLIS_DIFF_CASES requests (20000 unless
 # set; fuzz/run.sh runs it longer).
@@ -43,6 +44,11 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ ! -f tests/ui-e2e/node_modules/playwright-core/package.json ] \
    || [ tests/ui-e2e/package-lock.json -nt tests/ui-e2e/node_modules/.package-lock.json ]; then
   (cd tests/ui-e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The single sign-on tests (tests/sso.rs) run a real OpenID provider: oidc-provider from npm.
+if [ ! -f tests/oidc-provider/node_modules/oidc-provider/package.json ] \
+   || [ tests/oidc-provider/package-lock.json -nt tests/oidc-provider/node_modules/.package-lock.json ]; then
+  (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Here every tool is installed, so a deployment check that cannot find one must fail.

@@ -407,6 +407,25 @@ impl Authenticators {
         Ok(identity)
     }
 
+    /// True when a backend holds `name` or, among the backends that list their accounts (the
+    /// files), any spelling that [folds](fold::fold) like it. Single sign-on refuses such names:
+    /// a person at the identity provider must not become, or pass for, a password account.
+    pub async fn holds_any_spelling(&self, name: &str) -> Result<bool, AuthnError> {
+        let folded = fold::fold(name);
+        if self
+            .backends
+            .iter()
+            .any(|b| b.account_names().iter().any(|n| fold::fold(n) == folded))
+        {
+            return Ok(true);
+        }
+        match self.lookup(name).await {
+            Ok(_) => Ok(true),
+            Err(AuthnError::Unavailable(why)) => Err(AuthnError::Unavailable(why)),
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Number of backends, for the start-up summary.
     pub fn len(&self) -> usize {
         self.backends.len()

@@ -271,6 +271,10 @@ impl Reloader {
             files.push(token.key.clone());
             files.extend(token.certificate.iter().cloned());
         }
+        if let Some(oidc) = &config.auth.oidc {
+            files.push(oidc.client_secret_file.clone());
+            files.extend(oidc.ca_certificate.iter().cloned());
+        }
         let mut dirs = BTreeSet::new();
         // The ACL and the ACL tests may each be a file or a folder whose files all matter.
         let mut folders = Vec::new();

@@ -32,7 +32,17 @@ impl Ui {
         let token = csrf::login_token(&self.key, &nonce);
         let mut answer = Answer::html(
             status,
-            pages::login(&chrome, &token, account, problem),
+            pages::login(
+                &chrome,
+                &token,
+                account,
+                problem,
+                state
+                    .oidc
+                    .as_ref()
+                    .map(|p| sso::provider_name(&p.settings().issuer))
+                    .as_deref(),
+            ),
             outcome,
         );
         if existing.is_none() {

@@ -13,6 +13,7 @@
 //! | `lists` | the repository list and a repository's tags |
 //! | `images` | a tag's own page, and deleting a manifest |
 //! | `login` | the login form and `POST login` |
+//! | `sso` | single sign-on: `sso/start`, `sso/callback`, and what keeps such a session valid |
 //! | `explain_page` | the explain page for UI admins |
 //! | [`gateway`] | what the UI needs from the proxy it is mounted in (a trait the proxy implements) |
 //!
@@ -32,6 +33,7 @@ mod login;
 pub mod pages;
 pub mod registry;
 pub mod session;
+mod sso;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -417,6 +419,18 @@ impl Ui {
         if self.revoked.contains(&claims) || claims.account.is_empty() {
             return Ok(None);
         }
+        if let Some(sso) = &claims.sso {
+            let Some(identity) = self.sso_identity(state, &claims, sso).await? else {
+                return Ok(None);
+            };
+            let admin = is_admin(state, &identity, ip);
+            return Ok(Some(Visitor {
+                csrf: csrf::session_token(&self.key, &claims),
+                claims,
+                identity,
+                admin,
+            }));
+        }
         // The account must still exist, with its current labels, as for Bearer tokens, and
         // with the credential it logged in with.
         let identity = match state.authn.current_cached(&claims.account).await {
@@ -466,6 +480,9 @@ impl Ui {
             },
             "login" if post => self.login(proxy, state, request, client, now).await,
             "login" => not_allowed(&chrome, "GET, POST"),
+            "sso/start" if get => self.sso_start(proxy, session, state, request, now).await,
+            "sso/callback" if get => self.sso_callback(proxy, session, state, request, now).await,
+            "sso/start" | "sso/callback" => not_allowed(&chrome, "GET"),
             "logout" if post => match visitor {
                 None => Answer::redirect(format!("{base}login"), Outcome::Unauthenticated),
                 Some(v) => {

@@ -106,7 +106,13 @@ fn frame(chrome: &Chrome<'_>, heading: &str, body: Markup) -> Markup {
 
 /// The login form; `problem` explains why the last attempt failed. With the account already
 /// filled in (after a wrong password), the password field has the focus.
-pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&str>) -> Markup {
+pub fn login(
+    chrome: &Chrome<'_>,
+    csrf: &str,
+    account: &str,
+    problem: Option<&str>,
+    sso: Option<&str>,
+) -> Markup {
     let base = chrome.base;
     let retry = !account.is_empty();
     frame(
@@ -128,6 +134,56 @@ pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&st
                     button type="submit" { "Log in" }
                 }
                 p.hint { "The same account and password as for docker login." }
+                @if let Some(provider) = sso {
+                    p.or { "or" }
+                    a.button.sso href={ (base) "sso/start" } { "Sign in with " (provider) }
+                    p.hint { "People of the identity provider sign in here; for docker login they create a CLI access key once signed in." }
+                }
+            }
+        },
+    )
+}
+
+/// The answer to a successful single sign-on: the session cookie is set here, and the page
+/// moves on to the UI by itself — a same-site navigation, so the `SameSite=Strict` cookie goes
+/// with it (a redirect would still count as part of the provider's cross-site navigation).
+pub fn signed_in(chrome: &Chrome<'_>, account: &str) -> Markup {
+    let base = chrome.base;
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content={ "0;url=" (base) };
+                title { "Signed in — " (chrome.title) }
+                link rel="stylesheet" href={ (base) "static/" (assets::stylesheet()) };
+                link rel="icon" type="image/svg+xml" href={ (base) "static/" (ICON) };
+            }
+            body {
+                main {
+                    div.login.card {
+                        h1 { "Signed in" }
+                        p { "Signed in as " strong { (account) } "." }
+                        p { a href=(base) { "Continue" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A single sign-on that did not work, and the way back.
+pub fn sso_failed(chrome: &Chrome<'_>, problem: &str) -> Markup {
+    let base = chrome.base;
+    frame(
+        chrome,
+        "Sign-in failed",
+        html! {
+            div.login.card {
+                h1 { "Sign-in failed" }
+                p.notice role="alert" { strong { "Not signed in:" } (problem) }
+                p { a href={ (base) "login" } { "Back to the sign-in page" } }
             }
         },
     )
@@ -751,8 +807,8 @@ mod tests {
             csrf: None,
             admin: false,
         };
-        let fresh = login(&chrome, "tok", "", None).into_string();
-        let retry = login(&chrome, "tok", "alice", Some("wrong")).into_string();
+        let fresh = login(&chrome, "tok", "", None, None).into_string();
+        let retry = login(&chrome, "tok", "alice", Some("wrong"), None).into_string();
         let focused = |page: &str| {
             let at = page.find(" autofocus").expect("one field has the focus");
             let start = page[..at].rfind("<input").unwrap();
@@ -771,15 +827,20 @@ mod tests {
             csrf: Some("x\"y"),
             admin: false,
         };
-        let page = login(&chrome, "tok", "\"><img>", Some("<b>")).into_string();
-        assert!(!page.contains("<script>") && !page.contains("<img>") && !page.contains("<b>"));
+        let page = login(&chrome, "tok", "\"><img>", Some("<b>"), Some("<i>idp")).into_string();
+        assert!(
+            !page.contains("<script>")
+                && !page.contains("<img>")
+                && !page.contains("<b>")
+                && !page.contains("<i>")
+        );
         assert!(page.contains("&lt;script&gt;"));
         let anonymous = Chrome {
             account: None,
             csrf: None,
             ..chrome
         };
-        let page = login(&anonymous, "tok", "", None).into_string();
+        let page = login(&anonymous, "tok", "", None, None).into_string();
         assert!(!page.contains("style="), "no inline style");
         assert_eq!(page.matches("<script").count(), 1, "one script");
         assert!(
