@@ -1137,6 +1137,72 @@ mod tests {
     }
 
     #[test]
+    fn oidc_section() {
+        let load = |oidc: &str, extra: &str| {
+            let yaml = format!(
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  oidc:\n{oidc}{extra}"
+            );
+            let d = dir_with(&[
+                ("proxy.yaml", &yaml),
+                ("acl.yaml", "[]\n"),
+                ("secret", "s3cret\n"),
+            ]);
+            (Config::load(&d.path().join("proxy.yaml")), d)
+        };
+        let good = "    issuer: https://idp.example.com/realms/x\n    client_id: portcullis\n    client_secret_file: secret\n";
+        let (c, d) = load(good, "");
+        let o = c.unwrap().auth.oidc.unwrap();
+        assert_eq!(o.account_claim, "preferred_username");
+        assert_eq!(o.groups_claim, "groups");
+        assert_eq!(o.scopes, vec!["profile"]);
+        assert_eq!(o.client_secret_file, d.path().join("secret"));
+        // Each mistake at its key and line.
+        for (oidc, extra, key, line) in [
+            (
+                good.replace("https://", "http://"),
+                "",
+                "auth.oidc.issuer",
+                5,
+            ),
+            (
+                good.replace("secret\n", "missing\n"),
+                "",
+                "auth.oidc.client_secret_file",
+                7,
+            ),
+            (
+                format!("{good}    labels: {{groups: roles}}\n"),
+                "",
+                "auth.oidc.labels",
+                8,
+            ),
+            (
+                format!("{good}    redirect_url: https://r.example/elsewhere\n"),
+                "",
+                "auth.oidc.redirect_url",
+                8,
+            ),
+            (
+                format!("{good}    scopes: [\"a b\"]\n"),
+                "",
+                "auth.oidc.scopes",
+                8,
+            ),
+            (good.to_string(), "ui:\n  enabled: false\n", "auth.oidc", 5),
+        ] {
+            let (e, _d) = load(&oidc, extra);
+            let e = e.unwrap_err();
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{e}");
+            assert_eq!(e.0[0].line, Some(line), "{e}");
+        }
+        let (c, _d) = load(
+            &format!("{good}    redirect_url: https://r.example/ui/sso/callback\n    unknown: 1\n"),
+            "",
+        );
+        assert!(c.unwrap_err().to_string().contains("unknown"));
+    }
+
+    #[test]
     fn ldap_account_attribute() {
         let ldap = |extra: &str| {
             format!(
