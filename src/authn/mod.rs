@@ -16,6 +16,7 @@ pub mod cache;
 pub mod credentials;
 pub mod fold;
 pub mod htpasswd;
+pub mod keys;
 pub mod ldap;
 pub mod lockout;
 pub mod password;
