@@ -143,6 +143,8 @@ pub struct Auth {
     pub ldap_file: Option<PathBuf>,
     /// Failed-login limits.
     pub lockout: Lockout,
+    /// The access keys file (`auth.keys`), when keys are on.
+    pub keys: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +243,8 @@ struct RawAuth {
     ldap: Option<RawLdapSource>,
     #[serde(default)]
     lockout: Option<RawLockout>,
+    #[serde(default)]
+    keys: Option<PathBuf>,
 }
 
 impl Default for RawAuth {
@@ -253,6 +257,7 @@ impl Default for RawAuth {
             token: None,
             ldap: None,
             lockout: None,
+            keys: None,
         }
     }
 }
@@ -473,6 +478,21 @@ impl Config {
         Self::parse(&text, path)
     }
 
+    /// Only `auth.keys` of the file at `path`, resolved like every path: what `portcullis key`
+    /// needs, which must work before the keys file exists (when a full load would refuse
+    /// the missing file). The file must still parse as a configuration.
+    pub fn keys_path(path: &Path) -> Result<Option<PathBuf>, Diagnostics> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::new(path, format!("cannot read: {e}")))?;
+        let raw: RawConfig = serde_yaml_ng::from_str(&text)
+            .map_err(|e| crate::yaml::serde_diagnostic(path, &text, &e))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Ok(raw
+            .auth
+            .keys
+            .map(|p| if p.is_absolute() { p } else { base.join(p) }))
+    }
+
     /// Validates the text of a configuration file that lives at `path` (used for relative paths
     /// and messages).
     pub fn parse(text: &str, path: &Path) -> Result<Config, Diagnostics> {
@@ -618,6 +638,15 @@ impl Config {
         for p in &htpasswd {
             if let Some(why) = not_a_file(p) {
                 err("auth.htpasswd", why);
+            }
+        }
+        let keys = raw.auth.keys.as_deref().map(resolve);
+        if let Some(p) = &keys {
+            if let Some(why) = not_a_file(p) {
+                err(
+                    "auth.keys",
+                    format!("{why} (create it with `portcullis key create` or as an empty file)"),
+                );
             }
         }
         let token = raw.auth.token.map(|t| Token {
@@ -913,6 +942,7 @@ impl Config {
                 ldap,
                 ldap_file,
                 lockout,
+                keys,
             },
             acl,
             acl_tests,

@@ -44,6 +44,8 @@ struct Line {
     expires: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     description: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    robot: bool,
     sha256: String,
 }
 
@@ -155,6 +157,7 @@ fn parse_line(text: &str, line: usize) -> Result<Entry, String> {
             created,
             expires,
             description: raw.description,
+            robot: raw.robot,
         },
         scopes,
         digest,
@@ -207,6 +210,7 @@ pub fn render(record: &Record, digest: &SecretDigest) -> String {
         created: format_time(record.created),
         expires: record.expires.map(format_time),
         description: record.description.clone(),
+        robot: record.robot,
         sha256: secret::to_hex(digest),
     };
     // A struct of strings always serialises.
@@ -233,6 +237,7 @@ mod tests {
             created: parse_time("2026-12-01T02:50:00Z").unwrap(),
             expires: Some(parse_time("2027-03-01T02:50:00Z").unwrap()),
             description: "release \"pipeline\" ✓".into(),
+            robot: true,
         };
         let d = secret::digest("pcl_x");
         let text = format!("# comment\n\n{}\n", render(&record, &d));

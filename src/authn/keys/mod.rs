@@ -9,6 +9,7 @@
 //! See [`secret`] for why the file holds a plain SHA-256 of each secret.
 
 pub mod file;
+pub mod present;
 pub mod scope;
 pub mod secret;
 mod write;
@@ -36,6 +37,10 @@ pub struct Record {
     pub expires: Option<SystemTime>,
     /// Free text for humans (what the key is for).
     pub description: String,
+    /// A robot key's account need not exist in any backend (it then has no labels); any
+    /// other key stops working when its account is removed, so a person's keys end with
+    /// the person's account.
+    pub robot: bool,
 }
 
 impl Record {
@@ -69,12 +74,37 @@ pub enum KeysError {
 
 /// Makes a key for `account` and appends it to the keys file at `path` (created, mode 0600,
 /// if missing). Returns its record and the secret, which is stored nowhere: show it once.
+/// The key works only while `account` exists in a backend (a personal key); see
+/// [`create_robot`] for accounts that exist only as keys.
 pub fn create(
     path: &Path,
     account: &str,
     scopes: &[String],
     expires: Option<SystemTime>,
     description: &str,
+) -> Result<(Record, String), KeysError> {
+    create_key(path, account, scopes, expires, description, false)
+}
+
+/// [`create`] for a robot account: one that need not exist in any backend (the key then
+/// has no labels; ACL rules match it by account name).
+pub fn create_robot(
+    path: &Path,
+    account: &str,
+    scopes: &[String],
+    expires: Option<SystemTime>,
+    description: &str,
+) -> Result<(Record, String), KeysError> {
+    create_key(path, account, scopes, expires, description, true)
+}
+
+fn create_key(
+    path: &Path,
+    account: &str,
+    scopes: &[String],
+    expires: Option<SystemTime>,
+    description: &str,
+    robot: bool,
 ) -> Result<(Record, String), KeysError> {
     file::validate_fields(account, scopes, description).map_err(KeysError::BadInput)?;
     let now = SystemTime::now();
@@ -95,6 +125,7 @@ pub fn create(
             created: file::parse_time(&file::format_time(now)).unwrap_or(now),
             expires: expires.map(|e| file::parse_time(&file::format_time(e)).unwrap_or(e)),
             description: description.to_owned(),
+            robot,
         };
         let mut new = text.to_owned();
         if new.is_empty() {

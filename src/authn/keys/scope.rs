@@ -14,6 +14,7 @@ const TYPES: [&str; 2] = ["repository", "registry"];
 /// One parsed scope of a key.
 #[derive(Debug, Clone)]
 pub struct KeyScope {
+    source: String,
     kind: String,
     name: Pattern,
     actions: RuleActions,
@@ -54,6 +55,7 @@ impl KeyScope {
             }
         }
         Ok(KeyScope {
+            source: text.to_owned(),
             kind: kind.to_owned(),
             name: compiled.pattern,
             actions: set,
@@ -83,7 +85,27 @@ impl KeyScope {
 #[derive(Debug, Clone, Default)]
 pub struct Scopes(Vec<KeyScope>);
 
+/// Two sets of scopes are equal when they were written the same (a compiled pattern has no
+/// equality of its own).
+impl PartialEq for Scopes {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| a.source == b.source)
+    }
+}
+
+impl Eq for Scopes {}
+
 impl Scopes {
+    /// The scopes as written.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|s| s.source.as_str())
+    }
+
     /// Parses every scope, or says which one is wrong.
     pub fn parse<S: AsRef<str>>(texts: &[S]) -> Result<Scopes, String> {
         texts
