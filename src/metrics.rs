@@ -278,7 +278,7 @@ pub struct Metrics {
     requests: [[IntCounter; DECISIONS]; ACTIONS],
     durations: [Histogram; ACTIONS],
     upstream_errors: [IntCounter; 4],
-    auth_failures: [IntCounter; 6],
+    auth_failures: [IntCounter; AuthFailure::ALL.len()],
     reloads: [IntCounter; 2],
     acl_rules: IntGauge,
     tokens_issued: IntCounter,
