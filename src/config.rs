@@ -146,6 +146,8 @@ pub struct Auth {
     pub lockout: Lockout,
     /// Single sign-on for people in the web UI, when configured.
     pub oidc: Option<Oidc>,
+    /// The access keys file (`auth.keys`), when keys are on.
+    pub keys: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +248,8 @@ struct RawAuth {
     lockout: Option<RawLockout>,
     #[serde(default)]
     oidc: Option<RawOidc>,
+    #[serde(default)]
+    keys: Option<PathBuf>,
 }
 
 impl Default for RawAuth {
@@ -259,6 +263,7 @@ impl Default for RawAuth {
             ldap: None,
             lockout: None,
             oidc: None,
+            keys: None,
         }
     }
 }
@@ -506,6 +511,21 @@ impl Config {
         Self::parse(&text, path)
     }
 
+    /// Only `auth.keys` of the file at `path`, resolved like every path: what `portcullis key`
+    /// needs, which must work before the keys file exists (when a full load would refuse
+    /// the missing file). The file must still parse as a configuration.
+    pub fn keys_path(path: &Path) -> Result<Option<PathBuf>, Diagnostics> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::new(path, format!("cannot read: {e}")))?;
+        let raw: RawConfig = serde_yaml_ng::from_str(&text)
+            .map_err(|e| crate::yaml::serde_diagnostic(path, &text, &e))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Ok(raw
+            .auth
+            .keys
+            .map(|p| if p.is_absolute() { p } else { base.join(p) }))
+    }
+
     /// Validates the text of a configuration file that lives at `path` (used for relative paths
     /// and messages).
     pub fn parse(text: &str, path: &Path) -> Result<Config, Diagnostics> {
@@ -651,6 +671,15 @@ impl Config {
         for p in &htpasswd {
             if let Some(why) = not_a_file(p) {
                 err("auth.htpasswd", why);
+            }
+        }
+        let keys = raw.auth.keys.as_deref().map(resolve);
+        if let Some(p) = &keys {
+            if let Some(why) = not_a_file(p) {
+                err(
+                    "auth.keys",
+                    format!("{why} (create it with `portcullis key create` or as an empty file)"),
+                );
             }
         }
         let token = raw.auth.token.map(|t| Token {
@@ -963,6 +992,7 @@ impl Config {
                 ldap_file,
                 lockout,
                 oidc,
+                keys,
             },
             acl,
             acl_tests,

@@ -197,6 +197,10 @@ label_enum! {
         LockedOut => "locked_out",
         /// A bearer token that is invalid, expired or for another service.
         BadToken => "bad_token",
+        /// An access key that is unknown, expired, or whose account is gone.
+        BadKey => "bad_key",
+        /// A CI job's ID token that was refused (`auth.federation`).
+        BadCiToken => "bad_ci_token",
     }
 }
 
@@ -208,6 +212,10 @@ impl AuthFailure {
             AuthnError::BadPassword => Some(AuthFailure::BadPassword),
             AuthnError::UnknownAccount => Some(AuthFailure::UnknownAccount),
             AuthnError::Unavailable(_) => Some(AuthFailure::LdapUnavailable),
+            AuthnError::UnknownKey | AuthnError::KeyExpired(_) | AuthnError::KeyAccountGone(_) => {
+                Some(AuthFailure::BadKey)
+            }
+            AuthnError::BadCiToken(_) => Some(AuthFailure::BadCiToken),
             AuthnError::Missing => None,
         }
     }
@@ -270,7 +278,7 @@ pub struct Metrics {
     requests: [[IntCounter; DECISIONS]; ACTIONS],
     durations: [Histogram; ACTIONS],
     upstream_errors: [IntCounter; 4],
-    auth_failures: [IntCounter; 6],
+    auth_failures: [IntCounter; AuthFailure::ALL.len()],
     reloads: [IntCounter; 2],
     acl_rules: IntGauge,
     tokens_issued: IntCounter,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::acl::{Acl, Labels};
 use crate::acl_tests::{self, Suite};
 use crate::authn::htpasswd::Htpasswd;
+use crate::authn::keys::KeyStore;
 use crate::authn::users::StaticUsers;
 use crate::authn::{Authenticator, Authenticators};
 use crate::config::{Config, UsersSource};
@@ -72,6 +73,8 @@ pub struct Summary {
     pub rules: usize,
     /// ACL test cases, all of which passed.
     pub acl_tests: usize,
+    /// Access keys in `auth.keys` (`None` when keys are off).
+    pub keys: Option<usize>,
 }
 
 impl State {
@@ -108,6 +111,7 @@ impl State {
             htpasswd_users: 0,
             rules: 0,
             acl_tests: 0,
+            keys: None,
         };
         let mut anonymous = false;
         // The TLS pair is loaded exactly as `serve` loads it (a key that does not match the
@@ -167,6 +171,21 @@ impl State {
                 Err(e) => errors.extend(e.0),
             }
         }
+        // A keys file with a bad line is refused like any other file (file:line), so a reload
+        // keeps the keys in force and `check` fails.
+        let keys = match &config.auth.keys {
+            None => None,
+            Some(path) => match KeyStore::load(path) {
+                Ok(k) => {
+                    summary.keys = Some(k.len());
+                    Some(Arc::new(k))
+                }
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+        };
         let token = match &config.auth.token {
             None => None,
             Some(t) => match TokenService::load(t) {
@@ -203,11 +222,15 @@ impl State {
         }
         let acl = acl.expect("no errors means the ACL loaded");
         summary.rules = acl.len();
+        let mut authn = Authenticators::new(backends, anonymous);
+        if let Some(keys) = keys {
+            authn = authn.with_keys(keys);
+        }
         Ok((
             Built {
                 state: State {
                     config,
-                    authn: Authenticators::new(backends, anonymous),
+                    authn,
                     acl,
                     token,
                     oidc,

@@ -14,8 +14,10 @@
 
 pub mod cache;
 pub mod credentials;
+pub mod federation;
 pub mod fold;
 pub mod htpasswd;
+pub mod keys;
 pub mod ldap;
 pub mod lockout;
 pub mod oidc;
@@ -46,6 +48,29 @@ pub struct Identity {
     pub account: String,
     /// Labels from the user entry (or, later, LDAP attributes).
     pub labels: Labels,
+    /// How the caller proved it when not with the account's own password (an access key, a
+    /// CI job's ID token): what narrows its rights and what the audit line names. `None`
+    /// for a password (or anonymous).
+    pub via: Option<Arc<Via>>,
+}
+
+/// A credential that stands for an account without being its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An access key (`auth.keys`): the account's rights narrowed to the key's scopes.
+    Key {
+        /// The key's public id.
+        id: String,
+        /// Its scopes (empty: the account's full rights).
+        scopes: keys::Scopes,
+    },
+    /// A CI job's ID token from a trusted issuer (`auth.federation`).
+    Federation {
+        /// The token's issuer.
+        issuer: String,
+        /// The job token's `exp` (Unix seconds): nothing issued from it outlives it.
+        expires: u64,
+    },
 }
 
 impl Identity {
@@ -54,6 +79,34 @@ impl Identity {
         Identity {
             account: String::new(),
             labels: Labels::new(),
+            via: None,
+        }
+    }
+
+    /// Of the actions the ACL `granted` on `kind:name`, those this caller's credential also
+    /// allows: an access key's scopes narrow the ACL's answer, never widen it. Every place
+    /// that asks the ACL for a caller goes through this ([`crate::policy`], the token
+    /// endpoint, `explain`).
+    pub fn narrow(&self, kind: &str, name: &str, granted: Vec<String>) -> Vec<String> {
+        match self.via.as_deref() {
+            Some(Via::Key { scopes, .. }) => scopes.narrow(kind, name, granted),
+            _ => granted,
+        }
+    }
+
+    /// The access key's id, if the caller used one (for the audit line).
+    pub fn key_id(&self) -> Option<&str> {
+        match self.via.as_deref() {
+            Some(Via::Key { id, .. }) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The federation issuer, if the caller is a CI job (for the audit line).
+    pub fn issuer(&self) -> Option<&str> {
+        match self.via.as_deref() {
+            Some(Via::Federation { issuer, .. }) => Some(issuer),
+            _ => None,
         }
     }
 
@@ -79,6 +132,19 @@ pub enum AuthnError {
     /// A backend could not answer (a panicked worker; later, LDAP down). Fails closed.
     #[error("authentication backend unavailable: {0}")]
     Unavailable(String),
+    /// A password shaped like an access key that is in no keys file (or keys are off).
+    #[error("unknown access key")]
+    UnknownKey,
+    /// The access key with this id has expired.
+    #[error("access key {0} has expired")]
+    KeyExpired(String),
+    /// The access key with this id belongs to an account no backend knows any more (and it
+    /// is not a robot key).
+    #[error("access key {0}: its account no longer exists")]
+    KeyAccountGone(String),
+    /// A CI job's ID token was refused; the reason is for the audit line.
+    #[error("CI token refused: {0}")]
+    BadCiToken(String),
 }
 
 /// What a backend says about an account's current state: its identity and a stamp of its
@@ -167,6 +233,20 @@ pub struct Authenticators {
     shadows: HashMap<String, usize>,
     cache: Arc<cache::LoginCache>,
     lookups: std::sync::Mutex<LookupMap>,
+    /// Access keys (`auth.keys`), when configured.
+    keys: Option<Arc<keys::KeyStore>>,
+    /// Trusted issuers of CI job tokens (`auth.federation`), when configured.
+    federation: Option<Arc<federation::Federation>>,
+}
+
+/// What kind of secret a password is, decided by its shape before anything is checked: each
+/// kind has its own path and its own failure counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// A password of the account named with it.
+    Password,
+    /// An access key (`pcl_…`), whatever the account name typed with it.
+    AccessKey,
 }
 
 /// Remembered [`Authenticators::current`] answers: identity, credential stamp, when.
@@ -199,7 +279,119 @@ impl Authenticators {
             shadows,
             cache: Arc::new(cache::LoginCache::new(65_536, Duration::from_secs(3600))),
             lookups: Default::default(),
+            keys: None,
+            federation: None,
         }
+    }
+
+    /// Adds the trusted CI issuers of `auth.federation`.
+    pub fn with_federation(mut self, federation: Arc<federation::Federation>) -> Self {
+        self.federation = Some(federation);
+        self
+    }
+
+    /// The identity behind a Bearer token issued to a CI job of `issuer`: only while the
+    /// issuer is still trusted (a reload that removes it ends its tokens), with the labels
+    /// the job token mapped to, until the token's `exp` (capped at the job token's).
+    pub fn federated_bearer(
+        &self,
+        issuer: &str,
+        account: &str,
+        labels: &Labels,
+        expires: u64,
+    ) -> Result<Identity, AuthnError> {
+        if !self.federation.as_ref().is_some_and(|f| f.trusts(issuer)) {
+            return Err(AuthnError::BadCiToken(format!(
+                "issuer {issuer:?} is no longer trusted"
+            )));
+        }
+        Ok(Identity {
+            account: account.to_owned(),
+            labels: labels.clone(),
+            via: Some(Arc::new(Via::Federation {
+                issuer: issuer.to_owned(),
+                expires,
+            })),
+        })
+    }
+
+    /// Adds the access keys of `auth.keys`.
+    pub fn with_keys(mut self, keys: Arc<keys::KeyStore>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The access keys, when configured (for `explain --key` and Bearer tokens issued to a key).
+    pub fn keys(&self) -> Option<&keys::KeyStore> {
+        self.keys.as_deref()
+    }
+
+    /// What kind of secret `password` is. A password shaped like an access key is an
+    /// access key whenever keys are configured: it never reaches the password backends, so
+    /// it neither counts towards nor is blocked by the account's password lockout.
+    pub fn secret_kind(&self, password: &str) -> Secret {
+        if self.keys.is_some() && keys::secret::looks_like_key(password) {
+            Secret::AccessKey
+        } else {
+            Secret::Password
+        }
+    }
+
+    /// Logs in with an access key: the username typed with it does not matter (the key
+    /// names its account). The account's labels come from the backend that holds it; a
+    /// robot key's account may be in no backend (then it has no labels); any other key
+    /// stops working when its account is gone. Never cached: a revoked or expired key
+    /// fails on the next request after the keys file is reloaded.
+    pub async fn key_login(&self, secret: &str) -> Result<Identity, AuthnError> {
+        let Some(store) = &self.keys else {
+            return Err(AuthnError::UnknownKey);
+        };
+        let (record, scopes) = match store.find(secret, std::time::SystemTime::now()) {
+            keys::Found::Unknown => return Err(AuthnError::UnknownKey),
+            keys::Found::Expired(record) => return Err(AuthnError::KeyExpired(record.id.clone())),
+            keys::Found::Key(record, scopes) => (record, scopes),
+        };
+        self.key_identity(record, scopes).await
+    }
+
+    /// The identity behind a Bearer token issued to the key `id` for `account`: the key
+    /// must still be in the keys file, unexpired, for the same account. So revoking or
+    /// expiring a key ends the tokens issued to it on their next use.
+    pub async fn key_by_id(&self, id: &str, account: &str) -> Result<Identity, AuthnError> {
+        let Some((record, scopes)) = self.keys.as_ref().and_then(|k| k.get(id)) else {
+            return Err(AuthnError::UnknownKey);
+        };
+        if record.account != account {
+            return Err(AuthnError::UnknownKey);
+        }
+        if record.is_expired(std::time::SystemTime::now()) {
+            return Err(AuthnError::KeyExpired(record.id.clone()));
+        }
+        self.key_identity(record, scopes).await
+    }
+
+    /// The identity a live key stands for (see [`Self::key_login`]).
+    pub async fn key_identity(
+        &self,
+        record: &keys::Record,
+        scopes: &keys::Scopes,
+    ) -> Result<Identity, AuthnError> {
+        let labels = match self.lookup_cached(&record.account).await {
+            Ok(identity) => identity.labels,
+            Err(AuthnError::UnknownAccount) if record.robot => Labels::new(),
+            Err(AuthnError::UnknownAccount) => {
+                return Err(AuthnError::KeyAccountGone(record.id.clone()))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Identity {
+            account: record.account.clone(),
+            labels,
+            via: Some(Arc::new(Via::Key {
+                id: record.id.clone(),
+                scopes: scopes.clone(),
+            })),
+        })
     }
 
     /// [`Self::lookup`], remembered for [`LOOKUP_TTL`]. Failures are not remembered.
@@ -297,7 +489,7 @@ impl Authenticators {
     /// successful login with exactly this password), without asking any backend. The lockout
     /// uses it to let a proven password skip the account-wide delay.
     pub fn cached_login(&self, account: &str, password: &str) -> Option<Identity> {
-        if account.is_empty() {
+        if account.is_empty() || self.secret_kind(password) != Secret::Password {
             return None;
         }
         // The same test as `login`'s: remembered under the account's current state.
@@ -305,8 +497,12 @@ impl Authenticators {
         self.cache.get(&self.cache.key(account, password), stamp)
     }
 
-    /// Checks an account and password against the backends, using the cache first.
+    /// Checks an account and password against the backends, using the cache first. An
+    /// access key goes to [`Self::key_login`] instead, whatever the account.
     pub async fn login(&self, account: &str, password: &str) -> Result<Identity, AuthnError> {
+        if self.secret_kind(password) == Secret::AccessKey {
+            return self.key_login(password).await;
+        }
         if account.is_empty() {
             // docker_auth lets the anonymous account log in with any password.
             return if self.anonymous_allowed {
@@ -544,6 +740,7 @@ mod tests {
                 Lookup::Decided(Ok(Identity {
                     account: account.to_owned(),
                     labels: Labels::new(),
+                    via: None,
                 }))
             } else {
                 Lookup::Decided(Err(AuthnError::BadPassword))
@@ -569,6 +766,7 @@ mod tests {
             Lookup::Decided(Ok(Identity {
                 account: account.to_lowercase(),
                 labels: Labels::new(),
+                via: None,
             }))
         }
         async fn lookup(&self, account: &str) -> Lookup {
@@ -718,6 +916,69 @@ mod tests {
             let id = a.login("ci", "pw").await.unwrap();
             assert_eq!(id.labels["groups"], vec!["builders", "qa"]);
         }
+    }
+
+    /// A chain with alice (static, labelled) and access keys for alice and a robot.
+    fn chain_with_keys() -> (Authenticators, String, String, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let (_, alice_key) =
+            keys::create(&path, "alice", &["repository:a/*:pull".into()], None, "").unwrap();
+        let (_, robot_key) = keys::create_robot(&path, "robot", &[], None, "").unwrap();
+        let (_, orphan_key) = keys::create(&path, "gone", &[], None, "").unwrap();
+        let yaml = format!(
+            "alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n",
+            hash("pw")
+        );
+        let store = keys::KeyStore::load(&path).unwrap();
+        let a = chain(&yaml, "").with_keys(Arc::new(store));
+        (a, alice_key, robot_key, orphan_key, dir)
+    }
+
+    #[tokio::test]
+    async fn a_key_logs_in_as_its_account_whatever_the_username() {
+        let (a, alice_key, robot_key, orphan_key, _dir) = chain_with_keys();
+        for user in ["alice", "bob", "", "oidc"] {
+            let id = a.login(user, &alice_key).await.unwrap();
+            assert_eq!(id.account, "alice");
+            assert_eq!(id.labels["team"], vec!["a"], "labels come from the backend");
+            assert!(id.key_id().is_some());
+            // Narrowed to the key's scope.
+            assert_eq!(
+                id.narrow("repository", "a/x", vec!["pull".into(), "push".into()]),
+                vec!["pull"]
+            );
+            assert!(id
+                .narrow("repository", "b/x", vec!["pull".into()])
+                .is_empty());
+        }
+        let robot = a.login("x", &robot_key).await.unwrap();
+        assert_eq!(robot.account, "robot");
+        assert!(robot.labels.is_empty());
+        // A personal key whose account is gone does not work.
+        assert!(matches!(
+            a.login("gone", &orphan_key).await,
+            Err(AuthnError::KeyAccountGone(_))
+        ));
+        // A key-shaped password that is no key is refused, never tried as alice's password.
+        let fake = keys::secret::generate();
+        assert_eq!(a.login("alice", &fake).await, Err(AuthnError::UnknownKey));
+        // The password still works, with no narrowing.
+        let pw = a.login("alice", "pw").await.unwrap();
+        assert!(pw.via.is_none());
+        // Key logins are never remembered in the login cache.
+        assert!(a.cached_login("alice", &alice_key).is_none());
+    }
+
+    #[tokio::test]
+    async fn without_keys_configured_a_key_shaped_password_is_a_password() {
+        let yaml = format!("alice:\n  password: \"{}\"\n", hash("pw"));
+        let a = chain(&yaml, "");
+        assert_eq!(a.secret_kind(&keys::secret::generate()), Secret::Password);
+        assert_eq!(
+            a.login("alice", &keys::secret::generate()).await,
+            Err(AuthnError::BadPassword)
+        );
     }
 
     #[tokio::test]

@@ -155,6 +155,7 @@ impl Reloader {
                 users = summary.users,
                 htpasswd_users = summary.htpasswd_users,
                 rules = summary.rules,
+                access_keys = summary.keys.unwrap_or(0),
                 "configuration reloaded"
             ),
             Err(errors) => {
@@ -263,6 +264,7 @@ impl Reloader {
         }
         files.extend(config.auth.htpasswd.iter().cloned());
         files.extend(config.auth.ldap_file.iter().cloned());
+        files.extend(config.auth.keys.iter().cloned());
         if let Some(tls) = &config.tls {
             files.push(tls.cert.clone());
             files.push(tls.key.clone());

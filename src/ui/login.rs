@@ -108,6 +108,20 @@ impl Ui {
         // session bound to the old credential, which ends at once.
         let stamp = state.authn.current(&account).await.map(|(_, stamp)| stamp);
         match proxy.login(state, &creds, client).await {
+            // An access key or a CI token is not a way into the web UI: a session is bound
+            // to the account, and would carry the account's full rights past the key's
+            // scopes (and past its revocation).
+            Ok(identity) if identity.via.is_some() => self
+                .login_form(
+                    state,
+                    request,
+                    tls,
+                    &account,
+                    Some("access keys and CI tokens cannot sign in here; use the account's password."),
+                    401,
+                    Outcome::Unauthenticated,
+                )
+                .account(Some(&identity.account)),
             Ok(identity) => {
                 let Ok(stamp) = stamp else {
                     return self.login_form(

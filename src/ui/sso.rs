@@ -305,6 +305,7 @@ impl Ui {
             Err(_) => Ok(Some(Identity {
                 account: claims.account.clone(),
                 labels: sso.labels.clone(),
+                via: None,
             })),
         }
     }

@@ -102,7 +102,11 @@ pub fn identity(settings: &Oidc, claims: &Map<String, Value>) -> Result<Identity
             }
         }
     }
-    Ok(Identity { account, labels })
+    Ok(Identity {
+        account,
+        labels,
+        via: None,
+    })
 }
 
 /// The text values of a claim: a scalar is one, an array its scalars.
