@@ -377,7 +377,14 @@ impl Authenticators {
         scopes: &keys::Scopes,
     ) -> Result<Identity, AuthnError> {
         let labels = match self.lookup_cached(&record.account).await {
+            // A single sign-on person's key: a backend holding the name is someone else.
+            Ok(_) if record.sso_labels.is_some() => {
+                return Err(AuthnError::KeyAccountGone(record.id.clone()))
+            }
             Ok(identity) => identity.labels,
+            Err(AuthnError::UnknownAccount) if record.sso_labels.is_some() => {
+                record.sso_labels.clone().unwrap_or_default()
+            }
             Err(AuthnError::UnknownAccount) if record.robot => Labels::new(),
             Err(AuthnError::UnknownAccount) => {
                 return Err(AuthnError::KeyAccountGone(record.id.clone()))
@@ -933,6 +940,32 @@ mod tests {
         let store = keys::KeyStore::load(&path).unwrap();
         let a = chain(&yaml, "").with_keys(Arc::new(store));
         (a, alice_key, robot_key, orphan_key, dir)
+    }
+
+    #[tokio::test]
+    async fn a_single_sign_on_key_carries_its_labels_until_a_backend_takes_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let labels: Labels = [("groups".to_string(), vec!["platform".to_string()])].into();
+        let (record, secret) =
+            keys::create_sso(&path, "pat", &[], None, "laptop", labels.clone()).unwrap();
+        assert_eq!(keys::list(&path).unwrap(), vec![record]);
+        let store = Arc::new(keys::KeyStore::load(&path).unwrap());
+        // pat is in no backend: the recorded labels are the key's.
+        let a = chain("{}", "").with_keys(store.clone());
+        let id = a.login("pat", &secret).await.unwrap();
+        assert_eq!((id.account.as_str(), &id.labels), ("pat", &labels));
+        // A password account named pat is someone else: the key stops working.
+        let yaml = format!("pat:\n  password: \"{}\"\n", hash("pw"));
+        let b = chain(&yaml, "").with_keys(store);
+        assert!(matches!(
+            b.login("pat", &secret).await,
+            Err(AuthnError::KeyAccountGone(_))
+        ));
+        // Labels with hidden characters are not written.
+        let bad: Labels = [("g".to_string(), vec!["a\u{202E}b".to_string()])].into();
+        assert!(keys::create_sso(&path, "pat", &[], None, "", bad).is_err());
+        assert_eq!(keys::list(&path).unwrap().len(), 1);
     }
 
     #[tokio::test]

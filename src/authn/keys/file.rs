@@ -46,6 +46,9 @@ struct Line {
     description: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     robot: bool,
+    /// A single sign-on person's labels (see [`Record::sso_labels`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sso_labels: Option<crate::authn::Labels>,
     sha256: String,
 }
 
@@ -116,6 +119,34 @@ pub fn validate_fields(account: &str, scopes: &[String], description: &str) -> R
     Scopes::parse(scopes).map(|_| ())
 }
 
+/// Most labels, and values per label, a single sign-on key may record (as a UI session).
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_VALUES: usize = 200;
+
+/// Checks a single sign-on key's labels: bounded, no hidden characters.
+pub fn validate_labels(labels: &crate::authn::Labels) -> Result<(), String> {
+    if labels.len() > MAX_LABELS {
+        return Err(format!("sso_labels: at most {MAX_LABELS} labels"));
+    }
+    for (name, values) in labels {
+        if name.is_empty() || name.len() > MAX_FIELD || has_hidden_characters(name) {
+            return Err(format!(
+                "sso_labels: label {name:?} is empty, too long or has control characters"
+            ));
+        }
+        if values.len() > MAX_LABEL_VALUES
+            || values
+                .iter()
+                .any(|v| v.len() > MAX_FIELD || has_hidden_characters(v))
+        {
+            return Err(format!(
+                "sso_labels.{name}: too many values, or one too long or with control characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -141,6 +172,12 @@ fn parse_line(text: &str, line: usize) -> Result<Entry, String> {
         ));
     }
     validate_fields(&raw.account, &raw.scopes, &raw.description)?;
+    if let Some(labels) = &raw.sso_labels {
+        if raw.robot {
+            return Err("a key is either a robot's or a single sign-on person's, not both".into());
+        }
+        validate_labels(labels)?;
+    }
     let scopes = Scopes::parse(&raw.scopes)?;
     let created = parse_time(&raw.created).map_err(|e| format!("created: {e}"))?;
     let expires = match &raw.expires {
@@ -158,6 +195,7 @@ fn parse_line(text: &str, line: usize) -> Result<Entry, String> {
             expires,
             description: raw.description,
             robot: raw.robot,
+            sso_labels: raw.sso_labels,
         },
         scopes,
         digest,
@@ -211,6 +249,7 @@ pub fn render(record: &Record, digest: &SecretDigest) -> String {
         expires: record.expires.map(format_time),
         description: record.description.clone(),
         robot: record.robot,
+        sso_labels: record.sso_labels.clone(),
         sha256: secret::to_hex(digest),
     };
     // A struct of strings always serialises.
@@ -238,6 +277,7 @@ mod tests {
             expires: Some(parse_time("2027-03-01T02:50:00Z").unwrap()),
             description: "release \"pipeline\" ✓".into(),
             robot: true,
+            sso_labels: None,
         };
         let d = secret::digest("pcl_x");
         let text = format!("# comment\n\n{}\n", render(&record, &d));

@@ -41,6 +41,11 @@ pub struct Record {
     /// other key stops working when its account is removed, so a person's keys end with
     /// the person's account.
     pub robot: bool,
+    /// Set for a personal key made in the web UI by a person signed in through single sign-on
+    /// ([`create_sso`]): the labels the identity provider gave them then. Such an account is
+    /// in no backend, so these labels are what the ACL sees for the key; and the key stops
+    /// working if a backend comes to hold the account name (it would be someone else).
+    pub sso_labels: Option<crate::authn::Labels>,
 }
 
 impl Record {
@@ -98,6 +103,28 @@ pub fn create_robot(
     create_key(path, account, scopes, expires, description, true)
 }
 
+/// [`create`] for a person signed in through single sign-on, who is in no backend: the key
+/// records `labels` (the identity provider's, at creation) and carries them to the ACL.
+pub fn create_sso(
+    path: &Path,
+    account: &str,
+    scopes: &[String],
+    expires: Option<SystemTime>,
+    description: &str,
+    labels: crate::authn::Labels,
+) -> Result<(Record, String), KeysError> {
+    file::validate_labels(&labels).map_err(KeysError::BadInput)?;
+    create_with(
+        path,
+        account,
+        scopes,
+        expires,
+        description,
+        false,
+        Some(labels),
+    )
+}
+
 fn create_key(
     path: &Path,
     account: &str,
@@ -105,6 +132,18 @@ fn create_key(
     expires: Option<SystemTime>,
     description: &str,
     robot: bool,
+) -> Result<(Record, String), KeysError> {
+    create_with(path, account, scopes, expires, description, robot, None)
+}
+
+fn create_with(
+    path: &Path,
+    account: &str,
+    scopes: &[String],
+    expires: Option<SystemTime>,
+    description: &str,
+    robot: bool,
+    sso_labels: Option<crate::authn::Labels>,
 ) -> Result<(Record, String), KeysError> {
     file::validate_fields(account, scopes, description).map_err(KeysError::BadInput)?;
     let now = SystemTime::now();
@@ -126,6 +165,7 @@ fn create_key(
             expires: expires.map(|e| file::parse_time(&file::format_time(e)).unwrap_or(e)),
             description: description.to_owned(),
             robot,
+            sso_labels,
         };
         let mut new = text.to_owned();
         if new.is_empty() {

@@ -67,6 +67,8 @@ pub fn table(records: &[Record], now: SystemTime) -> String {
         };
         let account = if r.robot {
             format!("{} (robot)", r.account)
+        } else if r.sso_labels.is_some() {
+            format!("{} (single sign-on)", r.account)
         } else {
             r.account.clone()
         };
