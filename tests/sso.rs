@@ -59,7 +59,7 @@ fn oidc_section(idp: &Idp) -> String {
 
 fn config(idp: &Idp) -> String {
     format!(
-        "upstream: {{upstream}}\nacl: acl.yaml\nauth:\n  users: users.yaml\n{}",
+        "upstream: {{upstream}}\nacl: acl.yaml\nauth:\n  users: users.yaml\n  keys: keys.jsonl\n{}",
         oidc_section(idp)
     )
 }
@@ -102,12 +102,29 @@ fn world() -> Option<World> {
                 ("acl.yaml", ACL.to_string()),
                 ("users.yaml", users_yaml(false)),
                 ("oidc-secret", format!("{}\n", idp::CLIENT_SECRET)),
+                ("keys.jsonl", String::new()),
             ],
             tls: true,
         },
         &registry.url(),
     );
     idp.start(accounts(), &proxy.url("/ui/sso/callback"));
+    // The file watcher starts in the background after the listener answers: until it runs, a
+    // key written by the UI would go unseen. Touch the ACL (again every 3 s: a write before
+    // the watcher ran is not seen) until a reload shows it watches.
+    let acl = proxy.dir.path().join("acl.yaml");
+    let reloaded = || proxy.proc.output().contains("reloading configuration");
+    for n in 0.. {
+        assert!(n < 7, "no reload seen:\n{}", proxy.proc.output());
+        std::fs::write(&acl, format!("{ACL}# touched {n}\n")).unwrap();
+        let start = std::time::Instant::now();
+        while !reloaded() && start.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if reloaded() {
+            break;
+        }
+    }
     Some(World {
         registry,
         idp,
@@ -472,5 +489,142 @@ fn sign_in_in_a_headless_browser() {
         "sso.mjs failed:\n{stdout}\n{stderr}\n--- portcullis\n{}\n--- provider\n{}",
         w.proxy.proc.output(),
         w.idp.output()
+    );
+    // The key made in the browser pushes with skopeo where pat's group may, and nowhere else.
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .expect("the key")
+        .to_owned();
+    pushes_with_the_key(&w, &key);
+}
+
+/// `pat:<key>` (any username would do) pushes to platform/app, reads infra/base, and is
+/// refused a push to infra/base and anything at secret/db.
+fn pushes_with_the_key(w: &World, key: &str) {
+    let creds = format!("pat:{key}");
+    let v2 = w.proxy.client();
+    let start = std::time::Instant::now();
+    while !v2
+        .get(w.proxy.url("/v2/"))
+        .basic_auth("pat", Some(key))
+        .send()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the new key was not loaded:\n{}",
+            w.proxy.proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let d = tempfile::tempdir().unwrap();
+    write_oci_image(d.path(), "v", b"pushed by pat with a CLI access key");
+    let src = format!("oci:{}:v", d.path().display());
+    let dst = |name: &str| format!("docker://{}/{name}", w.proxy.host());
+    let (ok, err) = copy(&w.proxy, &src, &dst("platform/app:2.0"), Some(&creds));
+    assert!(ok, "push to platform/app: {err}\n{}", w.proxy.proc.output());
+    let (ok, _) = copy(&w.proxy, &src, &dst("infra/base:2.0"), Some(&creds));
+    assert!(!ok, "pat's key pushed to infra/base (pull only)");
+    let (ok, _) = copy(&w.proxy, &src, &dst("secret/db:2.0"), Some(&creds));
+    assert!(!ok, "pat's key pushed to secret/db");
+    let out = tempfile::tempdir().unwrap();
+    let pulled = format!("oci:{}:x", out.path().display());
+    let (ok, err) = copy(&w.proxy, &dst("infra/base:1.0"), &pulled, Some(&creds));
+    assert!(ok, "pull from infra/base: {err}");
+    // The audit line names the key.
+    assert!(w.proxy.proc.output().contains("\"access_key\""));
+}
+
+#[test]
+fn a_signed_in_person_makes_a_cli_key_that_carries_their_groups() {
+    let Some(w) = world() else { return };
+    let pat = browser(&w);
+    assert_eq!(sign_in(&pat, &w, "pat").0, 200);
+    let (status, page) = get(&pat, &w, "/ui/keys");
+    assert_eq!(status, 200);
+    assert!(page.contains("value=\"90\""), "{page}");
+    // Without the session's CSRF token: refused, nothing written.
+    let r = pat
+        .post(w.proxy.url("/ui/keys"))
+        .form(&[("description", "x")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let keys_file = w.proxy.dir.path().join("keys.jsonl");
+    assert_eq!(std::fs::read_to_string(&keys_file).unwrap(), "");
+    // A bad scope or expiry: refused with a message, nothing written.
+    for (field, value) in [("scopes", "repository:x:own"), ("days", "400")] {
+        let r = pat
+            .post(w.proxy.url("/ui/keys"))
+            .form(&[("csrf", csrf_of(&page).as_str()), (field, value)])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{field}={value}");
+        assert!(r.text().unwrap().contains("Not created"));
+    }
+    assert_eq!(std::fs::read_to_string(&keys_file).unwrap(), "");
+    let r = pat
+        .post(w.proxy.url("/ui/keys"))
+        .form(&[("csrf", csrf_of(&page).as_str()), ("description", "laptop")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created = r.text().unwrap();
+    let key = created
+        .split("id=\"secret\"")
+        .nth(1)
+        .and_then(|s| s.split('>').nth(1))
+        .and_then(|s| s.split('<').next())
+        .expect("the secret on the page")
+        .to_owned();
+    assert!(key.starts_with("pcl_") && key.len() == 47, "{key}");
+    assert!(created.contains(&format!(
+        "docker login {} -u pat --password-stdin",
+        w.proxy.host()
+    )));
+    // The file records the key's labels (pat is in no backend), expiring in 90 days.
+    let line = std::fs::read_to_string(&keys_file).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_str(line.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(record["account"], "pat");
+    assert_eq!(
+        record["sso_labels"]["groups"],
+        serde_json::json!(["platform", "qa"])
+    );
+    assert_eq!(record["sso_labels"]["team"], serde_json::json!(["infra"]));
+    assert!(!line.contains(&key[4..]), "the secret is in the file");
+    // Shown once: the page lists the key but never again its secret.
+    let (_, again) = get(&pat, &w, "/ui/keys");
+    assert!(again.contains("laptop") && !again.contains(&key));
+    pushes_with_the_key(&w, &key);
+
+    // Another person cannot revoke pat's key; pat can, and then it no longer works.
+    let id = record["id"].as_str().unwrap();
+    let sam = browser(&w);
+    assert_eq!(sign_in(&sam, &w, "sam").0, 200);
+    let (_, sams) = get(&sam, &w, "/ui/keys");
+    let r = sam
+        .post(w.proxy.url("/ui/keys/revoke"))
+        .form(&[("csrf", csrf_of(&sams).as_str()), ("id", id)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = pat
+        .post(w.proxy.url("/ui/keys/revoke"))
+        .form(&[("csrf", csrf_of(&again).as_str()), ("id", id)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let v2 = w.proxy.client();
+    wait_until(
+        "the revoked key to stop working",
+        Duration::from_secs(20),
+        || {
+            v2.get(w.proxy.url("/v2/"))
+                .basic_auth("pat", Some(&key))
+                .send()
+                .is_ok_and(|r| r.status() == 401)
+        },
     );
 }

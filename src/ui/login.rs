@@ -23,6 +23,7 @@ impl Ui {
             account: None,
             csrf: None,
             admin: false,
+            keys: false,
         };
         let existing = request
             .cookie(csrf::LOGIN_COOKIE)

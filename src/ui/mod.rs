@@ -15,6 +15,7 @@
 //! | `login` | the login form and `POST login` |
 //! | `sso` | single sign-on: `sso/start`, `sso/callback`, and what keeps such a session valid |
 //! | `explain_page` | the explain page for UI admins |
+//! | `keys_page` | the CLI access keys page: a personal access key for `docker login` |
 //! | [`gateway`] | what the UI needs from the proxy it is mounted in (a trait the proxy implements) |
 //!
 //! Access is never decided here: logins go through the proxy's one login path (lockout
@@ -28,6 +29,7 @@ pub mod csrf;
 mod explain_page;
 pub mod gateway;
 mod images;
+mod keys_page;
 mod lists;
 mod login;
 pub mod pages;
@@ -277,6 +279,7 @@ impl Ui {
             account: None,
             csrf: None,
             admin: false,
+            keys: false,
         };
         let req = session.req_header();
         let path = req.uri.path().to_owned();
@@ -468,6 +471,7 @@ impl Ui {
             account: visitor.map(|v| v.identity.account.as_str()),
             csrf: visitor.map(|v| v.csrf.as_str()),
             admin: visitor.is_some_and(|v| v.admin),
+            keys: visitor.is_some() && state.config.auth.keys.is_some(),
         };
         let get = matches!(request.method, Method::GET | Method::HEAD);
         let post = request.method == Method::POST;
@@ -518,6 +522,32 @@ impl Ui {
                         request,
                         subject,
                         &self.reader,
+                    )
+                    .await;
+                }
+                if rest == "keys" || rest == "keys/revoke" {
+                    if rest == "keys" && get {
+                        return keys_page::keys_page(
+                            proxy, session, state, &chrome, visitor, None, now,
+                        )
+                        .await;
+                    }
+                    if !post {
+                        let allow = if rest == "keys" { "GET, POST" } else { "POST" };
+                        return not_allowed(&chrome, allow);
+                    }
+                    if !csrf::matches(&visitor.csrf, request.field(csrf::FIELD)) {
+                        return forbidden(&chrome);
+                    }
+                    let action = if rest == "keys" { "create" } else { "revoke" };
+                    return keys_page::keys_page(
+                        proxy,
+                        session,
+                        state,
+                        &chrome,
+                        visitor,
+                        Some((action, request)),
+                        now,
                     )
                     .await;
                 }

@@ -20,6 +20,8 @@ pub struct Chrome<'a> {
     pub csrf: Option<&'a str>,
     /// Show the explain page in the menu.
     pub admin: bool,
+    /// Show the CLI access keys page in the menu (`auth.keys` is on).
+    pub keys: bool,
 }
 
 fn url_part(s: &str) -> String {
@@ -78,6 +80,9 @@ fn frame(chrome: &Chrome<'_>, heading: &str, body: Markup) -> Markup {
                     @if let Some(account) = chrome.account {
                         nav aria-label="Main" {
                             a href=(base) { "Repositories" }
+                            @if chrome.keys {
+                                a href={ (base) "keys" } { "CLI access keys" }
+                            }
                             @if chrome.admin {
                                 a href={ (base) "explain" } { "Explain" }
                             }
@@ -171,6 +176,87 @@ pub fn signed_in(chrome: &Chrome<'_>, account: &str) -> Markup {
             }
         }
     }
+}
+
+/// What the CLI access keys page shows: the new key once, the form, the person's keys.
+pub struct KeysPage<'a> {
+    /// The signed-in account.
+    pub account: &'a str,
+    /// `host[:port]` clients reach the registry by, for the login line.
+    pub host: &'a str,
+    /// A key just made: (id, secret, expires as text). Shown once, never again.
+    pub created: Option<(&'a str, &'a str, &'a str)>,
+    /// Why the last form was refused.
+    pub problem: Option<&'a str>,
+    /// The person's keys: (id, description, scopes, created, expires).
+    pub keys: Vec<(String, String, String, String, String)>,
+    /// Days a new key lasts unless changed.
+    pub default_days: u64,
+    /// The most days the form accepts.
+    pub max_days: u64,
+}
+
+/// The CLI access keys page: `docker login` cannot open a browser, so a signed-in person makes
+/// a personal key here and pastes it as the password.
+pub fn keys(chrome: &Chrome<'_>, page: &KeysPage<'_>) -> Markup {
+    let base = chrome.base;
+    let csrf = chrome.csrf.unwrap_or("");
+    frame(
+        chrome,
+        "CLI access keys",
+        html! {
+            h1 { "CLI access keys" }
+            @if let Some((id, secret, expires)) = page.created {
+                section.card.created {
+                    p.notice.ok role="status" { strong { "Key " code { (id) } " created." }
+                        "Copy it now: it is shown only this once. It expires " (expires) "." }
+                    p { "Log in with it (the username is yours; any would do):" }
+                    div.cmds {
+                        code.cmd #login-line data-copy {
+                            "echo '" (secret) "' | docker login " (page.host) " -u " (page.account) " --password-stdin"
+                        }
+                        p { "The key alone:" }
+                        code.cmd #secret data-copy { (secret) }
+                    }
+                }
+            }
+            @if let Some(p) = page.problem {
+                p.notice role="alert" { strong { "Not created:" } (p) }
+            }
+            section.card {
+                h2 { "New key" }
+                p.hint { "A key logs in as you, with at most your rights: what the ACL grants you (narrowed further to the scopes below, if any) — never more." }
+                form method="post" action={ (base) "keys" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="description" { "What it is for" }
+                    input #description type="text" name="description" maxlength="200" placeholder="laptop, build machine…";
+                    label for="days" { "Expires after (days)" }
+                    input #days type="number" name="days" min="1" max=(page.max_days) value=(page.default_days) required;
+                    label for="scopes" { "Scopes (optional, one per line)" }
+                    textarea #scopes name="scopes" placeholder="repository:team/*:pull,push" {}
+                    button type="submit" { "Create key" }
+                }
+            }
+            @if !page.keys.is_empty() {
+                section.card {
+                    h2 { "Your keys" }
+                    ul.keys {
+                        @for (id, description, scopes, created, expires) in &page.keys {
+                            li {
+                                code { (id) } " " (description)
+                                span.meta { " · " (scopes) " · created " (created) " · expires " (expires) }
+                                form.inline method="post" action={ (base) "keys/revoke" } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="id" value=(id);
+                                    button.link type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// A single sign-on that did not work, and the way back.
@@ -806,6 +892,7 @@ mod tests {
             account: None,
             csrf: None,
             admin: false,
+            keys: false,
         };
         let fresh = login(&chrome, "tok", "", None, None).into_string();
         let retry = login(&chrome, "tok", "alice", Some("wrong"), None).into_string();
@@ -826,6 +913,7 @@ mod tests {
             account: Some("<script>"),
             csrf: Some("x\"y"),
             admin: false,
+            keys: true,
         };
         let page = login(&chrome, "tok", "\"><img>", Some("<b>"), Some("<i>idp")).into_string();
         assert!(

@@ -319,6 +319,7 @@ fn anonymous(state: &State) -> Chrome<'_> {
         account: None,
         csrf: None,
         admin: false,
+        keys: false,
     }
 }
 

@@ -4,6 +4,8 @@
 //
 // $PORTCULLIS_E2E_SPEC (JSON, written by tests/sso.rs):
 //   {"login": "pat", "provider": "localhost:PORT", "repositories": [...]}
+// After the sign-in it makes a CLI access key on its page and prints "key: <secret>" for the
+// test to push with.
 // The provider (tests/oidc-provider/server.mjs) is on another site than portcullis, so this
 // checks what only a browser enforces: the flow cookie comes back with the provider's
 // cross-site redirect (SameSite=Lax), and the SameSite=Strict session cookie is in force once
@@ -71,6 +73,20 @@ try {
   check(JSON.stringify(names) === JSON.stringify([...spec.repositories].sort()),
     `list ${JSON.stringify(names)} != ${JSON.stringify(spec.repositories)}`);
   await shot('3-repositories');
+
+  // A CLI access key: made on its page, shown once with the docker login line.
+  await Promise.all([page.waitForURL(`${base}keys`), page.click('nav a:text-is("CLI access keys")')]);
+  await page.fill('#description', 'e2e laptop');
+  check(await page.inputValue('#days') === '90', 'a new key does not default to 90 days');
+  await Promise.all([page.waitForLoadState('load'), page.click('main button[type=submit]')]);
+  const secret = (await page.textContent('#secret')).trim();
+  check(/^pcl_[A-Za-z0-9]{43}$/.test(secret), `no key shown: ${secret}`);
+  const line = (await page.textContent('#login-line')).trim();
+  const host = new URL(base).host;
+  check(line === `echo '${secret}' | docker login ${host} -u ${spec.login} --password-stdin`, `login line: ${line}`);
+  check((await page.textContent('ul.keys')).includes('e2e laptop'), 'the new key is not listed');
+  await shot('4-cli-key');
+  console.log(`key: ${secret}`);
 
   // Log out: the session is gone.
   await Promise.all([page.waitForURL(`${base}login`), page.click('header button[type=submit]')]);
