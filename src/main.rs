@@ -323,7 +323,13 @@ fn explain(
             println!(
                 "access key {id}: account {:?}{}, scopes: {}",
                 record.account,
-                if record.robot { " (robot)" } else { "" },
+                if record.robot {
+                    " (robot)"
+                } else if record.sso_labels.is_some() {
+                    " (single sign-on, with the labels it was made with)"
+                } else {
+                    ""
+                },
                 if record.scopes.is_empty() {
                     "none (all of the account's rights)".to_owned()
                 } else {
@@ -339,7 +345,15 @@ fn explain(
         (None, None) => bail!("--account or --key is required"),
     };
     let account = account.as_str();
-    let mut labels = explain::static_labels(&config, account);
+    // A single sign-on person's key carries the labels it was made with; anyone else's are
+    // the static users' (state others with --label).
+    let mut labels = match key
+        .as_ref()
+        .and_then(|(record, _)| record.sso_labels.clone())
+    {
+        Some(recorded) => recorded,
+        None => explain::static_labels(&config, account),
+    };
     explain::add_labels(&mut labels, label_args).map_err(|e| anyhow!("--{e}"))?;
     let asker = Asker {
         account,

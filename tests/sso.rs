@@ -628,3 +628,76 @@ fn a_signed_in_person_makes_a_cli_key_that_carries_their_groups() {
         },
     );
 }
+
+#[test]
+fn check_validates_auth_oidc_as_serve_does_and_explain_knows_sso_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let base = "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  keys: keys.jsonl\n  oidc:\n    issuer: https://idp.example.com\n    client_id: portcullis\n    client_secret_file: oidc-secret\n";
+    write(
+        d.path(),
+        &[
+            ("proxy.yaml", base),
+            ("acl.yaml", ACL),
+            ("oidc-secret", "\n"),
+            ("keys.jsonl", ""),
+        ],
+    );
+    // An empty client secret: refused by check, named by key and file.
+    let (code, _, err) = portcullis(&["check", "-c", "proxy.yaml"], d.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("oidc-secret") && err.contains("auth.oidc.client_secret_file"),
+        "{err}"
+    );
+    // A plain-HTTP issuer: refused at its line.
+    write(
+        d.path(),
+        &[
+            ("oidc-secret", "s3cret\n"),
+            ("proxy.yaml", &base.replace("https://idp", "http://idp")),
+        ],
+    );
+    let (code, _, err) = portcullis(&["check", "-c", "proxy.yaml"], d.path());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("proxy.yaml:6") && err.contains("auth.oidc.issuer"),
+        "{err}"
+    );
+    write(d.path(), &[("proxy.yaml", base)]);
+    let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], d.path());
+    assert_eq!(code, 0, "{out}{err}");
+
+    // explain --key: a single sign-on key is judged with the labels it recorded.
+    let labels = [("groups".to_string(), vec!["platform".to_string()])].into();
+    let (record, _) = portcullis::authn::keys::create_sso(
+        &d.path().join("keys.jsonl"),
+        "pat",
+        &[],
+        None,
+        "",
+        labels,
+    )
+    .unwrap();
+    let (code, out, err) = portcullis(
+        &[
+            "explain",
+            "-c",
+            "proxy.yaml",
+            "--key",
+            &record.id,
+            "repository:platform/app:pull,push",
+            "repository:secret/db:pull",
+        ],
+        d.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("single sign-on"), "{out}");
+    assert!(
+        out.contains("repository:platform/app:pull,push: granted pull,push; decided by acl.yaml:4"),
+        "{out}"
+    );
+    assert!(
+        out.contains("repository:secret/db:pull: granted nothing"),
+        "{out}"
+    );
+}
