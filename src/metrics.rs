@@ -215,7 +215,7 @@ impl AuthFailure {
             AuthnError::UnknownKey | AuthnError::KeyExpired(_) | AuthnError::KeyAccountGone(_) => {
                 Some(AuthFailure::BadKey)
             }
-            AuthnError::BadCiToken(_) => Some(AuthFailure::BadCiToken),
+            AuthnError::BadCiToken { .. } => Some(AuthFailure::BadCiToken),
             AuthnError::Missing => None,
         }
     }
