@@ -20,7 +20,8 @@ const ACL: &str = r#"
   comment: a job may push to its own repository from main
 "#;
 
-fn start(registry: &Registry, issuer: &Issuer) -> Proxy {
+fn start(registry: &Registry, issuer: &Issuer) -> (Proxy, u16) {
+    let admin = free_port();
     let dir = tempfile::tempdir().unwrap();
     let (key, cert) = portcullis::token::generate_dev_keypair(dir.path()).unwrap();
     let files = vec![
@@ -37,17 +38,18 @@ fn start(registry: &Registry, issuer: &Issuer) -> Proxy {
         ("token.crt", std::fs::read_to_string(cert).unwrap()),
     ];
     let config = format!(
-        "upstream: {{upstream}}\nauth:\n  challenge: token\n  users: users.yaml\n  token:\n    key: token.key\n    certificate: token.crt\n  federation:\n    - issuer: {}\n      audience: portcullis\n      account: \"github:{{repository}}\"\n      labels: {{repository: repository, ref: ref}}\n      ca_certificate: issuer-ca.pem\nacl: acl.yaml\n",
+        "upstream: {{upstream}}\nadmin_listen: 127.0.0.1:{admin}\nauth:\n  challenge: token\n  users: users.yaml\n  token:\n    key: token.key\n    certificate: token.crt\n  federation:\n    - issuer: {}\n      audience: portcullis\n      account: \"github:{{repository}}\"\n      labels: {{repository: repository, ref: ref}}\n      ca_certificate: issuer-ca.pem\nacl: acl.yaml\n",
         issuer.url
     );
-    Proxy::start(
+    let proxy = Proxy::start(
         ProxySetup {
             config: &config,
             files: &files,
             tls: true,
         },
         &registry.url(),
-    )
+    );
+    (proxy, admin)
 }
 
 fn audit_reasons(proxy: &Proxy) -> Vec<String> {
@@ -91,7 +93,7 @@ fn a_job_token_pushes_to_its_own_repository_only() {
     let rsa = SignKey::rsa("rsa-1");
     let ec = SignKey::ec("ec-1");
     let issuer = Issuer::start(&[&rsa, &ec]);
-    let proxy = start(&registry, &issuer);
+    let (proxy, _) = start(&registry, &issuer);
     let host = proxy.host();
     let work = tempfile::tempdir().unwrap();
     let img = work.path().join("img");
@@ -142,7 +144,7 @@ fn bad_tokens_are_refused_with_a_reason_and_rotation_refetches_once() {
     let registry = Registry::start();
     let k1 = SignKey::rsa("k1");
     let issuer = Issuer::start(&[&k1]);
-    let proxy = start(&registry, &issuer);
+    let (proxy, admin) = start(&registry, &issuer);
     let good = k1.sign(&issuer.claims("portcullis", "org/app", 300));
     assert_eq!(
         status(&proxy, "org/app", &good),
@@ -151,6 +153,16 @@ fn bad_tokens_are_refused_with_a_reason_and_rotation_refetches_once() {
     );
     assert_eq!(status(&proxy, "org/other", &good), 403);
     assert_eq!(issuer.fetches(), 1);
+    // A reload (any file changing) keeps the fetched keys of an unchanged issuer.
+    let before = reloads(admin, "success");
+    std::fs::write(
+        proxy.dir.path().join("acl.yaml"),
+        format!("{ACL}# edited\n"),
+    )
+    .unwrap();
+    wait_for_reload(admin, "success", before, Duration::from_secs(10));
+    assert_eq!(status(&proxy, "org/app", &good), 404);
+    assert_eq!(issuer.fetches(), 1, "a reload must not refetch the keys");
 
     refused(
         &proxy,

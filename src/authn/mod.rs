@@ -512,6 +512,13 @@ impl Authenticators {
         old.cache
             .retain(|identity, stamp| self.fingerprint(&identity.account) == Some(stamp));
         self.cache = old.cache.clone();
+        // And the CI issuers' fetched keys, for issuers configured as before (rebuilt only
+        // here, before the new state is shared).
+        if let (Some(new), Some(old)) = (self.federation.as_mut(), old.federation.as_ref()) {
+            if let Some(new) = Arc::get_mut(new) {
+                new.adopt_keys(old);
+            }
+        }
     }
 
     /// (backend position, its fingerprint) of the first backend that fixes `account`.

@@ -9,6 +9,7 @@ mod settings;
 pub mod template;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, Validation};
@@ -62,7 +63,7 @@ fn bad(reason: impl Into<String>, forged: bool) -> Refused {
 struct Issuer {
     settings: Settings,
     account: template::Template,
-    keys: jwks::IssuerKeys,
+    keys: Arc<jwks::IssuerKeys>,
 }
 
 /// The trusted issuers.
@@ -130,7 +131,7 @@ impl Federation {
             };
             if let (Some(account), Some(http)) = (account, http) {
                 issuers.push(Issuer {
-                    keys: jwks::IssuerKeys::new(&s.issuer, http),
+                    keys: Arc::new(jwks::IssuerKeys::new(&s.issuer, http)),
                     settings: s.clone(),
                     account,
                 });
@@ -140,6 +141,16 @@ impl Federation {
             Ok(Federation { issuers })
         } else {
             Err(Diagnostics(errors))
+        }
+    }
+
+    /// Takes over `old`'s fetched keys for every issuer configured exactly as before, so a
+    /// reload (any file changing) does not make the next job of each issuer fetch again.
+    pub fn adopt_keys(&mut self, old: &Federation) {
+        for issuer in &mut self.issuers {
+            if let Some(same) = old.issuers.iter().find(|o| o.settings == issuer.settings) {
+                issuer.keys = same.keys.clone();
+            }
         }
     }
 
