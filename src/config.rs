@@ -15,6 +15,7 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 
 // The settings of each part are defined beside the part that uses them, so the arrow points
 // one way: the configuration knows every part, no part knows the configuration.
+pub use crate::authn::federation::Settings as Federation;
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
 pub use crate::authn::oidc::Oidc;
@@ -148,6 +149,8 @@ pub struct Auth {
     pub oidc: Option<Oidc>,
     /// The access keys file (`auth.keys`), when keys are on.
     pub keys: Option<PathBuf>,
+    /// Trusted issuers of CI job ID tokens (`auth.federation`).
+    pub federation: Vec<Federation>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +253,20 @@ struct RawAuth {
     oidc: Option<RawOidc>,
     #[serde(default)]
     keys: Option<PathBuf>,
+    #[serde(default)]
+    federation: Vec<RawFederation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    issuer: String,
+    audience: String,
+    account: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
 }
 
 impl Default for RawAuth {
@@ -264,6 +281,7 @@ impl Default for RawAuth {
             lockout: None,
             oidc: None,
             keys: None,
+            federation: Vec::new(),
         }
     }
 }
@@ -682,6 +700,46 @@ impl Config {
                 );
             }
         }
+        let mut federation = Vec::new();
+        for (i, f) in raw.auth.federation.iter().enumerate() {
+            let key = |k: &str| format!("auth.federation.{i}.{k}");
+            if let Err(why) = check_issuer(&f.issuer) {
+                err(&key("issuer"), why);
+            }
+            if raw.auth.federation[..i]
+                .iter()
+                .any(|g| g.issuer == f.issuer)
+            {
+                err(&key("issuer"), format!("{:?} is listed twice", f.issuer));
+            }
+            if f.audience.trim().is_empty() {
+                err(&key("audience"), "must not be empty".into());
+            }
+            if let Err(why) = crate::authn::federation::template::Template::parse(&f.account) {
+                err(&key("account"), why);
+            }
+            for (label, claim) in &f.labels {
+                if label.is_empty() || claim.is_empty() {
+                    err(
+                        &key("labels"),
+                        "label and claim names must not be empty".into(),
+                    );
+                }
+            }
+            let ca = f.ca_certificate.as_deref().map(resolve);
+            if let Some(p) = &ca {
+                if let Some(why) = not_a_file(p) {
+                    err(&key("ca_certificate"), why);
+                }
+            }
+            federation.push(Federation {
+                issuer: f.issuer.clone(),
+                audience: f.audience.clone(),
+                account: f.account.clone(),
+                labels: f.labels.clone(),
+                ca_certificate: ca,
+            });
+        }
         let token = raw.auth.token.map(|t| Token {
             path: t.path,
             realm: t.realm,
@@ -993,6 +1051,7 @@ impl Config {
                 lockout,
                 oidc,
                 keys,
+                federation,
             },
             acl,
             acl_tests,
@@ -1090,6 +1149,22 @@ fn oidc_problems(o: &Oidc, ui: &Ui) -> Vec<(&'static str, String)> {
         ));
     }
     out
+}
+
+/// An issuer of CI tokens must be an `https://` URL without query or fragment: its keys are
+/// fetched from it, and over anything but TLS anyone on the path could hand out keys.
+fn check_issuer(text: &str) -> Result<(), String> {
+    let uri: http::Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("{text:?} must start with https://"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    if uri.query().is_some() || text.contains('#') {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    Ok(())
 }
 
 fn parse_upstream(text: &str) -> Result<String, String> {

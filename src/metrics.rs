@@ -215,7 +215,7 @@ impl AuthFailure {
             AuthnError::UnknownKey | AuthnError::KeyExpired(_) | AuthnError::KeyAccountGone(_) => {
                 Some(AuthFailure::BadKey)
             }
-            AuthnError::BadCiToken(_) => Some(AuthFailure::BadCiToken),
+            AuthnError::BadCiToken { .. } => Some(AuthFailure::BadCiToken),
             AuthnError::Missing => None,
         }
     }
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(Action::ALL.len(), ACTIONS);
         assert_eq!(Decision::ALL.len(), DECISIONS);
         assert_eq!(UpstreamErrorKind::ALL.len(), 4);
-        assert_eq!(AuthFailure::ALL.len(), 6);
+        assert_eq!(AuthFailure::ALL.len(), 8);
         assert_eq!(Direction::ALL.len(), 2);
         assert_eq!(StatusClass::ALL.len(), CLASSES);
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::acl::{Acl, Labels};
 use crate::acl_tests::{self, Suite};
+use crate::authn::federation::Federation;
 use crate::authn::htpasswd::Htpasswd;
 use crate::authn::keys::KeyStore;
 use crate::authn::users::StaticUsers;
@@ -186,6 +187,17 @@ impl State {
                 }
             },
         };
+        let federation = if config.auth.federation.is_empty() {
+            None
+        } else {
+            match Federation::load(&config.auth.federation, &config.file) {
+                Ok(f) => Some(Arc::new(f)),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            }
+        };
         let token = match &config.auth.token {
             None => None,
             Some(t) => match TokenService::load(t) {
@@ -225,6 +237,9 @@ impl State {
         let mut authn = Authenticators::new(backends, anonymous);
         if let Some(keys) = keys {
             authn = authn.with_keys(keys);
+        }
+        if let Some(federation) = federation {
+            authn = authn.with_federation(federation);
         }
         Ok((
             Built {

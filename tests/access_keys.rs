@@ -395,3 +395,42 @@ fn a_hand_edited_keys_file_with_a_bad_line_is_refused_and_the_old_keys_stay() {
         "{out}"
     );
 }
+
+/// POST /ui/login (with its CSRF token) as `account`/`password`: the status.
+fn ui_login(proxy: &Proxy, account: &str, password: &str) -> u16 {
+    let client = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(proxy.url("/ui/login"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let at =
+        page.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    client
+        .post(proxy.url("/ui/login"))
+        .form(&[("csrf", csrf), ("account", account), ("password", password)])
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_key_cannot_sign_in_to_the_web_ui() {
+    let registry = Registry::start();
+    let (proxy, admin) = start(&registry.url(), false, false);
+    let (_, secret) = create_key(
+        &proxy,
+        admin,
+        &["--account", "alice", "--scope", "repository:team/*:pull"],
+    );
+    // A UI session carries the account's full rights: a scoped key must not get one.
+    assert_eq!(ui_login(&proxy, "alice", &secret), 401);
+    assert_eq!(ui_login(&proxy, "alice", "alicepw"), 303);
+}

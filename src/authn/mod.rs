@@ -142,9 +142,15 @@ pub enum AuthnError {
     /// is not a robot key).
     #[error("access key {0}: its account no longer exists")]
     KeyAccountGone(String),
-    /// A CI job's ID token was refused; the reason is for the audit line.
-    #[error("CI token refused: {0}")]
-    BadCiToken(String),
+    /// A CI job's ID token was refused; the reason is for the audit line. `forged` when it
+    /// is no genuine token of a trusted issuer (counted as a failed attempt of the address).
+    #[error("CI token refused: {reason}")]
+    BadCiToken {
+        /// Why (`expired`, `wrong audience`, `claim \`ref\` missing`, …).
+        reason: String,
+        /// Not a genuine token of a trusted issuer.
+        forged: bool,
+    },
 }
 
 /// What a backend says about an account's current state: its identity and a stamp of its
@@ -247,6 +253,8 @@ pub enum Secret {
     Password,
     /// An access key (`pcl_…`), whatever the account name typed with it.
     AccessKey,
+    /// A CI job's ID token (a JWT) while `auth.federation` is on, whatever the username.
+    CiToken,
 }
 
 /// Remembered [`Authenticators::current`] answers: identity, credential stamp, when.
@@ -301,9 +309,10 @@ impl Authenticators {
         expires: u64,
     ) -> Result<Identity, AuthnError> {
         if !self.federation.as_ref().is_some_and(|f| f.trusts(issuer)) {
-            return Err(AuthnError::BadCiToken(format!(
-                "issuer {issuer:?} is no longer trusted"
-            )));
+            return Err(AuthnError::BadCiToken {
+                reason: format!("issuer {issuer:?} is no longer trusted"),
+                forged: false,
+            });
         }
         Ok(Identity {
             account: account.to_owned(),
@@ -332,6 +341,8 @@ impl Authenticators {
     pub fn secret_kind(&self, password: &str) -> Secret {
         if self.keys.is_some() && keys::secret::looks_like_key(password) {
             Secret::AccessKey
+        } else if self.federation.is_some() && federation::Federation::looks_like_jwt(password) {
+            Secret::CiToken
         } else {
             Secret::Password
         }
@@ -352,6 +363,48 @@ impl Authenticators {
             keys::Found::Key(record, scopes) => (record, scopes),
         };
         self.key_identity(record, scopes).await
+    }
+
+    /// Logs in with a CI job's ID token (`auth.federation`): verified against its issuer's
+    /// keys and mapped to an account and labels. The account must not be one a backend
+    /// holds: a token whose claims happen to spell `admin` does not become the admin.
+    pub async fn ci_login(&self, token: &str) -> Result<Identity, AuthnError> {
+        let Some(federation) = &self.federation else {
+            return Err(AuthnError::BadCiToken {
+                reason: "federation is off".into(),
+                forged: true,
+            });
+        };
+        let verified = match federation.verify(token).await {
+            Ok(v) => v,
+            Err(federation::Refused::Bad { reason, forged }) => {
+                return Err(AuthnError::BadCiToken { reason, forged })
+            }
+            Err(federation::Refused::Unavailable(why)) => {
+                return Err(AuthnError::Unavailable(format!("CI issuer: {why}")))
+            }
+        };
+        match self.lookup_cached(&verified.account).await {
+            Err(AuthnError::UnknownAccount) => {}
+            Err(e) => return Err(e),
+            Ok(_) => {
+                return Err(AuthnError::BadCiToken {
+                    reason: format!(
+                        "account {:?} belongs to a backend; a CI token cannot stand for it",
+                        verified.account
+                    ),
+                    forged: false,
+                })
+            }
+        }
+        Ok(Identity {
+            account: verified.account,
+            labels: verified.labels,
+            via: Some(Arc::new(Via::Federation {
+                issuer: verified.issuer,
+                expires: verified.expires,
+            })),
+        })
     }
 
     /// The identity behind a Bearer token issued to the key `id` for `account`: the key
@@ -467,6 +520,13 @@ impl Authenticators {
         old.cache
             .retain(|identity, stamp| self.fingerprint(&identity.account) == Some(stamp));
         self.cache = old.cache.clone();
+        // And the CI issuers' fetched keys, for issuers configured as before (rebuilt only
+        // here, before the new state is shared).
+        if let (Some(new), Some(old)) = (self.federation.as_mut(), old.federation.as_ref()) {
+            if let Some(new) = Arc::get_mut(new) {
+                new.adopt_keys(old);
+            }
+        }
     }
 
     /// (backend position, its fingerprint) of the first backend that fixes `account`.
@@ -507,8 +567,10 @@ impl Authenticators {
     /// Checks an account and password against the backends, using the cache first. An
     /// access key goes to [`Self::key_login`] instead, whatever the account.
     pub async fn login(&self, account: &str, password: &str) -> Result<Identity, AuthnError> {
-        if self.secret_kind(password) == Secret::AccessKey {
-            return self.key_login(password).await;
+        match self.secret_kind(password) {
+            Secret::AccessKey => return self.key_login(password).await,
+            Secret::CiToken => return self.ci_login(password).await,
+            Secret::Password => {}
         }
         if account.is_empty() {
             // docker_auth lets the anonymous account log in with any password.

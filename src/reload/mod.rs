@@ -265,6 +265,13 @@ impl Reloader {
         files.extend(config.auth.htpasswd.iter().cloned());
         files.extend(config.auth.ldap_file.iter().cloned());
         files.extend(config.auth.keys.iter().cloned());
+        files.extend(
+            config
+                .auth
+                .federation
+                .iter()
+                .filter_map(|f| f.ca_certificate.clone()),
+        );
         if let Some(tls) = &config.tls {
             files.push(tls.cert.clone());
             files.push(tls.key.clone());

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 pub mod idp;
+pub mod issuer;
 pub mod slapd;
 
 /// A free loopback port (bound then released; the tiny race is acceptable in tests).

@@ -88,6 +88,10 @@ pub const DELAY_MAX: Duration = Duration::from_secs(10);
 /// towards nor is blocked by any account's password lockout.
 pub const KEY_COUNTER: &str = "\0access-keys";
 
+/// The pseudo-account forged CI tokens are counted under, per client address, as
+/// [`KEY_COUNTER`] is for access keys.
+pub const CI_COUNTER: &str = "\0ci-tokens";
+
 /// Longer windows are shortened to this (a year).
 const MAX_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -299,10 +303,20 @@ impl Lockout {
         ip: Option<IpAddr>,
         now: Instant,
     ) -> Result<Reservation<'_>, Duration> {
+        self.reserve_machine(KEY_COUNTER, ip, now)
+    }
+
+    /// [`Self::reserve_key`] under `counter` ([`KEY_COUNTER`] or [`CI_COUNTER`]).
+    pub fn reserve_machine(
+        &self,
+        counter: &'static str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Reservation<'_>, Duration> {
         let address = Address::of(ip);
         let mut reservation = Reservation {
             lockout: self,
-            account: KEY_COUNTER,
+            account: counter,
             address,
             tickets: [None, None],
             delay: Duration::ZERO,
@@ -313,7 +327,7 @@ impl Lockout {
         if !self.enabled() || self.is_exempt(ip) {
             return Ok(reservation);
         }
-        let key = Key::Pair(KEY_COUNTER, address);
+        let key = Key::Pair(counter, address);
         match self
             .counters
             .reserve(&key, Some(self.address_limit()), self.window, now)
@@ -510,8 +524,14 @@ pub async fn guarded_login(
     password: &str,
     ip: Option<IpAddr>,
 ) -> Result<Identity, Refused> {
-    if authn.secret_kind(password) == crate::authn::Secret::AccessKey {
-        return guarded_key_login(lockout, authn, password, ip).await;
+    match authn.secret_kind(password) {
+        crate::authn::Secret::AccessKey => {
+            return guarded_machine_login(lockout, authn, password, ip, KEY_COUNTER).await
+        }
+        crate::authn::Secret::CiToken => {
+            return guarded_machine_login(lockout, authn, password, ip, CI_COUNTER).await
+        }
+        crate::authn::Secret::Password => {}
     }
     let Some(lockout) = lockout.filter(|l| l.enabled()) else {
         return authn
@@ -553,25 +573,29 @@ pub async fn guarded_login(
     }
 }
 
-/// An access-key login with its own failure counting ([`Lockout::reserve_key`]): only an
-/// unknown key is a failure (a guess); an expired or orphaned key is a correct secret that no
-/// longer works, and a CI job retrying it must not lock out the other keys of its address.
-async fn guarded_key_login(
+/// An access-key or CI-token login with its own failure counting per address
+/// ([`Lockout::reserve_machine`]): only an unknown key or a forged token is a failure (a
+/// guess); an expired key or token is a genuine secret that no longer works, and a CI job
+/// retrying it must not lock out the other jobs of its address.
+async fn guarded_machine_login(
     lockout: Option<&Lockout>,
     authn: &Authenticators,
     secret: &str,
     ip: Option<IpAddr>,
+    counter: &'static str,
 ) -> Result<Identity, Refused> {
     let reservation = match lockout.filter(|l| l.enabled()) {
         Some(l) => Some(
-            l.reserve_key(ip, Instant::now())
+            l.reserve_machine(counter, ip, Instant::now())
                 .map_err(|remaining| Refused::Locked { remaining })?,
         ),
         None => None,
     };
-    let result = authn.key_login(secret).await;
+    let result = authn.login("", secret).await;
     let locked_now = match (&result, reservation) {
-        (Err(AuthnError::UnknownKey), Some(r)) => r.failed(Instant::now()),
+        (Err(AuthnError::UnknownKey | AuthnError::BadCiToken { forged: true, .. }), Some(r)) => {
+            r.failed(Instant::now())
+        }
         (_, Some(r)) => {
             r.succeeded();
             false
