@@ -4,7 +4,7 @@
 # deployment checks; haproxy for the rolling-restart and cluster tests; redis-server and
 # redis-tools for the cluster tests (tests/cluster.rs); prometheus for its `promtool check
 # metrics` on the proxy's /metrics; chromium, node and playwright-core for the web UI's browser
-# test; Go and the registry's Go
+# test; oidc-provider for the single sign-on tests; Go and the registry's Go
 # sources for the differential test's oracle) when they are missing, then
 # runs `cargo test`. The differential test sends PORTCULLIS_DIFF_CASES requests (20000 unless
 # set; fuzz/run.sh runs it longer).
@@ -50,6 +50,11 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ ! -f tests/ui-e2e/node_modules/playwright-core/package.json ] \
    || [ tests/ui-e2e/package-lock.json -nt tests/ui-e2e/node_modules/.package-lock.json ]; then
   (cd tests/ui-e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The single sign-on tests (tests/sso.rs) run a real OpenID provider: oidc-provider from npm.
+if [ ! -f tests/oidc-provider/node_modules/oidc-provider/package.json ] \
+   || [ tests/oidc-provider/package-lock.json -nt tests/oidc-provider/node_modules/.package-lock.json ]; then
+  (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Here every tool is installed, so a deployment check that cannot find one must fail.

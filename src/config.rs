@@ -15,9 +15,11 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 
 // The settings of each part are defined beside the part that uses them, so the arrow points
 // one way: the configuration knows every part, no part knows the configuration.
+pub use crate::authn::federation::Settings as Federation;
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
 pub use crate::cluster::Settings as Cluster;
+pub use crate::authn::oidc::Oidc;
 pub use crate::token::Token;
 
 /// The whole validated configuration, with every relative path resolved against the
@@ -150,6 +152,12 @@ pub struct Auth {
     pub ldap_file: Option<PathBuf>,
     /// Failed-login limits.
     pub lockout: Lockout,
+    /// Single sign-on for people in the web UI, when configured.
+    pub oidc: Option<Oidc>,
+    /// The access keys file (`auth.keys`), when keys are on.
+    pub keys: Option<PathBuf>,
+    /// Trusted issuers of CI job ID tokens (`auth.federation`).
+    pub federation: Vec<Federation>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +304,24 @@ struct RawAuth {
     ldap: Option<RawLdapSource>,
     #[serde(default)]
     lockout: Option<RawLockout>,
+    #[serde(default)]
+    oidc: Option<RawOidc>,
+    #[serde(default)]
+    keys: Option<PathBuf>,
+    #[serde(default)]
+    federation: Vec<RawFederation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    issuer: String,
+    audience: String,
+    account: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
 }
 
 impl Default for RawAuth {
@@ -308,6 +334,9 @@ impl Default for RawAuth {
             token: None,
             ldap: None,
             lockout: None,
+            oidc: None,
+            keys: None,
+            federation: Vec::new(),
         }
     }
 }
@@ -354,6 +383,33 @@ struct RawLdap {
     timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     cache: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: PathBuf,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default = "default_account_claim")]
+    account_claim: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    redirect_url: Option<String>,
+}
+
+fn default_account_claim() -> String {
+    "preferred_username".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 #[derive(Deserialize)]
@@ -528,6 +584,21 @@ impl Config {
         Self::parse(&text, path)
     }
 
+    /// Only `auth.keys` of the file at `path`, resolved like every path: what `portcullis key`
+    /// needs, which must work before the keys file exists (when a full load would refuse
+    /// the missing file). The file must still parse as a configuration.
+    pub fn keys_path(path: &Path) -> Result<Option<PathBuf>, Diagnostics> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::new(path, format!("cannot read: {e}")))?;
+        let raw: RawConfig = serde_yaml_ng::from_str(&text)
+            .map_err(|e| crate::yaml::serde_diagnostic(path, &text, &e))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Ok(raw
+            .auth
+            .keys
+            .map(|p| if p.is_absolute() { p } else { base.join(p) }))
+    }
+
     /// Validates the text of a configuration file that lives at `path` (used for relative paths
     /// and messages).
     pub fn parse(text: &str, path: &Path) -> Result<Config, Diagnostics> {
@@ -674,6 +745,55 @@ impl Config {
             if let Some(why) = not_a_file(p) {
                 err("auth.htpasswd", why);
             }
+        }
+        let keys = raw.auth.keys.as_deref().map(resolve);
+        if let Some(p) = &keys {
+            if let Some(why) = not_a_file(p) {
+                err(
+                    "auth.keys",
+                    format!("{why} (create it with `portcullis key create` or as an empty file)"),
+                );
+            }
+        }
+        let mut federation = Vec::new();
+        for (i, f) in raw.auth.federation.iter().enumerate() {
+            let key = |k: &str| format!("auth.federation.{i}.{k}");
+            if let Err(why) = check_issuer(&f.issuer) {
+                err(&key("issuer"), why);
+            }
+            if raw.auth.federation[..i]
+                .iter()
+                .any(|g| g.issuer == f.issuer)
+            {
+                err(&key("issuer"), format!("{:?} is listed twice", f.issuer));
+            }
+            if f.audience.trim().is_empty() {
+                err(&key("audience"), "must not be empty".into());
+            }
+            if let Err(why) = crate::authn::federation::template::Template::parse(&f.account) {
+                err(&key("account"), why);
+            }
+            for (label, claim) in &f.labels {
+                if label.is_empty() || claim.is_empty() {
+                    err(
+                        &key("labels"),
+                        "label and claim names must not be empty".into(),
+                    );
+                }
+            }
+            let ca = f.ca_certificate.as_deref().map(resolve);
+            if let Some(p) = &ca {
+                if let Some(why) = not_a_file(p) {
+                    err(&key("ca_certificate"), why);
+                }
+            }
+            federation.push(Federation {
+                issuer: f.issuer.clone(),
+                audience: f.audience.clone(),
+                account: f.account.clone(),
+                labels: f.labels.clone(),
+                ca_certificate: ca,
+            });
         }
         let token = raw.auth.token.map(|t| Token {
             path: t.path,
@@ -1019,6 +1139,22 @@ impl Config {
                 err("cluster.timeout", "must be more than 0".into());
             }
         }
+        let oidc = raw.auth.oidc.map(|o| Oidc {
+            issuer: o.issuer,
+            client_id: o.client_id,
+            client_secret_file: resolve(&o.client_secret_file),
+            scopes: o.scopes.unwrap_or_else(crate::authn::oidc::default_scopes),
+            account_claim: o.account_claim,
+            groups_claim: o.groups_claim,
+            labels: o.labels,
+            ca_certificate: o.ca_certificate.as_deref().map(resolve),
+            redirect_url: o.redirect_url,
+        });
+        if let Some(o) = &oidc {
+            for (key, why) in oidc_problems(o, &ui) {
+                err(key, why);
+            }
+        }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -1051,6 +1187,9 @@ impl Config {
                 ldap,
                 ldap_file,
                 lockout,
+                oidc,
+                keys,
+                federation,
             },
             acl,
             acl_tests,
@@ -1063,6 +1202,109 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// What is wrong with `auth.oidc`, each at its key. The files must exist here; their contents
+/// are read by [`crate::authn::oidc::Provider::load`] when the state is built.
+fn oidc_problems(o: &Oidc, ui: &Ui) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match reqwest::Url::parse(&o.issuer) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => {
+            if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                out.push((
+                    "auth.oidc.issuer",
+                    format!("{:?} must have no query, fragment or user", o.issuer),
+                ));
+            }
+        }
+        _ => out.push((
+            "auth.oidc.issuer",
+            format!(
+                "{:?} must be an https:// address (the provider's tokens are trusted for what its TLS certificate proves)",
+                o.issuer
+            ),
+        )),
+    }
+    if o.client_id.trim().is_empty() {
+        out.push(("auth.oidc.client_id", "must not be empty".into()));
+    }
+    if let Some(why) = not_a_file(&o.client_secret_file) {
+        out.push(("auth.oidc.client_secret_file", why));
+    }
+    if let Some(c) = &o.ca_certificate {
+        if let Some(why) = not_a_file(c) {
+            out.push(("auth.oidc.ca_certificate", why));
+        }
+    }
+    if o.scopes
+        .iter()
+        .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        out.push((
+            "auth.oidc.scopes",
+            "each scope must be one word (no spaces)".into(),
+        ));
+    }
+    for (key, claim) in [
+        ("auth.oidc.account_claim", &o.account_claim),
+        ("auth.oidc.groups_claim", &o.groups_claim),
+    ] {
+        if claim.trim().is_empty() {
+            out.push((key, "must name a claim".into()));
+        }
+    }
+    for (label, claim) in &o.labels {
+        if label == crate::authn::oidc::claims::GROUPS_LABEL {
+            out.push((
+                "auth.oidc.labels",
+                "`groups` is filled from groups_claim: set that instead".into(),
+            ));
+        } else if label.trim().is_empty() || claim.trim().is_empty() {
+            out.push((
+                "auth.oidc.labels",
+                "labels and claims must not be empty".into(),
+            ));
+        }
+    }
+    if let Some(r) = &o.redirect_url {
+        let callback = format!("{}sso/callback", ui.path);
+        let ok = reqwest::Url::parse(r).is_ok_and(|u| {
+            matches!(u.scheme(), "https" | "http")
+                && u.host().is_some()
+                && u.path() == callback
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !ok {
+            out.push((
+                "auth.oidc.redirect_url",
+                format!("{r:?} must be http(s)://<host>{callback}, the UI's callback"),
+            ));
+        }
+    }
+    if !ui.enabled {
+        out.push((
+            "auth.oidc",
+            "people sign in through the web UI: it must be enabled (ui.enabled)".into(),
+        ));
+    }
+    out
+}
+
+/// An issuer of CI tokens must be an `https://` URL without query or fragment: its keys are
+/// fetched from it, and over anything but TLS anyone on the path could hand out keys.
+fn check_issuer(text: &str) -> Result<(), String> {
+    let uri: http::Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("{text:?} must start with https://"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    if uri.query().is_some() || text.contains('#') {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    Ok(())
 }
 
 fn parse_upstream(text: &str) -> Result<String, String> {
@@ -1137,6 +1379,72 @@ mod tests {
         assert_eq!(c.auth.challenge, Challenge::Basic);
         assert_eq!(c.auth.realm, "Registry Realm");
         assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn oidc_section() {
+        let load = |oidc: &str, extra: &str| {
+            let yaml = format!(
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  oidc:\n{oidc}{extra}"
+            );
+            let d = dir_with(&[
+                ("proxy.yaml", &yaml),
+                ("acl.yaml", "[]\n"),
+                ("secret", "s3cret\n"),
+            ]);
+            (Config::load(&d.path().join("proxy.yaml")), d)
+        };
+        let good = "    issuer: https://idp.example.com/realms/x\n    client_id: portcullis\n    client_secret_file: secret\n";
+        let (c, d) = load(good, "");
+        let o = c.unwrap().auth.oidc.unwrap();
+        assert_eq!(o.account_claim, "preferred_username");
+        assert_eq!(o.groups_claim, "groups");
+        assert_eq!(o.scopes, vec!["profile"]);
+        assert_eq!(o.client_secret_file, d.path().join("secret"));
+        // Each mistake at its key and line.
+        for (oidc, extra, key, line) in [
+            (
+                good.replace("https://", "http://"),
+                "",
+                "auth.oidc.issuer",
+                5,
+            ),
+            (
+                good.replace("secret\n", "missing\n"),
+                "",
+                "auth.oidc.client_secret_file",
+                7,
+            ),
+            (
+                format!("{good}    labels: {{groups: roles}}\n"),
+                "",
+                "auth.oidc.labels",
+                8,
+            ),
+            (
+                format!("{good}    redirect_url: https://r.example/elsewhere\n"),
+                "",
+                "auth.oidc.redirect_url",
+                8,
+            ),
+            (
+                format!("{good}    scopes: [\"a b\"]\n"),
+                "",
+                "auth.oidc.scopes",
+                8,
+            ),
+            (good.to_string(), "ui:\n  enabled: false\n", "auth.oidc", 5),
+        ] {
+            let (e, _d) = load(&oidc, extra);
+            let e = e.unwrap_err();
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{e}");
+            assert_eq!(e.0[0].line, Some(line), "{e}");
+        }
+        let (c, _d) = load(
+            &format!("{good}    redirect_url: https://r.example/ui/sso/callback\n    unknown: 1\n"),
+            "",
+        );
+        assert!(c.unwrap_err().to_string().contains("unknown"));
     }
 
     #[test]

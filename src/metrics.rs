@@ -200,6 +200,10 @@ label_enum! {
         LockedOut => "locked_out",
         /// A bearer token that is invalid, expired or for another service.
         BadToken => "bad_token",
+        /// An access key that is unknown, expired, or whose account is gone.
+        BadKey => "bad_key",
+        /// A CI job's ID token that was refused (`auth.federation`).
+        BadCiToken => "bad_ci_token",
     }
 }
 
@@ -211,6 +215,10 @@ impl AuthFailure {
             AuthnError::BadPassword => Some(AuthFailure::BadPassword),
             AuthnError::UnknownAccount => Some(AuthFailure::UnknownAccount),
             AuthnError::Unavailable(_) => Some(AuthFailure::LdapUnavailable),
+            AuthnError::UnknownKey | AuthnError::KeyExpired(_) | AuthnError::KeyAccountGone(_) => {
+                Some(AuthFailure::BadKey)
+            }
+            AuthnError::BadCiToken { .. } => Some(AuthFailure::BadCiToken),
             AuthnError::Missing => None,
         }
     }
@@ -273,7 +281,7 @@ pub struct Metrics {
     requests: [[IntCounter; DECISIONS]; ACTIONS],
     durations: [Histogram; ACTIONS],
     upstream_errors: [IntCounter; 4],
-    auth_failures: [IntCounter; 6],
+    auth_failures: [IntCounter; AuthFailure::ALL.len()],
     reloads: [IntCounter; 2],
     acl_rules: IntGauge,
     tokens_issued: IntCounter,
@@ -646,7 +654,7 @@ mod tests {
         assert_eq!(Action::ALL.len(), ACTIONS);
         assert_eq!(Decision::ALL.len(), DECISIONS);
         assert_eq!(UpstreamErrorKind::ALL.len(), 4);
-        assert_eq!(AuthFailure::ALL.len(), 6);
+        assert_eq!(AuthFailure::ALL.len(), 8);
         assert_eq!(Direction::ALL.len(), 2);
         assert_eq!(StatusClass::ALL.len(), CLASSES);
     }

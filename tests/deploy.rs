@@ -800,12 +800,18 @@ fn discover(path: &[String], found: &mut BTreeSet<String>) {
         Some(f) => (f, path.to_vec()),
         None => {
             let deeper = parse_error(&nested(path, "{zz_probe: {zz_probe: 1}}"));
-            match deeper.as_deref().and_then(expected_fields) {
-                Some(f) if !path.is_empty() => {
+            // A list of mappings (`auth.federation`): its items' fields, named without an index.
+            let items = parse_error(&nested(path, "[{zz_probe: 1}]"));
+            match (
+                deeper.as_deref().and_then(expected_fields),
+                items.as_deref().and_then(expected_fields),
+            ) {
+                (Some(f), _) if !path.is_empty() => {
                     let mut p = path.to_vec();
                     p.push("*".into());
                     (f, p)
                 }
+                (_, Some(f)) if !path.is_empty() => (f, path.to_vec()),
                 _ => return,
             }
         }
@@ -854,6 +860,7 @@ fn key_discovery_finds_what_it_should() {
         "tls.cert",
         "auth.token.key",
         "auth.users.*.password",
+        "auth.federation.issuer",
     ] {
         assert!(keys.contains(sample), "{sample} not discovered: {keys:?}");
     }

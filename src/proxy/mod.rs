@@ -40,6 +40,7 @@ use crate::policy::{self, Decision, Subject};
 use crate::route::{self, Endpoint, Parsed, Route, RouteError};
 use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
+use crate::token::claims::ViaClaim;
 use crate::token::{self, Claims, TokenService};
 use crate::ui::{self, Ui};
 
@@ -222,6 +223,12 @@ pub struct RequestCtx {
     /// What a token request asked for and was given (token endpoint only).
     token: TokenAudit,
     ui: bool,
+    /// The access key the caller used, if any (its id).
+    access_key: String,
+    /// The CI issuer whose job token the caller used, if any.
+    issuer: String,
+    /// Why a login was refused (`access key k… has expired`), for the audit line.
+    reason: String,
 }
 
 /// The token endpoint's part of the audit line: scopes in their parsed, bounded form
@@ -234,6 +241,12 @@ struct TokenAudit {
 }
 
 impl RequestCtx {
+    /// Records the access key or CI issuer the caller logged in with, for the audit line.
+    fn note_via(&mut self, identity: &Identity) {
+        self.access_key = identity.key_id().unwrap_or_default().to_owned();
+        self.issuer = identity.issuer().unwrap_or_default().to_owned();
+    }
+
     /// The parsed route, once the target has been parsed.
     fn route(&self) -> Option<&Route> {
         self.parsed.as_ref().map(|p| &p.route)
@@ -260,6 +273,9 @@ impl ProxyHttp for Portcullis {
             token_endpoint: false,
             token: TokenAudit::default(),
             ui: false,
+            access_key: String::new(),
+            issuer: String::new(),
+            reason: String::new(),
         }
     }
 
@@ -386,6 +402,7 @@ impl ProxyHttp for Portcullis {
             Ok(found) => found,
             Err(refusal) => {
                 ctx.outcome = refusal.outcome;
+                ctx.reason = refusal.reason;
                 let mut extra = refusal.headers;
                 if refusal.error.status == 401 {
                     extra.push(self.challenge(session, &state, Some(&route), false));
@@ -400,6 +417,7 @@ impl ProxyHttp for Portcullis {
                 return self.rate_limited(session, ctx, limited).await;
             }
         }
+        ctx.note_via(&identity);
         let subject = Subject {
             identity: &identity,
             ip: ctx.client.ip(),
@@ -588,6 +606,9 @@ impl ProxyHttp for Portcullis {
             scopes_requested = ctx.token.requested.as_str(),
             scopes_granted = ctx.token.granted.as_str(),
             key_id = ctx.token.key_id.as_str(),
+            access_key = ctx.access_key.as_str(),
+            issuer = ctx.issuer.as_str(),
+            reason = ctx.reason.as_str(),
             status,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),

@@ -73,6 +73,11 @@ impl Portcullis {
         )
         .await;
         ctx.account = answer.account.clone();
+        match answer.via.as_deref() {
+            Some(crate::authn::Via::Key { id, .. }) => ctx.access_key = id.clone(),
+            Some(crate::authn::Via::Federation { issuer, .. }) => ctx.issuer = issuer.clone(),
+            None => {}
+        }
         ctx.token = TokenAudit {
             requested: answer.requested.clone(),
             granted: answer.granted.clone(),
@@ -85,6 +90,7 @@ impl Portcullis {
             }
             token::Outcome::Invalid => Outcome::Invalid,
             token::Outcome::LoginFailed { error, locked_now } => {
+                ctx.reason = error.to_string();
                 if let Some(reason) = AuthFailure::of(error) {
                     self.metrics.auth_failure(reason);
                 }

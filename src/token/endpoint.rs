@@ -38,15 +38,16 @@
 //! - Nothing here logs or echoes a password or token.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::claims::{rfc3339, ResourceActions};
+use super::claims::{rfc3339, ResourceActions, ViaClaim};
 use super::scope::{parse_scopes, Scope};
 use super::{unix_now, TokenError, TokenService};
 use crate::acl::{AccessRequest, Acl};
 use crate::authn::lockout::{self, Lockout};
-use crate::authn::{Authenticators, AuthnError, Credentials, Identity};
+use crate::authn::{Authenticators, AuthnError, Credentials, Identity, Via};
 
 /// Largest POST body accepted. The proxy must read at most this many bytes (plus one, to tell
 /// "too long" apart) and hand them over; a longer body is answered 413 here.
@@ -135,6 +136,9 @@ pub struct EndpointResponse {
     /// The `kid` of the key the token was signed with, when one was issued: after a key
     /// rotation, which key a client's token came from.
     pub key_id: Option<String>,
+    /// The access key or CI issuer the caller logged in with, when it did
+    /// ([`Identity::via`]), for the audit line.
+    pub via: Option<Arc<Via>>,
 }
 
 /// Longest scope list written to an audit line. A request may ask for
@@ -150,6 +154,8 @@ struct Seen {
     account: Option<String>,
     /// The requested scopes, for the audit line ([`audit_list`]).
     requested: String,
+    /// How the caller logged in, once known.
+    via: Option<Arc<Via>>,
 }
 
 /// Joins `items` with spaces, whole items only, into at most [`AUDIT_MAX`] bytes; what does
@@ -282,7 +288,11 @@ pub async fn handle(
             retry_after: None,
         }),
     };
-    let Seen { account, requested } = seen;
+    let Seen {
+        account,
+        requested,
+        via,
+    } = seen;
     match result {
         Ok((body, granted)) => EndpointResponse {
             status: 200,
@@ -293,6 +303,7 @@ pub async fn handle(
             requested,
             granted,
             key_id: Some(service.kid().to_string()),
+            via,
         },
         Err(f) => {
             let mut headers = common_headers();
@@ -319,6 +330,7 @@ pub async fn handle(
                 requested,
                 granted: String::new(),
                 key_id: None,
+                via,
             }
         }
     }
@@ -430,6 +442,7 @@ async fn get(
         Credentials::Bearer(_) => return Err(Failure::login(AuthnError::Missing)),
     };
     seen.account = Some(identity.account.clone());
+    seen.via = identity.via.clone();
     let refresh = refresh_stamp(&identity, stamp)?;
     respond(
         service,
@@ -465,7 +478,9 @@ fn refresh_stamp(
     stamp: Option<Result<Vec<u8>, AuthnError>>,
 ) -> Result<Option<Vec<u8>>, Failure> {
     match stamp {
-        _ if identity.is_anonymous() => Ok(None),
+        // An access key or a CI token is itself what a client logs in with again: no
+        // refresh token, which would outlive a revoked key.
+        _ if identity.is_anonymous() || identity.via.is_some() => Ok(None),
         None => Ok(None),
         Some(Ok(stamp)) => Ok(Some(stamp)),
         Some(Err(AuthnError::Unavailable(m))) => Err(Failure::login(AuthnError::Unavailable(m))),
@@ -545,6 +560,8 @@ async fn post(
             }
             let stamp = stamp_before_login(service, authn, user, offline).await;
             let identity = login(authn, req, user, password).await?;
+            seen.account = Some(identity.account.clone());
+            seen.via = identity.via.clone();
             let refresh = refresh_stamp(&identity, stamp)?;
             respond(
                 service,
@@ -669,10 +686,12 @@ pub fn grant(
                 name: &scope.name,
                 actions: &actions,
             });
-            (!granted.actions.is_empty()).then(|| ResourceActions {
+            // An access key's scopes narrow what the ACL grants.
+            let actions = identity.narrow(&scope.kind, &scope.name, granted.actions);
+            (!actions.is_empty()).then(|| ResourceActions {
                 kind: scope.kind.clone(),
                 name: scope.name.clone(),
-                actions: granted.actions,
+                actions,
             })
         })
         .collect()
@@ -693,8 +712,19 @@ fn respond(
         .map(|r| format!("{}:{}:{}", r.kind, r.name, r.actions.join(",")))
         .collect::<Vec<_>>();
     let now = unix_now();
+    let (via, not_after) = match identity.via.as_deref() {
+        None => (None, None),
+        Some(Via::Key { id, .. }) => (Some(ViaClaim::Key { id: id.clone() }), None),
+        Some(Via::Federation { issuer, expires }) => (
+            Some(ViaClaim::Ci {
+                iss: issuer.clone(),
+                labels: identity.labels.clone(),
+            }),
+            Some(*expires),
+        ),
+    };
     let token = service
-        .sign_access(&identity.account, access, now)
+        .sign_access_via(&identity.account, access, now, via, not_after)
         .map_err(|_| Failure::internal())?;
     let mut body = serde_json::json!({
         "token": token,

@@ -13,7 +13,9 @@
 //! | `lists` | the repository list and a repository's tags |
 //! | `images` | a tag's own page, and deleting a manifest |
 //! | `login` | the login form and `POST login` |
+//! | `sso` | single sign-on: `sso/start`, `sso/callback`, and what keeps such a session valid |
 //! | `explain_page` | the explain page for UI admins |
+//! | `keys_page` | the CLI access keys page: a personal access key for `docker login` |
 //! | [`gateway`] | what the UI needs from the proxy it is mounted in (a trait the proxy implements) |
 //!
 //! Access is never decided here: logins go through the proxy's one login path (lockout
@@ -27,11 +29,13 @@ pub mod csrf;
 mod explain_page;
 pub mod gateway;
 mod images;
+mod keys_page;
 mod lists;
 mod login;
 pub mod pages;
 pub mod registry;
 pub mod session;
+mod sso;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -277,6 +281,7 @@ impl Ui {
             account: None,
             csrf: None,
             admin: false,
+            keys: false,
         };
         let req = session.req_header();
         let path = req.uri.path().to_owned();
@@ -432,6 +437,18 @@ impl Ui {
         if !matches!(checked, Ok(false)) {
             return Ok(None);
         }
+        if let Some(sso) = &claims.sso {
+            let Some(identity) = self.sso_identity(state, &claims, sso).await? else {
+                return Ok(None);
+            };
+            let admin = is_admin(state, &identity, ip);
+            return Ok(Some(Visitor {
+                csrf: csrf::session_token(&self.key, &claims),
+                claims,
+                identity,
+                admin,
+            }));
+        }
         // The account must still exist, with its current labels, as for Bearer tokens, and
         // with the credential it logged in with.
         let identity = match state.authn.current_cached(&claims.account).await {
@@ -469,6 +486,7 @@ impl Ui {
             account: visitor.map(|v| v.identity.account.as_str()),
             csrf: visitor.map(|v| v.csrf.as_str()),
             admin: visitor.is_some_and(|v| v.admin),
+            keys: visitor.is_some() && state.config.auth.keys.is_some(),
         };
         let get = matches!(request.method, Method::GET | Method::HEAD);
         let post = request.method == Method::POST;
@@ -481,6 +499,9 @@ impl Ui {
             },
             "login" if post => self.login(proxy, state, request, client, now).await,
             "login" => not_allowed(&chrome, "GET, POST"),
+            "sso/start" if get => self.sso_start(proxy, session, state, request, now).await,
+            "sso/callback" if get => self.sso_callback(proxy, session, state, request, now).await,
+            "sso/start" | "sso/callback" => not_allowed(&chrome, "GET"),
             "logout" if post => match visitor {
                 None => Answer::redirect(format!("{base}login"), Outcome::Unauthenticated),
                 Some(v) => {
@@ -521,6 +542,32 @@ impl Ui {
                         request,
                         subject,
                         &self.reader,
+                    )
+                    .await;
+                }
+                if rest == "keys" || rest == "keys/revoke" {
+                    if rest == "keys" && get {
+                        return keys_page::keys_page(
+                            proxy, session, state, &chrome, visitor, None, now,
+                        )
+                        .await;
+                    }
+                    if !post {
+                        let allow = if rest == "keys" { "GET, POST" } else { "POST" };
+                        return not_allowed(&chrome, allow);
+                    }
+                    if !csrf::matches(&visitor.csrf, request.field(csrf::FIELD)) {
+                        return forbidden(&chrome);
+                    }
+                    let action = if rest == "keys" { "create" } else { "revoke" };
+                    return keys_page::keys_page(
+                        proxy,
+                        session,
+                        state,
+                        &chrome,
+                        visitor,
+                        Some((action, request)),
+                        now,
                     )
                     .await;
                 }

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 pub mod haproxy;
 pub mod redis;
+pub mod idp;
+pub mod issuer;
 pub mod slapd;
 
 /// A free loopback port (bound then released; the tiny race is acceptable in tests).

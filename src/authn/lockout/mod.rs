@@ -87,6 +87,16 @@ pub const DELAY_BASE: Duration = Duration::from_secs(1);
 /// enough that the account's owner still gets in.
 pub const DELAY_MAX: Duration = Duration::from_secs(10);
 
+/// The pseudo-account that failed access-key logins are counted under, per client address
+/// (limit `2 × failures`, as for an address). It starts with NUL, which no account name
+/// can, so it never shares a counter with a real account: a wrong key neither counts
+/// towards nor is blocked by any account's password lockout.
+pub const KEY_COUNTER: &str = "\0access-keys";
+
+/// The pseudo-account forged CI tokens are counted under, per client address, as
+/// [`KEY_COUNTER`] is for access keys.
+pub const CI_COUNTER: &str = "\0ci-tokens";
+
 /// Longer windows are shortened to this (a year).
 const MAX_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -277,6 +287,7 @@ impl Lockout {
             delay: Duration::ZERO,
             checking: false,
             open: self.enabled(),
+            count_account: true,
         };
         if !self.enabled() {
             return Ok(reservation);
@@ -305,6 +316,52 @@ impl Lockout {
             .peek(&Key::Account(account), self.window, now)
             .await;
         reservation.delay = self.delay_after(account_failures);
+        Ok(reservation)
+    }
+
+    /// Counts one access-key attempt from `ip` (see [`KEY_COUNTER`]): no gate (a key check
+    /// is a hash lookup), no account-wide delay, nothing counted for any account or for the
+    /// address's password counter. `Err` with the remaining time when `ip` is locked for
+    /// keys.
+    pub async fn reserve_key(
+        &self,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Reservation<'_>, Duration> {
+        self.reserve_machine(KEY_COUNTER, ip, now).await
+    }
+
+    /// [`Self::reserve_key`] under `counter` ([`KEY_COUNTER`] or [`CI_COUNTER`]).
+    pub async fn reserve_machine(
+        &self,
+        counter: &'static str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Reservation<'_>, Duration> {
+        let address = Address::of(ip);
+        let mut reservation = Reservation {
+            lockout: self,
+            account: counter,
+            address,
+            tickets: [None, None],
+            delay: Duration::ZERO,
+            checking: false,
+            open: self.enabled(),
+            count_account: false,
+        };
+        if !self.enabled() || self.is_exempt(ip) {
+            return Ok(reservation);
+        }
+        let key = Key::Pair(counter, address);
+        match self
+            .counters
+            .reserve(&key, Some(self.address_limit()), self.window, now)
+            .await
+        {
+            Reserve::Reserved(ticket) => reservation.tickets[1] = Some(ticket),
+            Reserve::Untracked => {}
+            Reserve::Locked(remaining) => return Err(remaining),
+        }
         Ok(reservation)
     }
 
@@ -367,6 +424,8 @@ pub struct Reservation<'a> {
     delay: Duration,
     checking: bool,
     open: bool,
+    /// Whether a failure also counts towards the account's delay (not for access keys).
+    count_account: bool,
 }
 
 impl Reservation<'_> {
@@ -404,13 +463,19 @@ impl Reservation<'_> {
             return None;
         }
         let l = self.lockout;
+        let limits = if self.count_account {
+            [l.address_limit(), l.failures]
+        } else {
+            [l.address_limit(), l.address_limit()]
+        };
         Some(Settle {
             counters: l.counters.clone(),
             account: self.account.to_owned(),
             address: self.address,
             tickets: self.tickets,
-            limits: [l.address_limit(), l.failures],
+            limits,
             window: l.window,
+            count_account: self.count_account,
         })
     }
 }
@@ -424,6 +489,8 @@ struct Settle {
     tickets: [Option<Ticket>; 2],
     limits: [u32; 2],
     window: Duration,
+    /// Whether a failure also counts towards the account's delay (not for access keys).
+    count_account: bool,
 }
 
 impl Settle {
@@ -441,9 +508,11 @@ impl Settle {
                 locked |= self.counters.fail(key, ticket, Some(self.limits[i])).await;
             }
         }
-        self.counters
-            .reserve(&Key::Account(&self.account), None, self.window, now)
-            .await;
+        if self.count_account {
+            self.counters
+                .reserve(&Key::Account(&self.account), None, self.window, now)
+                .await;
+        }
         locked
     }
 
@@ -522,6 +591,15 @@ pub async fn guarded_login(
     password: &str,
     ip: Option<IpAddr>,
 ) -> Result<Identity, Refused> {
+    match authn.secret_kind(password) {
+        crate::authn::Secret::AccessKey => {
+            return guarded_machine_login(lockout, authn, password, ip, KEY_COUNTER).await
+        }
+        crate::authn::Secret::CiToken => {
+            return guarded_machine_login(lockout, authn, password, ip, CI_COUNTER).await
+        }
+        crate::authn::Secret::Password => {}
+    }
     let Some(lockout) = lockout.filter(|l| l.enabled()) else {
         return authn
             .login(account, password)
@@ -560,6 +638,39 @@ pub async fn guarded_login(
             Err(Refused::Failed { error, locked_now })
         }
     }
+}
+
+/// An access-key or CI-token login with its own failure counting per address
+/// ([`Lockout::reserve_machine`]): only an unknown key or a forged token is a failure (a
+/// guess); an expired key or token is a genuine secret that no longer works, and a CI job
+/// retrying it must not lock out the other jobs of its address.
+async fn guarded_machine_login(
+    lockout: Option<&Lockout>,
+    authn: &Authenticators,
+    secret: &str,
+    ip: Option<IpAddr>,
+    counter: &'static str,
+) -> Result<Identity, Refused> {
+    let reservation = match lockout.filter(|l| l.enabled()) {
+        Some(l) => Some(
+            l.reserve_machine(counter, ip, Instant::now())
+                .await
+                .map_err(|remaining| Refused::Locked { remaining })?,
+        ),
+        None => None,
+    };
+    let result = authn.login("", secret).await;
+    let locked_now = match (&result, reservation) {
+        (Err(AuthnError::UnknownKey | AuthnError::BadCiToken { forged: true, .. }), Some(r)) => {
+            r.failed(Instant::now()).await
+        }
+        (_, Some(r)) => {
+            r.succeeded().await;
+            false
+        }
+        (_, None) => false,
+    };
+    result.map_err(|error| Refused::Failed { error, locked_now })
 }
 
 #[cfg(test)]
@@ -1021,6 +1132,7 @@ mod tests {
                 Ok(Identity {
                     account: account.into(),
                     labels: Default::default(),
+                    via: None,
                 })
             } else {
                 Err(AuthnError::BadPassword)
@@ -1124,5 +1236,65 @@ mod tests {
         assert!(started.elapsed() < DELAY_BASE);
         assert_eq!(backend.checks.load(Ordering::SeqCst), 6);
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_keys_count_per_address_only_and_never_lock_the_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let (_, good) = crate::authn::keys::create(&path, "alice", &[], None, "").unwrap();
+        let store = crate::authn::keys::KeyStore::load(&path).unwrap();
+        let users = crate::authn::users::StaticUsers::parse(
+            &format!(
+                "alice:\n  password: \"{}\"\n",
+                bcrypt::hash("pw", 4).unwrap()
+            ),
+            std::path::Path::new("u"),
+        )
+        .unwrap();
+        let authn = Authenticators::new(vec![Arc::new(users)], false).with_keys(Arc::new(store));
+        let l = lockout(2);
+        let (me, other) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        // 2 × failures wrong keys lock keys from this address...
+        for _ in 0..4 {
+            let r = guarded_login(
+                Some(&l),
+                &authn,
+                "alice",
+                &crate::authn::keys::secret::generate(),
+                me,
+            )
+            .await;
+            assert!(
+                matches!(
+                    r,
+                    Err(Refused::Failed {
+                        error: AuthnError::UnknownKey,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        }
+        let r = guarded_login(Some(&l), &authn, "alice", &good, me).await;
+        assert!(matches!(r, Err(Refused::Locked { .. })), "{r:?}");
+        // ...but not alice's password from here, nor the key from elsewhere.
+        assert!(guarded_login(Some(&l), &authn, "alice", "pw", me)
+            .await
+            .is_ok());
+        assert!(guarded_login(Some(&l), &authn, "alice", &good, other)
+            .await
+            .is_ok());
+        // And wrong passwords that lock alice's pair do not block her key.
+        for _ in 0..2 {
+            let _ = guarded_login(Some(&l), &authn, "alice", "wrong", other).await;
+        }
+        assert!(matches!(
+            guarded_login(Some(&l), &authn, "alice", "pw", other).await,
+            Err(Refused::Locked { .. })
+        ));
+        assert!(guarded_login(Some(&l), &authn, "alice", &good, other)
+            .await
+            .is_ok());
     }
 }
