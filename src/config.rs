@@ -18,6 +18,9 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
 pub use crate::token::Token;
+pub use crate::upstream::auth::Settings as UpstreamAuth;
+pub use crate::upstream::tls::Settings as UpstreamTls;
+pub use crate::upstream::Settings as Upstream;
 
 /// The whole validated configuration, with every relative path resolved against the
 /// folder of the file it came from.
@@ -31,7 +34,7 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; never the client port.
     pub admin_listen: Option<SocketAddr>,
-    /// The unauthenticated registry, `host:port` reached over plain HTTP.
+    /// The registry: where, over TLS or not, and with which credentials of its own.
     pub upstream: Upstream,
     /// Load balancers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
@@ -92,18 +95,6 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
-/// The registry portcullis forwards to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    /// `host:port`, as written (a name is resolved when connecting).
-    pub address: String,
-    /// How long a TCP connect may take.
-    pub connect_timeout: Duration,
-    /// How long the upstream may stay silent while we wait for a read: generous, because the
-    /// registry hashes a whole blob before it answers the final PUT of an upload.
-    pub read_timeout: Duration,
-}
-
 /// Which `WWW-Authenticate` scheme a 401 carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +148,10 @@ struct RawConfig {
     upstream: String,
     #[serde(default)]
     upstream_timeouts: Option<RawUpstreamTimeouts>,
+    #[serde(default)]
+    upstream_tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    upstream_auth: Option<RawUpstreamAuth>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
     #[serde(default)]
@@ -222,6 +217,34 @@ struct RawUpstreamTimeouts {
     connect: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     read: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTls {
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    client_certificate: Option<PathBuf>,
+    #[serde(default)]
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
+}
+
+/// `upstream_auth:` holds exactly one of its forms.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamAuth {
+    #[serde(default)]
+    basic: Option<RawAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    username: String,
+    password_file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -543,11 +566,78 @@ impl Config {
                 "must differ from `listen`: metrics are never served on the client port".into(),
             );
         }
-        let upstream = match parse_upstream(&raw.upstream) {
-            Ok(address) => {
+        let upstream_tls = raw.upstream_tls.as_ref().map(|t| UpstreamTls {
+            ca_certificate: t.ca_certificate.as_deref().map(resolve),
+            client_certificate: t.client_certificate.as_deref().map(resolve),
+            client_key: t.client_key.as_deref().map(resolve),
+            server_name: t.server_name.clone(),
+        });
+        if let Some(t) = &upstream_tls {
+            for (key, file) in [
+                ("upstream_tls.ca_certificate", &t.ca_certificate),
+                ("upstream_tls.client_certificate", &t.client_certificate),
+                ("upstream_tls.client_key", &t.client_key),
+            ] {
+                if let Some(why) = file.as_deref().and_then(not_a_file) {
+                    err(key, why);
+                }
+            }
+        }
+        let account = |a: &RawAccount| crate::upstream::auth::Account {
+            username: a.username.clone(),
+            password_file: resolve(&a.password_file),
+        };
+        let upstream_auth = match raw.upstream_auth.as_ref().map(|a| &a.basic) {
+            None => None,
+            Some(Some(basic)) => Some(UpstreamAuth::Basic(account(basic))),
+            Some(None) => {
+                err(
+                    "upstream_auth",
+                    "names no form: write `basic: {username, password_file}`".into(),
+                );
+                None
+            }
+        };
+        if let Some(UpstreamAuth::Basic(account)) = &upstream_auth {
+            if account.username.is_empty() || account.username.contains(':') {
+                err(
+                    "upstream_auth.basic.username",
+                    "must be a non-empty name without `:`".into(),
+                );
+            }
+            if let Some(why) = not_a_file(&account.password_file) {
+                err("upstream_auth.basic.password_file", why);
+            }
+        }
+        let upstream = match crate::upstream::parse_url(&raw.upstream) {
+            Ok((https, address, host)) => {
+                if !https && upstream_tls.is_some() {
+                    err(
+                        "upstream_tls",
+                        "needs an https:// upstream: the registry is reached over plain HTTP"
+                            .into(),
+                    );
+                }
+                if https {
+                    // The name the registry's certificate is checked against.
+                    let (key, name) =
+                        match upstream_tls.as_ref().and_then(|t| t.server_name.as_ref()) {
+                            Some(name) => ("upstream_tls.server_name", name.as_str()),
+                            None => ("upstream", host.as_str()),
+                        };
+                    if rustls::pki_types::ServerName::try_from(name).is_err() {
+                        err(
+                            key,
+                            format!("{name:?} is neither a DNS name nor an IP address: the registry's certificate could not be checked against it"),
+                        );
+                    }
+                }
                 let t = raw.upstream_timeouts.as_ref();
                 Some(Upstream {
                     address,
+                    host,
+                    tls: https.then(|| upstream_tls.clone().unwrap_or_default()),
+                    auth: upstream_auth,
                     connect_timeout: t.and_then(|t| t.connect).unwrap_or(Duration::from_secs(5)),
                     read_timeout: t.and_then(|t| t.read).unwrap_or(Duration::from_secs(300)),
                 })
@@ -925,26 +1015,6 @@ impl Config {
     }
 }
 
-fn parse_upstream(text: &str) -> Result<String, String> {
-    let rest = text.strip_prefix("http://").ok_or_else(|| {
-        format!("{text:?} must start with http:// (the registry is reached over plain HTTP)")
-    })?;
-    let host_port = rest.trim_end_matches('/');
-    if host_port.is_empty() || host_port.contains('/') || host_port.contains('@') {
-        return Err(format!("{text:?} must be http://host:port with no path"));
-    }
-    let with_port = if host_port
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !host_port.ends_with(']')
-    {
-        host_port.to_string()
-    } else {
-        format!("{host_port}:80")
-    };
-    Ok(with_port)
-}
-
 /// An address or CIDR; a bare address is a /32 or /128. A CIDR with host bits set
 /// (`127.0.0.1/3`) is refused: it is almost always a typo or a truncated file, and read as its
 /// network it would trust or match far more than was meant (`96.0.0.0/3`).
@@ -1053,7 +1123,7 @@ mod tests {
     fn every_semantic_error_is_reported_with_key_and_line() {
         let d = dir_with(&[(
             "proxy.yaml",
-            "listen: nowhere\nupstream: https://r:5000\nacl: missing/\nauth:\n  htpasswd: nope.htpasswd\ntrusted_proxies: [10.0.0.0/33]\n",
+            "listen: nowhere\nupstream: ftp://r:5000\nacl: missing/\nauth:\n  htpasswd: nope.htpasswd\ntrusted_proxies: [10.0.0.0/33]\n",
         )]);
         let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
         let keys: Vec<_> =
@@ -1177,14 +1247,57 @@ mod tests {
     }
 
     #[test]
-    fn upstream_forms() {
-        assert_eq!(parse_upstream("http://reg:5000").unwrap(), "reg:5000");
-        assert_eq!(parse_upstream("http://reg:5000/").unwrap(), "reg:5000");
-        assert_eq!(parse_upstream("http://reg").unwrap(), "reg:80");
-        assert_eq!(parse_upstream("http://[::1]:5000").unwrap(), "[::1]:5000");
-        assert!(parse_upstream("reg:5000").is_err());
-        assert!(parse_upstream("http://reg:5000/v2").is_err());
-        assert!(parse_upstream("http://u@reg:5000").is_err());
+    fn upstream_tls_and_auth_are_read_and_checked() {
+        let d = dir_with(&[
+            ("acl.yaml", "[]"),
+            ("ca.pem", "x"),
+            ("pw", "secret\n"),
+            (
+                "proxy.yaml",
+                "upstream: https://registry.internal:5000\nacl: acl.yaml\nupstream_tls:\n  ca_certificate: ca.pem\n  server_name: reg.example\nupstream_auth:\n  basic:\n    username: portcullis\n    password_file: pw\n",
+            ),
+        ]);
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.upstream.address, "registry.internal:5000");
+        assert_eq!(c.upstream.host, "registry.internal");
+        let tls = c.upstream.tls.as_ref().unwrap();
+        assert_eq!(
+            tls.ca_certificate.as_deref(),
+            Some(d.path().join("ca.pem").as_path())
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("reg.example"));
+        assert!(
+            matches!(&c.upstream.auth, Some(UpstreamAuth::Basic(a)) if a.username == "portcullis")
+        );
+
+        // https without upstream_tls: TLS with the system's roots.
+        fs::write(
+            d.path().join("proxy.yaml"),
+            "upstream: https://reg\nacl: acl.yaml\n",
+        )
+        .unwrap();
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.upstream.address, "reg:443");
+        assert_eq!(c.upstream.tls, Some(UpstreamTls::default()));
+
+        // TLS settings for a plain-HTTP upstream, a missing CA, a missing password file and a
+        // name with `:` are each refused at their key.
+        fs::write(
+            d.path().join("proxy.yaml"),
+            "upstream: http://reg:5000\nacl: acl.yaml\nupstream_tls:\n  ca_certificate: nope.pem\nupstream_auth:\n  basic:\n    username: a:b\n    password_file: nope\n",
+        )
+        .unwrap();
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        let keys: Vec<_> = e.0.iter().filter_map(|d| d.key.clone()).collect();
+        for key in [
+            "upstream_tls",
+            "upstream_tls.ca_certificate",
+            "upstream_auth.basic.username",
+            "upstream_auth.basic.password_file",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} not in {e}");
+        }
+        assert!(e.0.iter().all(|d| d.line.is_some()), "{e}");
     }
 
     #[test]

@@ -174,6 +174,9 @@ fn check(path: &Path) -> ExitCode {
             for w in &built.warnings {
                 println!("warning: {w}");
             }
+            if let Err(code) = check_upstream_tls(&config) {
+                return code;
+            }
             println!(
                 "ok: {} static users, {} htpasswd accounts, {} ACL rules, {} ACL tests passed; listen {}{}, upstream {}",
                 summary.users,
@@ -195,6 +198,41 @@ fn check(path: &Path) -> ExitCode {
                 eprintln!("error: {e}");
             }
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A trial handshake with a TLS registry: a certificate the configured trust refuses is an
+/// error (every request would fail); a registry unreachable from where `check` runs is only a
+/// warning (it may run on a build host).
+fn check_upstream_tls(config: &Config) -> Result<(), ExitCode> {
+    use portcullis::upstream::{check_handshake, Handshake};
+    let text = std::fs::read_to_string(&config.file).unwrap_or_default();
+    let (key, line) = ["ca_certificate", "upstream_tls", "upstream"]
+        .iter()
+        .find_map(|k| portcullis::diagnostic::find_key_line(&text, k).map(|l| (*k, l)))
+        .unwrap_or(("upstream", 1));
+    let key = if key == "ca_certificate" {
+        "upstream_tls.ca_certificate"
+    } else {
+        key
+    };
+    match check_handshake(&config.upstream) {
+        Handshake::NotTls | Handshake::Verified => Ok(()),
+        Handshake::Unreachable(why) => {
+            println!(
+                "warning: {}: upstream: the registry is not reachable from here, so its TLS certificate was not checked: {why}",
+                config.file.display()
+            );
+            Ok(())
+        }
+        Handshake::Failed(why) => {
+            eprintln!(
+                "error: {}:{line}: {key}: TLS handshake with the registry at https://{} failed (is the CA the one that signed the registry's certificate, and the server name one it carries?): {why}",
+                config.file.display(),
+                config.upstream.address
+            );
+            Err(ExitCode::FAILURE)
         }
     }
 }

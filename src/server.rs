@@ -1,11 +1,10 @@
 //! Builds the Pingora server from a [`Config`]: the proxy service on `listen` (TLS with
 //! HTTP/2 via ALPN, or plain HTTP), worker threads, and shutdown timing.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
@@ -23,6 +22,7 @@ use crate::reload::Reloader;
 use crate::shutdown::{Drain, SignalWatch};
 use crate::state::State;
 use crate::tls::CertResolver;
+use crate::upstream::Upstream;
 
 /// Everything `serve` starts, ready to run.
 pub struct Prepared {
@@ -52,15 +52,6 @@ impl Prepared {
             shutdown_signal: Box::new(watch),
         });
     }
-}
-
-/// Resolves the upstream once at start; a name that does not resolve is a start-up error.
-fn resolve_upstream(address: &str) -> anyhow::Result<SocketAddr> {
-    address
-        .to_socket_addrs()
-        .with_context(|| format!("upstream {address} does not resolve"))?
-        .next()
-        .ok_or_else(|| anyhow!("upstream {address} has no address"))
 }
 
 /// Sets the certificate expiry gauge from the certificate served now. One that cannot be read
@@ -101,13 +92,13 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     readiness.set_config_loaded(true);
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
-    let upstream_addr = resolve_upstream(&config.upstream.address)?;
+    let upstream = Arc::new(Upstream::load(&config.upstream).map_err(|e| anyhow!("{e}"))?);
     // Outside the reloadable state: a reload must not wipe the failed-login counters.
     let lockout = Arc::new(Lockout::new(config.auth.lockout.clone()));
     let proxy = Portcullis::new(
         state.clone(),
         &config,
-        upstream_addr,
+        upstream.clone(),
         Shared {
             drain: drain.clone(),
             metrics: metrics.clone(),
@@ -163,7 +154,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             readiness.clone(),
         ));
         server.add_service(admin::readiness_service(
-            upstream_addr,
+            upstream,
             readiness.clone(),
             metrics.clone(),
         ));

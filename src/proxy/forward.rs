@@ -17,7 +17,7 @@
 //! | form body (`application/x-www-form-urlencoded`, `multipart/form-data`) | `r.FormValue` parses it on POST/PUT/PATCH (multipart on any method), Go's `mime.ParseMediaType` deciding with Unicode trimming and case folding | the client's `Content-Type` is never forwarded: upload endpoints get a fixed `application/octet-stream`, manifest `PUT` a validated ASCII media type, every other request none; so no body is ever a form to the registry |
 //! | `Content-Type` on manifest `PUT` | which manifest kind the body is | must be a plain `type/subtype` of RFC 9110 token characters with no surrounding whitespace (parameters allowed and dropped), else 400; forwarded lowercased, as Go would read it |
 //! | `Content-Type` on blob `PATCH` | must be empty or `application/octet-stream` | fixed `application/octet-stream` |
-//! | `Authorization` | the registry's own auth, when it has one | removed |
+//! | `Authorization` | the registry's own auth, when it has one | the client's removed; the service account's (`upstream_auth`) set when configured |
 //! | `Host`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` | the base of `Location` URLs it returns | client's `Forwarded`/`X-Forwarded-*` removed and ours set; `Host` kept (it only shapes URLs that point back at the client's own host) |
 //! | `Accept`, `If-None-Match`, `Range`, `Content-Range`, `Content-Length`, `Transfer-Encoding` | content negotiation, conditional and ranged reads, body framing | passed (they change how, not what or where; framing is Pingora's) |
 //! | `Connection`, what it names, `Upgrade`, `TE`, `Keep-Alive`, `Proxy-*`, `Trailer` | hop-by-hop | removed; a `101 Switching Protocols` from upstream is answered 502, so an authorized request can never become a raw tunnel |
@@ -200,6 +200,11 @@ impl Portcullis {
         }
         for name in SPOOFABLE_HEADERS.iter().chain(HOP_BY_HOP) {
             upstream.remove_header(*name);
+        }
+        // A registry that keeps its own auth on gets the service account's credentials, never
+        // the client's (removed above with the other spoofable headers).
+        if let Some(authorization) = self.upstream.authorization() {
+            upstream.insert_header("Authorization", authorization.clone())?;
         }
 
         upstream.remove_header("content-type");

@@ -9,7 +9,7 @@ impl Portcullis {
     pub(crate) async fn upstream_repositories(
         &self,
     ) -> std::result::Result<Arc<Vec<String>>, catalog::CatalogError> {
-        self.catalog.all(&self.peer(), &self.upstream.address).await
+        self.catalog.all(&self.upstream.target()).await
     }
 
     /// Answers `/v2/_catalog` with only what `subject` may pull.

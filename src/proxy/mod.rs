@@ -15,7 +15,6 @@
 //! (the filtered catalog), [`forward`] (client address, spoofable headers) and [`answer`]
 //! (answers written by portcullis itself).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ use crate::authn::lockout::{self, Lockout};
 use crate::authn::{credentials, AuthnError, Credentials, Identity};
 use crate::catalog::{self, Catalog};
 use crate::client::{ClientAddr, TrustedProxies};
-use crate::config::{Challenge, Config, Upstream};
+use crate::config::{Challenge, Config};
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
 use crate::limits::Limits;
 use crate::metrics::{self as m, AuthFailure, Metrics};
@@ -42,6 +41,7 @@ use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
 use crate::token::{self, Claims, TokenService};
 use crate::ui::{self, Ui};
+use crate::upstream::Upstream;
 
 pub use crate::outcome::Outcome;
 
@@ -57,12 +57,8 @@ impl ui::gateway::Gateway for Portcullis {
         Portcullis::login(self, state, creds, client).await
     }
 
-    fn peer(&self) -> HttpPeer {
-        Portcullis::peer(self)
-    }
-
-    fn upstream_host(&self) -> &str {
-        Portcullis::upstream_host(self)
+    fn upstream(&self) -> crate::upstream::Target {
+        self.upstream.target()
     }
 
     async fn upstream_repositories(
@@ -107,8 +103,7 @@ pub struct Shared {
 /// The proxy: the current [`State`] and where the registry is.
 pub struct Portcullis {
     state: Arc<ArcSwap<State>>,
-    upstream: Upstream,
-    upstream_addr: SocketAddr,
+    upstream: Arc<Upstream>,
     tls: bool,
     trusted_proxies: TrustedProxies,
     /// Whether the last request from a trusted proxy had an unreadable client address, so
@@ -125,17 +120,16 @@ pub struct Portcullis {
 
 impl Portcullis {
     /// A proxy deciding under `state` (swapped atomically on reload) and forwarding to
-    /// `upstream_addr`, with the listener settings of `config` (those need a restart).
+    /// `upstream`, with the listener settings of `config` (those need a restart).
     pub fn new(
         state: Arc<ArcSwap<State>>,
         config: &Config,
-        upstream_addr: SocketAddr,
+        upstream: Arc<Upstream>,
         shared: Shared,
     ) -> Self {
         Portcullis {
             state,
-            upstream: config.upstream.clone(),
-            upstream_addr,
+            upstream,
             tls: config.tls.is_some(),
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             unknown_client: Default::default(),
@@ -147,20 +141,6 @@ impl Portcullis {
             listen: config.listen.to_string(),
             ui: shared.ui,
         }
-    }
-
-    /// The registry, with the configured timeouts.
-    pub(crate) fn peer(&self) -> HttpPeer {
-        let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
-        peer.options.connection_timeout = Some(self.upstream.connect_timeout);
-        peer.options.read_timeout = Some(self.upstream.read_timeout);
-        peer.options.write_timeout = Some(self.upstream.read_timeout);
-        peer
-    }
-
-    /// The `Host` the registry is asked with.
-    pub(crate) fn upstream_host(&self) -> &str {
-        &self.upstream.address
     }
 
     /// True when the client listener speaks TLS.
@@ -401,7 +381,7 @@ impl ProxyHttp for Portcullis {
         _session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.peer()))
+        Ok(Box::new(self.upstream.peer()))
     }
 
     async fn upstream_request_filter(
@@ -425,6 +405,23 @@ impl ProxyHttp for Portcullis {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
                 "the registry answered 101 Switching Protocols",
+            ));
+        }
+        // The registry's own challenge is for portcullis, never for the client: it would name
+        // the registry's realm (or token server) and ask the client for credentials portcullis
+        // has already checked. A 401 after portcullis authorized the request means the
+        // registry refused portcullis's own credentials (or, without `upstream_auth`, that
+        // the registry keeps an auth portcullis was not told about): a server-side fault.
+        upstream_response.remove_header("www-authenticate");
+        if upstream_response.status == http::StatusCode::UNAUTHORIZED {
+            tracing::error!(
+                upstream = %self.upstream.url(),
+                upstream_auth = self.upstream.has_auth(),
+                "the registry answered 401 to an authorized request: check upstream_auth (its credentials, or set it if the registry keeps its own auth on)"
+            );
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "the registry refused portcullis's credentials",
             ));
         }
         Ok(())
@@ -455,6 +452,13 @@ impl ProxyHttp for Portcullis {
         ctx.outcome = Outcome::Error;
         if e.esource() == &ErrorSource::Upstream {
             self.metrics.upstream_error(m::UpstreamErrorKind::of(e));
+            // The one place an operator learns why (a CA that does not sign the registry's
+            // certificate, a refused connection, a timeout).
+            tracing::warn!(
+                upstream = %self.upstream.url(),
+                error = %e,
+                "the registry could not be reached or failed"
+            );
         }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
+
+use super::Target;
 
 /// How long an idle connection to the registry is kept for the next small request.
 const IDLE: Duration = Duration::from_secs(60);
@@ -43,46 +44,48 @@ pub enum FetchError {
     TooLarge(usize),
 }
 
-/// `GET target` on the registry with `Host: host` (and `Accept` if given), reading at most
+/// `GET target` on the registry with `to`'s `Host` and credentials (and `Accept` if given), reading at most
 /// `max` bytes of body. The connection goes back to `connector`'s pool when the body was read
 /// completely.
 pub async fn get(
     connector: &Connector,
-    peer: &HttpPeer,
-    host: &str,
+    to: &Target,
     target: &str,
     accept: Option<&str>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
-    request(connector, peer, host, "GET", target, accept, max).await
+    request(connector, to, "GET", target, accept, max).await
 }
 
 /// `DELETE target` on the registry (the UI deletes a manifest by digest, after the same
 /// policy check the API's `DELETE` gets), reading at most `max` bytes of the answer.
 pub async fn delete(
     connector: &Connector,
-    peer: &HttpPeer,
-    host: &str,
+    to: &Target,
     target: &str,
     max: usize,
 ) -> Result<Fetched, FetchError> {
-    request(connector, peer, host, "DELETE", target, None, max).await
+    request(connector, to, "DELETE", target, None, max).await
 }
 
 async fn request(
     connector: &Connector,
-    peer: &HttpPeer,
-    host: &str,
+    to: &Target,
     method: &str,
     target: &str,
     accept: Option<&str>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
     let up = |e: pingora::BError| FetchError::Upstream(e.to_string());
+    let peer = &to.peer;
     let (mut session, _reused) = connector.get_http_session(peer).await.map_err(up)?;
     session.set_read_timeout(peer.options.read_timeout);
     let mut req = RequestHeader::build(method, target.as_bytes(), None).map_err(up)?;
-    req.insert_header("Host", host).map_err(up)?;
+    req.insert_header("Host", &to.host).map_err(up)?;
+    if let Some(authorization) = &to.authorization {
+        req.insert_header("Authorization", authorization)
+            .map_err(up)?;
+    }
     if let Some(accept) = accept {
         req.insert_header("Accept", accept).map_err(up)?;
     }
