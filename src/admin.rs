@@ -28,7 +28,7 @@ use pingora::services::background::{background_service, BackgroundService, GenBa
 use pingora::services::listening::Service;
 
 use crate::metrics::{self, Metrics};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, Upstreams};
 
 /// How often the registry is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -204,7 +204,7 @@ pub fn admin_service(
 /// Probes the registry's `GET /v2/` in the background and keeps [`Readiness`] and the
 /// `portcullis_upstream_up` gauge current.
 pub struct ReadinessProbe {
-    upstream: Arc<Upstream>,
+    upstreams: Upstreams,
     connector: Connector,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
@@ -214,9 +214,9 @@ pub struct ReadinessProbe {
 
 impl ReadinessProbe {
     /// A probe of `upstream` every [`PROBE_INTERVAL`] with a [`PROBE_TIMEOUT`].
-    pub fn new(upstream: Arc<Upstream>, readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(upstreams: Upstreams, readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Self {
         ReadinessProbe {
-            upstream,
+            upstreams,
             connector: Connector::new(None),
             readiness,
             metrics,
@@ -234,21 +234,34 @@ impl ReadinessProbe {
 
     /// Probes once and records the result.
     pub async fn probe_once(&self) -> bool {
-        let probed = probe(&self.upstream, &self.connector);
-        let result = match tokio::time::timeout(self.timeout, probed).await {
-            Ok(result) => result,
-            Err(_) => Err(format!(
-                "registry {} did not answer GET /v2/ within {} ms",
-                self.upstream.url(),
-                self.timeout.as_millis()
-            )),
+        // Every registry, each within the timeout; ready only when all answer (a request for
+        // any prefix may come).
+        let mut problems = Vec::new();
+        for upstream in self.upstreams.all() {
+            let probed = probe(upstream, &self.connector);
+            let result = match tokio::time::timeout(self.timeout, probed).await {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "registry {} did not answer GET /v2/ within {} ms",
+                    upstream.url(),
+                    self.timeout.as_millis()
+                )),
+            };
+            if let Err(problem) = result {
+                problems.push(problem);
+            }
+        }
+        let result = if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
         };
         if let Err(problem) = &result {
             if self.readiness.upstream_up() {
-                tracing::warn!(upstream = %self.upstream.url(), problem = %problem, "registry not ready");
+                tracing::warn!(problem = %problem, "registry not ready");
             }
         } else if !self.readiness.upstream_up() {
-            tracing::info!(upstream = %self.upstream.url(), "registry ready");
+            tracing::info!("registry ready");
         }
         let up = result.is_ok();
         self.readiness.set_upstream(result);
@@ -286,7 +299,7 @@ impl BackgroundService for ReadinessProbe {
 
 /// The background service running a [`ReadinessProbe`]. Add it with `server.add_service(…)`.
 pub fn readiness_service(
-    upstream: Arc<Upstream>,
+    upstream: Upstreams,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
 ) -> GenBackgroundService<ReadinessProbe> {

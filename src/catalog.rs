@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use pingora::connectors::http::Connector;
 
-use crate::upstream::Target;
 use crate::upstream::{self, FetchError};
+use crate::upstream::{Target, Upstreams};
 use tokio::sync::Mutex;
 
 use crate::acl::Acl;
@@ -211,14 +211,34 @@ impl Catalog {
 
     /// The full, sorted upstream list, from the cache when fresh. Concurrent callers wait for
     /// one fetch rather than each walking the upstream.
-    pub async fn all(&self, to: &Target) -> Result<Arc<Vec<String>>, CatalogError> {
+    ///
+    /// With several registries, each one's list is read, its names given back the prefix
+    /// they are reached by, names another entry would catch left out (unreachable through
+    /// portcullis), and the whole merged, sorted and deduplicated.
+    pub async fn all(&self, upstreams: &Upstreams) -> Result<Arc<Vec<String>>, CatalogError> {
         let mut cache = self.cache.lock().await;
         if let Some((at, list)) = cache.as_ref() {
             if at.elapsed() < CACHE_TTL {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(self.fetch(to).await?);
+        let mut merged = Vec::new();
+        for (index, upstream) in upstreams.all().enumerate() {
+            let listed = self.fetch(&upstream.target()).await?;
+            merged.extend(
+                listed
+                    .iter()
+                    .filter_map(|name| upstreams.public_name(index, name)),
+            );
+            if merged.len() > MAX_REPOSITORIES {
+                return Err(CatalogError::Malformed(format!(
+                    "more than {MAX_REPOSITORIES} repositories"
+                )));
+            }
+        }
+        merged.sort();
+        merged.dedup();
+        let list = Arc::new(merged);
         *cache = Some((Instant::now(), list.clone()));
         Ok(list)
     }
@@ -265,6 +285,7 @@ impl Catalog {
             .map_err(|e| match e {
                 FetchError::TooLarge(_) => CatalogError::Malformed("page too large".into()),
                 FetchError::Upstream(why) => CatalogError::Upstream(why),
+                FetchError::NoRegistry => CatalogError::Upstream(e.to_string()),
             })?;
         let status = page.status;
         let more = page

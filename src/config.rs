@@ -19,6 +19,7 @@ pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
 pub use crate::token::Token;
 pub use crate::upstream::auth::Settings as UpstreamAuth;
+pub use crate::upstream::select::Entry as UpstreamEntry;
 pub use crate::upstream::tls::Settings as UpstreamTls;
 pub use crate::upstream::Settings as Upstream;
 
@@ -34,8 +35,9 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; never the client port.
     pub admin_listen: Option<SocketAddr>,
-    /// The registry: where, over TLS or not, and with which credentials of its own.
-    pub upstream: Upstream,
+    /// The registries, in order: the first whose prefix a repository name starts with
+    /// serves it (`upstream:` is one entry with an empty prefix).
+    pub upstreams: Vec<UpstreamEntry>,
     /// Load balancers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Who may log in, and how they are asked to.
@@ -145,7 +147,10 @@ struct RawConfig {
     tls: Option<RawTls>,
     #[serde(default)]
     admin_listen: Option<String>,
-    upstream: String,
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default)]
+    upstreams: Option<Vec<RawUpstreamEntry>>,
     #[serde(default)]
     upstream_timeouts: Option<RawUpstreamTimeouts>,
     #[serde(default)]
@@ -219,7 +224,129 @@ struct RawUpstreamTimeouts {
     read: Option<Duration>,
 }
 
+/// One entry of `upstreams:`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamEntry {
+    prefix: String,
+    url: String,
+    #[serde(default)]
+    strip_prefix: bool,
+    #[serde(default)]
+    tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    auth: Option<RawUpstreamAuth>,
+    #[serde(default)]
+    timeouts: Option<RawUpstreamTimeouts>,
+}
+
+/// Where an upstream entry's keys are, for messages.
+struct EntryKeys {
+    url: String,
+    tls: String,
+    auth: String,
+}
+
+/// One registry's settings from its entry, every problem reported at its key.
+fn upstream_entry(
+    raw: &RawUpstreamEntry,
+    keys: &EntryKeys,
+    default_timeouts: Option<&RawUpstreamTimeouts>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    err: &mut dyn FnMut(&str, String),
+) -> Option<UpstreamEntry> {
+    let tls = raw.tls.as_ref().map(|t| UpstreamTls {
+        ca_certificate: t.ca_certificate.as_deref().map(resolve),
+        client_certificate: t.client_certificate.as_deref().map(resolve),
+        client_key: t.client_key.as_deref().map(resolve),
+        server_name: t.server_name.clone(),
+    });
+    if let Some(t) = &tls {
+        for (key, file) in [
+            ("ca_certificate", &t.ca_certificate),
+            ("client_certificate", &t.client_certificate),
+            ("client_key", &t.client_key),
+        ] {
+            if let Some(why) = file.as_deref().and_then(not_a_file) {
+                err(&format!("{}.{key}", keys.tls), why);
+            }
+        }
+    }
+    let auth = match raw.auth.as_ref().map(|a| &a.basic) {
+        None => None,
+        Some(Some(basic)) => Some(UpstreamAuth::Basic(crate::upstream::auth::Account {
+            username: basic.username.clone(),
+            password_file: resolve(&basic.password_file),
+        })),
+        Some(None) => {
+            err(
+                &keys.auth,
+                "names no form: write `basic: {username, password_file}`".into(),
+            );
+            None
+        }
+    };
+    if let Some(UpstreamAuth::Basic(account)) = &auth {
+        if account.username.is_empty() || account.username.contains(':') {
+            err(
+                &format!("{}.basic.username", keys.auth),
+                "must be a non-empty name without `:`".into(),
+            );
+        }
+        if let Some(why) = not_a_file(&account.password_file) {
+            err(&format!("{}.basic.password_file", keys.auth), why);
+        }
+    }
+    let (https, address, host) = match crate::upstream::parse_url(&raw.url) {
+        Ok(parsed) => parsed,
+        Err(m) => {
+            err(&keys.url, m);
+            return None;
+        }
+    };
+    if !https && tls.is_some() {
+        err(
+            &keys.tls,
+            "needs an https:// upstream: the registry is reached over plain HTTP".into(),
+        );
+    }
+    if https {
+        // The name the registry's certificate is checked against.
+        let server_key = format!("{}.server_name", keys.tls);
+        let (key, name) = match tls.as_ref().and_then(|t| t.server_name.as_ref()) {
+            Some(name) => (server_key.as_str(), name.as_str()),
+            None => (keys.url.as_str(), host.as_str()),
+        };
+        if rustls::pki_types::ServerName::try_from(name).is_err() {
+            err(
+                key,
+                format!("{name:?} is neither a DNS name nor an IP address: the registry's certificate could not be checked against it"),
+            );
+        }
+    }
+    let t = raw.timeouts.as_ref();
+    let d = default_timeouts;
+    Some(UpstreamEntry {
+        prefix: raw.prefix.clone(),
+        strip_prefix: raw.strip_prefix,
+        settings: Upstream {
+            address,
+            host,
+            tls: https.then(|| tls.unwrap_or_default()),
+            auth,
+            connect_timeout: t
+                .and_then(|t| t.connect)
+                .or(d.and_then(|d| d.connect))
+                .unwrap_or(Duration::from_secs(5)),
+            read_timeout: t
+                .and_then(|t| t.read)
+                .or(d.and_then(|d| d.read))
+                .unwrap_or(Duration::from_secs(300)),
+        },
+    })
+}
+
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawUpstreamTls {
     #[serde(default)]
@@ -233,14 +360,14 @@ struct RawUpstreamTls {
 }
 
 /// `upstream_auth:` holds exactly one of its forms.
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawUpstreamAuth {
     #[serde(default)]
     basic: Option<RawAccount>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawAccount {
     username: String,
@@ -566,87 +693,96 @@ impl Config {
                 "must differ from `listen`: metrics are never served on the client port".into(),
             );
         }
-        let upstream_tls = raw.upstream_tls.as_ref().map(|t| UpstreamTls {
-            ca_certificate: t.ca_certificate.as_deref().map(resolve),
-            client_certificate: t.client_certificate.as_deref().map(resolve),
-            client_key: t.client_key.as_deref().map(resolve),
-            server_name: t.server_name.clone(),
-        });
-        if let Some(t) = &upstream_tls {
-            for (key, file) in [
-                ("upstream_tls.ca_certificate", &t.ca_certificate),
-                ("upstream_tls.client_certificate", &t.client_certificate),
-                ("upstream_tls.client_key", &t.client_key),
-            ] {
-                if let Some(why) = file.as_deref().and_then(not_a_file) {
-                    err(key, why);
+        // `upstream:` (with `upstream_tls`/`upstream_auth`) is the one-entry form of
+        // `upstreams:`; exactly one of the two is written.
+        let mut upstreams = Vec::new();
+        match (&raw.upstream, &raw.upstreams) {
+            (Some(url), None) => {
+                let one = RawUpstreamEntry {
+                    prefix: String::new(),
+                    url: url.clone(),
+                    strip_prefix: false,
+                    tls: raw.upstream_tls.clone(),
+                    auth: raw.upstream_auth.clone(),
+                    timeouts: None,
+                };
+                let keys = EntryKeys {
+                    url: "upstream".into(),
+                    tls: "upstream_tls".into(),
+                    auth: "upstream_auth".into(),
+                };
+                if let Some(e) = upstream_entry(
+                    &one,
+                    &keys,
+                    raw.upstream_timeouts.as_ref(),
+                    &resolve,
+                    &mut err,
+                ) {
+                    upstreams.push(e);
                 }
             }
-        }
-        let account = |a: &RawAccount| crate::upstream::auth::Account {
-            username: a.username.clone(),
-            password_file: resolve(&a.password_file),
-        };
-        let upstream_auth = match raw.upstream_auth.as_ref().map(|a| &a.basic) {
-            None => None,
-            Some(Some(basic)) => Some(UpstreamAuth::Basic(account(basic))),
-            Some(None) => {
-                err(
-                    "upstream_auth",
-                    "names no form: write `basic: {username, password_file}`".into(),
-                );
-                None
-            }
-        };
-        if let Some(UpstreamAuth::Basic(account)) = &upstream_auth {
-            if account.username.is_empty() || account.username.contains(':') {
-                err(
-                    "upstream_auth.basic.username",
-                    "must be a non-empty name without `:`".into(),
-                );
-            }
-            if let Some(why) = not_a_file(&account.password_file) {
-                err("upstream_auth.basic.password_file", why);
-            }
-        }
-        let upstream = match crate::upstream::parse_url(&raw.upstream) {
-            Ok((https, address, host)) => {
-                if !https && upstream_tls.is_some() {
-                    err(
-                        "upstream_tls",
-                        "needs an https:// upstream: the registry is reached over plain HTTP"
-                            .into(),
-                    );
+            (None, Some(list)) => {
+                for (key, given) in [
+                    ("upstream_tls", raw.upstream_tls.is_some()),
+                    ("upstream_auth", raw.upstream_auth.is_some()),
+                ] {
+                    if given {
+                        err(key, "goes with `upstream:`; with `upstreams:` write `tls:`/`auth:` in each entry".into());
+                    }
                 }
-                if https {
-                    // The name the registry's certificate is checked against.
-                    let (key, name) =
-                        match upstream_tls.as_ref().and_then(|t| t.server_name.as_ref()) {
-                            Some(name) => ("upstream_tls.server_name", name.as_str()),
-                            None => ("upstream", host.as_str()),
-                        };
-                    if rustls::pki_types::ServerName::try_from(name).is_err() {
+                if list.is_empty() {
+                    err("upstreams", "lists no registry".into());
+                }
+                for (i, entry) in list.iter().enumerate() {
+                    let keys = EntryKeys {
+                        url: format!("upstreams.{i}.url"),
+                        tls: format!("upstreams.{i}.tls"),
+                        auth: format!("upstreams.{i}.auth"),
+                    };
+                    if !crate::upstream::select::valid_prefix(&entry.prefix) {
                         err(
-                            key,
-                            format!("{name:?} is neither a DNS name nor an IP address: the registry's certificate could not be checked against it"),
+                            &format!("upstreams.{i}.prefix"),
+                            format!("{:?} must be empty (every name) or repository name components ending in `/` (`hub/`, `team/app/`)", entry.prefix),
+                        );
+                    }
+                    if entry.strip_prefix && entry.prefix.is_empty() {
+                        err(
+                            &format!("upstreams.{i}.strip_prefix"),
+                            "there is no prefix to strip".into(),
+                        );
+                    }
+                    if let Some(e) = upstream_entry(
+                        entry,
+                        &keys,
+                        raw.upstream_timeouts.as_ref(),
+                        &resolve,
+                        &mut err,
+                    ) {
+                        upstreams.push(e);
+                    }
+                }
+                if upstreams.len() == list.len() {
+                    for (later, earlier) in crate::upstream::select::shadowed(&upstreams) {
+                        err(
+                            &format!("upstreams.{later}.prefix"),
+                            format!(
+                                "{:?} is unreachable: entry {earlier} (prefix {:?}) comes first and serves every name it would",
+                                upstreams[later].prefix, upstreams[earlier].prefix
+                            ),
                         );
                     }
                 }
-                let t = raw.upstream_timeouts.as_ref();
-                Some(Upstream {
-                    address,
-                    host,
-                    tls: https.then(|| upstream_tls.clone().unwrap_or_default()),
-                    auth: upstream_auth,
-                    connect_timeout: t.and_then(|t| t.connect).unwrap_or(Duration::from_secs(5)),
-                    read_timeout: t.and_then(|t| t.read).unwrap_or(Duration::from_secs(300)),
-                })
             }
-            Err(m) => {
-                err("upstream", m);
-                None
-            }
-        };
+            (Some(_), Some(_)) => err(
+                "upstreams",
+                "write either `upstream:` (one registry) or `upstreams:` (several), not both"
+                    .into(),
+            ),
+            (None, None) => err(
+                "upstream",
+                "missing: name the registry with `upstream:` (or several with `upstreams:`)".into(),
+            ),
+        }
         let mut trusted_proxies = Vec::new();
         for p in &raw.trusted_proxies {
             match parse_net(p) {
@@ -992,7 +1128,7 @@ impl Config {
             listen: listen.expect("checked above"),
             tls,
             admin_listen,
-            upstream: upstream.expect("checked above"),
+            upstreams,
             trusted_proxies,
             auth: Auth {
                 challenge: raw.auth.challenge,
@@ -1062,7 +1198,7 @@ mod tests {
         ]);
         let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
         assert_eq!(c.listen, "0.0.0.0:5000".parse().unwrap());
-        assert_eq!(c.upstream.address, "127.0.0.1:5001");
+        assert_eq!(c.upstreams[0].settings.address, "127.0.0.1:5001");
         assert_eq!(c.acl, d.path().join("acl.yaml"));
         assert_eq!(c.auth.challenge, Challenge::Basic);
         assert_eq!(c.auth.realm, "Registry Realm");
@@ -1258,16 +1394,16 @@ mod tests {
             ),
         ]);
         let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
-        assert_eq!(c.upstream.address, "registry.internal:5000");
-        assert_eq!(c.upstream.host, "registry.internal");
-        let tls = c.upstream.tls.as_ref().unwrap();
+        assert_eq!(c.upstreams[0].settings.address, "registry.internal:5000");
+        assert_eq!(c.upstreams[0].settings.host, "registry.internal");
+        let tls = c.upstreams[0].settings.tls.as_ref().unwrap();
         assert_eq!(
             tls.ca_certificate.as_deref(),
             Some(d.path().join("ca.pem").as_path())
         );
         assert_eq!(tls.server_name.as_deref(), Some("reg.example"));
         assert!(
-            matches!(&c.upstream.auth, Some(UpstreamAuth::Basic(a)) if a.username == "portcullis")
+            matches!(&c.upstreams[0].settings.auth, Some(UpstreamAuth::Basic(a)) if a.username == "portcullis")
         );
 
         // https without upstream_tls: TLS with the system's roots.
@@ -1277,8 +1413,8 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
-        assert_eq!(c.upstream.address, "reg:443");
-        assert_eq!(c.upstream.tls, Some(UpstreamTls::default()));
+        assert_eq!(c.upstreams[0].settings.address, "reg:443");
+        assert_eq!(c.upstreams[0].settings.tls, Some(UpstreamTls::default()));
 
         // TLS settings for a plain-HTTP upstream, a missing CA, a missing password file and a
         // name with `:` are each refused at their key.
@@ -1298,6 +1434,50 @@ mod tests {
             assert!(keys.iter().any(|k| k == key), "{key} not in {e}");
         }
         assert!(e.0.iter().all(|d| d.line.is_some()), "{e}");
+    }
+
+    #[test]
+    fn upstreams_by_prefix_are_read_and_checked() {
+        let d = dir_with(&[("acl.yaml", "[]"), ("pw", "x\n")]);
+        let write = |text: &str| fs::write(d.path().join("proxy.yaml"), text).unwrap();
+        write("acl: acl.yaml\nupstreams:\n  - {prefix: hub/, url: \"http://cache:5000\", strip_prefix: true}\n  - prefix: \"\"\n    url: https://registry.internal\n    auth: {basic: {username: svc, password_file: pw}}\n    timeouts: {read: 10s}\n");
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(
+            (c.upstreams[0].prefix.as_str(), c.upstreams[0].strip_prefix),
+            ("hub/", true)
+        );
+        assert_eq!(c.upstreams[1].settings.address, "registry.internal:443");
+        assert_eq!(
+            c.upstreams[1].settings.read_timeout,
+            Duration::from_secs(10)
+        );
+        assert!(c.upstreams[1].settings.auth.is_some());
+
+        // An entry an earlier prefix covers is unreachable; each error at its own line.
+        write("acl: acl.yaml\nupstreams:\n  - {prefix: \"\", url: \"http://a:1\"}\n  - {prefix: hub/, url: \"http://b:1\"}\n  - {prefix: Hub, url: \"http://c:1\"}\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        let found: Vec<_> =
+            e.0.iter()
+                .map(|d| (d.key.clone().unwrap(), d.line))
+                .collect();
+        assert!(
+            found.contains(&("upstreams.2.prefix".into(), Some(5))),
+            "{e}"
+        );
+        write("acl: acl.yaml\nupstreams:\n  - {prefix: \"\", url: \"http://a:1\"}\n  - {prefix: hub/, url: \"http://b:1\"}\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("upstreams.1.prefix"), "{e}");
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.0[0].message.contains("unreachable"), "{e}");
+
+        // Both forms, or neither, are refused.
+        write("acl: acl.yaml\nupstream: http://a:1\nupstreams: []\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        write("acl: acl.yaml\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert!(e.to_string().contains("upstream: missing"), "{e}");
     }
 
     #[test]

@@ -153,7 +153,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     }
     tracing::info!(
         listen = %config.listen,
-        upstream = %config.upstream.address,
+        upstreams = %config.upstreams.iter().map(|e| format!("{}={}", if e.prefix.is_empty() { "*" } else { &e.prefix }, e.settings.address)).collect::<Vec<_>>().join(","),
         tls = config.tls.is_some(),
         users = summary.users,
         htpasswd_users = summary.htpasswd_users,
@@ -189,7 +189,12 @@ fn check(path: &Path) -> ExitCode {
                 } else {
                     " (plain HTTP)"
                 },
-                config.upstream.address
+                config
+                    .upstreams
+                    .iter()
+                    .map(|e| e.settings.address.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             ExitCode::SUCCESS
         }
@@ -202,38 +207,55 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// A trial handshake with a TLS registry: a certificate the configured trust refuses is an
+/// A trial handshake with each TLS registry: a certificate the configured trust refuses is an
 /// error (every request would fail); a registry unreachable from where `check` runs is only a
 /// warning (it may run on a build host).
 fn check_upstream_tls(config: &Config) -> Result<(), ExitCode> {
     use portcullis::upstream::{check_handshake, Handshake};
     let text = std::fs::read_to_string(&config.file).unwrap_or_default();
-    let (key, line) = ["ca_certificate", "upstream_tls", "upstream"]
-        .iter()
-        .find_map(|k| portcullis::diagnostic::find_key_line(&text, k).map(|l| (*k, l)))
-        .unwrap_or(("upstream", 1));
-    let key = if key == "ca_certificate" {
-        "upstream_tls.ca_certificate"
-    } else {
-        key
-    };
-    match check_handshake(&config.upstream) {
-        Handshake::NotTls | Handshake::Verified => Ok(()),
-        Handshake::Unreachable(why) => {
-            println!(
-                "warning: {}: upstream: the registry is not reachable from here, so its TLS certificate was not checked: {why}",
+    let tree = portcullis::yaml::parse_marked(&text).ok().flatten();
+    let mut failed = false;
+    for (i, entry) in config.upstreams.iter().enumerate() {
+        // Where this entry's trust is written: its CA, its TLS section, else its URL.
+        let candidates: Vec<String> = if text.contains("upstreams:") {
+            ["tls.ca_certificate", "tls", "url"]
+                .iter()
+                .map(|k| format!("upstreams.{i}.{k}"))
+                .collect()
+        } else {
+            ["upstream_tls.ca_certificate", "upstream_tls", "upstream"]
+                .iter()
+                .map(|k| k.to_string())
+                .collect()
+        };
+        let (key, line) = candidates
+            .iter()
+            .find_map(|k| {
+                let keys: Vec<&str> = k.split('.').collect();
+                let node = portcullis::yaml::at_path(tree.as_ref()?, &keys)?;
+                Some((k.clone(), node.line))
+            })
+            .unwrap_or_else(|| (candidates[candidates.len() - 1].clone(), 1));
+        let address = &entry.settings.address;
+        match check_handshake(&entry.settings) {
+            Handshake::NotTls | Handshake::Verified => {}
+            Handshake::Unreachable(why) => println!(
+                "warning: {}:{line}: {key}: the registry at https://{address} is not reachable from here, so its TLS certificate was not checked: {why}",
                 config.file.display()
-            );
-            Ok(())
+            ),
+            Handshake::Failed(why) => {
+                eprintln!(
+                    "error: {}:{line}: {key}: TLS handshake with the registry at https://{address} failed (is the CA the one that signed the registry's certificate, and the server name one it carries?): {why}",
+                    config.file.display(),
+                );
+                failed = true;
+            }
         }
-        Handshake::Failed(why) => {
-            eprintln!(
-                "error: {}:{line}: {key}: TLS handshake with the registry at https://{} failed (is the CA the one that signed the registry's certificate, and the server name one it carries?): {why}",
-                config.file.display(),
-                config.upstream.address
-            );
-            Err(ExitCode::FAILURE)
-        }
+    }
+    if failed {
+        Err(ExitCode::FAILURE)
+    } else {
+        Ok(())
     }
 }
 

@@ -22,7 +22,7 @@ use crate::reload::Reloader;
 use crate::shutdown::{Drain, SignalWatch};
 use crate::state::State;
 use crate::tls::CertResolver;
-use crate::upstream::Upstream;
+use crate::upstream::Upstreams;
 
 /// Everything `serve` starts, ready to run.
 pub struct Prepared {
@@ -92,13 +92,13 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     readiness.set_config_loaded(true);
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
-    let upstream = Arc::new(Upstream::load(&config.upstream).map_err(|e| anyhow!("{e}"))?);
+    let upstreams = Upstreams::load(&config.upstreams).map_err(|e| anyhow!("{e}"))?;
     // Outside the reloadable state: a reload must not wipe the failed-login counters.
     let lockout = Arc::new(Lockout::new(config.auth.lockout.clone()));
     let proxy = Portcullis::new(
         state.clone(),
         &config,
-        upstream.clone(),
+        upstreams.clone(),
         Shared {
             drain: drain.clone(),
             metrics: metrics.clone(),
@@ -154,7 +154,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             readiness.clone(),
         ));
         server.add_service(admin::readiness_service(
-            upstream,
+            upstreams,
             readiness.clone(),
             metrics.clone(),
         ));

@@ -117,8 +117,10 @@ impl State {
         }
         // The upstream's CA, client certificate and password file, read as `serve` reads
         // them (it does not connect: `check` adds a handshake of its own).
-        if let Err(e) = crate::upstream::Upstream::load_files(&config.upstream) {
-            errors.extend(e.0);
+        for entry in &config.upstreams {
+            if let Err(e) = crate::upstream::Upstream::load_files(&entry.settings) {
+                errors.extend(e.0);
+            }
         }
         let users = match &config.auth.users {
             None => None,

@@ -237,3 +237,204 @@ fn wrong_service_account_credentials_are_a_502_and_not_ready_never_a_challenge()
         status == 503 && why.contains("refused portcullis's upstream_auth credentials")
     });
 }
+
+const MULTI_ACL: &str = r#"
+- match: {account: alice}
+  actions: ["*"]
+  comment: alice does everything
+- match: {account: bob, name: "hub/**"}
+  actions: [pull]
+  comment: bob pulls through the cache only
+"#;
+
+fn oci_image(dir: &std::path::Path, seed: u64) -> (String, Vec<u8>) {
+    let layer = pseudo_random(64 * 1024 + seed as usize, seed);
+    let digest = write_oci_image(dir, "v1", &layer);
+    (digest, layer)
+}
+
+#[test]
+fn several_registries_by_prefix_with_a_pull_through_cache() {
+    // The origin the cache pulls from, with one image pushed straight into it.
+    let origin = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (alpine_layer, alpine_bytes) = oci_image(&work.path().join("alpine"), 1);
+    let (ok, err) = skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", work.path().join("alpine").display()),
+        &format!("docker://127.0.0.1:{}/library/alpine:3", origin.port),
+    ]);
+    assert!(ok, "{err}");
+    // The pull-through cache of the origin (offline: everything is local).
+    let cache = Registry::start_with(RegistryOptions {
+        extra: format!("proxy:\n  remoteurl: {}\n", origin.url()),
+        ..Default::default()
+    });
+    // The private registry, holding a name the hub/ entry makes unreachable.
+    let private = Registry::start();
+    private.push_manifest("hub/ghost", "v1", &[], serde_json::json!({}));
+
+    let cfg = "upstreams:\n  - {prefix: hub/, url: \"{cache}\", strip_prefix: true}\n  - {prefix: origin/, url: \"{origin}\", strip_prefix: true}\n  - {prefix: \"\", url: \"{upstream}\"}\nauth:\n  challenge: basic\n  users: users.yaml\nacl: acl.yaml\n"
+        .replace("{cache}", &cache.url())
+        .replace("{origin}", &origin.url());
+    let files = vec![
+        (
+            "users.yaml",
+            format!(
+                "users:\n  alice:\n    password: \"{}\"\n  bob:\n    password: \"{}\"\n",
+                hash("alicepw"),
+                hash("bobpw")
+            ),
+        ),
+        ("acl.yaml", MULTI_ACL.to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: &cfg,
+            files: &files,
+            tls: false,
+        },
+        &private.url(),
+    );
+    let host = proxy.host();
+
+    // hub/… pulls through the cache (which fetches from the origin), byte for byte.
+    let back = work.path().join("back");
+    let (ok, err) = copy(
+        &proxy,
+        &format!("docker://{host}/hub/library/alpine:3"),
+        &format!("oci:{}:v1", back.display()),
+        Some("bob:bobpw"),
+    );
+    assert!(ok, "pull through the cache: {err}\n{}", proxy.proc.output());
+    let pulled = std::fs::read(
+        back.join("blobs/sha256")
+            .join(alpine_layer.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    assert_eq!(pulled, alpine_bytes);
+
+    // Everything else goes to the private registry.
+    let (app_layer, _) = oci_image(&work.path().join("app"), 2);
+    let (ok, err) = copy(
+        &proxy,
+        &format!("oci:{}:v1", work.path().join("app").display()),
+        &format!("docker://{host}/alice/app:v1"),
+        Some("alice:alicepw"),
+    );
+    assert!(ok, "push to the private registry: {err}");
+    let direct = reqwest::blocking::get(format!("{}/v2/alice/app/tags/list", private.url()))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(direct.contains("v1"), "{direct}");
+
+    // A push under a stripped prefix: every upload step comes back through origin/ because the
+    // registry's Location headers get the prefix back.
+    let (ok, err) = copy(
+        &proxy,
+        &format!("oci:{}:v1", work.path().join("app").display()),
+        &format!("docker://{host}/origin/library/pushed:v1"),
+        Some("alice:alicepw"),
+    );
+    assert!(
+        ok,
+        "push under a stripped prefix: {err}\n{}",
+        proxy.proc.output()
+    );
+    let direct = reqwest::blocking::get(format!("{}/v2/library/pushed/tags/list", origin.url()))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(direct.contains("v1"), "{direct}");
+
+    // The cache lists what it holds once the pull is stored.
+    let cache_catalog = format!("{}/v2/_catalog", cache.url());
+    wait_until("the cache's catalog", Duration::from_secs(10), || {
+        reqwest::blocking::get(&cache_catalog)
+            .and_then(|r| r.text())
+            .is_ok_and(|t| t.contains("library/alpine"))
+    });
+
+    // The merged catalog: prefixes put back, the unreachable hub/ghost left out, sorted, paged
+    // as one list.
+    let client = proxy.client();
+    let catalog = |user: &str, pw: &str, query: &str| {
+        let r = client
+            .get(proxy.url(&format!("/v2/_catalog{query}")))
+            .basic_auth(user, Some(pw))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let link = r
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
+        let body: serde_json::Value = r.json().unwrap();
+        (body["repositories"].clone(), link)
+    };
+    let all = serde_json::json!([
+        "alice/app",
+        "hub/library/alpine",
+        "origin/library/alpine",
+        "origin/library/pushed"
+    ]);
+    assert_eq!(catalog("alice", "alicepw", "").0, all);
+    let (first, link) = catalog("alice", "alicepw", "?n=3");
+    assert_eq!(
+        first,
+        serde_json::json!(["alice/app", "hub/library/alpine", "origin/library/alpine"])
+    );
+    let link = link.expect("a next page");
+    assert!(link.contains("last=origin%2Flibrary%2Falpine"), "{link}");
+    let (second, link) = catalog("alice", "alicepw", "?n=3&last=origin%2Flibrary%2Falpine");
+    assert_eq!(second, serde_json::json!(["origin/library/pushed"]));
+    assert_eq!(link, None);
+    // Still filtered per caller.
+    assert_eq!(
+        catalog("bob", "bobpw", "").0,
+        serde_json::json!(["hub/library/alpine"])
+    );
+
+    // A mount within one registry mounts; from another registry it is dropped (a plain upload
+    // starts), and the Location points back at the client's name. `hub/ghost` really exists in
+    // the private registry with the blob `{}`, so only the drop keeps the private registry
+    // from mounting out of a repository clients reach elsewhere.
+    let mount = |digest: &str, from: &str| {
+        client
+            .post(proxy.url(&format!(
+                "/v2/alice/new/blobs/uploads/?mount={digest}&from={from}"
+            )))
+            .basic_auth("alice", Some("alicepw"))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(mount(&app_layer, "alice/app").status(), 201);
+    let empty_config = format!("sha256:{}", sha256_hex(b"{}"));
+    let r = mount(&empty_config, "hub/ghost");
+    assert_eq!(
+        r.status(),
+        202,
+        "a cross-registry mount must start a plain upload"
+    );
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains("/v2/alice/new/blobs/uploads/"),
+        "{location}"
+    );
+
+    // An upload on a stripped prefix: the Location names the client's repository.
+    let r = client
+        .post(proxy.url("/v2/origin/library/fresh/blobs/uploads/"))
+        .basic_auth("alice", Some("alicepw"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(
+        location.contains("/v2/origin/library/fresh/blobs/uploads/"),
+        "{location}"
+    );
+}

@@ -172,7 +172,14 @@ impl Portcullis {
                 "forwarding a request that was not parsed",
             ));
         };
-        let uri: http::Uri = parsed.target(ctx.drop_mount).parse().map_err(|_| {
+        // The names as the chosen registry knows them (without a stripped prefix).
+        let target = match self.selected(ctx) {
+            Some(chosen) => {
+                parsed.target_renamed(ctx.drop_mount, &self.upstreams.renamer(chosen.index))
+            }
+            None => parsed.target(ctx.drop_mount),
+        };
+        let uri: http::Uri = target.parse().map_err(|_| {
             Error::explain(ErrorType::InternalError, "rebuilt target does not parse")
         })?;
         upstream.set_uri(uri);
@@ -203,7 +210,7 @@ impl Portcullis {
         }
         // A registry that keeps its own auth on gets the service account's credentials, never
         // the client's (removed above with the other spoofable headers).
-        if let Some(authorization) = self.upstream.authorization() {
+        if let Some(authorization) = self.upstream_of(ctx).authorization() {
             upstream.insert_header("Authorization", authorization.clone())?;
         }
 

@@ -41,7 +41,7 @@ use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
 use crate::token::{self, Claims, TokenService};
 use crate::ui::{self, Ui};
-use crate::upstream::Upstream;
+use crate::upstream::{Selected, Upstream, Upstreams};
 
 pub use crate::outcome::Outcome;
 
@@ -57,8 +57,8 @@ impl ui::gateway::Gateway for Portcullis {
         Portcullis::login(self, state, creds, client).await
     }
 
-    fn upstream(&self) -> crate::upstream::Target {
-        self.upstream.target()
+    fn upstreams(&self) -> Upstreams {
+        self.upstreams.clone()
     }
 
     async fn upstream_repositories(
@@ -103,7 +103,7 @@ pub struct Shared {
 /// The proxy: the current [`State`] and where the registry is.
 pub struct Portcullis {
     state: Arc<ArcSwap<State>>,
-    upstream: Arc<Upstream>,
+    upstreams: Upstreams,
     tls: bool,
     trusted_proxies: TrustedProxies,
     /// Whether the last request from a trusted proxy had an unreadable client address, so
@@ -120,16 +120,16 @@ pub struct Portcullis {
 
 impl Portcullis {
     /// A proxy deciding under `state` (swapped atomically on reload) and forwarding to
-    /// `upstream`, with the listener settings of `config` (those need a restart).
+    /// `upstreams`, with the listener settings of `config` (those need a restart).
     pub fn new(
         state: Arc<ArcSwap<State>>,
         config: &Config,
-        upstream: Arc<Upstream>,
+        upstreams: Upstreams,
         shared: Shared,
     ) -> Self {
         Portcullis {
             state,
-            upstream,
+            upstreams,
             tls: config.tls.is_some(),
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             unknown_client: Default::default(),
@@ -140,6 +140,20 @@ impl Portcullis {
             limits: config.limits,
             listen: config.listen.to_string(),
             ui: shared.ui,
+        }
+    }
+
+    /// The registry serving the request's repository, and the name it knows it by.
+    fn selected(&self, ctx: &RequestCtx) -> Option<Selected<'_>> {
+        self.upstreams.select(ctx.route()?.repository()?)
+    }
+
+    /// The registry a request goes to: its repository's, or for `/v2/` and the catalog the
+    /// catch-all one.
+    fn upstream_of(&self, ctx: &RequestCtx) -> &Arc<Upstream> {
+        match self.selected(ctx) {
+            Some(s) => s.upstream,
+            None => self.upstreams.base(),
         }
     }
 
@@ -350,6 +364,32 @@ impl ProxyHttp for Portcullis {
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
                 ctx.drop_mount = drop_mount;
+                if let Some(name) = route.repository() {
+                    let Some(chosen) = self.upstreams.select(name) else {
+                        // No entry of `upstreams:` serves this name: no registry has it.
+                        let e = OciError::new(
+                            404,
+                            "NAME_UNKNOWN",
+                            "repository name not known to registry",
+                        );
+                        respond(session, &e, &[]).await?;
+                        return Ok(true);
+                    };
+                    // A mount from a repository another registry serves cannot work there:
+                    // a plain upload starts instead, as registry:2 does for a source it
+                    // cannot read.
+                    if let Some(mount) = route.mount() {
+                        if self.upstreams.select(&mount.from).map(|s| s.index) != Some(chosen.index)
+                        {
+                            ctx.drop_mount = true;
+                        }
+                    }
+                } else if route == Route::Catalog && self.upstreams.is_merged() {
+                    // Several registries: the whole catalog is their merged list, answered
+                    // here (nothing to filter: `registry:catalog:*` was granted).
+                    self.merged_catalog(session).await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Decision::FilteredCatalog => {
@@ -379,9 +419,9 @@ impl ProxyHttp for Portcullis {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.upstream.peer()))
+        Ok(Box::new(self.upstream_of(ctx).peer()))
     }
 
     async fn upstream_request_filter(
@@ -397,7 +437,7 @@ impl ProxyHttp for Portcullis {
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         // We never forward `Upgrade`, so a registry that switches protocols anyway is
         // misbehaving: relaying the 101 would turn an authorized request into a raw tunnel.
@@ -413,16 +453,37 @@ impl ProxyHttp for Portcullis {
         // registry refused portcullis's own credentials (or, without `upstream_auth`, that
         // the registry keeps an auth portcullis was not told about): a server-side fault.
         upstream_response.remove_header("www-authenticate");
+        let upstream = self.upstream_of(ctx);
         if upstream_response.status == http::StatusCode::UNAUTHORIZED {
             tracing::error!(
-                upstream = %self.upstream.url(),
-                upstream_auth = self.upstream.has_auth(),
+                upstream = %upstream.url(),
+                upstream_auth = upstream.has_auth(),
                 "the registry answered 401 to an authorized request: check upstream_auth (its credentials, or set it if the registry keeps its own auth on)"
             );
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
                 "the registry refused portcullis's credentials",
             ));
+        }
+        // A registry that knows names without their prefix answers with paths in its names:
+        // put the prefix back so the client's next request comes through the same entry.
+        if let Some(chosen) = self.selected(ctx).filter(|s| s.strips()) {
+            for name in ["location", "link"] {
+                let values: Vec<String> = upstream_response
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(|v| chosen.public_path(v))
+                    .collect();
+                if values.is_empty() {
+                    continue;
+                }
+                upstream_response.remove_header(name);
+                for v in values {
+                    upstream_response.append_header(name, v)?;
+                }
+            }
         }
         Ok(())
     }
@@ -455,7 +516,7 @@ impl ProxyHttp for Portcullis {
             // The one place an operator learns why (a CA that does not sign the registry's
             // certificate, a refused connection, a timeout).
             tracing::warn!(
-                upstream = %self.upstream.url(),
+                upstream = %self.upstream_of(ctx).url(),
                 error = %e,
                 "the registry could not be reached or failed"
             );

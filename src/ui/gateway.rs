@@ -13,7 +13,7 @@ use crate::catalog::CatalogError;
 use crate::client::ClientAddr;
 use crate::errors::Refusal;
 use crate::state::State;
-use crate::upstream::Target;
+use crate::upstream::Upstreams;
 
 /// The proxy as the UI sees it.
 #[async_trait]
@@ -26,9 +26,9 @@ pub trait Gateway: Send + Sync {
         client: ClientAddr,
     ) -> Result<Identity, Refusal>;
 
-    /// The registry: its connection, `Host` and (when it keeps its own auth on) the service
-    /// account's credentials.
-    fn upstream(&self) -> Target;
+    /// The registries (their connections, `Host`s and service-account credentials), which
+    /// route each repository to the one that serves it.
+    fn upstreams(&self) -> Upstreams;
 
     /// The registry's whole catalog (shared and paged by the proxy's catalog cache).
     async fn upstream_repositories(&self) -> Result<Arc<Vec<String>>, CatalogError>;

@@ -102,7 +102,7 @@ pub(super) async fn tag_page(page: &Page<'_>, tag: &str) -> Answer {
         Some(Decision::Allow { .. }) => {}
         _ => return not_found(chrome),
     }
-    let to = page.proxy.upstream();
+    let to = page.proxy.upstreams();
     let details = match page.reader.details(&to, page.name, tag).await {
         Ok(d) => d,
         Err(ReadError::NotFound) => return not_found(chrome),
@@ -140,7 +140,7 @@ pub(super) async fn confirm_delete(page: &Page<'_>) -> Answer {
     if !page.may_delete() {
         return forbidden_delete(chrome);
     }
-    let to = page.proxy.upstream();
+    let to = page.proxy.upstreams();
     let info = page.reader.tag(&to, page.name, tag).await;
     let Some(digest) = info.digest else {
         return match info.error.as_deref() {
@@ -202,7 +202,7 @@ pub(super) async fn delete(page: &Page<'_>) -> Answer {
         audit(page, digest, &answer.served.outcome, answer.status);
         return answer;
     }
-    let to = page.proxy.upstream();
+    let to = page.proxy.upstreams();
     let result = page.reader.delete_manifest(&to, page.name, digest).await;
     let mut answer = match result {
         Ok(()) => Answer::redirect(

@@ -25,7 +25,7 @@ pub(super) async fn repository(page: &Page<'_>) -> Answer {
         Ok(rule) => rule,
         Err(answer) => return *answer,
     };
-    let to = page.proxy.upstream();
+    let to = page.proxy.upstreams();
     let tags = match page.reader.tags(&to, name).await {
         Ok(tags) => tags,
         Err(registry::ReadError::NotFound) => {
@@ -103,7 +103,7 @@ pub(super) async fn repositories(
         .take(MAX_QUERY)
         .collect();
     let visible = catalog::visible_to(&state.acl, subject);
-    let to = proxy.upstream();
+    let to = proxy.upstreams();
     let mut sort = match request.query("sort") {
         Some("recent") => pages::RepoSort::Recent,
         _ => pages::RepoSort::Name,

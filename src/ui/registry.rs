@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::upstream::Target;
+use crate::upstream::Upstreams;
 use pingora::connectors::http::Connector;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::upstream::{self, FetchError};
+use crate::upstream::FetchError;
 
 /// What manifests are asked for: OCI and Docker, images and indexes.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -317,7 +317,7 @@ impl Reader {
 
     async fn get(
         &self,
-        to: &Target,
+        to: &Upstreams,
         target: &str,
         accept: Option<&str>,
         max: usize,
@@ -327,13 +327,15 @@ impl Reader {
             .acquire()
             .await
             .map_err(|_| ReadError::Upstream("closed".into()))?;
-        let got = upstream::get(&self.connector, to, target, accept, max)
+        let got = to
+            .get(&self.connector, target, accept, max)
             .await
             .map_err(|e| match e {
                 FetchError::TooLarge(max) => {
                     ReadError::Malformed(format!("answer over {max} bytes"))
                 }
                 FetchError::Upstream(why) => ReadError::Upstream(why),
+                FetchError::NoRegistry => ReadError::NotFound,
             })?;
         Ok(Fetched {
             status: got.status,
@@ -345,7 +347,7 @@ impl Reader {
 
     /// The tags of `name` (a valid repository name), sorted; `NotFound` when the registry
     /// does not know it.
-    pub async fn tags(&self, to: &Target, name: &str) -> Result<Vec<String>, ReadError> {
+    pub async fn tags(&self, to: &Upstreams, name: &str) -> Result<Vec<String>, ReadError> {
         #[derive(Deserialize)]
         struct Doc {
             #[serde(default)]
@@ -375,7 +377,7 @@ impl Reader {
     /// The manifest `reference` (tag or digest) of `name`, and its digest.
     async fn manifest(
         &self,
-        to: &Target,
+        to: &Upstreams,
         name: &str,
         reference: &str,
     ) -> Result<(String, Manifest), ReadError> {
@@ -393,7 +395,7 @@ impl Reader {
         Ok((digest, m))
     }
 
-    async fn config(&self, to: &Target, name: &str, digest: &str) -> ConfigFacts {
+    async fn config(&self, to: &Upstreams, name: &str, digest: &str) -> ConfigFacts {
         if !crate::route::is_valid_digest(digest) {
             return ConfigFacts::default();
         }
@@ -414,7 +416,7 @@ impl Reader {
     /// One image manifest's platform facts: size from the manifest, the rest from its config.
     async fn image(
         &self,
-        to: &Target,
+        to: &Upstreams,
         name: &str,
         config: Option<&Descriptor>,
         size: u64,
@@ -432,7 +434,7 @@ impl Reader {
     }
 
     /// What `tag` of `name` points at. Errors are reported in [`TagInfo::error`].
-    pub async fn tag(&self, to: &Target, name: &str, tag: &str) -> TagInfo {
+    pub async fn tag(&self, to: &Upstreams, name: &str, tag: &str) -> TagInfo {
         let mut info = TagInfo {
             tag: tag.to_owned(),
             digest: None,
@@ -667,7 +669,7 @@ impl Reader {
     /// 4 MiB manifest should not sit in memory): its digest, media type header and body.
     async fn manifest_body(
         &self,
-        to: &Target,
+        to: &Upstreams,
         name: &str,
         reference: &str,
     ) -> Result<(String, Option<String>, Vec<u8>), ReadError> {
@@ -688,7 +690,7 @@ impl Reader {
     /// One image's details: the manifest given, and its config read.
     async fn image_details(
         &self,
-        to: &Target,
+        to: &Upstreams,
         name: &str,
         digest: &str,
         m: DetailManifest,
@@ -715,7 +717,7 @@ impl Reader {
     /// for the image or for each platform of an index.
     pub async fn details(
         &self,
-        to: &Target,
+        to: &Upstreams,
         name: &str,
         reference: &str,
     ) -> Result<TagDetails, ReadError> {
@@ -796,12 +798,13 @@ impl Reader {
     /// points at it). The caller has checked the digest's form and the policy.
     pub async fn delete_manifest(
         &self,
-        to: &Target,
+        to: &Upstreams,
         name: &str,
         digest: &str,
     ) -> Result<(), ReadError> {
         let target = format!("/v2/{name}/manifests/{digest}");
-        let got = upstream::delete(&self.connector, to, &target, 64 * 1024)
+        let got = to
+            .delete(&self.connector, &target, 64 * 1024)
             .await
             .map_err(|e| ReadError::Upstream(e.to_string()))?;
         match got.status {
@@ -824,7 +827,7 @@ impl Reader {
 impl Reader {
     /// The tag count and newest image of `name` (a repository the caller may pull), reused
     /// for `SUMMARY_TTL` (30 s).
-    pub async fn summary(self: &Arc<Self>, to: &Target, name: &str) -> Summary {
+    pub async fn summary(self: &Arc<Self>, to: &Upstreams, name: &str) -> Summary {
         let now = Instant::now();
         if let Some((at, s)) = recall(&self.summaries, name) {
             if now.duration_since(at) < SUMMARY_TTL {
@@ -869,7 +872,7 @@ impl Reader {
 }
 
 /// The summaries of `names`, read concurrently, in order.
-pub async fn summaries(reader: &Arc<Reader>, to: &Target, names: &[String]) -> Vec<Summary> {
+pub async fn summaries(reader: &Arc<Reader>, to: &Upstreams, names: &[String]) -> Vec<Summary> {
     let mut set = tokio::task::JoinSet::new();
     for (i, name) in names.iter().enumerate() {
         let (reader, to, name) = (reader.clone(), to.clone(), name.clone());
@@ -908,7 +911,7 @@ pub fn time_key(text: &str) -> String {
 /// Reads `tags` of `name` concurrently (at most [`PARALLEL`] requests in flight), in order.
 pub async fn tags_info(
     reader: &Arc<Reader>,
-    to: &Target,
+    to: &Upstreams,
     name: &str,
     tags: &[String],
 ) -> Vec<TagInfo> {

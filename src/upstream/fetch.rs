@@ -42,6 +42,9 @@ pub enum FetchError {
     /// The body was larger than allowed; the connection is dropped, not reused.
     #[error("registry answer over {0} bytes")]
     TooLarge(usize),
+    /// No entry of `upstreams:` serves the repository (or the target did not parse).
+    #[error("no registry serves this repository")]
+    NoRegistry,
 }
 
 /// `GET target` on the registry with `to`'s `Host` and credentials (and `Accept` if given), reading at most

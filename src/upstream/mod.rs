@@ -4,7 +4,8 @@
 //!
 //! One job per file: [`tls`] (the upstream's TLS trust and client certificate, loaded for
 //! `serve` and `check` alike), [`auth`] (the service account's credentials for a registry that
-//! keeps its own auth on), [`fetch`] (the small requests portcullis makes on its own behalf).
+//! keeps its own auth on), [`fetch`] (the small requests portcullis makes on its own behalf),
+//! [`select`] (several registries by repository prefix).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use crate::diagnostic::Diagnostics;
 
 pub mod auth;
 pub mod fetch;
+pub mod select;
 pub mod tls;
 
 pub use fetch::{delete, get, FetchError, Fetched};
+pub use select::{Selected, Upstreams};
 
 /// `upstream:` and its companions (`upstream_tls`, `upstream_auth`, `upstream_timeouts`) as
 /// read from proxy.yaml. Plain data: [`Upstream::load`] reads the files it names.
