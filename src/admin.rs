@@ -312,7 +312,7 @@ pub fn readiness_service(
 /// One `GET /v2/` over a fresh connection (TLS and the service account's credentials as
 /// configured): `Ok` for any HTTP status below 500, except a 401 from a registry that keeps
 /// its own auth on, which means portcullis's credentials are refused and nothing would work.
-async fn probe(upstream: &Upstream, connector: &Connector) -> Result<(), String> {
+async fn probe(upstream: &Arc<Upstream>, connector: &Connector) -> Result<(), String> {
     let name = upstream.url();
     let target = upstream.target();
     // Never released to the pool: each probe is a new connection, as a client's first
@@ -327,7 +327,11 @@ async fn probe(upstream: &Upstream, connector: &Connector) -> Result<(), String>
     req.insert_header("User-Agent", "portcullis-readiness")
         .map_err(io)?;
     req.insert_header("Connection", "close").map_err(io)?;
-    if let Some(authorization) = &target.authorization {
+    let authorization = upstream
+        .authorization(&[])
+        .await
+        .map_err(|e| format!("registry {name}: no credentials for it: {e}"))?;
+    if let Some(authorization) = &authorization {
         req.insert_header("Authorization", authorization)
             .map_err(io)?;
     }

@@ -272,29 +272,36 @@ fn upstream_entry(
             }
         }
     }
-    let auth = match raw.auth.as_ref().map(|a| &a.basic) {
+    let account = |a: &RawAccount| crate::upstream::auth::Account {
+        username: a.username.clone(),
+        password_file: resolve(&a.password_file),
+    };
+    let auth = match raw.auth.as_ref().map(|a| (&a.basic, &a.token)) {
         None => None,
-        Some(Some(basic)) => Some(UpstreamAuth::Basic(crate::upstream::auth::Account {
-            username: basic.username.clone(),
-            password_file: resolve(&basic.password_file),
-        })),
-        Some(None) => {
+        Some((Some(basic), None)) => Some(UpstreamAuth::Basic(account(basic))),
+        Some((None, Some(token))) => Some(UpstreamAuth::Token(account(token))),
+        Some(_) => {
             err(
                 &keys.auth,
-                "names no form: write `basic: {username, password_file}`".into(),
+                "holds exactly one of `basic: {username, password_file}` (the registry's htpasswd) or `token: {username, password_file}` (its token server)".into(),
             );
             None
         }
     };
-    if let Some(UpstreamAuth::Basic(account)) = &auth {
+    if let Some(UpstreamAuth::Basic(account) | UpstreamAuth::Token(account)) = &auth {
+        let form = if matches!(auth, Some(UpstreamAuth::Basic(_))) {
+            "basic"
+        } else {
+            "token"
+        };
         if account.username.is_empty() || account.username.contains(':') {
             err(
-                &format!("{}.basic.username", keys.auth),
+                &format!("{}.{form}.username", keys.auth),
                 "must be a non-empty name without `:`".into(),
             );
         }
         if let Some(why) = not_a_file(&account.password_file) {
-            err(&format!("{}.basic.password_file", keys.auth), why);
+            err(&format!("{}.{form}.password_file", keys.auth), why);
         }
     }
     let (https, address, host) = match crate::upstream::parse_url(&raw.url) {
@@ -365,6 +372,8 @@ struct RawUpstreamTls {
 struct RawUpstreamAuth {
     #[serde(default)]
     basic: Option<RawAccount>,
+    #[serde(default)]
+    token: Option<RawAccount>,
 }
 
 #[derive(Deserialize, Clone)]

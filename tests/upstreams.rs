@@ -438,3 +438,181 @@ fn several_registries_by_prefix_with_a_pull_through_cache() {
         "{location}"
     );
 }
+
+/// A second portcullis acting only as the registry's token server (the service account `svc`
+/// may do everything), with a fresh signing key; its `/auth` requests are counted from its
+/// audit log.
+fn token_server(dir: &std::path::Path) -> Proxy {
+    let (key, cert) = portcullis::token::generate_dev_keypair(dir).unwrap();
+    let files = vec![
+        (
+            "users.yaml",
+            format!("users:\n  svc:\n    password: \"{}\"\n", hash("svc-secret")),
+        ),
+        (
+            "acl.yaml",
+            "- match: {account: svc}\n  actions: [\"*\"]\n".to_string(),
+        ),
+        ("token.key", std::fs::read_to_string(key).unwrap()),
+        ("token.crt", std::fs::read_to_string(cert).unwrap()),
+    ];
+    Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nauth:\n  challenge: token\n  users: users.yaml\n  token:\n    issuer: upstream-issuer\n    service: upstream-registry\n    key: token.key\n    certificate: token.crt\n    expiration: 5m\nacl: acl.yaml\n",
+            files: &files,
+            tls: false,
+        },
+        // It forwards nothing in this test: only its /auth is used.
+        "http://127.0.0.1:9",
+    )
+}
+
+fn token_requests(server: &Proxy) -> usize {
+    server
+        .proc
+        .output()
+        .lines()
+        .filter(|l| l.contains("\"path\":\"/auth\"") && l.contains("\"status\":200"))
+        .count()
+}
+
+#[test]
+fn a_registry_in_token_mode_behind_portcullis_with_cached_tokens() {
+    let keys = tempfile::tempdir().unwrap();
+    let tokens = token_server(keys.path());
+    let registry = Registry::start_with(RegistryOptions {
+        extra: format!(
+            "auth:\n  token:\n    realm: {}\n    service: upstream-registry\n    issuer: upstream-issuer\n    rootcertbundle: {}\n",
+            tokens.url("/auth"),
+            tokens.dir.path().join("token.crt").display()
+        ),
+        ..Default::default()
+    });
+    // Its auth is on: nothing without a token.
+    let r = reqwest::blocking::get(format!("{}/v2/_catalog", registry.url())).unwrap();
+    assert_eq!(r.status(), 401);
+
+    let files = vec![
+        (
+            "users.yaml",
+            format!("users:\n  alice:\n    password: \"{}\"\n", hash("alicepw")),
+        ),
+        ("acl.yaml", ACL.to_string()),
+        ("svc.pw", "svc-secret\n".to_string()),
+    ];
+    let proxy = Proxy::start(
+        ProxySetup {
+            config: "upstream: {upstream}\nupstream_auth:\n  token:\n    username: svc\n    password_file: svc.pw\nauth:\n  challenge: basic\n  users: users.yaml\nacl: acl.yaml\n",
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+    let host = proxy.host();
+    let work = tempfile::tempdir().unwrap();
+    let (digest, layer) = oci_image(&work.path().join("src"), 3);
+    let (ok, err) = copy(
+        &proxy,
+        &format!("oci:{}:v1", work.path().join("src").display()),
+        &format!("docker://{host}/alice/app:v1"),
+        Some("alice:alicepw"),
+    );
+    assert!(ok, "push: {err}\n{}", proxy.proc.output());
+    let pull = |n: usize| {
+        let dst = work.path().join(format!("back{n}"));
+        let (ok, err) = copy(
+            &proxy,
+            &format!("docker://{host}/alice/app:v1"),
+            &format!("oci:{}:v1", dst.display()),
+            Some("alice:alicepw"),
+        );
+        assert!(ok, "pull: {err}\n{}", proxy.proc.output());
+        let got = std::fs::read(
+            dst.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert_eq!(got, layer);
+    };
+    pull(0);
+    // One token per scope (push: pull,push; pull: pull; and the catalog below), not one per
+    // request: a push and a pull are dozens of requests.
+    let after_first = token_requests(&tokens);
+    assert!(
+        (1..=3).contains(&after_first),
+        "{after_first} token requests"
+    );
+    for n in 1..=3 {
+        pull(n);
+    }
+    let cat: serde_json::Value = proxy
+        .client()
+        .get(proxy.url("/v2/_catalog"))
+        .basic_auth("alice", Some("alicepw"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(cat["repositories"], serde_json::json!(["alice/app"]));
+    let after_all = token_requests(&tokens);
+    // Three more pulls reuse the cached pull token; the catalog needed one scope more.
+    assert_eq!(after_all, after_first + 1, "the tokens were not reused");
+    eprintln!("token requests: {after_first} after a push and a pull, {after_all} after three more pulls and a catalog");
+    // The tokens never reach clients: the client's side sees portcullis's Basic challenge.
+    let r = proxy
+        .client()
+        .get(proxy.url("/v2/alice/app/tags/list"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Basic "), "{challenge}");
+
+    // The token server's key is rotated and the registry restarted to trust only the new one:
+    // every token portcullis holds is now refused. A pull (requests without a body) still
+    // works: each refused token is forgotten and the request sent once more with a new one.
+    let fresh = tempfile::tempdir().unwrap();
+    let (key, cert) = portcullis::token::generate_dev_keypair(fresh.path()).unwrap();
+    let (key, cert) = (std::fs::read(key).unwrap(), std::fs::read(cert).unwrap());
+    std::fs::write(tokens.dir.path().join("token.crt.new"), &cert).unwrap();
+    std::fs::write(tokens.dir.path().join("token.key.new"), &key).unwrap();
+    std::fs::rename(
+        tokens.dir.path().join("token.crt.new"),
+        tokens.dir.path().join("token.crt"),
+    )
+    .unwrap();
+    std::fs::rename(
+        tokens.dir.path().join("token.key.new"),
+        tokens.dir.path().join("token.key"),
+    )
+    .unwrap();
+    let registry = registry.restart();
+    // Ready when a token from the token server opens the restarted registry.
+    let direct = reqwest::blocking::Client::new();
+    wait_until("the rotated key in use", Duration::from_secs(20), || {
+        let Ok(r) = direct
+            .get(tokens.url("/auth?service=upstream-registry&scope=repository:alice/app:pull"))
+            .basic_auth("svc", Some("svc-secret"))
+            .send()
+        else {
+            return false;
+        };
+        let Ok(doc) = r.json::<serde_json::Value>() else {
+            return false;
+        };
+        let token = doc["token"].as_str().unwrap_or("").to_string();
+        direct
+            .get(format!("{}/v2/alice/app/tags/list", registry.url()))
+            .bearer_auth(token)
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+    });
+    pull(4);
+    assert!(
+        proxy
+            .proc
+            .output()
+            .contains("the registry refused a cached token"),
+        "no retry logged"
+    );
+}

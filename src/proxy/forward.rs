@@ -208,11 +208,6 @@ impl Portcullis {
         for name in SPOOFABLE_HEADERS.iter().chain(HOP_BY_HOP) {
             upstream.remove_header(*name);
         }
-        // A registry that keeps its own auth on gets the service account's credentials, never
-        // the client's (removed above with the other spoofable headers).
-        if let Some(authorization) = self.upstream_of(ctx).authorization() {
-            upstream.insert_header("Authorization", authorization.clone())?;
-        }
 
         upstream.remove_header("content-type");
         match (parsed.route.endpoint(), &ctx.media_type) {

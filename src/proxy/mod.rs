@@ -157,6 +157,21 @@ impl Portcullis {
         }
     }
 
+    /// The scopes the registry must grant for the request, in its names.
+    fn upstream_scopes(&self, ctx: &RequestCtx) -> Vec<String> {
+        let Some(route) = ctx.route() else {
+            return Vec::new();
+        };
+        match self.selected(ctx) {
+            Some(chosen) => crate::upstream::auth::scopes(
+                route,
+                !ctx.drop_mount,
+                &self.upstreams.renamer(chosen.index),
+            ),
+            None => crate::upstream::auth::scopes(route, !ctx.drop_mount, &|n| n.to_owned()),
+        }
+    }
+
     /// True when the client listener speaks TLS.
     pub(crate) fn tls(&self) -> bool {
         self.tls
@@ -176,6 +191,8 @@ pub struct RequestCtx {
     outcome: Outcome,
     rule: Option<RuleOrigin>,
     drop_mount: bool,
+    /// The request was sent again after the registry refused a cached token.
+    upstream_retried: bool,
     refused_early: bool,
     token_endpoint: bool,
     /// What a token request asked for and was given (token endpoint only).
@@ -215,6 +232,7 @@ impl ProxyHttp for Portcullis {
             outcome: Outcome::Error,
             rule: None,
             drop_mount: false,
+            upstream_retried: false,
             refused_early: false,
             token_endpoint: false,
             token: TokenAudit::default(),
@@ -430,7 +448,25 @@ impl ProxyHttp for Portcullis {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        self.rebuild_request(session, upstream, ctx)
+        self.rebuild_request(session, upstream, ctx)?;
+        // A registry that keeps its own auth on gets the service account's credentials (a
+        // token for exactly the scope authorized here), never the client's (removed above).
+        let scopes = self.upstream_scopes(ctx);
+        let registry = self.upstream_of(ctx);
+        match registry.authorization(&scopes).await {
+            Ok(Some(authorization)) => {
+                upstream.insert_header("Authorization", authorization)?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(upstream = %registry.url(), error = %e, "no credentials for the registry");
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(502),
+                    "no credentials for the registry",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -455,6 +491,38 @@ impl ProxyHttp for Portcullis {
         upstream_response.remove_header("www-authenticate");
         let upstream = self.upstream_of(ctx);
         if upstream_response.status == http::StatusCode::UNAUTHORIZED {
+            // A token the registry refused (revoked, its key rotated): forget it and try once
+            // more with a fresh one. Only a request without a body can be sent again: a
+            // streamed upload is gone once sent (its token was fetched for its exact scope
+            // just before, so this is rare).
+            let scopes = self.upstream_scopes(ctx);
+            let method = &_session.req_header().method;
+            let bodiless = *method == http::Method::GET
+                || *method == http::Method::HEAD
+                || (*method == http::Method::DELETE
+                    && _session
+                        .req_header()
+                        .headers
+                        .get("content-length")
+                        .is_none()
+                    && _session
+                        .req_header()
+                        .headers
+                        .get("transfer-encoding")
+                        .is_none());
+            if !ctx.upstream_retried && bodiless && upstream.forget_token(&scopes) {
+                ctx.upstream_retried = true;
+                tracing::info!(
+                    upstream = %upstream.url(),
+                    "the registry refused a cached token: fetching a new one and retrying once"
+                );
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(502),
+                    "the registry refused portcullis's token",
+                );
+                e.set_retry(true);
+                return Err(e);
+            }
             tracing::error!(
                 upstream = %upstream.url(),
                 upstream_auth = upstream.has_auth(),

@@ -79,13 +79,47 @@ async fn request(
     accept: Option<&str>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
+    // The scope the registry must grant, read from the target the way `/v2` reads it.
+    let scopes = crate::route::parse_request(method, target.as_bytes())
+        .map(|p| super::auth::scopes(&p.route, true, &|n| n.to_owned()))
+        .unwrap_or_default();
+    let authorization = to
+        .upstream
+        .authorization(&scopes)
+        .await
+        .map_err(|e| FetchError::Upstream(e.to_string()))?;
+    raw(
+        connector,
+        &to.peer,
+        &to.host,
+        method,
+        target,
+        authorization.as_ref(),
+        accept,
+        max,
+    )
+    .await
+}
+
+/// One request with exactly these headers (no credentials looked up): what [`get`] and the
+/// token client build on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn raw(
+    connector: &Connector,
+    peer: &pingora::upstreams::peer::HttpPeer,
+    host: &str,
+    method: &str,
+    target: &str,
+    authorization: Option<&http::HeaderValue>,
+    accept: Option<&str>,
+    max: usize,
+) -> Result<Fetched, FetchError> {
     let up = |e: pingora::BError| FetchError::Upstream(e.to_string());
-    let peer = &to.peer;
     let (mut session, _reused) = connector.get_http_session(peer).await.map_err(up)?;
     session.set_read_timeout(peer.options.read_timeout);
     let mut req = RequestHeader::build(method, target.as_bytes(), None).map_err(up)?;
-    req.insert_header("Host", &to.host).map_err(up)?;
-    if let Some(authorization) = &to.authorization {
+    req.insert_header("Host", host).map_err(up)?;
+    if let Some(authorization) = authorization {
         req.insert_header("Authorization", authorization)
             .map_err(up)?;
     }

@@ -44,6 +44,9 @@ pub struct Settings {
     pub read_timeout: Duration,
 }
 
+/// What [`Upstream::load_files`] read: the TLS settings and the credentials.
+pub type Files = (Option<Arc<tls::Loaded>>, Option<Arc<auth::Credentials>>);
+
 /// Why an upstream could not be made ready.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -61,7 +64,7 @@ pub struct Upstream {
     settings: Settings,
     addr: SocketAddr,
     tls: Option<Arc<tls::Loaded>>,
-    authorization: Option<HeaderValue>,
+    auth: Option<Arc<auth::Credentials>>,
 }
 
 /// Where a request for one registry goes and what it carries there: handed to [`fetch`] so a
@@ -72,17 +75,15 @@ pub struct Target {
     pub peer: HttpPeer,
     /// The `Host` the registry is asked with.
     pub host: String,
-    /// The service account's `Authorization`, when the registry keeps its own auth on.
-    pub authorization: Option<HeaderValue>,
+    /// The registry itself, for the credentials a request needs.
+    pub upstream: Arc<Upstream>,
 }
 
 impl Upstream {
     /// Reads the files the settings name (CA, client certificate and key, password file),
     /// exactly as `serve` needs them, so `check` fails where the start would. Does not
     /// resolve or connect.
-    pub fn load_files(
-        settings: &Settings,
-    ) -> Result<(Option<Arc<tls::Loaded>>, Option<HeaderValue>), Diagnostics> {
+    pub fn load_files(settings: &Settings) -> Result<Files, Diagnostics> {
         let mut errors = Vec::new();
         let tls = match &settings.tls {
             None => None,
@@ -97,7 +98,7 @@ impl Upstream {
         let authorization = match &settings.auth {
             None => None,
             Some(a) => match a.load() {
-                Ok(h) => Some(h),
+                Ok(h) => Some(Arc::new(h)),
                 Err(e) => {
                     errors.push(e);
                     None
@@ -113,13 +114,13 @@ impl Upstream {
 
     /// Loads the files and resolves the address (once, at start).
     pub fn load(settings: &Settings) -> Result<Upstream, LoadError> {
-        let (tls, authorization) = Self::load_files(settings).map_err(LoadError::Files)?;
+        let (tls, auth) = Self::load_files(settings).map_err(LoadError::Files)?;
         let addr = resolve(&settings.address).map_err(LoadError::Resolve)?;
         Ok(Upstream {
             settings: settings.clone(),
             addr,
             tls,
-            authorization,
+            auth,
         })
     }
 
@@ -137,7 +138,7 @@ impl Upstream {
             },
             addr,
             tls: None,
-            authorization: None,
+            auth: None,
         }
     }
 
@@ -170,23 +171,55 @@ impl Upstream {
         &self.settings.address
     }
 
-    /// The service account's `Authorization` header, when the registry keeps its auth on.
-    pub fn authorization(&self) -> Option<&HeaderValue> {
-        self.authorization.as_ref()
+    /// The `Authorization` a request needing `scopes` carries, when the registry keeps its
+    /// own auth on: the service account's Basic credentials, or a token for exactly those
+    /// scopes (cached; fetched from the registry's token server when none is).
+    pub async fn authorization(
+        &self,
+        scopes: &[String],
+    ) -> Result<Option<HeaderValue>, auth::token::TokenError> {
+        match self.auth.as_deref() {
+            None => Ok(None),
+            Some(auth::Credentials::Basic(h)) => Ok(Some(h.clone())),
+            Some(auth::Credentials::Token(client)) => client
+                .header(&self.peer(), self.host_header(), self.tls.as_ref(), scopes)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// Forgets the token cached for `scopes` (the registry refused it); true when the
+    /// registry is in token mode, so asking again may help.
+    pub fn forget_token(&self, scopes: &[String]) -> bool {
+        match self.auth.as_deref() {
+            Some(auth::Credentials::Token(client)) => {
+                client.forget(scopes);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Tokens fetched from the registry's token server so far (0 without token auth).
+    pub fn tokens_fetched(&self) -> u64 {
+        match self.auth.as_deref() {
+            Some(auth::Credentials::Token(client)) => client.fetched(),
+            _ => 0,
+        }
     }
 
     /// Whether the registry keeps its own auth on (then a 401 from it means portcullis's
     /// credentials are wrong, never the client's).
     pub fn has_auth(&self) -> bool {
-        self.authorization.is_some()
+        self.auth.is_some()
     }
 
     /// Everything a small request needs.
-    pub fn target(&self) -> Target {
+    pub fn target(self: &Arc<Self>) -> Target {
         Target {
             peer: self.peer(),
             host: self.host_header().to_string(),
-            authorization: self.authorization.clone(),
+            upstream: self.clone(),
         }
     }
 

@@ -120,6 +120,14 @@ impl Loaded {
         peer
     }
 
+    /// A TLS peer at `addr` with this trust and client certificate but another name (the
+    /// registry's token server, trusted like the registry itself).
+    pub fn peer_named(&self, addr: SocketAddr, name: &str) -> HttpPeer {
+        let mut peer = self.peer(addr);
+        peer.sni = name.to_owned();
+        peer
+    }
+
     /// The name the registry's certificate must carry.
     pub fn server_name(&self) -> &str {
         &self.server_name
