@@ -238,17 +238,34 @@ impl ReadinessProbe {
         // any prefix may come).
         let mut problems = Vec::new();
         for upstream in self.upstreams.all() {
-            let probed = probe(upstream, &self.connector);
-            let result = match tokio::time::timeout(self.timeout, probed).await {
-                Ok(result) => result,
-                Err(_) => Err(format!(
-                    "registry {} did not answer GET /v2/ within {} ms",
-                    upstream.url(),
-                    self.timeout.as_millis()
-                )),
-            };
-            if let Err(problem) = result {
-                problems.push(problem);
+            // Every address the name resolves to: the registry is up when one answers
+            // (requests skip the others, which are marked failed here too).
+            let mut failures = Vec::new();
+            let addresses = upstream.addresses().all();
+            for addr in addresses.iter() {
+                let probed = probe(upstream, *addr, &self.connector);
+                let result = match tokio::time::timeout(self.timeout, probed).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!(
+                        "registry {} ({addr}) did not answer GET /v2/ within {} ms",
+                        upstream.url(),
+                        self.timeout.as_millis()
+                    )),
+                };
+                match result {
+                    Ok(()) => upstream.addresses().mark_ok(*addr),
+                    Err(problem) => {
+                        upstream.addresses().mark_failed(*addr);
+                        failures.push(problem);
+                    }
+                }
+            }
+            let up = failures.len() < addresses.len();
+            self.metrics.set_registry_up(&upstream.url(), up);
+            self.metrics
+                .set_registry_tokens(&upstream.url(), upstream.tokens_fetched());
+            if !up {
+                problems.extend(failures);
             }
         }
         let result = if problems.is_empty() {
@@ -312,13 +329,17 @@ pub fn readiness_service(
 /// One `GET /v2/` over a fresh connection (TLS and the service account's credentials as
 /// configured): `Ok` for any HTTP status below 500, except a 401 from a registry that keeps
 /// its own auth on, which means portcullis's credentials are refused and nothing would work.
-async fn probe(upstream: &Arc<Upstream>, connector: &Connector) -> Result<(), String> {
-    let name = upstream.url();
+async fn probe(
+    upstream: &Arc<Upstream>,
+    addr: SocketAddr,
+    connector: &Connector,
+) -> Result<(), String> {
+    let name = format!("{} ({addr})", upstream.url());
     let target = upstream.target();
     // Never released to the pool: each probe is a new connection, as a client's first
     // request would be.
     let (mut session, _) = connector
-        .get_http_session(&target.peer)
+        .get_http_session(&upstream.peer_at(addr))
         .await
         .map_err(|e| format!("registry {name} unreachable: {e}"))?;
     let io = |e: pingora::BError| format!("registry {name}: {e}");

@@ -153,6 +153,8 @@ struct RawConfig {
     upstreams: Option<Vec<RawUpstreamEntry>>,
     #[serde(default)]
     upstream_timeouts: Option<RawUpstreamTimeouts>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    upstream_resolve_interval: Option<Duration>,
     #[serde(default)]
     upstream_tls: Option<RawUpstreamTls>,
     #[serde(default)]
@@ -252,6 +254,7 @@ fn upstream_entry(
     raw: &RawUpstreamEntry,
     keys: &EntryKeys,
     default_timeouts: Option<&RawUpstreamTimeouts>,
+    resolve_interval: Duration,
     resolve: &dyn Fn(&Path) -> PathBuf,
     err: &mut dyn FnMut(&str, String),
 ) -> Option<UpstreamEntry> {
@@ -349,6 +352,7 @@ fn upstream_entry(
                 .and_then(|t| t.read)
                 .or(d.and_then(|d| d.read))
                 .unwrap_or(Duration::from_secs(300)),
+            resolve_interval,
         },
     })
 }
@@ -704,6 +708,12 @@ impl Config {
         }
         // `upstream:` (with `upstream_tls`/`upstream_auth`) is the one-entry form of
         // `upstreams:`; exactly one of the two is written.
+        let resolve_interval = raw
+            .upstream_resolve_interval
+            .unwrap_or(Duration::from_secs(30));
+        if resolve_interval.is_zero() {
+            err("upstream_resolve_interval", "must be more than 0".into());
+        }
         let mut upstreams = Vec::new();
         match (&raw.upstream, &raw.upstreams) {
             (Some(url), None) => {
@@ -724,6 +734,7 @@ impl Config {
                     &one,
                     &keys,
                     raw.upstream_timeouts.as_ref(),
+                    resolve_interval,
                     &resolve,
                     &mut err,
                 ) {
@@ -764,6 +775,7 @@ impl Config {
                         entry,
                         &keys,
                         raw.upstream_timeouts.as_ref(),
+                        resolve_interval,
                         &resolve,
                         &mut err,
                     ) {

@@ -54,6 +54,16 @@ impl Prepared {
     }
 }
 
+/// Re-resolves the registries' names in the background (`upstream_resolve_interval`).
+struct KeepResolving(Upstreams);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for KeepResolving {
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        self.0.keep_resolving(shutdown).await;
+    }
+}
+
 /// Sets the certificate expiry gauge from the certificate served now. One that cannot be read
 /// is logged (rustls serves certificates without parsing them, so it may still work) and
 /// leaves the gauge as it was.
@@ -154,7 +164,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             readiness.clone(),
         ));
         server.add_service(admin::readiness_service(
-            upstreams,
+            upstreams.clone(),
             readiness.clone(),
             metrics.clone(),
         ));
@@ -178,6 +188,10 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         }
     }));
     server.add_service(background_service("reload", reloader));
+    server.add_service(background_service(
+        "resolve",
+        KeepResolving(upstreams.clone()),
+    ));
     Ok(Prepared {
         server,
         state,

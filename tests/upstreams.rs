@@ -74,6 +74,15 @@ fn tls_registry_with_its_own_htpasswd_auth_push_and_pull() {
         readyz(admin_port).0 == 200
     });
 
+    // Per-registry readiness in the metrics.
+    let up = format!(
+        "portcullis_registry_up{{upstream=\"https://127.0.0.1:{}\"}}",
+        registry.port
+    );
+    wait_until("registry_up", Duration::from_secs(10), || {
+        metric(admin_port, &up) == 1.0
+    });
+
     // `check` completes a handshake with the registry as serve would.
     let (code, out, err) = portcullis(&["check", "-c", "proxy.yaml"], proxy.dir.path());
     assert_eq!(code, 0, "{out}{err}");
@@ -194,6 +203,17 @@ fn a_wrong_ca_is_refused_by_check_and_answered_502_by_serve() {
         let (status, why) = readyz(admin_port);
         status == 503 && why.contains("invalid peer certificate")
     });
+    let series = |name: &str| format!("{name}{{upstream=\"https://127.0.0.1:{}\"}}", registry.port);
+    assert_eq!(metric(admin_port, &series("portcullis_registry_up")), 0.0);
+    assert!(
+        metric(
+            admin_port,
+            &format!(
+                "portcullis_registry_errors_total{{kind=\"connect\",upstream=\"https://127.0.0.1:{}\"}}",
+                registry.port
+            )
+        ) >= 1.0
+    );
 
     // With the right CA, `check` passes; a registry it cannot reach is only a warning.
     std::fs::copy(registry.ca(), proxy.dir.path().join("upstream-ca.pem")).unwrap();
@@ -615,4 +635,92 @@ fn a_registry_in_token_mode_behind_portcullis_with_cached_tokens() {
             .contains("the registry refused a cached token"),
         "no retry logged"
     );
+}
+
+/// One registry name whose answer changes, as a DNS change or a rescheduled pod makes it:
+/// two real registries on the same port, one on 127.0.0.1 and one on ::1, and a lookup (the
+/// only stand-in: no system resolver here answers differently on demand) that returns the
+/// first, then the second. The same `Upstream`, without a restart, follows the new answer in
+/// its background re-resolution and reaches the new registry.
+#[test]
+fn a_new_address_for_the_registry_name_is_picked_up_without_restart() {
+    use portcullis::upstream::resolve::{Addresses, Lookup};
+    use portcullis::upstream::{Upstream, Upstreams};
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    let port = free_port();
+    let v4 = Registry::start_on(port, RegistryOptions::default());
+    v4.push_manifest("on/v4", "t", &[], serde_json::json!({}));
+    let v6 = Registry::start_on(
+        port,
+        RegistryOptions {
+            ip: "[::1]".into(),
+            ..Default::default()
+        },
+    );
+    v6.push_manifest("on/v6", "t", &[], serde_json::json!({}));
+
+    let a: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let b: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let answer = Arc::new(Mutex::new(vec![a]));
+    let lookup: Lookup = {
+        let answer = answer.clone();
+        Arc::new(move |_| {
+            let now = answer.lock().unwrap().clone();
+            Box::pin(async move { Ok(now) })
+        })
+    };
+    let settings = portcullis::config::Upstream {
+        address: format!("registry.test:{port}"),
+        host: "registry.test".into(),
+        tls: None,
+        auth: None,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(10),
+        resolve_interval: Duration::from_millis(100),
+    };
+    let addresses = Addresses::with(&settings.address, vec![a], lookup).unwrap();
+    let upstream = Arc::new(Upstream::with_addresses(&settings, addresses).unwrap());
+    let upstreams = Upstreams::single(upstream.clone());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let resolving = runtime.spawn({
+        let upstreams = upstreams.clone();
+        async move { upstreams.keep_resolving(stopped).await }
+    });
+    let connector = pingora::connectors::http::Connector::new(None);
+    let catalog = || -> String {
+        runtime.block_on(async {
+            match upstreams
+                .get(&connector, "/v2/_catalog", None, 64 * 1024)
+                .await
+            {
+                Ok(f) => String::from_utf8_lossy(&f.body).to_string(),
+                Err(e) => e.to_string(),
+            }
+        })
+    };
+    assert!(catalog().contains("on/v4"));
+
+    // The name now resolves to the IPv6 registry only; the v4 one goes away.
+    *answer.lock().unwrap() = vec![b];
+    drop(v4);
+    wait_until("the new address", Duration::from_secs(5), || {
+        upstream.addresses().all().as_slice() == [b]
+    });
+    let listed = catalog();
+    assert!(listed.contains("on/v6"), "{listed}");
+
+    // Both addresses: requests go to each in turn.
+    *answer.lock().unwrap() = vec![a, b];
+    wait_until("both addresses", Duration::from_secs(5), || {
+        upstream.addresses().all().len() == 2
+    });
+    let picks: std::collections::BTreeSet<SocketAddr> =
+        (0..4).map(|_| upstream.addresses().pick()).collect();
+    assert_eq!(picks.len(), 2);
+    stop.send(true).unwrap();
+    runtime.block_on(resolving).unwrap();
 }

@@ -193,6 +193,8 @@ pub struct RequestCtx {
     drop_mount: bool,
     /// The request was sent again after the registry refused a cached token.
     upstream_retried: bool,
+    /// Other addresses of the registry tried after a failed connect.
+    connect_retries: usize,
     refused_early: bool,
     token_endpoint: bool,
     /// What a token request asked for and was given (token endpoint only).
@@ -233,6 +235,7 @@ impl ProxyHttp for Portcullis {
             rule: None,
             drop_mount: false,
             upstream_retried: false,
+            connect_retries: 0,
             refused_early: false,
             token_endpoint: false,
             token: TokenAudit::default(),
@@ -442,6 +445,32 @@ impl ProxyHttp for Portcullis {
         Ok(Box::new(self.upstream_of(ctx).peer()))
     }
 
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent: another address of the same registry may be tried. The failed one
+        // is skipped for a while by every request (see `upstream::resolve`).
+        if let Some(addr) = peer._address.as_inet() {
+            let upstream = self.upstream_of(ctx);
+            let others = upstream.addresses().mark_failed(*addr);
+            tracing::warn!(
+                upstream = %upstream.url(),
+                address = %addr,
+                error = %e,
+                "cannot connect to this address of the registry"
+            );
+            if others && ctx.connect_retries < upstream.addresses().all().len() {
+                ctx.connect_retries += 1;
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -580,7 +609,8 @@ impl ProxyHttp for Portcullis {
     ) -> FailToProxy {
         ctx.outcome = Outcome::Error;
         if e.esource() == &ErrorSource::Upstream {
-            self.metrics.upstream_error(m::UpstreamErrorKind::of(e));
+            self.metrics
+                .upstream_error(&self.upstream_of(ctx).url(), m::UpstreamErrorKind::of(e));
             // The one place an operator learns why (a CA that does not sign the registry's
             // certificate, a refused connection, a timeout).
             tracing::warn!(

@@ -7,7 +7,7 @@
 //! keeps its own auth on), [`fetch`] (the small requests portcullis makes on its own behalf),
 //! [`select`] (several registries by repository prefix).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::diagnostic::Diagnostics;
 
 pub mod auth;
 pub mod fetch;
+pub mod resolve;
 pub mod select;
 pub mod tls;
 
@@ -42,6 +43,8 @@ pub struct Settings {
     /// How long the upstream may stay silent while we wait for a read: generous, because the
     /// registry hashes a whole blob before it answers the final PUT of an upload.
     pub read_timeout: Duration,
+    /// How often the name is looked up again (`upstream_resolve_interval`).
+    pub resolve_interval: Duration,
 }
 
 /// What [`Upstream::load_files`] read: the TLS settings and the credentials.
@@ -59,10 +62,10 @@ pub enum LoadError {
 }
 
 /// A registry ready to be connected to: its settings with every file they name loaded.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Upstream {
     settings: Settings,
-    addr: SocketAddr,
+    addresses: resolve::Addresses,
     tls: Option<Arc<tls::Loaded>>,
     auth: Option<Arc<auth::Credentials>>,
 }
@@ -114,11 +117,20 @@ impl Upstream {
 
     /// Loads the files and resolves the address (once, at start).
     pub fn load(settings: &Settings) -> Result<Upstream, LoadError> {
+        let addresses =
+            resolve::Addresses::resolve(&settings.address).map_err(LoadError::Resolve)?;
+        Self::with_addresses(settings, addresses)
+    }
+
+    /// Loads the files, with the addresses (and the lookup that refreshes them) given.
+    pub fn with_addresses(
+        settings: &Settings,
+        addresses: resolve::Addresses,
+    ) -> Result<Upstream, LoadError> {
         let (tls, auth) = Self::load_files(settings).map_err(LoadError::Files)?;
-        let addr = resolve(&settings.address).map_err(LoadError::Resolve)?;
         Ok(Upstream {
             settings: settings.clone(),
-            addr,
+            addresses,
             tls,
             auth,
         })
@@ -135,8 +147,10 @@ impl Upstream {
                 auth: None,
                 connect_timeout: Duration::from_secs(5),
                 read_timeout: Duration::from_secs(300),
+                resolve_interval: Duration::from_secs(30),
             },
-            addr,
+            addresses: resolve::Addresses::with(&addr.to_string(), vec![addr], resolve::system())
+                .expect("one address"),
             tls: None,
             auth: None,
         }
@@ -147,18 +161,24 @@ impl Upstream {
         &self.settings
     }
 
-    /// The address connected to.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// Every address the name resolves to, and which of them answer.
+    pub fn addresses(&self) -> &resolve::Addresses {
+        &self.addresses
     }
 
     /// The connection to the registry, with the configured timeouts and, over TLS, the
     /// configured trust, server name and client certificate. Verification is always on:
     /// Pingora skips it for an empty SNI, so the name is never empty.
     pub fn peer(&self) -> HttpPeer {
+        self.peer_at(self.addresses.pick())
+    }
+
+    /// [`Upstream::peer`] at one given address of the registry (the readiness probe tries
+    /// each).
+    pub fn peer_at(&self, addr: SocketAddr) -> HttpPeer {
         let mut peer = match &self.tls {
-            None => HttpPeer::new(self.addr, false, String::new()),
-            Some(t) => t.peer(self.addr),
+            None => HttpPeer::new(addr, false, String::new()),
+            Some(t) => t.peer(addr),
         };
         peer.options.connection_timeout = Some(self.settings.connect_timeout);
         peer.options.read_timeout = Some(self.settings.read_timeout);
@@ -281,15 +301,6 @@ pub fn check_handshake(settings: &Settings) -> Handshake {
             }
         }
     })
-}
-
-/// The first address `address` resolves to.
-fn resolve(address: &str) -> Result<SocketAddr, String> {
-    address
-        .to_socket_addrs()
-        .map_err(|e| format!("upstream {address} does not resolve: {e}"))?
-        .next()
-        .ok_or_else(|| format!("upstream {address} has no address"))
 }
 
 /// Reads `upstream:` (`http://host:port` or `https://host:port`, no path, no user info):

@@ -207,6 +207,41 @@ impl Upstreams {
         }
     }
 
+    /// Looks every registry's name up again at its `resolve_interval` until `shutdown`
+    /// turns true, logging each change of addresses and each failed lookup (which keeps the
+    /// addresses known).
+    pub async fn keep_resolving(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for upstream in self.all() {
+            let upstream = upstream.clone();
+            tasks.spawn(async move {
+                let interval = upstream.settings().resolve_interval;
+                loop {
+                    tokio::time::sleep(interval).await;
+                    match upstream.addresses().refresh().await {
+                        Ok(true) => tracing::info!(
+                            upstream = %upstream.url(),
+                            addresses = ?upstream.addresses().all(),
+                            "the registry's name resolves to new addresses"
+                        ),
+                        Ok(false) => {}
+                        Err(why) => tracing::warn!(
+                            upstream = %upstream.url(),
+                            error = %why,
+                            "cannot resolve the registry's name again: keeping its addresses"
+                        ),
+                    }
+                }
+            });
+        }
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        tasks.abort_all();
+    }
+
     /// `GET target` (naming public repositories) on the registry that serves it, as
     /// [`super::fetch::get`] does for one registry.
     pub async fn get(
@@ -258,6 +293,7 @@ mod tests {
                 auth: None,
                 connect_timeout: std::time::Duration::from_secs(1),
                 read_timeout: std::time::Duration::from_secs(1),
+                resolve_interval: std::time::Duration::from_secs(30),
             },
         }
     }
@@ -273,7 +309,7 @@ mod tests {
         assert_eq!((s.index, s.name.as_str()), (0, "library/alpine"));
         let s = u.select("hubris/app").unwrap();
         assert_eq!((s.index, s.name.as_str()), (1, "hubris/app"));
-        assert_eq!(u.base().addr().port(), 5002);
+        assert_eq!(u.base().addresses().pick().port(), 5002);
         assert!(u.is_merged());
         // Only prefix "" and names of the grammar followed by `/`.
         assert!(valid_prefix("") && valid_prefix("hub/") && valid_prefix("a/b-c/"));

@@ -84,6 +84,8 @@ pub struct RegistryOptions {
     /// Raw YAML appended to the registry's configuration (e.g. a `proxy:` or `auth: token:`
     /// section).
     pub extra: String,
+    /// The loopback address to listen on (`127.0.0.1` when empty; `[::1]` for IPv6).
+    pub ip: String,
 }
 
 impl Registry {
@@ -98,6 +100,24 @@ impl Registry {
             make_certs(dir.path());
         }
         Self::start_in_with(dir, free_port(), options)
+    }
+
+    /// A registry with `options` on a given port (two registries on one port, one per
+    /// loopback address, stand for one name resolving to two addresses).
+    pub fn start_on(port: u16, options: RegistryOptions) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        if options.tls {
+            make_certs(dir.path());
+        }
+        Self::start_in_with(dir, port, options)
+    }
+
+    fn ip(&self) -> &str {
+        if self.options.ip.is_empty() {
+            "127.0.0.1"
+        } else {
+            &self.options.ip
+        }
     }
 
     /// The private CA that signed its certificate (TLS registries only).
@@ -143,8 +163,9 @@ impl Registry {
 
     fn start_in_with(dir: tempfile::TempDir, port: u16, options: RegistryOptions) -> Registry {
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: \"{}:{port}\"\n",
+            dir.path().join("data").display(),
+            if options.ip.is_empty() { "127.0.0.1" } else { &options.ip }
         );
         if options.tls {
             config.push_str(&format!(
@@ -194,7 +215,7 @@ impl Registry {
 
     pub fn url(&self) -> String {
         let scheme = if self.options.tls { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        format!("{scheme}://{}:{}", self.ip(), self.port)
     }
 
     /// Pushes a blob straight to the registry (upload start + monolithic PUT); its digest.
