@@ -338,6 +338,19 @@ fn explain(
         let mut answer = explain::explain(&built.state.acl, asker, &scope);
         answer.scope = text.clone();
         println!("{answer}");
+        // With several registries (or a stripped prefix), which one the name reaches.
+        let merged = config.upstreams.len() > 1 || config.upstreams.iter().any(|e| e.strip_prefix);
+        if scope.kind == "repository" && merged {
+            match portcullis::upstream::select::choose(&config.upstreams, &scope.name) {
+                Some((i, name)) => println!(
+                    "  served by upstreams[{i}] (prefix {:?}, {}) as {name}",
+                    config.upstreams[i].prefix, config.upstreams[i].settings.address
+                ),
+                None => println!(
+                    "  served by no registry: no entry of upstreams has a prefix of it (404)"
+                ),
+            }
+        }
     }
     Ok(())
 }

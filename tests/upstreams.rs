@@ -445,6 +445,27 @@ fn several_registries_by_prefix_with_a_pull_through_cache() {
         "{location}"
     );
 
+    // `explain` names the registry a repository reaches, and its name there.
+    let (code, out, err) = portcullis(
+        &[
+            "explain",
+            "-c",
+            "proxy.yaml",
+            "--account",
+            "bob",
+            "repository:hub/library/alpine:pull",
+            "repository:alice/app:pull",
+        ],
+        proxy.dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("served by upstreams[0] (prefix \"hub/\", 127.0.0.1:")
+            && out.contains(") as library/alpine"),
+        "{out}"
+    );
+    assert!(out.contains("served by upstreams[2] (prefix \"\""), "{out}");
+
     // An upload on a stripped prefix: the Location names the client's repository.
     let r = client
         .post(proxy.url("/v2/origin/library/fresh/blobs/uploads/"))

@@ -40,6 +40,21 @@ pub fn shadowed(entries: &[Entry]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Which entry serves `repository` and the name that registry knows it by: the choice
+/// [`Upstreams::select`] makes, from the configuration alone (for `explain`).
+pub fn choose(entries: &[Entry], repository: &str) -> Option<(usize, String)> {
+    let (index, e) = entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| repository.starts_with(&e.prefix))?;
+    let name = if e.strip_prefix {
+        repository[e.prefix.len()..].to_owned()
+    } else {
+        repository.to_owned()
+    };
+    Some((index, name))
+}
+
 /// Whether `prefix` can start repository names: empty, or name components each followed by `/`.
 pub fn valid_prefix(prefix: &str) -> bool {
     prefix.is_empty()
