@@ -745,3 +745,74 @@ fn a_new_address_for_the_registry_name_is_picked_up_without_restart() {
     stop.send(true).unwrap();
     runtime.block_on(resolving).unwrap();
 }
+
+#[test]
+fn a_registry_that_demands_a_client_certificate() {
+    // The client certificate and its CA (rcgen, as the registry's own).
+    let client = tempfile::tempdir().unwrap();
+    make_certs(client.path());
+    let identity = client.path().join("identity.pem");
+    std::fs::write(
+        &identity,
+        std::fs::read_to_string(client.path().join("server.pem")).unwrap()
+            + &std::fs::read_to_string(client.path().join("server.key")).unwrap(),
+    )
+    .unwrap();
+    let registry = Registry::start_with(RegistryOptions {
+        tls: true,
+        client_ca: Some(client.path().join("ca.pem")),
+        client_identity: Some(identity),
+        ..Default::default()
+    });
+    registry.direct_client(); // reachable with the certificate (checked by start_with)
+
+    let start = |with_certificate: bool| {
+        let mut files = vec![
+            (
+                "users.yaml",
+                format!("users:\n  alice:\n    password: \"{}\"\n", hash("alicepw")),
+            ),
+            ("acl.yaml", ACL.to_string()),
+            (
+                "upstream-ca.pem",
+                std::fs::read_to_string(registry.ca()).unwrap(),
+            ),
+        ];
+        let mut tls = "upstream_tls:\n  ca_certificate: upstream-ca.pem\n".to_string();
+        if with_certificate {
+            files.push((
+                "client.pem",
+                std::fs::read_to_string(client.path().join("server.pem")).unwrap(),
+            ));
+            files.push((
+                "client.key",
+                std::fs::read_to_string(client.path().join("server.key")).unwrap(),
+            ));
+            tls.push_str("  client_certificate: client.pem\n  client_key: client.key\n");
+        }
+        let config = format!("upstream: {{upstream}}\n{tls}auth:\n  challenge: basic\n  users: users.yaml\nacl: acl.yaml\n");
+        Proxy::start(
+            ProxySetup {
+                config: &config,
+                files: &files,
+                tls: false,
+            },
+            &registry.url(),
+        )
+    };
+    let catalog = |proxy: &Proxy| {
+        proxy
+            .client()
+            .get(proxy.url("/v2/alice/app/tags/list"))
+            .basic_auth("alice", Some("alicepw"))
+            .send()
+            .unwrap()
+            .status()
+    };
+    // With the certificate: the registry answers (404: no such repository yet).
+    let with = start(true);
+    assert_eq!(catalog(&with), 404, "{}", with.proc.output());
+    // Without: refused at the handshake, a 502.
+    let without = start(false);
+    assert_eq!(catalog(&without), 502);
+}

@@ -86,6 +86,10 @@ pub struct RegistryOptions {
     pub extra: String,
     /// The loopback address to listen on (`127.0.0.1` when empty; `[::1]` for IPv6).
     pub ip: String,
+    /// With `tls`: demand a client certificate signed by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// The certificate and key (one PEM file) the test's own client presents to it.
+    pub client_identity: Option<PathBuf>,
 }
 
 impl Registry {
@@ -135,6 +139,10 @@ impl Registry {
             b = b
                 .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
                 .tls_built_in_root_certs(false);
+            if let Some(identity) = &self.options.client_identity {
+                let pem = std::fs::read(identity).unwrap();
+                b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+            }
         }
         b.build().unwrap()
     }
@@ -173,6 +181,9 @@ impl Registry {
                 dir.path().join("server.pem").display(),
                 dir.path().join("server.key").display()
             ));
+            if let Some(ca) = &options.client_ca {
+                config.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+            }
         }
         if !options.htpasswd.is_empty() {
             let lines: String = options
