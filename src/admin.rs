@@ -20,14 +20,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::{background_service, BackgroundService, GenBackgroundService};
 use pingora::services::listening::Service;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::metrics::{self, Metrics};
+use crate::upstream::{Upstream, Upstreams};
 
 /// How often the registry is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -203,7 +204,8 @@ pub fn admin_service(
 /// Probes the registry's `GET /v2/` in the background and keeps [`Readiness`] and the
 /// `portcullis_upstream_up` gauge current.
 pub struct ReadinessProbe {
-    upstream: SocketAddr,
+    upstreams: Upstreams,
+    connector: Connector,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     interval: Duration,
@@ -212,9 +214,10 @@ pub struct ReadinessProbe {
 
 impl ReadinessProbe {
     /// A probe of `upstream` every [`PROBE_INTERVAL`] with a [`PROBE_TIMEOUT`].
-    pub fn new(upstream: SocketAddr, readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(upstreams: Upstreams, readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Self {
         ReadinessProbe {
-            upstream,
+            upstreams,
+            connector: Connector::new(None),
             readiness,
             metrics,
             interval: PROBE_INTERVAL,
@@ -231,20 +234,51 @@ impl ReadinessProbe {
 
     /// Probes once and records the result.
     pub async fn probe_once(&self) -> bool {
-        let result = match tokio::time::timeout(self.timeout, probe(self.upstream)).await {
-            Ok(result) => result,
-            Err(_) => Err(format!(
-                "registry {} did not answer GET /v2/ within {} ms",
-                self.upstream,
-                self.timeout.as_millis()
-            )),
+        // Every registry, each within the timeout; ready only when all answer (a request for
+        // any prefix may come).
+        let mut problems = Vec::new();
+        for upstream in self.upstreams.all() {
+            // Every address the name resolves to: the registry is up when one answers
+            // (requests skip the others, which are marked failed here too).
+            let mut failures = Vec::new();
+            let addresses = upstream.addresses().all();
+            for addr in addresses.iter() {
+                let probed = probe(upstream, *addr, &self.connector);
+                let result = match tokio::time::timeout(self.timeout, probed).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!(
+                        "registry {} ({addr}) did not answer GET /v2/ within {} ms",
+                        upstream.url(),
+                        self.timeout.as_millis()
+                    )),
+                };
+                match result {
+                    Ok(()) => upstream.addresses().mark_ok(*addr),
+                    Err(problem) => {
+                        upstream.addresses().mark_failed(*addr);
+                        failures.push(problem);
+                    }
+                }
+            }
+            let up = failures.len() < addresses.len();
+            self.metrics.set_registry_up(&upstream.url(), up);
+            self.metrics
+                .set_registry_tokens(&upstream.url(), upstream.tokens_fetched());
+            if !up {
+                problems.extend(failures);
+            }
+        }
+        let result = if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
         };
         if let Err(problem) = &result {
             if self.readiness.upstream_up() {
-                tracing::warn!(upstream = %self.upstream, problem = %problem, "registry not ready");
+                tracing::warn!(problem = %problem, "registry not ready");
             }
         } else if !self.readiness.upstream_up() {
-            tracing::info!(upstream = %self.upstream, "registry ready");
+            tracing::info!("registry ready");
         }
         let up = result.is_ok();
         self.readiness.set_upstream(result);
@@ -282,7 +316,7 @@ impl BackgroundService for ReadinessProbe {
 
 /// The background service running a [`ReadinessProbe`]. Add it with `server.add_service(…)`.
 pub fn readiness_service(
-    upstream: SocketAddr,
+    upstream: Upstreams,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
 ) -> GenBackgroundService<ReadinessProbe> {
@@ -292,54 +326,56 @@ pub fn readiness_service(
     )
 }
 
-/// One `GET /v2/` over a fresh connection: `Ok` for any HTTP status below 500.
-async fn probe(upstream: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(upstream)
+/// One `GET /v2/` over a fresh connection (TLS and the service account's credentials as
+/// configured): `Ok` for any HTTP status below 500, except a 401 from a registry that keeps
+/// its own auth on, which means portcullis's credentials are refused and nothing would work.
+async fn probe(
+    upstream: &Arc<Upstream>,
+    addr: SocketAddr,
+    connector: &Connector,
+) -> Result<(), String> {
+    let name = format!("{} ({addr})", upstream.url());
+    let target = upstream.target();
+    // Never released to the pool: each probe is a new connection, as a client's first
+    // request would be.
+    let (mut session, _) = connector
+        .get_http_session(&upstream.peer_at(addr))
         .await
-        .map_err(|e| format!("registry {upstream} unreachable: {e}"))?;
-    let request = format!(
-        "GET /v2/ HTTP/1.1\r\nHost: {upstream}\r\nUser-Agent: portcullis-readiness\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
+        .map_err(|e| format!("registry {name} unreachable: {e}"))?;
+    let io = |e: pingora::BError| format!("registry {name}: {e}");
+    let mut req = RequestHeader::build("GET", b"/v2/", None).map_err(io)?;
+    req.insert_header("Host", &target.host).map_err(io)?;
+    req.insert_header("User-Agent", "portcullis-readiness")
+        .map_err(io)?;
+    req.insert_header("Connection", "close").map_err(io)?;
+    let authorization = upstream
+        .authorization(&[])
         .await
-        .map_err(|e| format!("registry {upstream}: {e}"))?;
-    // Only the status line matters; read until its end (bounded).
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 1024 {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("registry {upstream}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
+        .map_err(|e| format!("registry {name}: no credentials for it: {e}"))?;
+    if let Some(authorization) = &authorization {
+        req.insert_header("Authorization", authorization)
+            .map_err(io)?;
     }
-    match parse_status(&head) {
-        Some(status) if status < 500 => Ok(()),
-        Some(status) => Err(format!(
-            "registry {upstream} answered GET /v2/ with {status}"
+    session
+        .write_request_header(Box::new(req))
+        .await
+        .map_err(io)?;
+    session.finish_request_body().await.map_err(io)?;
+    session
+        .read_response_header()
+        .await
+        .map_err(|e| format!("registry {name} sent no HTTP answer: {e}"))?;
+    let status = session
+        .response_header()
+        .map(|h| h.status.as_u16())
+        .ok_or_else(|| format!("registry {name} sent no HTTP answer"))?;
+    match status {
+        401 if upstream.has_auth() => Err(format!(
+            "registry {name} refused portcullis's upstream_auth credentials (401 on GET /v2/)"
         )),
-        None => Err(format!("registry {upstream} sent no HTTP answer")),
+        s if s < 500 => Ok(()),
+        s => Err(format!("registry {name} answered GET /v2/ with {s}")),
     }
-}
-
-/// The status code of an HTTP/1.x status line at the start of `head`.
-fn parse_status(head: &[u8]) -> Option<u16> {
-    let line = head.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/1.") {
-        return None;
-    }
-    let code = parts.next()?;
-    if code.len() != 3 {
-        return None;
-    }
-    code.parse().ok()
 }
 
 #[cfg(test)]
@@ -433,15 +469,5 @@ mod tests {
         assert_eq!(r.status(), 405);
         assert_eq!(r.headers()[http::header::ALLOW], "GET, HEAD");
         assert_eq!(app.respond(&Method::DELETE, "/healthz").status(), 405);
-    }
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status(b"HTTP/1.1 401 Unauthorized\r\n"), Some(401));
-        assert_eq!(parse_status(b"HTTP/1.0 200 OK\r\nX: y"), Some(200));
-        assert_eq!(parse_status(b"HTTP/1.1 503\r\n"), Some(503));
-        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(parse_status(b""), None);
-        assert_eq!(parse_status(b"HTTP/1.1 2000 OK\r\n"), None);
     }
 }

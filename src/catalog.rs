@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use pingora::connectors::http::Connector;
 
 use crate::upstream::{self, FetchError};
-use pingora::upstreams::peer::HttpPeer;
+use crate::upstream::{Target, Upstreams};
 use tokio::sync::Mutex;
 
 use crate::acl::Acl;
@@ -211,19 +211,39 @@ impl Catalog {
 
     /// The full, sorted upstream list, from the cache when fresh. Concurrent callers wait for
     /// one fetch rather than each walking the upstream.
-    pub async fn all(&self, peer: &HttpPeer, host: &str) -> Result<Arc<Vec<String>>, CatalogError> {
+    ///
+    /// With several registries, each one's list is read, its names given back the prefix
+    /// they are reached by, names another entry would catch left out (unreachable through
+    /// portcullis), and the whole merged, sorted and deduplicated.
+    pub async fn all(&self, upstreams: &Upstreams) -> Result<Arc<Vec<String>>, CatalogError> {
         let mut cache = self.cache.lock().await;
         if let Some((at, list)) = cache.as_ref() {
             if at.elapsed() < CACHE_TTL {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(self.fetch(peer, host).await?);
+        let mut merged = Vec::new();
+        for (index, upstream) in upstreams.all().enumerate() {
+            let listed = self.fetch(&upstream.target()).await?;
+            merged.extend(
+                listed
+                    .iter()
+                    .filter_map(|name| upstreams.public_name(index, name)),
+            );
+            if merged.len() > MAX_REPOSITORIES {
+                return Err(CatalogError::Malformed(format!(
+                    "more than {MAX_REPOSITORIES} repositories"
+                )));
+            }
+        }
+        merged.sort();
+        merged.dedup();
+        let list = Arc::new(merged);
         *cache = Some((Instant::now(), list.clone()));
         Ok(list)
     }
 
-    async fn fetch(&self, peer: &HttpPeer, host: &str) -> Result<Vec<String>, CatalogError> {
+    async fn fetch(&self, to: &Target) -> Result<Vec<String>, CatalogError> {
         let mut all: Vec<String> = Vec::new();
         let mut last: Option<String> = None;
         loop {
@@ -232,7 +252,7 @@ impl Catalog {
                 target.push_str("&last=");
                 target.push_str(&url_encode(last));
             }
-            let (names, more) = self.fetch_page(peer, host, &target).await?;
+            let (names, more) = self.fetch_page(to, &target).await?;
             let got = names.len();
             all.extend(names);
             if all.len() > MAX_REPOSITORIES {
@@ -257,15 +277,15 @@ impl Catalog {
 
     async fn fetch_page(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Target,
         target: &str,
     ) -> Result<(Vec<String>, bool), CatalogError> {
-        let page = upstream::get(&self.connector, peer, host, target, None, MAX_BODY)
+        let page = upstream::get(&self.connector, to, target, None, MAX_BODY)
             .await
             .map_err(|e| match e {
                 FetchError::TooLarge(_) => CatalogError::Malformed("page too large".into()),
                 FetchError::Upstream(why) => CatalogError::Upstream(why),
+                FetchError::NoRegistry => CatalogError::Upstream(e.to_string()),
             })?;
         let status = page.status;
         let more = page

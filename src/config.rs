@@ -21,6 +21,10 @@ pub use crate::authn::lockout::Settings as Lockout;
 pub use crate::cluster::Settings as Cluster;
 pub use crate::authn::oidc::Oidc;
 pub use crate::token::Token;
+pub use crate::upstream::auth::Settings as UpstreamAuth;
+pub use crate::upstream::select::Entry as UpstreamEntry;
+pub use crate::upstream::tls::Settings as UpstreamTls;
+pub use crate::upstream::Settings as Upstream;
 
 /// The whole validated configuration, with every relative path resolved against the
 /// folder of the file it came from.
@@ -34,8 +38,9 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; never the client port.
     pub admin_listen: Option<SocketAddr>,
-    /// The unauthenticated registry, `host:port` reached over plain HTTP.
-    pub upstream: Upstream,
+    /// The registries, in order: the first whose prefix a repository name starts with
+    /// serves it (`upstream:` is one entry with an empty prefix).
+    pub upstreams: Vec<UpstreamEntry>,
     /// Load balancers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Who may log in, and how they are asked to.
@@ -101,18 +106,6 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
-/// The registry portcullis forwards to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    /// `host:port`, as written (a name is resolved when connecting).
-    pub address: String,
-    /// How long a TCP connect may take.
-    pub connect_timeout: Duration,
-    /// How long the upstream may stay silent while we wait for a read: generous, because the
-    /// registry hashes a whole blob before it answers the final PUT of an upload.
-    pub read_timeout: Duration,
-}
-
 /// Which `WWW-Authenticate` scheme a 401 carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,9 +162,18 @@ struct RawConfig {
     tls: Option<RawTls>,
     #[serde(default)]
     admin_listen: Option<String>,
-    upstream: String,
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default)]
+    upstreams: Option<Vec<RawUpstreamEntry>>,
     #[serde(default)]
     upstream_timeouts: Option<RawUpstreamTimeouts>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    upstream_resolve_interval: Option<Duration>,
+    #[serde(default)]
+    upstream_tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    upstream_auth: Option<RawUpstreamAuth>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
     #[serde(default)]
@@ -285,6 +287,167 @@ struct RawUpstreamTimeouts {
     connect: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     read: Option<Duration>,
+}
+
+/// One entry of `upstreams:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamEntry {
+    prefix: String,
+    url: String,
+    #[serde(default)]
+    strip_prefix: bool,
+    #[serde(default)]
+    tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    auth: Option<RawUpstreamAuth>,
+    #[serde(default)]
+    timeouts: Option<RawUpstreamTimeouts>,
+}
+
+/// Where an upstream entry's keys are, for messages.
+struct EntryKeys {
+    url: String,
+    tls: String,
+    auth: String,
+}
+
+/// One registry's settings from its entry, every problem reported at its key.
+fn upstream_entry(
+    raw: &RawUpstreamEntry,
+    keys: &EntryKeys,
+    default_timeouts: Option<&RawUpstreamTimeouts>,
+    resolve_interval: Duration,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    err: &mut dyn FnMut(&str, String),
+) -> Option<UpstreamEntry> {
+    let tls = raw.tls.as_ref().map(|t| UpstreamTls {
+        ca_certificate: t.ca_certificate.as_deref().map(resolve),
+        client_certificate: t.client_certificate.as_deref().map(resolve),
+        client_key: t.client_key.as_deref().map(resolve),
+        server_name: t.server_name.clone(),
+    });
+    if let Some(t) = &tls {
+        for (key, file) in [
+            ("ca_certificate", &t.ca_certificate),
+            ("client_certificate", &t.client_certificate),
+            ("client_key", &t.client_key),
+        ] {
+            if let Some(why) = file.as_deref().and_then(not_a_file) {
+                err(&format!("{}.{key}", keys.tls), why);
+            }
+        }
+    }
+    let account = |a: &RawAccount| crate::upstream::auth::Account {
+        username: a.username.clone(),
+        password_file: resolve(&a.password_file),
+    };
+    let auth = match raw.auth.as_ref().map(|a| (&a.basic, &a.token)) {
+        None => None,
+        Some((Some(basic), None)) => Some(UpstreamAuth::Basic(account(basic))),
+        Some((None, Some(token))) => Some(UpstreamAuth::Token(account(token))),
+        Some(_) => {
+            err(
+                &keys.auth,
+                "holds exactly one of `basic: {username, password_file}` (the registry's htpasswd) or `token: {username, password_file}` (its token server)".into(),
+            );
+            None
+        }
+    };
+    if let Some(UpstreamAuth::Basic(account) | UpstreamAuth::Token(account)) = &auth {
+        let form = if matches!(auth, Some(UpstreamAuth::Basic(_))) {
+            "basic"
+        } else {
+            "token"
+        };
+        if account.username.is_empty() || account.username.contains(':') {
+            err(
+                &format!("{}.{form}.username", keys.auth),
+                "must be a non-empty name without `:`".into(),
+            );
+        }
+        if let Some(why) = not_a_file(&account.password_file) {
+            err(&format!("{}.{form}.password_file", keys.auth), why);
+        }
+    }
+    let (https, address, host) = match crate::upstream::parse_url(&raw.url) {
+        Ok(parsed) => parsed,
+        Err(m) => {
+            err(&keys.url, m);
+            return None;
+        }
+    };
+    if !https && tls.is_some() {
+        err(
+            &keys.tls,
+            "needs an https:// upstream: the registry is reached over plain HTTP".into(),
+        );
+    }
+    if https {
+        // The name the registry's certificate is checked against.
+        let server_key = format!("{}.server_name", keys.tls);
+        let (key, name) = match tls.as_ref().and_then(|t| t.server_name.as_ref()) {
+            Some(name) => (server_key.as_str(), name.as_str()),
+            None => (keys.url.as_str(), host.as_str()),
+        };
+        if rustls::pki_types::ServerName::try_from(name).is_err() {
+            err(
+                key,
+                format!("{name:?} is neither a DNS name nor an IP address: the registry's certificate could not be checked against it"),
+            );
+        }
+    }
+    let t = raw.timeouts.as_ref();
+    let d = default_timeouts;
+    Some(UpstreamEntry {
+        prefix: raw.prefix.clone(),
+        strip_prefix: raw.strip_prefix,
+        settings: Upstream {
+            address,
+            host,
+            tls: https.then(|| tls.unwrap_or_default()),
+            auth,
+            connect_timeout: t
+                .and_then(|t| t.connect)
+                .or(d.and_then(|d| d.connect))
+                .unwrap_or(Duration::from_secs(5)),
+            read_timeout: t
+                .and_then(|t| t.read)
+                .or(d.and_then(|d| d.read))
+                .unwrap_or(Duration::from_secs(300)),
+            resolve_interval,
+        },
+    })
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamTls {
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    client_certificate: Option<PathBuf>,
+    #[serde(default)]
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
+}
+
+/// `upstream_auth:` holds exactly one of its forms.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamAuth {
+    #[serde(default)]
+    basic: Option<RawAccount>,
+    #[serde(default)]
+    token: Option<RawAccount>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    username: String,
+    password_file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -669,20 +832,104 @@ impl Config {
                 "must differ from `listen`: metrics are never served on the client port".into(),
             );
         }
-        let upstream = match parse_upstream(&raw.upstream) {
-            Ok(address) => {
-                let t = raw.upstream_timeouts.as_ref();
-                Some(Upstream {
-                    address,
-                    connect_timeout: t.and_then(|t| t.connect).unwrap_or(Duration::from_secs(5)),
-                    read_timeout: t.and_then(|t| t.read).unwrap_or(Duration::from_secs(300)),
-                })
+        // `upstream:` (with `upstream_tls`/`upstream_auth`) is the one-entry form of
+        // `upstreams:`; exactly one of the two is written.
+        let resolve_interval = raw
+            .upstream_resolve_interval
+            .unwrap_or(Duration::from_secs(30));
+        if resolve_interval.is_zero() {
+            err("upstream_resolve_interval", "must be more than 0".into());
+        }
+        let mut upstreams = Vec::new();
+        match (&raw.upstream, &raw.upstreams) {
+            (Some(url), None) => {
+                let one = RawUpstreamEntry {
+                    prefix: String::new(),
+                    url: url.clone(),
+                    strip_prefix: false,
+                    tls: raw.upstream_tls.clone(),
+                    auth: raw.upstream_auth.clone(),
+                    timeouts: None,
+                };
+                let keys = EntryKeys {
+                    url: "upstream".into(),
+                    tls: "upstream_tls".into(),
+                    auth: "upstream_auth".into(),
+                };
+                if let Some(e) = upstream_entry(
+                    &one,
+                    &keys,
+                    raw.upstream_timeouts.as_ref(),
+                    resolve_interval,
+                    &resolve,
+                    &mut err,
+                ) {
+                    upstreams.push(e);
+                }
             }
-            Err(m) => {
-                err("upstream", m);
-                None
+            (None, Some(list)) => {
+                for (key, given) in [
+                    ("upstream_tls", raw.upstream_tls.is_some()),
+                    ("upstream_auth", raw.upstream_auth.is_some()),
+                ] {
+                    if given {
+                        err(key, "goes with `upstream:`; with `upstreams:` write `tls:`/`auth:` in each entry".into());
+                    }
+                }
+                if list.is_empty() {
+                    err("upstreams", "lists no registry".into());
+                }
+                for (i, entry) in list.iter().enumerate() {
+                    let keys = EntryKeys {
+                        url: format!("upstreams.{i}.url"),
+                        tls: format!("upstreams.{i}.tls"),
+                        auth: format!("upstreams.{i}.auth"),
+                    };
+                    if !crate::upstream::select::valid_prefix(&entry.prefix) {
+                        err(
+                            &format!("upstreams.{i}.prefix"),
+                            format!("{:?} must be empty (every name) or repository name components ending in `/` (`hub/`, `team/app/`)", entry.prefix),
+                        );
+                    }
+                    if entry.strip_prefix && entry.prefix.is_empty() {
+                        err(
+                            &format!("upstreams.{i}.strip_prefix"),
+                            "there is no prefix to strip".into(),
+                        );
+                    }
+                    if let Some(e) = upstream_entry(
+                        entry,
+                        &keys,
+                        raw.upstream_timeouts.as_ref(),
+                        resolve_interval,
+                        &resolve,
+                        &mut err,
+                    ) {
+                        upstreams.push(e);
+                    }
+                }
+                if upstreams.len() == list.len() {
+                    for (later, earlier) in crate::upstream::select::shadowed(&upstreams) {
+                        err(
+                            &format!("upstreams.{later}.prefix"),
+                            format!(
+                                "{:?} is unreachable: entry {earlier} (prefix {:?}) comes first and serves every name it would",
+                                upstreams[later].prefix, upstreams[earlier].prefix
+                            ),
+                        );
+                    }
+                }
             }
-        };
+            (Some(_), Some(_)) => err(
+                "upstreams",
+                "write either `upstream:` (one registry) or `upstreams:` (several), not both"
+                    .into(),
+            ),
+            (None, None) => err(
+                "upstream",
+                "missing: name the registry with `upstream:` (or several with `upstreams:`)".into(),
+            ),
+        }
         let mut trusted_proxies = Vec::new();
         for p in &raw.trusted_proxies {
             match parse_net(p) {
@@ -1176,7 +1423,7 @@ impl Config {
             listen: listen.expect("checked above"),
             tls,
             admin_listen,
-            upstream: upstream.expect("checked above"),
+            upstreams,
             trusted_proxies,
             auth: Auth {
                 challenge: raw.auth.challenge,
@@ -1307,26 +1554,6 @@ fn check_issuer(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_upstream(text: &str) -> Result<String, String> {
-    let rest = text.strip_prefix("http://").ok_or_else(|| {
-        format!("{text:?} must start with http:// (the registry is reached over plain HTTP)")
-    })?;
-    let host_port = rest.trim_end_matches('/');
-    if host_port.is_empty() || host_port.contains('/') || host_port.contains('@') {
-        return Err(format!("{text:?} must be http://host:port with no path"));
-    }
-    let with_port = if host_port
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !host_port.ends_with(']')
-    {
-        host_port.to_string()
-    } else {
-        format!("{host_port}:80")
-    };
-    Ok(with_port)
-}
-
 /// An address or CIDR; a bare address is a /32 or /128. A CIDR with host bits set
 /// (`127.0.0.1/3`) is refused: it is almost always a typo or a truncated file, and read as its
 /// network it would trust or match far more than was meant (`96.0.0.0/3`).
@@ -1374,7 +1601,7 @@ mod tests {
         ]);
         let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
         assert_eq!(c.listen, "0.0.0.0:5000".parse().unwrap());
-        assert_eq!(c.upstream.address, "127.0.0.1:5001");
+        assert_eq!(c.upstreams[0].settings.address, "127.0.0.1:5001");
         assert_eq!(c.acl, d.path().join("acl.yaml"));
         assert_eq!(c.auth.challenge, Challenge::Basic);
         assert_eq!(c.auth.realm, "Registry Realm");
@@ -1501,7 +1728,7 @@ mod tests {
     fn every_semantic_error_is_reported_with_key_and_line() {
         let d = dir_with(&[(
             "proxy.yaml",
-            "listen: nowhere\nupstream: https://r:5000\nacl: missing/\nauth:\n  htpasswd: nope.htpasswd\ntrusted_proxies: [10.0.0.0/33]\n",
+            "listen: nowhere\nupstream: ftp://r:5000\nacl: missing/\nauth:\n  htpasswd: nope.htpasswd\ntrusted_proxies: [10.0.0.0/33]\n",
         )]);
         let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
         let keys: Vec<_> =
@@ -1625,14 +1852,101 @@ mod tests {
     }
 
     #[test]
-    fn upstream_forms() {
-        assert_eq!(parse_upstream("http://reg:5000").unwrap(), "reg:5000");
-        assert_eq!(parse_upstream("http://reg:5000/").unwrap(), "reg:5000");
-        assert_eq!(parse_upstream("http://reg").unwrap(), "reg:80");
-        assert_eq!(parse_upstream("http://[::1]:5000").unwrap(), "[::1]:5000");
-        assert!(parse_upstream("reg:5000").is_err());
-        assert!(parse_upstream("http://reg:5000/v2").is_err());
-        assert!(parse_upstream("http://u@reg:5000").is_err());
+    fn upstream_tls_and_auth_are_read_and_checked() {
+        let d = dir_with(&[
+            ("acl.yaml", "[]"),
+            ("ca.pem", "x"),
+            ("pw", "secret\n"),
+            (
+                "proxy.yaml",
+                "upstream: https://registry.internal:5000\nacl: acl.yaml\nupstream_tls:\n  ca_certificate: ca.pem\n  server_name: reg.example\nupstream_auth:\n  basic:\n    username: portcullis\n    password_file: pw\n",
+            ),
+        ]);
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.upstreams[0].settings.address, "registry.internal:5000");
+        assert_eq!(c.upstreams[0].settings.host, "registry.internal");
+        let tls = c.upstreams[0].settings.tls.as_ref().unwrap();
+        assert_eq!(
+            tls.ca_certificate.as_deref(),
+            Some(d.path().join("ca.pem").as_path())
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("reg.example"));
+        assert!(
+            matches!(&c.upstreams[0].settings.auth, Some(UpstreamAuth::Basic(a)) if a.username == "portcullis")
+        );
+
+        // https without upstream_tls: TLS with the system's roots.
+        fs::write(
+            d.path().join("proxy.yaml"),
+            "upstream: https://reg\nacl: acl.yaml\n",
+        )
+        .unwrap();
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.upstreams[0].settings.address, "reg:443");
+        assert_eq!(c.upstreams[0].settings.tls, Some(UpstreamTls::default()));
+
+        // TLS settings for a plain-HTTP upstream, a missing CA, a missing password file and a
+        // name with `:` are each refused at their key.
+        fs::write(
+            d.path().join("proxy.yaml"),
+            "upstream: http://reg:5000\nacl: acl.yaml\nupstream_tls:\n  ca_certificate: nope.pem\nupstream_auth:\n  basic:\n    username: a:b\n    password_file: nope\n",
+        )
+        .unwrap();
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        let keys: Vec<_> = e.0.iter().filter_map(|d| d.key.clone()).collect();
+        for key in [
+            "upstream_tls",
+            "upstream_tls.ca_certificate",
+            "upstream_auth.basic.username",
+            "upstream_auth.basic.password_file",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} not in {e}");
+        }
+        assert!(e.0.iter().all(|d| d.line.is_some()), "{e}");
+    }
+
+    #[test]
+    fn upstreams_by_prefix_are_read_and_checked() {
+        let d = dir_with(&[("acl.yaml", "[]"), ("pw", "x\n")]);
+        let write = |text: &str| fs::write(d.path().join("proxy.yaml"), text).unwrap();
+        write("acl: acl.yaml\nupstreams:\n  - {prefix: hub/, url: \"http://cache:5000\", strip_prefix: true}\n  - prefix: \"\"\n    url: https://registry.internal\n    auth: {basic: {username: svc, password_file: pw}}\n    timeouts: {read: 10s}\n");
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(
+            (c.upstreams[0].prefix.as_str(), c.upstreams[0].strip_prefix),
+            ("hub/", true)
+        );
+        assert_eq!(c.upstreams[1].settings.address, "registry.internal:443");
+        assert_eq!(
+            c.upstreams[1].settings.read_timeout,
+            Duration::from_secs(10)
+        );
+        assert!(c.upstreams[1].settings.auth.is_some());
+
+        // An entry an earlier prefix covers is unreachable; each error at its own line.
+        write("acl: acl.yaml\nupstreams:\n  - {prefix: \"\", url: \"http://a:1\"}\n  - {prefix: hub/, url: \"http://b:1\"}\n  - {prefix: Hub, url: \"http://c:1\"}\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        let found: Vec<_> =
+            e.0.iter()
+                .map(|d| (d.key.clone().unwrap(), d.line))
+                .collect();
+        assert!(
+            found.contains(&("upstreams.2.prefix".into(), Some(5))),
+            "{e}"
+        );
+        write("acl: acl.yaml\nupstreams:\n  - {prefix: \"\", url: \"http://a:1\"}\n  - {prefix: hub/, url: \"http://b:1\"}\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert_eq!(e.0[0].key.as_deref(), Some("upstreams.1.prefix"), "{e}");
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(e.0[0].message.contains("unreachable"), "{e}");
+
+        // Both forms, or neither, are refused.
+        write("acl: acl.yaml\nupstream: http://a:1\nupstreams: []\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        write("acl: acl.yaml\n");
+        let e = Config::load(&d.path().join("proxy.yaml")).unwrap_err();
+        assert!(e.to_string().contains("upstream: missing"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! | [`acl_tests`] | stated invariants about the ACL, checked by `test`, `check`, start and reload |
 //! | [`policy`] | credentials + route + ACL → [`policy::Decision`]: the one place that decides |
 //! | [`token`] | the Docker token service: keys, JWT signing/verification, the token endpoint |
-//! | [`upstream`] | small bounded GETs portcullis makes to the registry itself |
+//! | [`upstream`] | the registry: TLS to it, its own auth, and the small requests portcullis makes itself |
 //! | [`catalog`] | the per-user filtered catalog |
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |

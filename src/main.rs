@@ -203,7 +203,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     }
     tracing::info!(
         listen = %config.listen,
-        upstream = %config.upstream.address,
+        upstreams = %config.upstreams.iter().map(|e| format!("{}={}", if e.prefix.is_empty() { "*" } else { &e.prefix }, e.settings.address)).collect::<Vec<_>>().join(","),
         tls = config.tls.is_some(),
         users = summary.users,
         htpasswd_users = summary.htpasswd_users,
@@ -224,6 +224,9 @@ fn check(path: &Path) -> ExitCode {
             for w in &built.warnings {
                 println!("warning: {w}");
             }
+            if let Err(code) = check_upstream_tls(&config) {
+                return code;
+            }
             println!(
                 "ok: {} static users, {} htpasswd accounts, {} ACL rules, {} ACL tests passed; listen {}{}, upstream {}",
                 summary.users,
@@ -236,7 +239,12 @@ fn check(path: &Path) -> ExitCode {
                 } else {
                     " (plain HTTP)"
                 },
-                config.upstream.address
+                config
+                    .upstreams
+                    .iter()
+                    .map(|e| e.settings.address.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             if let Some(keys) = summary.keys {
                 println!("access keys: {keys}");
@@ -249,6 +257,58 @@ fn check(path: &Path) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A trial handshake with each TLS registry: a certificate the configured trust refuses is an
+/// error (every request would fail); a registry unreachable from where `check` runs is only a
+/// warning (it may run on a build host).
+fn check_upstream_tls(config: &Config) -> Result<(), ExitCode> {
+    use portcullis::upstream::{check_handshake, Handshake};
+    let text = std::fs::read_to_string(&config.file).unwrap_or_default();
+    let tree = portcullis::yaml::parse_marked(&text).ok().flatten();
+    let mut failed = false;
+    for (i, entry) in config.upstreams.iter().enumerate() {
+        // Where this entry's trust is written: its CA, its TLS section, else its URL.
+        let candidates: Vec<String> = if text.contains("upstreams:") {
+            ["tls.ca_certificate", "tls", "url"]
+                .iter()
+                .map(|k| format!("upstreams.{i}.{k}"))
+                .collect()
+        } else {
+            ["upstream_tls.ca_certificate", "upstream_tls", "upstream"]
+                .iter()
+                .map(|k| k.to_string())
+                .collect()
+        };
+        let (key, line) = candidates
+            .iter()
+            .find_map(|k| {
+                let keys: Vec<&str> = k.split('.').collect();
+                let node = portcullis::yaml::at_path(tree.as_ref()?, &keys)?;
+                Some((k.clone(), node.line))
+            })
+            .unwrap_or_else(|| (candidates[candidates.len() - 1].clone(), 1));
+        let address = &entry.settings.address;
+        match check_handshake(&entry.settings) {
+            Handshake::NotTls | Handshake::Verified => {}
+            Handshake::Unreachable(why) => println!(
+                "warning: {}:{line}: {key}: the registry at https://{address} is not reachable from here, so its TLS certificate was not checked: {why}",
+                config.file.display()
+            ),
+            Handshake::Failed(why) => {
+                eprintln!(
+                    "error: {}:{line}: {key}: TLS handshake with the registry at https://{address} failed (is the CA the one that signed the registry's certificate, and the server name one it carries?): {why}",
+                    config.file.display(),
+                );
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(ExitCode::FAILURE)
+    } else {
+        Ok(())
     }
 }
 
@@ -384,6 +444,19 @@ fn explain(
         );
         answer.scope = text.clone();
         println!("{answer}");
+        // With several registries (or a stripped prefix), which one the name reaches.
+        let merged = config.upstreams.len() > 1 || config.upstreams.iter().any(|e| e.strip_prefix);
+        if scope.kind == "repository" && merged {
+            match portcullis::upstream::select::choose(&config.upstreams, &scope.name) {
+                Some((i, name)) => println!(
+                    "  served by upstreams[{i}] (prefix {:?}, {}) as {name}",
+                    config.upstreams[i].prefix, config.upstreams[i].settings.address
+                ),
+                None => println!(
+                    "  served by no registry: no entry of upstreams has a prefix of it (404)"
+                ),
+            }
+        }
     }
     Ok(())
 }

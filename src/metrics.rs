@@ -19,6 +19,9 @@
 //! | `portcullis_lockouts_total` | |
 //! | `portcullis_bytes_total` | `direction` (`in` client→registry, `out` registry→client) |
 //! | `portcullis_upstream_up` (gauge 0/1) | |
+//! | `portcullis_registry_up` (gauge 0/1) | `upstream` |
+//! | `portcullis_registry_errors_total` | `upstream`, `kind` |
+//! | `portcullis_registry_tokens_fetched_total` | `upstream` |
 //! | `portcullis_responses_total` | `class` (`1xx` … `5xx`, `none`) |
 //! | `portcullis_client_connections` (gauge) | |
 //! | `portcullis_build_info` (gauge 1) | `version` |
@@ -288,6 +291,9 @@ pub struct Metrics {
     lockouts: IntCounter,
     bytes: [IntCounter; 2],
     upstream_up: IntGauge,
+    registry_up: prometheus::IntGaugeVec,
+    registry_errors: IntCounterVec,
+    registry_tokens: IntCounterVec,
     responses: [IntCounter; CLASSES],
     connections: IntGauge,
     last_reload: Gauge,
@@ -424,6 +430,25 @@ impl Metrics {
             "1 when the registry answered the last readiness probe, else 0.",
         )?;
 
+        let registry_up = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "portcullis_registry_up",
+                "1 when one address at least of this registry answered the last readiness probe, else 0.",
+            ),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(registry_up.clone()))?;
+        let registry_errors = counter_vec(
+            "portcullis_registry_errors_total",
+            "Failures talking to this registry, by kind (portcullis_upstream_errors_total summed over registries).",
+            &["upstream", "kind"],
+        )?;
+        let registry_tokens = counter_vec(
+            "portcullis_registry_tokens_fetched_total",
+            "Tokens portcullis fetched from this registry's own token server (upstream_auth token).",
+            &["upstream"],
+        )?;
+
         let responses = resolve(
             &counter_vec(
                 "portcullis_responses_total",
@@ -470,6 +495,9 @@ impl Metrics {
             lockouts,
             bytes,
             upstream_up,
+            registry_up,
+            registry_errors,
+            registry_tokens,
             responses,
             connections,
             last_reload,
@@ -485,9 +513,28 @@ impl Metrics {
         self.durations[action.index()].observe(duration.as_secs_f64());
     }
 
-    /// A failure talking to the registry.
-    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+    /// A failure talking to the registry `upstream` (its URL).
+    pub fn upstream_error(&self, upstream: &str, kind: UpstreamErrorKind) {
         self.upstream_errors[kind.index()].inc();
+        self.registry_errors
+            .with_label_values(&[upstream, kind.as_str()])
+            .inc();
+    }
+
+    /// The latest readiness probe of the registry `upstream` (its URL).
+    pub fn set_registry_up(&self, upstream: &str, up: bool) {
+        self.registry_up
+            .with_label_values(&[upstream])
+            .set(i64::from(up));
+    }
+
+    /// Sets the count of tokens fetched from `upstream`'s token server to `total`.
+    pub fn set_registry_tokens(&self, upstream: &str, total: u64) {
+        let counter = self.registry_tokens.with_label_values(&[upstream]);
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
     }
 
     /// A failed authentication.
@@ -719,7 +766,8 @@ mod tests {
         m.observe_request(Action::Pull, Decision::Allowed, Duration::from_millis(3));
         m.observe_request(Action::Pull, Decision::Allowed, Duration::from_micros(50));
         m.observe_request(Action::Push, Decision::Denied, Duration::from_secs(90));
-        m.upstream_error(UpstreamErrorKind::Timeout);
+        m.upstream_error("http://r:5000", UpstreamErrorKind::Timeout);
+        m.set_registry_up("http://r:5000", true);
         m.auth_failure(AuthFailure::BadPassword);
         m.auth_failure(AuthFailure::BadPassword);
         m.auth_failure(AuthFailure::LockedOut);
@@ -793,6 +841,8 @@ mod tests {
             r#"portcullis_request_duration_seconds_sum{action="push"} 90"#,
             r#"portcullis_upstream_errors_total{kind="timeout"} 1"#,
             r#"portcullis_upstream_errors_total{kind="connect"} 0"#,
+            r#"portcullis_registry_errors_total{kind="timeout",upstream="http://r:5000"} 1"#,
+            r#"portcullis_registry_up{upstream="http://r:5000"} 1"#,
             r#"portcullis_auth_failures_total{reason="bad_password"} 2"#,
             r#"portcullis_auth_failures_total{reason="locked_out"} 1"#,
             r#"portcullis_config_reloads_total{result="success"} 2"#,

@@ -1,11 +1,10 @@
 //! Builds the Pingora server from a [`Config`]: the proxy service on `listen` (TLS with
 //! HTTP/2 via ALPN, or plain HTTP), worker threads, and shutdown timing.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
@@ -23,6 +22,7 @@ use crate::reload::Reloader;
 use crate::shutdown::{Drain, SignalWatch};
 use crate::state::State;
 use crate::tls::CertResolver;
+use crate::upstream::Upstreams;
 
 /// Everything `serve` starts, ready to run.
 pub struct Prepared {
@@ -57,13 +57,14 @@ impl Prepared {
     }
 }
 
-/// Resolves the upstream once at start; a name that does not resolve is a start-up error.
-fn resolve_upstream(address: &str) -> anyhow::Result<SocketAddr> {
-    address
-        .to_socket_addrs()
-        .with_context(|| format!("upstream {address} does not resolve"))?
-        .next()
-        .ok_or_else(|| anyhow!("upstream {address} has no address"))
+/// Re-resolves the registries' names in the background (`upstream_resolve_interval`).
+struct KeepResolving(Upstreams);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for KeepResolving {
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        self.0.keep_resolving(shutdown).await;
+    }
 }
 
 /// Sets the certificate expiry gauge from the certificate served now. One that cannot be read
@@ -104,7 +105,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     readiness.set_config_loaded(true);
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
-    let upstream_addr = resolve_upstream(&config.upstream.address)?;
+    let upstreams = Upstreams::load(&config.upstreams).map_err(|e| anyhow!("{e}"))?;
     // `cluster:` is read at start only (like `listen`): the connection outlives reloads.
     let cluster = match &config.cluster {
         Some(settings) => {
@@ -134,7 +135,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     let proxy = Portcullis::new(
         state.clone(),
         &config,
-        upstream_addr,
+        upstreams.clone(),
         Shared {
             drain: drain.clone(),
             metrics: metrics.clone(),
@@ -200,7 +201,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             readiness.clone(),
         ));
         server.add_service(admin::readiness_service(
-            upstream_addr,
+            upstreams.clone(),
             readiness.clone(),
             metrics.clone(),
         ));
@@ -224,6 +225,10 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         }
     }));
     server.add_service(background_service("reload", reloader));
+    server.add_service(background_service(
+        "resolve",
+        KeepResolving(upstreams.clone()),
+    ));
     Ok(Prepared {
         server,
         state,

@@ -123,6 +123,13 @@ impl State {
                 errors.push(d);
             }
         }
+        // The upstream's CA, client certificate and password file, read as `serve` reads
+        // them (it does not connect: `check` adds a handshake of its own).
+        for entry in &config.upstreams {
+            if let Err(e) = crate::upstream::Upstream::load_files(&entry.settings) {
+                errors.extend(e.0);
+            }
+        }
         let users = match &config.auth.users {
             None => None,
             Some(UsersSource::Inline(u)) => Some(u.clone()),

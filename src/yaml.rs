@@ -136,6 +136,8 @@ impl Node {
                 .iter()
                 .find(|(k, _)| k.as_str() == Some(key))
                 .map(|(_, v)| v),
+            // A list entry by its index (`upstreams.1.url`).
+            NodeKind::Seq(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
             _ => None,
         }
     }

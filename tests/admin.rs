@@ -14,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use portcullis::admin::{admin_service, readiness_service, Readiness, ReadinessProbe};
 use portcullis::metrics::Metrics;
+use portcullis::upstream::{Upstream, Upstreams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -80,7 +81,7 @@ async fn readiness_follows_the_registry() {
     readiness.set_config_loaded(true);
     let metrics = Arc::new(Metrics::new());
     let probe = Arc::new(ReadinessProbe::new(
-        addr,
+        Upstreams::single(Arc::new(Upstream::plain(addr))),
         readiness.clone(),
         metrics.clone(),
     ));
@@ -133,8 +134,12 @@ async fn a_silent_registry_times_out_instead_of_hanging() {
     let registry = fake_registry(listener, None);
     let readiness = Arc::new(Readiness::new());
     readiness.set_upstream(Ok(()));
-    let probe = ReadinessProbe::new(addr, readiness.clone(), Arc::new(Metrics::new()))
-        .with_timing(Duration::from_millis(100), Duration::from_millis(300));
+    let probe = ReadinessProbe::new(
+        Upstreams::single(Arc::new(Upstream::plain(addr))),
+        readiness.clone(),
+        Arc::new(Metrics::new()),
+    )
+    .with_timing(Duration::from_millis(100), Duration::from_millis(300));
     let start = Instant::now();
     assert!(!probe.probe_once().await);
     assert!(start.elapsed() < Duration::from_secs(1));
@@ -199,7 +204,7 @@ fn the_admin_service_answers_over_http() {
         readiness.clone(),
     ));
     server.add_service(readiness_service(
-        registry_addr,
+        Upstreams::single(Arc::new(Upstream::plain(registry_addr))),
         readiness.clone(),
         metrics.clone(),
     ));

@@ -17,7 +17,7 @@
 //! | form body (`application/x-www-form-urlencoded`, `multipart/form-data`) | `r.FormValue` parses it on POST/PUT/PATCH (multipart on any method), Go's `mime.ParseMediaType` deciding with Unicode trimming and case folding | the client's `Content-Type` is never forwarded: upload endpoints get a fixed `application/octet-stream`, manifest `PUT` a validated ASCII media type, every other request none; so no body is ever a form to the registry |
 //! | `Content-Type` on manifest `PUT` | which manifest kind the body is | must be a plain `type/subtype` of RFC 9110 token characters with no surrounding whitespace (parameters allowed and dropped), else 400; forwarded lowercased, as Go would read it |
 //! | `Content-Type` on blob `PATCH` | must be empty or `application/octet-stream` | fixed `application/octet-stream` |
-//! | `Authorization` | the registry's own auth, when it has one | removed |
+//! | `Authorization` | the registry's own auth, when it has one | the client's removed; the service account's (`upstream_auth`) set when configured |
 //! | `Host`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` | the base of `Location` URLs it returns | client's `Forwarded`/`X-Forwarded-*` removed and ours set; `Host` kept (it only shapes URLs that point back at the client's own host) |
 //! | `Accept`, `If-None-Match`, `Range`, `Content-Range`, `Content-Length`, `Transfer-Encoding` | content negotiation, conditional and ranged reads, body framing | passed (they change how, not what or where; framing is Pingora's) |
 //! | `Connection`, what it names, `Upgrade`, `TE`, `Keep-Alive`, `Proxy-*`, `Trailer` | hop-by-hop | removed; a `101 Switching Protocols` from upstream is answered 502, so an authorized request can never become a raw tunnel |
@@ -172,7 +172,14 @@ impl Portcullis {
                 "forwarding a request that was not parsed",
             ));
         };
-        let uri: http::Uri = parsed.target(ctx.drop_mount).parse().map_err(|_| {
+        // The names as the chosen registry knows them (without a stripped prefix).
+        let target = match self.selected(ctx) {
+            Some(chosen) => {
+                parsed.target_renamed(ctx.drop_mount, &self.upstreams.renamer(chosen.index))
+            }
+            None => parsed.target(ctx.drop_mount),
+        };
+        let uri: http::Uri = target.parse().map_err(|_| {
             Error::explain(ErrorType::InternalError, "rebuilt target does not parse")
         })?;
         upstream.set_uri(uri);

@@ -9,7 +9,7 @@ impl Portcullis {
     pub(crate) async fn upstream_repositories(
         &self,
     ) -> std::result::Result<Arc<Vec<String>>, catalog::CatalogError> {
-        self.catalog.all(&self.peer(), &self.upstream.address).await
+        self.catalog.all(&self.upstreams).await
     }
 
     /// Answers `/v2/_catalog` with only what `subject` may pull.
@@ -18,6 +18,23 @@ impl Portcullis {
         session: &mut Session,
         state: &State,
         subject: Subject<'_>,
+    ) -> Result<()> {
+        self.catalog_page(session, catalog::visible_to(&state.acl, subject))
+            .await
+    }
+
+    /// Answers `/v2/_catalog` for a caller granted `registry:catalog:*` when several
+    /// registries (or a stripped prefix) stand behind portcullis: their merged list, whole.
+    pub(super) async fn merged_catalog(&self, session: &mut Session) -> Result<()> {
+        self.catalog_page(session, |_: &str| true).await
+    }
+
+    /// One page of the merged upstream list, of the names `visible` keeps, with `n`, `last`
+    /// and `Link` applied to that list.
+    async fn catalog_page(
+        &self,
+        session: &mut Session,
+        visible: impl FnMut(&str) -> bool,
     ) -> Result<()> {
         let query = session.req_header().uri.query().map(str::to_owned);
         let paging = match catalog::Paging::from_query(query.as_deref()) {
@@ -34,7 +51,7 @@ impl Portcullis {
                 return respond(session, &OciError::upstream(502), &[]).await;
             }
         };
-        let page = catalog::page(&all, &paging, catalog::visible_to(&state.acl, subject));
+        let page = catalog::page(&all, &paging, visible);
         let extra: Vec<(&'static str, String)> = catalog::link(&page, paging.n)
             .map(|l| ("Link", l))
             .into_iter()

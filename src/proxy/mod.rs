@@ -15,7 +15,6 @@
 //! (the filtered catalog), [`forward`] (client address, spoofable headers) and [`answer`]
 //! (answers written by portcullis itself).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ use crate::authn::lockout::{self, Lockout};
 use crate::authn::{credentials, AuthnError, Credentials, Identity};
 use crate::catalog::{self, Catalog};
 use crate::client::{ClientAddr, TrustedProxies};
-use crate::config::{Challenge, Config, Upstream};
+use crate::config::{Challenge, Config};
 use crate::errors::{OciError, API_VERSION, API_VERSION_HEADER};
 use crate::limits::Limits;
 use crate::metrics::{self as m, AuthFailure, Metrics};
@@ -43,6 +42,7 @@ use crate::state::State;
 use crate::token::claims::ViaClaim;
 use crate::token::{self, Claims, TokenService};
 use crate::ui::{self, Ui};
+use crate::upstream::{Selected, Upstream, Upstreams};
 
 pub use crate::outcome::Outcome;
 
@@ -58,12 +58,8 @@ impl ui::gateway::Gateway for Portcullis {
         Portcullis::login(self, state, creds, client).await
     }
 
-    fn peer(&self) -> HttpPeer {
-        Portcullis::peer(self)
-    }
-
-    fn upstream_host(&self) -> &str {
-        Portcullis::upstream_host(self)
+    fn upstreams(&self) -> Upstreams {
+        self.upstreams.clone()
     }
 
     async fn upstream_repositories(
@@ -112,8 +108,7 @@ pub struct Shared {
 /// The proxy: the current [`State`] and where the registry is.
 pub struct Portcullis {
     state: Arc<ArcSwap<State>>,
-    upstream: Upstream,
-    upstream_addr: SocketAddr,
+    upstreams: Upstreams,
     tls: bool,
     trusted_proxies: TrustedProxies,
     /// Whether the last request from a trusted proxy had an unreadable client address, so
@@ -132,17 +127,16 @@ pub struct Portcullis {
 
 impl Portcullis {
     /// A proxy deciding under `state` (swapped atomically on reload) and forwarding to
-    /// `upstream_addr`, with the listener settings of `config` (those need a restart).
+    /// `upstreams`, with the listener settings of `config` (those need a restart).
     pub fn new(
         state: Arc<ArcSwap<State>>,
         config: &Config,
-        upstream_addr: SocketAddr,
+        upstreams: Upstreams,
         shared: Shared,
     ) -> Self {
         Portcullis {
             state,
-            upstream: config.upstream.clone(),
-            upstream_addr,
+            upstreams,
             tls: config.tls.is_some(),
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             unknown_client: Default::default(),
@@ -158,18 +152,33 @@ impl Portcullis {
         }
     }
 
-    /// The registry, with the configured timeouts.
-    pub(crate) fn peer(&self) -> HttpPeer {
-        let mut peer = HttpPeer::new(self.upstream_addr, false, String::new());
-        peer.options.connection_timeout = Some(self.upstream.connect_timeout);
-        peer.options.read_timeout = Some(self.upstream.read_timeout);
-        peer.options.write_timeout = Some(self.upstream.read_timeout);
-        peer
+    /// The registry serving the request's repository, and the name it knows it by.
+    fn selected(&self, ctx: &RequestCtx) -> Option<Selected<'_>> {
+        self.upstreams.select(ctx.route()?.repository()?)
     }
 
-    /// The `Host` the registry is asked with.
-    pub(crate) fn upstream_host(&self) -> &str {
-        &self.upstream.address
+    /// The registry a request goes to: its repository's, or for `/v2/` and the catalog the
+    /// catch-all one.
+    fn upstream_of(&self, ctx: &RequestCtx) -> &Arc<Upstream> {
+        match self.selected(ctx) {
+            Some(s) => s.upstream,
+            None => self.upstreams.base(),
+        }
+    }
+
+    /// The scopes the registry must grant for the request, in its names.
+    fn upstream_scopes(&self, ctx: &RequestCtx) -> Vec<String> {
+        let Some(route) = ctx.route() else {
+            return Vec::new();
+        };
+        match self.selected(ctx) {
+            Some(chosen) => crate::upstream::auth::scopes(
+                route,
+                !ctx.drop_mount,
+                &self.upstreams.renamer(chosen.index),
+            ),
+            None => crate::upstream::auth::scopes(route, !ctx.drop_mount, &|n| n.to_owned()),
+        }
     }
 
     /// True when the client listener speaks TLS.
@@ -218,6 +227,10 @@ pub struct RequestCtx {
     outcome: Outcome,
     rule: Option<RuleOrigin>,
     drop_mount: bool,
+    /// The request was sent again after the registry refused a cached token.
+    upstream_retried: bool,
+    /// Other addresses of the registry tried after a failed connect.
+    connect_retries: usize,
     refused_early: bool,
     token_endpoint: bool,
     /// What a token request asked for and was given (token endpoint only).
@@ -269,6 +282,8 @@ impl ProxyHttp for Portcullis {
             outcome: Outcome::Error,
             rule: None,
             drop_mount: false,
+            upstream_retried: false,
+            connect_retries: 0,
             refused_early: false,
             token_endpoint: false,
             token: TokenAudit::default(),
@@ -441,6 +456,32 @@ impl ProxyHttp for Portcullis {
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
                 ctx.drop_mount = drop_mount;
+                if let Some(name) = route.repository() {
+                    let Some(chosen) = self.upstreams.select(name) else {
+                        // No entry of `upstreams:` serves this name: no registry has it.
+                        let e = OciError::new(
+                            404,
+                            "NAME_UNKNOWN",
+                            "repository name not known to registry",
+                        );
+                        respond(session, &e, &[]).await?;
+                        return Ok(true);
+                    };
+                    // A mount from a repository another registry serves cannot work there:
+                    // a plain upload starts instead, as registry:2 does for a source it
+                    // cannot read.
+                    if let Some(mount) = route.mount() {
+                        if self.upstreams.select(&mount.from).map(|s| s.index) != Some(chosen.index)
+                        {
+                            ctx.drop_mount = true;
+                        }
+                    }
+                } else if route == Route::Catalog && self.upstreams.is_merged() {
+                    // Several registries: the whole catalog is their merged list, answered
+                    // here (nothing to filter: `registry:catalog:*` was granted).
+                    self.merged_catalog(session).await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Decision::FilteredCatalog => {
@@ -470,9 +511,35 @@ impl ProxyHttp for Portcullis {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.peer()))
+        Ok(Box::new(self.upstream_of(ctx).peer()))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent: another address of the same registry may be tried. The failed one
+        // is skipped for a while by every request (see `upstream::resolve`).
+        if let Some(addr) = peer._address.as_inet() {
+            let upstream = self.upstream_of(ctx);
+            let others = upstream.addresses().mark_failed(*addr);
+            tracing::warn!(
+                upstream = %upstream.url(),
+                address = %addr,
+                error = %e,
+                "cannot connect to this address of the registry"
+            );
+            if others && ctx.connect_retries < upstream.addresses().all().len() {
+                ctx.connect_retries += 1;
+                e.set_retry(true);
+            }
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -481,14 +548,32 @@ impl ProxyHttp for Portcullis {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        self.rebuild_request(session, upstream, ctx)
+        self.rebuild_request(session, upstream, ctx)?;
+        // A registry that keeps its own auth on gets the service account's credentials (a
+        // token for exactly the scope authorized here), never the client's (removed above).
+        let scopes = self.upstream_scopes(ctx);
+        let registry = self.upstream_of(ctx);
+        match registry.authorization(&scopes).await {
+            Ok(Some(authorization)) => {
+                upstream.insert_header("Authorization", authorization)?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(upstream = %registry.url(), error = %e, "no credentials for the registry");
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(502),
+                    "no credentials for the registry",
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         // A request that was running when draining started ends its connection too.
         if self.drain.is_draining() {
@@ -501,6 +586,76 @@ impl ProxyHttp for Portcullis {
                 ErrorType::HTTPStatus(502),
                 "the registry answered 101 Switching Protocols",
             ));
+        }
+        // The registry's own challenge is for portcullis, never for the client: it would name
+        // the registry's realm (or token server) and ask the client for credentials portcullis
+        // has already checked. A 401 after portcullis authorized the request means the
+        // registry refused portcullis's own credentials (or, without `upstream_auth`, that
+        // the registry keeps an auth portcullis was not told about): a server-side fault.
+        upstream_response.remove_header("www-authenticate");
+        let upstream = self.upstream_of(ctx);
+        if upstream_response.status == http::StatusCode::UNAUTHORIZED {
+            // A token the registry refused (revoked, its key rotated): forget it and try once
+            // more with a fresh one. Only a request without a body can be sent again: a
+            // streamed upload is gone once sent (its token was fetched for its exact scope
+            // just before, so this is rare).
+            let scopes = self.upstream_scopes(ctx);
+            let method = &session.req_header().method;
+            let bodiless = *method == http::Method::GET
+                || *method == http::Method::HEAD
+                || (*method == http::Method::DELETE
+                    && session
+                        .req_header()
+                        .headers
+                        .get("content-length")
+                        .is_none()
+                    && session
+                        .req_header()
+                        .headers
+                        .get("transfer-encoding")
+                        .is_none());
+            if !ctx.upstream_retried && bodiless && upstream.forget_token(&scopes) {
+                ctx.upstream_retried = true;
+                tracing::info!(
+                    upstream = %upstream.url(),
+                    "the registry refused a cached token: fetching a new one and retrying once"
+                );
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(502),
+                    "the registry refused portcullis's token",
+                );
+                e.set_retry(true);
+                return Err(e);
+            }
+            tracing::error!(
+                upstream = %upstream.url(),
+                upstream_auth = upstream.has_auth(),
+                "the registry answered 401 to an authorized request: check upstream_auth (its credentials, or set it if the registry keeps its own auth on)"
+            );
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "the registry refused portcullis's credentials",
+            ));
+        }
+        // A registry that knows names without their prefix answers with paths in its names:
+        // put the prefix back so the client's next request comes through the same entry.
+        if let Some(chosen) = self.selected(ctx).filter(|s| s.strips()) {
+            for name in ["location", "link"] {
+                let values: Vec<String> = upstream_response
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(|v| chosen.public_path(v))
+                    .collect();
+                if values.is_empty() {
+                    continue;
+                }
+                upstream_response.remove_header(name);
+                for v in values {
+                    upstream_response.append_header(name, v)?;
+                }
+            }
         }
         Ok(())
     }
@@ -529,7 +684,15 @@ impl ProxyHttp for Portcullis {
     ) -> FailToProxy {
         ctx.outcome = Outcome::Error;
         if e.esource() == &ErrorSource::Upstream {
-            self.metrics.upstream_error(m::UpstreamErrorKind::of(e));
+            self.metrics
+                .upstream_error(&self.upstream_of(ctx).url(), m::UpstreamErrorKind::of(e));
+            // The one place an operator learns why (a CA that does not sign the registry's
+            // certificate, a refused connection, a timeout).
+            tracing::warn!(
+                upstream = %self.upstream_of(ctx).url(),
+                error = %e,
+                "the registry could not be reached or failed"
+            );
         }
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,

@@ -226,7 +226,7 @@ impl Reloader {
         let changed = [
             ("listen", old.listen != new.listen),
             ("admin_listen", old.admin_listen != new.admin_listen),
-            ("upstream", old.upstream != new.upstream),
+            ("upstream/upstreams", old.upstreams != new.upstreams),
             ("tls (on/off)", old.tls.is_some() != new.tls.is_some()),
             ("threads", old.threads != new.threads),
             (

@@ -355,13 +355,21 @@ impl Parsed {
     /// `drop_mount`: the caller may not pull the mount's source, so the upload
     /// starts without it (as registry:2 itself does when a mount fails).
     pub fn target(&self, drop_mount: bool) -> String {
+        self.target_renamed(drop_mount, &|name| name.to_owned())
+    }
+
+    /// [`Parsed::target`] with every repository name (the path's and a mount's `from`) as
+    /// `rename` gives it: the name an upstream that serves a prefix with `strip_prefix` knows
+    /// the repository by.
+    pub fn target_renamed(&self, drop_mount: bool, rename: &dyn Fn(&str) -> String) -> String {
         let mut out = String::with_capacity(64);
+        let from;
         match &self.route {
             Route::Base => out.push_str("/v2/"),
             Route::Catalog => out.push_str("/v2/_catalog"),
             Route::Repository { name, endpoint, .. } => {
                 out.push_str("/v2/");
-                out.push_str(name);
+                out.push_str(&rename(name));
                 let (keyword, last) = match endpoint {
                     Endpoint::Manifest => ("/manifests/", self.last.as_str()),
                     Endpoint::Blob => ("/blobs/", self.last.as_str()),
@@ -378,8 +386,9 @@ impl Parsed {
         }
         let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(self.params.len() + 2);
         if let (Some(m), false) = (self.route.mount(), drop_mount) {
+            from = rename(&m.from);
             pairs.push(("mount", &m.digest));
-            pairs.push(("from", &m.from));
+            pairs.push(("from", &from));
         }
         pairs.extend(self.params.iter().map(|(k, v)| (*k, v.as_str())));
         for (i, (k, v)) in pairs.iter().enumerate() {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::proxy::Session;
-use pingora::upstreams::peer::HttpPeer;
 
 use crate::authn::{Credentials, Identity};
 use crate::catalog::CatalogError;
 use crate::client::ClientAddr;
 use crate::errors::Refusal;
 use crate::state::State;
+use crate::upstream::Upstreams;
 
 /// The proxy as the UI sees it.
 #[async_trait]
@@ -26,11 +26,9 @@ pub trait Gateway: Send + Sync {
         client: ClientAddr,
     ) -> Result<Identity, Refusal>;
 
-    /// The registry, with the configured timeouts.
-    fn peer(&self) -> HttpPeer;
-
-    /// The `Host` the registry is asked with.
-    fn upstream_host(&self) -> &str;
+    /// The registries (their connections, `Host`s and service-account credentials), which
+    /// route each repository to the one that serves it.
+    fn upstreams(&self) -> Upstreams;
 
     /// The registry's whole catalog (shared and paged by the proxy's catalog cache).
     async fn upstream_repositories(&self) -> Result<Arc<Vec<String>>, CatalogError>;

@@ -102,12 +102,8 @@ pub(super) async fn tag_page(page: &Page<'_>, tag: &str) -> Answer {
         Some(Decision::Allow { .. }) => {}
         _ => return not_found(chrome),
     }
-    let peer = page.proxy.peer();
-    let details = match page
-        .reader
-        .details(&peer, page.proxy.upstream_host(), page.name, tag)
-        .await
-    {
+    let to = page.proxy.upstreams();
+    let details = match page.reader.details(&to, page.name, tag).await {
         Ok(d) => d,
         Err(ReadError::NotFound) => return not_found(chrome),
         Err(e) => {
@@ -144,9 +140,8 @@ pub(super) async fn confirm_delete(page: &Page<'_>) -> Answer {
     if !page.may_delete() {
         return forbidden_delete(chrome);
     }
-    let peer = page.proxy.peer();
-    let host = page.proxy.upstream_host();
-    let info = page.reader.tag(&peer, host, page.name, tag).await;
+    let to = page.proxy.upstreams();
+    let info = page.reader.tag(&to, page.name, tag).await;
     let Some(digest) = info.digest else {
         return match info.error.as_deref() {
             Some("not found") | None => not_found(chrome),
@@ -162,9 +157,9 @@ pub(super) async fn confirm_delete(page: &Page<'_>) -> Answer {
         };
     };
     // Every tag pointing at the digest goes with it: list them (bounded).
-    let (sharing, complete) = match page.reader.tags(&peer, host, page.name).await {
+    let (sharing, complete) = match page.reader.tags(&to, page.name).await {
         Ok(all) if all.len() <= NEWEST_FIRST_MAX => {
-            let infos = registry::tags_info(page.reader, &peer, host, page.name, &all).await;
+            let infos = registry::tags_info(page.reader, &to, page.name, &all).await;
             let sharing: Vec<String> = infos
                 .into_iter()
                 .filter(|i| i.digest.as_deref() == Some(digest.as_str()))
@@ -207,11 +202,8 @@ pub(super) async fn delete(page: &Page<'_>) -> Answer {
         audit(page, digest, &answer.served.outcome, answer.status);
         return answer;
     }
-    let peer = page.proxy.peer();
-    let result = page
-        .reader
-        .delete_manifest(&peer, page.proxy.upstream_host(), page.name, digest)
-        .await;
+    let to = page.proxy.upstreams();
+    let result = page.reader.delete_manifest(&to, page.name, digest).await;
     let mut answer = match result {
         Ok(()) => Answer::redirect(
             format!("{}repo/{}?deleted={digest}", chrome.base, page.name),

@@ -25,9 +25,8 @@ pub(super) async fn repository(page: &Page<'_>) -> Answer {
         Ok(rule) => rule,
         Err(answer) => return *answer,
     };
-    let peer = page.proxy.peer();
-    let host = page.proxy.upstream_host();
-    let tags = match page.reader.tags(&peer, host, name).await {
+    let to = page.proxy.upstreams();
+    let tags = match page.reader.tags(&to, name).await {
         Ok(tags) => tags,
         Err(registry::ReadError::NotFound) => {
             let mut answer = not_found(chrome);
@@ -44,7 +43,7 @@ pub(super) async fn repository(page: &Page<'_>) -> Answer {
     let page_no = page.request.page().min(pages_count);
     let first = (page_no - 1) * TAGS_PER_PAGE;
     let (infos, order) = if total <= NEWEST_FIRST_MAX {
-        let mut all = registry::tags_info(page.reader, &peer, host, name, &tags).await;
+        let mut all = registry::tags_info(page.reader, &to, name, &tags).await;
         // Newest first; tags without a time last; ties by name.
         all.sort_by(|a, b| {
             let key = |t: &registry::TagInfo| t.created.as_deref().map(registry::time_key);
@@ -54,7 +53,7 @@ pub(super) async fn repository(page: &Page<'_>) -> Answer {
         (shown, pages::TagOrder::Newest)
     } else {
         let shown: Vec<String> = tags.into_iter().skip(first).take(TAGS_PER_PAGE).collect();
-        let infos = registry::tags_info(page.reader, &peer, host, name, &shown).await;
+        let infos = registry::tags_info(page.reader, &to, name, &shown).await;
         (infos, pages::TagOrder::Name)
     };
     let (_, public_host) = page.proxy.public_origin(page.session);
@@ -104,8 +103,7 @@ pub(super) async fn repositories(
         .take(MAX_QUERY)
         .collect();
     let visible = catalog::visible_to(&state.acl, subject);
-    let peer = proxy.peer();
-    let host = proxy.upstream_host();
+    let to = proxy.upstreams();
     let mut sort = match request.query("sort") {
         Some("recent") => pages::RepoSort::Recent,
         _ => pages::RepoSort::Name,
@@ -114,7 +112,7 @@ pub(super) async fn repositories(
         // Every match must be read to sort by age: only for a bounded number of them.
         let matching = catalog::search(&all, &q, 1, usize::MAX, &visible);
         if matching.total <= RECENT_SORT_MAX {
-            let summaries = registry::summaries(reader, &peer, host, &matching.names).await;
+            let summaries = registry::summaries(reader, &to, &matching.names).await;
             let mut rows: Vec<(String, registry::Summary)> =
                 matching.names.into_iter().zip(summaries).collect();
             rows.sort_by(|(an, a), (bn, b)| {
@@ -152,7 +150,7 @@ pub(super) async fn repositories(
     }
     let refused = request.query("sort") == Some("recent");
     let found = catalog::search(&all, &q, request.page(), REPOSITORIES_PER_PAGE, &visible);
-    let summaries = registry::summaries(reader, &peer, host, &found.names).await;
+    let summaries = registry::summaries(reader, &to, &found.names).await;
     let view = pages::RepositoriesView {
         q: &q,
         found: &found,

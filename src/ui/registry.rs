@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::upstream::Upstreams;
 use pingora::connectors::http::Connector;
-use pingora::upstreams::peer::HttpPeer;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::upstream::{self, FetchError};
+use crate::upstream::FetchError;
 
 /// What manifests are asked for: OCI and Docker, images and indexes.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -317,8 +317,7 @@ impl Reader {
 
     async fn get(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Upstreams,
         target: &str,
         accept: Option<&str>,
         max: usize,
@@ -328,13 +327,15 @@ impl Reader {
             .acquire()
             .await
             .map_err(|_| ReadError::Upstream("closed".into()))?;
-        let got = upstream::get(&self.connector, peer, host, target, accept, max)
+        let got = to
+            .get(&self.connector, target, accept, max)
             .await
             .map_err(|e| match e {
                 FetchError::TooLarge(max) => {
                     ReadError::Malformed(format!("answer over {max} bytes"))
                 }
                 FetchError::Upstream(why) => ReadError::Upstream(why),
+                FetchError::NoRegistry => ReadError::NotFound,
             })?;
         Ok(Fetched {
             status: got.status,
@@ -346,19 +347,14 @@ impl Reader {
 
     /// The tags of `name` (a valid repository name), sorted; `NotFound` when the registry
     /// does not know it.
-    pub async fn tags(
-        &self,
-        peer: &HttpPeer,
-        host: &str,
-        name: &str,
-    ) -> Result<Vec<String>, ReadError> {
+    pub async fn tags(&self, to: &Upstreams, name: &str) -> Result<Vec<String>, ReadError> {
         #[derive(Deserialize)]
         struct Doc {
             #[serde(default)]
             tags: Option<Vec<String>>,
         }
         let target = format!("/v2/{name}/tags/list?n={MAX_TAGS}");
-        let got = self.get(peer, host, &target, None, MAX_TAGS_BODY).await?;
+        let got = self.get(to, &target, None, MAX_TAGS_BODY).await?;
         match got.status {
             200 => {}
             404 => return Err(ReadError::NotFound),
@@ -381,8 +377,7 @@ impl Reader {
     /// The manifest `reference` (tag or digest) of `name`, and its digest.
     async fn manifest(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Upstreams,
         name: &str,
         reference: &str,
     ) -> Result<(String, Manifest), ReadError> {
@@ -391,7 +386,7 @@ impl Reader {
                 return Ok((reference.to_owned(), m));
             }
         }
-        let (digest, content_type, body) = self.manifest_body(peer, host, name, reference).await?;
+        let (digest, content_type, body) = self.manifest_body(to, name, reference).await?;
         if let Some(m) = recall(&self.manifests, &digest) {
             return Ok((digest, m));
         }
@@ -400,7 +395,7 @@ impl Reader {
         Ok((digest, m))
     }
 
-    async fn config(&self, peer: &HttpPeer, host: &str, name: &str, digest: &str) -> ConfigFacts {
+    async fn config(&self, to: &Upstreams, name: &str, digest: &str) -> ConfigFacts {
         if !crate::route::is_valid_digest(digest) {
             return ConfigFacts::default();
         }
@@ -408,7 +403,7 @@ impl Reader {
             return c;
         }
         let target = format!("/v2/{name}/blobs/{digest}");
-        match self.get(peer, host, &target, None, MAX_CONFIG).await {
+        match self.get(to, &target, None, MAX_CONFIG).await {
             Ok(got) if got.status == 200 => {
                 let facts = parse_config(&got.body);
                 remember(&self.configs, digest, facts.clone());
@@ -421,14 +416,13 @@ impl Reader {
     /// One image manifest's platform facts: size from the manifest, the rest from its config.
     async fn image(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Upstreams,
         name: &str,
         config: Option<&Descriptor>,
         size: u64,
     ) -> Platform {
         let facts = match config {
-            Some(c) => self.config(peer, host, name, &c.digest).await,
+            Some(c) => self.config(to, name, &c.digest).await,
             None => ConfigFacts::default(),
         };
         Platform {
@@ -440,7 +434,7 @@ impl Reader {
     }
 
     /// What `tag` of `name` points at. Errors are reported in [`TagInfo::error`].
-    pub async fn tag(&self, peer: &HttpPeer, host: &str, name: &str, tag: &str) -> TagInfo {
+    pub async fn tag(&self, to: &Upstreams, name: &str, tag: &str) -> TagInfo {
         let mut info = TagInfo {
             tag: tag.to_owned(),
             digest: None,
@@ -452,7 +446,7 @@ impl Reader {
             platforms_omitted: 0,
             error: None,
         };
-        let (digest, manifest) = match self.manifest(peer, host, name, tag).await {
+        let (digest, manifest) = match self.manifest(to, name, tag).await {
             Ok(found) => found,
             Err(e) => {
                 info.error = Some(e.to_string());
@@ -467,7 +461,7 @@ impl Reader {
                 size,
             } => {
                 info.media_type = Some(media_type);
-                let p = self.image(peer, host, name, config.as_ref(), size).await;
+                let p = self.image(to, name, config.as_ref(), size).await;
                 info.size = p.size;
                 info.created = p.created.clone();
                 info.platforms = vec![p];
@@ -490,9 +484,9 @@ impl Reader {
                     };
                     if crate::route::is_valid_digest(&e.digest) {
                         if let Ok((_, Manifest::Image { config, size, .. })) =
-                            self.manifest(peer, host, name, &e.digest).await
+                            self.manifest(to, name, &e.digest).await
                         {
-                            let facts = self.image(peer, host, name, config.as_ref(), size).await;
+                            let facts = self.image(to, name, config.as_ref(), size).await;
                             p.size = facts.size;
                             p.created = facts.created;
                             p.name = p.name.or(facts.name);
@@ -675,15 +669,12 @@ impl Reader {
     /// 4 MiB manifest should not sit in memory): its digest, media type header and body.
     async fn manifest_body(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Upstreams,
         name: &str,
         reference: &str,
     ) -> Result<(String, Option<String>, Vec<u8>), ReadError> {
         let target = format!("/v2/{name}/manifests/{reference}");
-        let got = self
-            .get(peer, host, &target, Some(ACCEPT), MAX_MANIFEST)
-            .await?;
+        let got = self.get(to, &target, Some(ACCEPT), MAX_MANIFEST).await?;
         match got.status {
             200 => {}
             404 => return Err(ReadError::NotFound),
@@ -699,8 +690,7 @@ impl Reader {
     /// One image's details: the manifest given, and its config read.
     async fn image_details(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Upstreams,
         name: &str,
         digest: &str,
         m: DetailManifest,
@@ -715,7 +705,7 @@ impl Reader {
             return image;
         }
         let target = format!("/v2/{name}/blobs/{}", config.digest);
-        match self.get(peer, host, &target, None, MAX_CONFIG).await {
+        match self.get(to, &target, None, MAX_CONFIG).await {
             Ok(got) if got.status == 200 => apply_config(&mut image, &got.body),
             Ok(got) => image.error = Some(format!("config answered {}", got.status)),
             Err(e) => image.error = Some(e.to_string()),
@@ -727,12 +717,11 @@ impl Reader {
     /// for the image or for each platform of an index.
     pub async fn details(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Upstreams,
         name: &str,
         reference: &str,
     ) -> Result<TagDetails, ReadError> {
-        let (digest, header_type, body) = self.manifest_body(peer, host, name, reference).await?;
+        let (digest, header_type, body) = self.manifest_body(to, name, reference).await?;
         let m = parse_detail_manifest(&body)?;
         let media_type = m
             .media_type
@@ -742,7 +731,7 @@ impl Reader {
         let Some(entries) = m.manifests else {
             let mut m = m;
             m.media_type = Some(media_type.clone());
-            let image = self.image_details(peer, host, name, &digest, m, None).await;
+            let image = self.image_details(to, name, &digest, m, None).await;
             return Ok(TagDetails {
                 digest,
                 media_type,
@@ -776,9 +765,9 @@ impl Reader {
                 });
                 continue;
             }
-            let image = match self.manifest_body(peer, host, name, &e.digest).await {
+            let image = match self.manifest_body(to, name, &e.digest).await {
                 Ok((d, _, body)) => match parse_detail_manifest(&body) {
-                    Ok(m) => self.image_details(peer, host, name, &d, m, platform).await,
+                    Ok(m) => self.image_details(to, name, &d, m, platform).await,
                     Err(err) => ImageDetails {
                         digest: d,
                         platform,
@@ -809,13 +798,13 @@ impl Reader {
     /// points at it). The caller has checked the digest's form and the policy.
     pub async fn delete_manifest(
         &self,
-        peer: &HttpPeer,
-        host: &str,
+        to: &Upstreams,
         name: &str,
         digest: &str,
     ) -> Result<(), ReadError> {
         let target = format!("/v2/{name}/manifests/{digest}");
-        let got = upstream::delete(&self.connector, peer, host, &target, 64 * 1024)
+        let got = to
+            .delete(&self.connector, &target, 64 * 1024)
             .await
             .map_err(|e| ReadError::Upstream(e.to_string()))?;
         match got.status {
@@ -838,14 +827,14 @@ impl Reader {
 impl Reader {
     /// The tag count and newest image of `name` (a repository the caller may pull), reused
     /// for `SUMMARY_TTL` (30 s).
-    pub async fn summary(self: &Arc<Self>, peer: &HttpPeer, host: &str, name: &str) -> Summary {
+    pub async fn summary(self: &Arc<Self>, to: &Upstreams, name: &str) -> Summary {
         let now = Instant::now();
         if let Some((at, s)) = recall(&self.summaries, name) {
             if now.duration_since(at) < SUMMARY_TTL {
                 return s;
             }
         }
-        let summary = match self.tags(peer, host, name).await {
+        let summary = match self.tags(to, name).await {
             Err(ReadError::NotFound) => Summary::default(),
             Err(_) => Summary {
                 error: true,
@@ -857,7 +846,7 @@ impl Reader {
                 ..Summary::default()
             },
             Ok(tags) => {
-                let infos = tags_info(self, peer, host, name, &tags).await;
+                let infos = tags_info(self, to, name, &tags).await;
                 Summary {
                     tags: tags.len(),
                     newest: infos
@@ -883,17 +872,11 @@ impl Reader {
 }
 
 /// The summaries of `names`, read concurrently, in order.
-pub async fn summaries(
-    reader: &Arc<Reader>,
-    peer: &HttpPeer,
-    host: &str,
-    names: &[String],
-) -> Vec<Summary> {
+pub async fn summaries(reader: &Arc<Reader>, to: &Upstreams, names: &[String]) -> Vec<Summary> {
     let mut set = tokio::task::JoinSet::new();
     for (i, name) in names.iter().enumerate() {
-        let (reader, peer, host, name) =
-            (reader.clone(), peer.clone(), host.to_owned(), name.clone());
-        set.spawn(async move { (i, reader.summary(&peer, &host, &name).await) });
+        let (reader, to, name) = (reader.clone(), to.clone(), name.clone());
+        set.spawn(async move { (i, reader.summary(&to, &name).await) });
     }
     let mut out = vec![
         Summary {
@@ -928,21 +911,14 @@ pub fn time_key(text: &str) -> String {
 /// Reads `tags` of `name` concurrently (at most [`PARALLEL`] requests in flight), in order.
 pub async fn tags_info(
     reader: &Arc<Reader>,
-    peer: &HttpPeer,
-    host: &str,
+    to: &Upstreams,
     name: &str,
     tags: &[String],
 ) -> Vec<TagInfo> {
     let mut set = tokio::task::JoinSet::new();
     for (i, tag) in tags.iter().enumerate() {
-        let (reader, peer, host, name, tag) = (
-            reader.clone(),
-            peer.clone(),
-            host.to_owned(),
-            name.to_owned(),
-            tag.clone(),
-        );
-        set.spawn(async move { (i, reader.tag(&peer, &host, &name, &tag).await) });
+        let (reader, to, name, tag) = (reader.clone(), to.clone(), name.to_owned(), tag.clone());
+        set.spawn(async move { (i, reader.tag(&to, &name, &tag).await) });
     }
     let mut out: Vec<Option<TagInfo>> = vec![None; tags.len()];
     while let Some(done) = set.join_next().await {

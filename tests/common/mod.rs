@@ -72,11 +72,87 @@ pub struct Registry {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub proc: Proc,
+    /// How it was started (kept for `restart`).
+    pub options: RegistryOptions,
+}
+
+/// How a test registry runs: plain or TLS, with or without its own auth, as a pull-through
+/// cache or not.
+#[derive(Clone, Default)]
+pub struct RegistryOptions {
+    /// Serve TLS with a certificate for 127.0.0.1 and localhost signed by a fresh private CA
+    /// (written as `ca.pem` in the registry's folder).
+    pub tls: bool,
+    /// Keep the registry's own `auth: htpasswd` on, with these `(user, password)` accounts.
+    pub htpasswd: Vec<(String, String)>,
+    /// Raw YAML appended to the registry's configuration (e.g. a `proxy:` or `auth: token:`
+    /// section).
+    pub extra: String,
+    /// The loopback address to listen on (`127.0.0.1` when empty; `[::1]` for IPv6).
+    pub ip: String,
+    /// With `tls`: demand a client certificate signed by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// The certificate and key (one PEM file) the test's own client presents to it.
+    pub client_identity: Option<PathBuf>,
 }
 
 impl Registry {
     pub fn start() -> Registry {
-        Self::start_in(tempfile::tempdir().unwrap(), free_port())
+        Self::start_with(RegistryOptions::default())
+    }
+
+    /// A registry with `options` on a free port.
+    pub fn start_with(options: RegistryOptions) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        if options.tls {
+            make_certs(dir.path());
+        }
+        Self::start_in_with(dir, free_port(), options)
+    }
+
+    /// A registry with `options` on a given port (two registries on one port, one per
+    /// loopback address, stand for one name resolving to two addresses).
+    pub fn start_on(port: u16, options: RegistryOptions) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        if options.tls {
+            make_certs(dir.path());
+        }
+        Self::start_in_with(dir, port, options)
+    }
+
+    fn ip(&self) -> &str {
+        if self.options.ip.is_empty() {
+            "127.0.0.1"
+        } else {
+            &self.options.ip
+        }
+    }
+
+    /// The private CA that signed its certificate (TLS registries only).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A client for talking to it directly (trusting its CA).
+    pub fn direct_client(&self) -> reqwest::blocking::Client {
+        let mut b = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30));
+        if self.options.tls {
+            let ca = std::fs::read(self.ca()).unwrap();
+            b = b
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .tls_built_in_root_certs(false);
+            if let Some(identity) = &self.options.client_identity {
+                let pem = std::fs::read(identity).unwrap();
+                b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+            }
+        }
+        b.build().unwrap()
+    }
+
+    fn start_in(dir: tempfile::TempDir, port: u16) -> Registry {
+        Self::start_in_with(dir, port, RegistryOptions::default())
     }
 
     /// Stops the registry process (its storage stays).
@@ -87,33 +163,74 @@ impl Registry {
 
     /// Starts it again on the same port with the same storage.
     pub fn restart(self) -> Registry {
-        let Registry { dir, port, proc } = self;
+        let Registry {
+            dir,
+            port,
+            proc,
+            options,
+        } = self;
         drop(proc);
-        Self::start_in(dir, port)
+        Self::start_in_with(dir, port, options)
     }
 
-    fn start_in(dir: tempfile::TempDir, port: u16) -> Registry {
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
+    fn start_in_with(dir: tempfile::TempDir, port: u16, options: RegistryOptions) -> Registry {
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: \"{}:{port}\"\n",
+            dir.path().join("data").display(),
+            if options.ip.is_empty() { "127.0.0.1" } else { &options.ip }
         );
+        if options.tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.pem").display(),
+                dir.path().join("server.key").display()
+            ));
+            if let Some(ca) = &options.client_ca {
+                config.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+            }
+        }
+        if !options.htpasswd.is_empty() {
+            let lines: String = options
+                .htpasswd
+                .iter()
+                .map(|(u, p)| format!("{u}:{}\n", hash(p)))
+                .collect();
+            let file = dir.path().join("registry.htpasswd");
+            std::fs::write(&file, lines).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
+                file.display()
+            ));
+        }
+        config.push_str(&options.extra);
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
         let proc = spawn(
             Command::new("docker-registry").arg("serve").arg(&cfg),
             dir.path().join("registry.log"),
         );
-        let url = format!("http://127.0.0.1:{port}/v2/");
+        let registry = Registry {
+            dir,
+            port,
+            proc,
+            options,
+        };
+        // Up when `/v2/` answers at all (200, or 401 when it keeps its own auth on).
+        let client = registry.direct_client();
+        let url = format!("{}/v2/", registry.url());
         wait_until("registry", Duration::from_secs(20), || {
-            reqwest::blocking::get(&url)
-                .map(|r| r.status() == 200)
+            client
+                .get(&url)
+                .send()
+                .map(|r| r.status() == 200 || r.status() == 401)
                 .unwrap_or(false)
         });
-        Registry { dir, port, proc }
+        registry
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.ip(), self.port)
     }
 
     /// Pushes a blob straight to the registry (upload start + monolithic PUT); its digest.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
-use pingora::upstreams::peer::HttpPeer;
+
+use super::Target;
 
 /// How long an idle connection to the registry is kept for the next small request.
 const IDLE: Duration = Duration::from_secs(60);
@@ -41,40 +42,75 @@ pub enum FetchError {
     /// The body was larger than allowed; the connection is dropped, not reused.
     #[error("registry answer over {0} bytes")]
     TooLarge(usize),
+    /// No entry of `upstreams:` serves the repository (or the target did not parse).
+    #[error("no registry serves this repository")]
+    NoRegistry,
 }
 
-/// `GET target` on the registry with `Host: host` (and `Accept` if given), reading at most
+/// `GET target` on the registry with `to`'s `Host` and credentials (and `Accept` if given), reading at most
 /// `max` bytes of body. The connection goes back to `connector`'s pool when the body was read
 /// completely.
 pub async fn get(
     connector: &Connector,
-    peer: &HttpPeer,
-    host: &str,
+    to: &Target,
     target: &str,
     accept: Option<&str>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
-    request(connector, peer, host, "GET", target, accept, max).await
+    request(connector, to, "GET", target, accept, max).await
 }
 
 /// `DELETE target` on the registry (the UI deletes a manifest by digest, after the same
 /// policy check the API's `DELETE` gets), reading at most `max` bytes of the answer.
 pub async fn delete(
     connector: &Connector,
-    peer: &HttpPeer,
-    host: &str,
+    to: &Target,
     target: &str,
     max: usize,
 ) -> Result<Fetched, FetchError> {
-    request(connector, peer, host, "DELETE", target, None, max).await
+    request(connector, to, "DELETE", target, None, max).await
 }
 
 async fn request(
     connector: &Connector,
-    peer: &HttpPeer,
+    to: &Target,
+    method: &str,
+    target: &str,
+    accept: Option<&str>,
+    max: usize,
+) -> Result<Fetched, FetchError> {
+    // The scope the registry must grant, read from the target the way `/v2` reads it.
+    let scopes = crate::route::parse_request(method, target.as_bytes())
+        .map(|p| super::auth::scopes(&p.route, true, &|n| n.to_owned()))
+        .unwrap_or_default();
+    let authorization = to
+        .upstream
+        .authorization(&scopes)
+        .await
+        .map_err(|e| FetchError::Upstream(e.to_string()))?;
+    raw(
+        connector,
+        &to.peer,
+        &to.host,
+        method,
+        target,
+        authorization.as_ref(),
+        accept,
+        max,
+    )
+    .await
+}
+
+/// One request with exactly these headers (no credentials looked up): what [`get`] and the
+/// token client build on.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn raw(
+    connector: &Connector,
+    peer: &pingora::upstreams::peer::HttpPeer,
     host: &str,
     method: &str,
     target: &str,
+    authorization: Option<&http::HeaderValue>,
     accept: Option<&str>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
@@ -83,6 +119,10 @@ async fn request(
     session.set_read_timeout(peer.options.read_timeout);
     let mut req = RequestHeader::build(method, target.as_bytes(), None).map_err(up)?;
     req.insert_header("Host", host).map_err(up)?;
+    if let Some(authorization) = authorization {
+        req.insert_header("Authorization", authorization)
+            .map_err(up)?;
+    }
     if let Some(accept) = accept {
         req.insert_header("Accept", accept).map_err(up)?;
     }
