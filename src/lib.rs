@@ -16,6 +16,7 @@
 //! | [`token`] | the Docker token service: keys, JWT signing/verification, the token endpoint |
 //! | [`upstream`] | small bounded GETs portcullis makes to the registry itself |
 //! | [`catalog`] | the per-user filtered catalog |
+//! | [`cache`] | the manifest cache: hot manifests answered from memory after authorization |
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |
 //! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
@@ -35,6 +36,7 @@ pub mod acl;
 pub mod acl_tests;
 pub mod admin;
 pub mod authn;
+pub mod cache;
 pub mod catalog;
 pub mod client;
 pub mod config;

@@ -24,6 +24,10 @@
 //! | `portcullis_build_info` (gauge 1) | `version` |
 //! | `portcullis_config_last_reload_success_timestamp_seconds` (gauge) | |
 //! | `portcullis_tls_certificate_expiry_timestamp_seconds` (gauge, only with TLS) | |
+//! | `portcullis_cache_requests_total` | `result` (`hit`, `miss`, `coalesced`) |
+//! | `portcullis_cache_bytes` (gauge) | |
+//! | `portcullis_cache_evictions_total` | |
+//! | `portcullis_audit_lines_dropped_total` | |
 //! | `process_*` (Linux) | |
 
 use std::sync::OnceLock;
@@ -256,6 +260,18 @@ impl StatusClass {
     }
 }
 
+label_enum! {
+    /// The `result` label of `portcullis_cache_requests_total`.
+    CacheResult {
+        /// Answered from memory.
+        Hit => "hit",
+        /// Asked of the registry (the answer may then fill the cache).
+        Miss => "miss",
+        /// Waited for another request's registry answer and shared it.
+        Coalesced => "coalesced",
+    }
+}
+
 const ACTIONS: usize = 8;
 const DECISIONS: usize = 6;
 const CLASSES: usize = 6;
@@ -281,6 +297,10 @@ pub struct Metrics {
     connections: IntGauge,
     last_reload: Gauge,
     tls_expiry: OnceLock<IntGauge>,
+    cache_requests: [IntCounter; 3],
+    cache_bytes: IntGauge,
+    cache_evictions: IntCounter,
+    audit_dropped: IntCounter,
 }
 
 /// One open client connection, counted in `portcullis_client_connections` until dropped.
@@ -422,6 +442,27 @@ impl Metrics {
         )?;
         registry.register(Box::new(last_reload.clone()))?;
 
+        let cache_requests = resolve(
+            &counter_vec(
+                "portcullis_cache_requests_total",
+                "Manifest requests the cache could answer, by result (hit, miss, coalesced).",
+                &["result"],
+            )?,
+            |i| CacheResult::ALL[i].as_str(),
+        );
+        let cache_bytes = gauge(
+            "portcullis_cache_bytes",
+            "Bytes of manifest answers held in the cache now (bounded by cache.manifests.max_memory).",
+        )?;
+        let cache_evictions = counter(
+            "portcullis_cache_evictions_total",
+            "Cached manifest answers evicted for space or because their time was up.",
+        )?;
+        let audit_dropped = counter(
+            "portcullis_audit_lines_dropped_total",
+            "Audit lines dropped because the log writer fell behind (its queue was full).",
+        )?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -443,7 +484,31 @@ impl Metrics {
             connections,
             last_reload,
             tls_expiry: OnceLock::new(),
+            cache_requests,
+            cache_bytes,
+            cache_evictions,
+            audit_dropped,
         })
+    }
+
+    /// A manifest request the cache was asked about, and how it was answered.
+    pub fn cache_request(&self, result: CacheResult) {
+        self.cache_requests[result.index()].inc();
+    }
+
+    /// `delta` bytes of answers entered (positive) or left (negative) the cache.
+    pub fn cache_bytes(&self, delta: i64) {
+        self.cache_bytes.add(delta);
+    }
+
+    /// A cached answer was evicted (space or time).
+    pub fn cache_eviction(&self) {
+        self.cache_evictions.inc();
+    }
+
+    /// An audit line was dropped: the writer's queue was full.
+    pub fn audit_line_dropped(&self) {
+        self.audit_dropped.inc();
     }
 
     /// One answered request: counts it and records how long it took.

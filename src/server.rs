@@ -15,6 +15,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::{self, Readiness};
 use crate::authn::lockout::Lockout;
+use crate::cache::ManifestCache;
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
@@ -40,6 +41,9 @@ pub struct Prepared {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers.
     pub readiness: Arc<Readiness>,
+    /// The manifest cache, when configured: what the cluster bus feeds
+    /// ([`ManifestCache::receive`]).
+    pub cache: Option<Arc<ManifestCache>>,
 }
 
 impl Prepared {
@@ -104,6 +108,15 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     let upstream_addr = resolve_upstream(&config.upstream.address)?;
     // Outside the reloadable state: a reload must not wipe the failed-login counters.
     let lockout = Arc::new(Lockout::new(config.auth.lockout.clone()));
+    // Outside the reloadable state too: a reload keeps what is cached (writes, not reloads,
+    // make cached answers stale). The cluster bus, when there is one, replaces `Local`.
+    let cache = config.cache.manifests.map(|settings| {
+        Arc::new(ManifestCache::new(
+            settings,
+            metrics.clone(),
+            Arc::new(crate::cache::Local),
+        ))
+    });
     let proxy = Portcullis::new(
         state.clone(),
         &config,
@@ -113,6 +126,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             metrics: metrics.clone(),
             lockout,
             ui: Arc::new(crate::ui::Ui::new(&config.ui).map_err(|e| anyhow!("ui: {e}"))?),
+            cache: cache.clone(),
         },
     );
     let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -195,5 +209,6 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         shutdown_timeout: config.shutdown_timeout,
         metrics,
         readiness,
+        cache,
     })
 }

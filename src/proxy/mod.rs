@@ -3,17 +3,19 @@
 //!
 //! | phase | job |
 //! |---|---|
-//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals |
+//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals, then answer from the manifest cache when it can |
 //! | `upstream_peer` | the registry, with timeouts |
 //! | `upstream_request_filter` | strip credentials and spoofable headers, set `X-Forwarded-*` |
+//! | `upstream_response_filter` | refuse a `101`; the manifest cache sees the answer head |
 //! | `request_body_filter` | work around a Pingora HTTP/2 → HTTP/1 chunking bug |
+//! | `response_body_filter` | the manifest cache captures a leading request's answer |
 //! | `fail_to_proxy` | an OCI error when the registry is down or slow |
 //! | `logging` | the audit line |
 //!
 //! The helpers the phases call live beside this file, one job each: [`login`] (who is
 //! asking), [`challenge`] (the 401's `WWW-Authenticate`), [`token_endpoint`], [`listing`]
-//! (the filtered catalog), [`forward`] (client address, spoofable headers) and [`answer`]
-//! (answers written by portcullis itself).
+//! (the filtered catalog), [`forward`] (client address, spoofable headers), [`cached`] (the
+//! manifest cache's part) and [`answer`] (answers written by portcullis itself).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,16 +80,27 @@ impl ui::gateway::Gateway for Portcullis {
     fn tls(&self) -> bool {
         Portcullis::tls(self)
     }
+
+    fn manifests_changed(&self, repository: &str, done: bool) {
+        if let Some(cache) = &self.cache {
+            if done {
+                cache.written(repository);
+            } else {
+                cache.writing(repository);
+            }
+        }
+    }
 }
 
 mod answer;
+mod cached;
 mod challenge;
 mod forward;
 mod listing;
 mod login;
 mod token_endpoint;
 
-pub(crate) use answer::{respond, respond_json};
+pub(crate) use answer::{respond, respond_cached, respond_json};
 pub(crate) use challenge::basic_challenge;
 use forward::manifest_media_type;
 use login::authorization;
@@ -102,6 +115,8 @@ pub struct Shared {
     pub lockout: Arc<Lockout>,
     /// The web UI (its session key lives as long as the process).
     pub ui: Arc<Ui>,
+    /// The manifest cache, when `cache.manifests` is configured (kept across reloads).
+    pub cache: Option<Arc<crate::cache::ManifestCache>>,
 }
 
 /// The proxy: the current [`State`] and where the registry is.
@@ -121,6 +136,7 @@ pub struct Portcullis {
     limits: Limits,
     listen: String,
     ui: Arc<Ui>,
+    cache: Option<Arc<crate::cache::ManifestCache>>,
 }
 
 impl Portcullis {
@@ -146,6 +162,7 @@ impl Portcullis {
             limits: config.limits,
             listen: config.listen.to_string(),
             ui: shared.ui,
+            cache: shared.cache,
         }
     }
 
@@ -187,6 +204,8 @@ pub struct RequestCtx {
     /// What a token request asked for and was given (token endpoint only).
     token: TokenAudit,
     ui: bool,
+    /// What the manifest cache did.
+    cache: cached::CacheCtx,
 }
 
 /// The token endpoint's part of the audit line: scopes in their parsed, bounded form
@@ -225,6 +244,7 @@ impl ProxyHttp for Portcullis {
             token_endpoint: false,
             token: TokenAudit::default(),
             ui: false,
+            cache: Default::default(),
         }
     }
 
@@ -370,7 +390,8 @@ impl ProxyHttp for Portcullis {
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
                 ctx.drop_mount = drop_mount;
-                Ok(false)
+                // Only now, authorized, may an answer come from the cache.
+                self.serve_cached(session, ctx).await
             }
             Decision::FilteredCatalog => {
                 ctx.outcome = Outcome::Allowed;
@@ -417,7 +438,7 @@ impl ProxyHttp for Portcullis {
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         // We never forward `Upgrade`, so a registry that switches protocols anyway is
         // misbehaving: relaying the 101 would turn an authorized request into a raw tunnel.
@@ -427,7 +448,19 @@ impl ProxyHttp for Portcullis {
                 "the registry answered 101 Switching Protocols",
             ));
         }
+        self.cache_response(upstream_response, ctx);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        self.cache_body(body.as_ref(), end_of_stream, ctx);
+        Ok(None)
     }
 
     async fn request_body_filter(
@@ -453,6 +486,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         ctx.outcome = Outcome::Error;
+        self.cache_written(ctx);
         if e.esource() == &ErrorSource::Upstream {
             self.metrics.upstream_error(m::UpstreamErrorKind::of(e));
         }
@@ -492,6 +526,7 @@ impl ProxyHttp for Portcullis {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let elapsed = ctx.started.elapsed();
+        self.cache_written(ctx);
         let action = if ctx.token_endpoint {
             m::Action::Token
         } else if ctx.ui {
@@ -531,6 +566,7 @@ impl ProxyHttp for Portcullis {
             scopes_requested = ctx.token.requested.as_str(),
             scopes_granted = ctx.token.granted.as_str(),
             key_id = ctx.token.key_id.as_str(),
+            cache = ctx.cache.result,
             status,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),

@@ -237,6 +237,7 @@ impl Reloader {
                 old.shutdown_timeout != new.shutdown_timeout,
             ),
             ("limits", old.limits != new.limits),
+            ("cache", old.cache != new.cache),
             ("auth.lockout", old.auth.lockout != new.auth.lockout),
             (
                 "ui.session_key_file",

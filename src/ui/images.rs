@@ -208,10 +208,12 @@ pub(super) async fn delete(page: &Page<'_>) -> Answer {
         return answer;
     }
     let peer = page.proxy.peer();
+    page.proxy.manifests_changed(page.name, false);
     let result = page
         .reader
         .delete_manifest(&peer, page.proxy.upstream_host(), page.name, digest)
         .await;
+    page.proxy.manifests_changed(page.name, true);
     let mut answer = match result {
         Ok(()) => Answer::redirect(
             format!("{}repo/{}?deleted={digest}", chrome.base, page.name),
