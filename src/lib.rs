@@ -29,12 +29,14 @@
 //! | [`server`] | builds the Pingora server: listeners, TLS, threads |
 //! | [`outcome`] | how a request ended: the audit line's decision and the metric label |
 //! | [`metrics`] | the Prometheus registry and one method per thing counted |
+//! | [`audit`] | the per-request audit line, formatted into reused buffers, written off the request path |
 //! | [`admin`] | the admin listener (`/metrics`, `/healthz`, `/readyz`) and the registry probe |
 //! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
 
 pub mod acl;
 pub mod acl_tests;
 pub mod admin;
+pub mod audit;
 pub mod authn;
 pub mod cache;
 pub mod catalog;

@@ -99,6 +99,8 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
+    let dropped = metrics.clone();
+    crate::audit::on_drop(Box::new(move || dropped.audit_line_dropped()));
     metrics.set_acl_rules(state.acl.len());
     metrics.config_loaded();
     let readiness = Arc::new(Readiness::new());

@@ -549,31 +549,32 @@ impl ProxyHttp for Portcullis {
         self.metrics.response(status);
         let req = session.req_header();
         let route = ctx.route();
-        tracing::info!(
-            target: "audit",
-            client = %ctx.client,
-            account = ctx.account.as_deref().unwrap_or(""),
-            method = req.method.as_str(),
-            path = req.uri.path(),
-            repository = route.and_then(Route::repository).unwrap_or(""),
-            action = match (route, action) {
-                (Some(route), _) => route.action().map(|a| a.as_str()).unwrap_or(action.as_str()),
+        crate::audit::request(&crate::audit::Request {
+            client: &ctx.client,
+            account: ctx.account.as_deref().unwrap_or(""),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            repository: route.and_then(Route::repository).unwrap_or(""),
+            action: match (route, action) {
+                (Some(route), _) => route
+                    .action()
+                    .map(|a| a.as_str())
+                    .unwrap_or(action.as_str()),
                 (None, m::Action::Token | m::Action::Ui) => action.as_str(),
                 (None, _) => "",
             },
-            decision = ctx.outcome.as_str(),
-            rule = ctx.rule.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-            scopes_requested = ctx.token.requested.as_str(),
-            scopes_granted = ctx.token.granted.as_str(),
-            key_id = ctx.token.key_id.as_str(),
-            cache = ctx.cache.result,
+            decision: ctx.outcome.as_str(),
+            rule: ctx.rule.as_ref().map(|r| r as &dyn std::fmt::Display),
+            scopes_requested: ctx.token.requested.as_str(),
+            scopes_granted: ctx.token.granted.as_str(),
+            key_id: ctx.token.key_id.as_str(),
+            cache: ctx.cache.result,
             status,
-            bytes_in = session.body_bytes_read(),
-            bytes_out = session.body_bytes_sent(),
-            duration_ms = duration_ms(elapsed),
-            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
-            "request"
-        );
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+            duration_ms: duration_ms(elapsed),
+            error: error.map(|e| e.etype().as_str()).unwrap_or(""),
+        });
     }
 }
 
