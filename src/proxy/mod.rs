@@ -327,9 +327,9 @@ impl ProxyHttp for Portcullis {
             }
         };
         // Known from here on, so refusals below are logged and counted by action.
-        let route = parsed.route.clone();
         let unknown_reference = parsed.unknown_reference;
-        ctx.parsed = Some(parsed);
+        // Borrowed from the context for the rest of this phase (no copy per request).
+        let route = &ctx.parsed.insert(parsed).route;
         if route.endpoint() == Endpoint::Manifest && req.method == http::Method::PUT {
             match manifest_media_type(req) {
                 Ok(media_type) => ctx.media_type = media_type,
@@ -346,37 +346,38 @@ impl ProxyHttp for Portcullis {
             Err(_) => {
                 self.metrics.auth_failure(AuthFailure::Malformed);
                 ctx.outcome = Outcome::Unauthenticated;
-                let challenge = self.challenge(session, &state, Some(&route), false);
+                let challenge = self.challenge(session, &state, Some(route), false);
                 respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 return Ok(true);
             }
         };
-        if let Credentials::Basic { account, .. } = &creds {
-            ctx.account = Some(account.clone());
-        }
-        let (identity, claims) = match self.identify(&state, &creds, ctx.client).await {
+        let (mut identity, claims) = match self.identify(&state, &creds, ctx.client).await {
             Ok(found) => found,
             Err(refusal) => {
+                // The account as the caller named it, for the audit line.
+                if let Credentials::Basic { account, .. } = &creds {
+                    ctx.account = Some(account.clone());
+                }
                 ctx.outcome = refusal.outcome;
                 let mut extra = refusal.headers;
                 if refusal.error.status == 401 {
-                    extra.push(self.challenge(session, &state, Some(&route), false));
+                    extra.push(self.challenge(session, &state, Some(route), false));
                 }
                 respond(session, &refusal.error, &extra).await?;
                 return Ok(true);
             }
         };
-        ctx.account = Some(identity.account.clone());
         let subject = Subject {
             identity: &identity,
             ip: ctx.client.ip(),
             service: state.service(),
         };
-        let decision = match &claims {
-            Some(claims) => policy::authorize_bearer(&state.acl, subject, &route, claims),
-            None => policy::authorize(&state.acl, subject, &route),
+        let mut decision = match &claims {
+            Some(claims) => policy::authorize_bearer(&state.acl, subject, route, claims),
+            None => policy::authorize(&state.acl, subject, route),
         };
-        ctx.rule = decision.rule().cloned();
+        ctx.rule = decision.take_rule();
+        let anonymous = identity.is_anonymous();
         match decision {
             Decision::Allow { .. } if unknown_reference => {
                 // The registry routes a reference in neither grammar nowhere: 404, as the OCI
@@ -385,36 +386,35 @@ impl ProxyHttp for Portcullis {
                 ctx.outcome = Outcome::Allowed;
                 let e = OciError::new(404, "MANIFEST_UNKNOWN", "manifest unknown");
                 respond(session, &e, &[]).await?;
-                Ok(true)
             }
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
                 ctx.drop_mount = drop_mount;
+                ctx.account = Some(std::mem::take(&mut identity.account));
                 // Only now, authorized, may an answer come from the cache.
-                self.serve_cached(session, ctx).await
+                return self.serve_cached(session, ctx).await;
             }
             Decision::FilteredCatalog => {
                 ctx.outcome = Outcome::Allowed;
                 self.filtered_catalog(session, &state, subject).await?;
-                Ok(true)
             }
             Decision::InsufficientScope { .. } => {
                 ctx.outcome = Outcome::InsufficientScope;
-                let challenge = self.challenge(session, &state, Some(&route), true);
+                let challenge = self.challenge(session, &state, Some(route), true);
                 respond(session, &OciError::unauthorized(), &[challenge]).await?;
-                Ok(true)
             }
             Decision::Deny { .. } => {
                 ctx.outcome = Outcome::Denied;
-                if identity.is_anonymous() {
-                    let challenge = self.challenge(session, &state, Some(&route), false);
+                if anonymous {
+                    let challenge = self.challenge(session, &state, Some(route), false);
                     respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 } else {
                     respond(session, &OciError::denied(), &[]).await?;
                 }
-                Ok(true)
             }
         }
+        ctx.account = Some(identity.account);
+        Ok(true)
     }
 
     async fn upstream_peer(
