@@ -19,6 +19,10 @@ pub const QUEUE: usize = 8192;
 const POOL: usize = 256;
 /// Buffers that grew past this are not reused (a very long path made them large).
 const POOL_BUFFER_MAX: usize = 16 * 1024;
+/// After the first line of a batch, how long the writer lets more lines gather before it
+/// writes: one wake-up and one `write` per few milliseconds of traffic instead of one per
+/// request (measured: a wake-up per line cost more CPU than the line itself).
+const GATHER: Duration = Duration::from_millis(5);
 
 /// Where audit lines go: a queue to the writer thread.
 pub struct Writer {
@@ -104,6 +108,7 @@ fn write_loop(
                 let Ok(line) = line else { return };
                 batch.extend_from_slice(&line);
                 recycle(&pool, line);
+                std::thread::sleep(GATHER);
                 // Whatever else is queued goes in the same write.
                 while batch.len() < 256 * 1024 {
                     match lines.try_recv() {
