@@ -5,6 +5,7 @@ auth, N requests; the proxy's utime+stime (/proc/PID/stat) before and after, div
     cargo build --release && python3 bench/cpu.py                        # this checkout
     python3 bench/cpu.py --binary A=/tmp/old/portcullis --binary B=target/release/portcullis
     python3 bench/cpu.py --perf perf.data        # also `perf record -g` the first binary's loop
+    python3 bench/cpu.py --strace counts.txt     # or count its system calls (strace -c)
     python3 bench/cpu.py --cache '{tag_ttl: 5s}' # with cache.manifests (hits by tag)
 
 Each binary is measured `--rounds` times, interleaved, and the median is reported; the client
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--by", choices=["tag", "digest"], default="tag")
     ap.add_argument("--cache", default="", help="cache.manifests YAML, e.g. '{tag_ttl: 5s}'")
     ap.add_argument("--perf", metavar="FILE", help="perf record -g the first binary's last round")
+    ap.add_argument("--strace", metavar="FILE",
+                    help="strace -c (syscall counts) of the first binary's last round instead")
     args = ap.parse_args()
     binaries = [b.split("=", 1) for b in args.binary] or [
         ["portcullis", os.path.join(bench.ROOT, "target/release/portcullis")]]
@@ -112,8 +115,10 @@ def main():
     for rnd in range(args.rounds):
         for name, (port, p) in proxies.items():
             perf = None
-            if args.perf and rnd == args.rounds - 1 and name == binaries[0][0]:
-                perf = subprocess.Popen(["perf", "record", "-g", "-o", args.perf, "-p", str(p.pid)],
+            if (args.perf or args.strace) and rnd == args.rounds - 1 and name == binaries[0][0]:
+                argv = (["perf", "record", "-g", "-o", args.perf] if args.perf else
+                        ["strace", "-f", "-c", "-o", args.strace])
+                perf = subprocess.Popen(argv + ["-p", str(p.pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
             c0, r0 = bench.cpu_seconds([p.pid]), bench.cpu_seconds([reg_p.pid])
