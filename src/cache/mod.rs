@@ -215,3 +215,104 @@ impl ManifestCache {
 fn weight(key: &Key, entry: &Entry) -> u32 {
     u32::try_from(key.weight() + entry.weight()).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use pingora::http::ResponseHeader;
+    use std::sync::Mutex;
+
+    /// Records what would go to the other replicas.
+    #[derive(Default)]
+    struct Spy(Mutex<Vec<String>>);
+
+    impl Invalidations for Spy {
+        fn publish(&self, repository: &str) {
+            self.0.lock().unwrap().push(repository.to_owned());
+        }
+    }
+
+    fn cache(spy: Arc<Spy>) -> ManifestCache {
+        ManifestCache::new(
+            Manifests {
+                max_memory: 1 << 20,
+                digest_ttl: Duration::from_secs(600),
+                tag_ttl: Duration::ZERO,
+            },
+            Arc::new(Metrics::new()),
+            spy,
+        )
+    }
+
+    /// Leads a fill for `repository`@digest and completes it with `{}`; then waits until the
+    /// entry is found (moka stores it from the lookup's task).
+    async fn fill(c: &ManifestCache, repository: &str) {
+        let key = c
+            .key(repository, "sha256:00", &http::HeaderMap::new())
+            .unwrap();
+        let Lookup::Lead(mut fill) = c.lookup(key, true).await else {
+            panic!("an empty cache leads");
+        };
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("Content-Length", "2").unwrap();
+        fill.response(&resp);
+        fill.body(Some(&Bytes::from_static(b"{}")), true);
+        for _ in 0..1000 {
+            if hit(c, repository).await {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the fill was never stored");
+    }
+
+    async fn hit(c: &ManifestCache, repository: &str) -> bool {
+        match c.key(repository, "sha256:00", &http::HeaderMap::new()) {
+            Some(key) => matches!(c.lookup(key, false).await, Lookup::Hit(..)),
+            None => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_and_bus_events_forget_what_they_must() {
+        let spy = Arc::new(Spy::default());
+        let c = cache(spy.clone());
+        fill(&c, "a").await;
+        fill(&c, "b").await;
+
+        // A write here: forgotten on the way in, again on the way out, and published once.
+        c.writing("a");
+        assert!(!hit(&c, "a").await);
+        c.written("a");
+        assert_eq!(*spy.0.lock().unwrap(), vec!["a".to_owned()]);
+        fill(&c, "a").await;
+
+        // A write elsewhere: forgotten, not published again.
+        c.receive(Received::Evict("a"));
+        assert!(!hit(&c, "a").await);
+        assert_eq!(spy.0.lock().unwrap().len(), 1);
+
+        // The subscription lost: nothing is served or stored until it is back.
+        c.receive(Received::Lost);
+        assert!(!hit(&c, "b").await);
+        assert!(c.key("b", "sha256:00", &http::HeaderMap::new()).is_none());
+        c.receive(Received::Restored);
+        assert!(!hit(&c, "b").await, "the cache starts again from empty");
+        fill(&c, "b").await;
+    }
+
+    #[tokio::test]
+    async fn tags_are_not_cached_while_tag_ttl_is_zero_nor_conditional_requests() {
+        let c = cache(Arc::new(Spy::default()));
+        let none = http::HeaderMap::new();
+        assert!(c.key("a", "latest", &none).is_none());
+        assert!(c.key("a", "sha256:00", &none).is_some());
+        let mut conditional = http::HeaderMap::new();
+        conditional.insert(
+            http::header::IF_NONE_MATCH,
+            "\"sha256:00\"".parse().unwrap(),
+        );
+        assert!(c.key("a", "sha256:00", &conditional).is_none());
+    }
+}
