@@ -20,6 +20,7 @@ pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
 pub use crate::cluster::Settings as Cluster;
 pub use crate::authn::oidc::Oidc;
+pub use crate::cache::Settings as Cache;
 pub use crate::token::Token;
 pub use crate::upstream::auth::Settings as UpstreamAuth;
 pub use crate::upstream::select::Entry as UpstreamEntry;
@@ -64,6 +65,8 @@ pub struct Config {
     pub ui: Ui,
     /// Redis shared by the replicas; `None`: every replica keeps its own state.
     pub cluster: Option<Cluster>,
+    /// What portcullis may answer from memory (`cache:`); nothing by default.
+    pub cache: Cache,
     /// Findings that do not stop a start (a docker_auth section nothing reads), printed by
     /// `check` and logged at start and reload with the loaders' warnings.
     pub warnings: Vec<Diagnostic>,
@@ -193,6 +196,7 @@ struct RawConfig {
     ui: Option<RawUi>,
     #[serde(default)]
     cluster: Option<RawCluster>,
+    cache: Option<RawCache>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +211,24 @@ struct RawCluster {
     key_prefix: Option<String>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default)]
+    manifests: Option<RawManifestCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifestCache {
+    #[serde(default, deserialize_with = "de_size_opt")]
+    max_memory: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    digest_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    tag_ttl: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -705,6 +727,27 @@ fn de_duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
             parse_duration(&v.to_string()).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V).map(Some)
+}
+
+/// A byte size (`64MiB`), located at the value like [`de_duration_opt`].
+fn de_size_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a size such as 512KiB, 64MiB or 1GiB")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            crate::cache::settings::parse_size(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            crate::cache::settings::parse_size(&v.to_string()).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            crate::cache::settings::parse_size(&v.to_string()).map_err(E::custom)
         }
     }
     d.deserialize_str(V).map(Some)
@@ -1402,6 +1445,44 @@ impl Config {
                 err(key, why);
             }
         }
+        let cache = Cache {
+            manifests: raw.cache.and_then(|c| c.manifests).map(|m| {
+                let d = crate::cache::Manifests::default();
+                crate::cache::Manifests {
+                    max_memory: m.max_memory.unwrap_or(d.max_memory),
+                    digest_ttl: m.digest_ttl.unwrap_or(d.digest_ttl),
+                    tag_ttl: m.tag_ttl.unwrap_or(d.tag_ttl),
+                }
+            }),
+        };
+        if let Some(m) = &cache.manifests {
+            if m.max_memory < 1 << 20 {
+                err(
+                    "cache.manifests.max_memory",
+                    "must be at least 1MiB (leave out cache.manifests to cache nothing)".into(),
+                );
+            }
+            if m.max_memory > 1 << 40 {
+                err(
+                    "cache.manifests.max_memory",
+                    "must be at most 1024GiB".into(),
+                );
+            }
+            if m.digest_ttl.is_zero() {
+                err(
+                    "cache.manifests.digest_ttl",
+                    "must be more than 0 (leave out cache.manifests to cache nothing)".into(),
+                );
+            }
+            for (key, ttl) in [
+                ("cache.manifests.digest_ttl", m.digest_ttl),
+                ("cache.manifests.tag_ttl", m.tag_ttl),
+            ] {
+                if ttl > Duration::from_secs(30 * 86_400) {
+                    err(key, "must be at most 720h".into());
+                }
+            }
+        }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -1446,6 +1527,7 @@ impl Config {
             limits,
             ui,
             cluster,
+            cache,
             warnings,
         })
     }
@@ -1800,6 +1882,62 @@ mod tests {
             assert_eq!(e.0[0].key.as_deref(), Some(key), "{bad}: {e}");
         }
         assert!(with("  colour: red\n").is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn cache_is_off_by_default_and_validated_at_its_keys() {
+        let d = dir_with(&[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n",
+            ),
+            ("acl.yaml", "[]\n"),
+        ]);
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.cache, Cache::default());
+        assert!(c.cache.manifests.is_none());
+        let with = |cache: &str| {
+            fs::write(
+                d.path().join("proxy.yaml"),
+                format!("upstream: http://127.0.0.1:5001\nacl: acl.yaml\ncache:\n{cache}"),
+            )
+            .unwrap();
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = with("  manifests: {}\n").unwrap();
+        assert_eq!(c.cache.manifests, Some(crate::cache::Manifests::default()));
+        let c = with("  manifests: {max_memory: 16MiB, digest_ttl: 1h, tag_ttl: 5s}\n").unwrap();
+        let m = c.cache.manifests.unwrap();
+        assert_eq!(m.max_memory, 16 << 20);
+        assert_eq!(m.digest_ttl, Duration::from_secs(3600));
+        assert_eq!(m.tag_ttl, Duration::from_secs(5));
+        for (bad, key, line) in [
+            (
+                "  manifests:\n    max_memory: 64MB\n",
+                "cache.manifests.max_memory",
+                5,
+            ),
+            (
+                "  manifests:\n    max_memory: 512KiB\n",
+                "cache.manifests.max_memory",
+                5,
+            ),
+            (
+                "  manifests:\n    digest_ttl: 0s\n",
+                "cache.manifests.digest_ttl",
+                5,
+            ),
+            (
+                "  manifests:\n    tag_ttl: 800h\n",
+                "cache.manifests.tag_ttl",
+                5,
+            ),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{bad}: {e}");
+            assert_eq!(e.0[0].line, Some(line), "{bad}: {e}");
+        }
+        assert!(with("  blobs: {}\n").is_err(), "unknown keys are errors");
     }
 
     #[test]

@@ -171,11 +171,17 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => {
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .init();
+            // Request audit lines: the same JSON, written by a background thread.
+            if let Err(e) = portcullis::audit::install() {
+                tracing::warn!(error = %e, "audit lines are written on the request path");
+            }
+        }
         LogFormat::Text => builder.init(),
     }
 }
@@ -214,6 +220,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     );
     let prepared = portcullis::server::prepare(path, config, built.state)?;
     prepared.run();
+    portcullis::audit::flush();
     tracing::info!("portcullis stopped");
     Ok(())
 }

@@ -30,6 +30,10 @@
 //! | `portcullis_cluster_up` (gauge 0/1, only with `cluster:`) | |
 //! | `portcullis_cluster_errors_total` (only with `cluster:`) | |
 //! | `portcullis_rate_limited_total` | `scope` (`account`, `address`) |
+//! | `portcullis_cache_requests_total` | `result` (`hit`, `miss`, `coalesced`) |
+//! | `portcullis_cache_bytes` (gauge) | |
+//! | `portcullis_cache_evictions_total` | |
+//! | `portcullis_audit_lines_dropped_total` | |
 //! | `process_*` (Linux) | |
 
 use std::sync::OnceLock;
@@ -270,6 +274,18 @@ impl StatusClass {
     }
 }
 
+label_enum! {
+    /// The `result` label of `portcullis_cache_requests_total`.
+    CacheResult {
+        /// Answered from memory.
+        Hit => "hit",
+        /// Asked of the registry (the answer may then fill the cache).
+        Miss => "miss",
+        /// Waited for another request's registry answer and shared it.
+        Coalesced => "coalesced",
+    }
+}
+
 const ACTIONS: usize = 8;
 const DECISIONS: usize = 6;
 const CLASSES: usize = 6;
@@ -300,6 +316,10 @@ pub struct Metrics {
     tls_expiry: OnceLock<IntGauge>,
     cluster: OnceLock<(IntGauge, IntCounter)>,
     rate_limited: [IntCounter; 2],
+    cache_requests: [IntCounter; 3],
+    cache_bytes: IntGauge,
+    cache_evictions: IntCounter,
+    audit_dropped: IntCounter,
 }
 
 label_enum! {
@@ -478,6 +498,27 @@ impl Metrics {
         )?;
         registry.register(Box::new(last_reload.clone()))?;
 
+        let cache_requests = resolve(
+            &counter_vec(
+                "portcullis_cache_requests_total",
+                "Manifest requests the cache could answer, by result (hit, miss, coalesced).",
+                &["result"],
+            )?,
+            |i| CacheResult::ALL[i].as_str(),
+        );
+        let cache_bytes = gauge(
+            "portcullis_cache_bytes",
+            "Bytes of manifest answers held in the cache now (bounded by cache.manifests.max_memory).",
+        )?;
+        let cache_evictions = counter(
+            "portcullis_cache_evictions_total",
+            "Cached manifest answers evicted for space or because their time was up.",
+        )?;
+        let audit_dropped = counter(
+            "portcullis_audit_lines_dropped_total",
+            "Audit lines dropped because the log writer fell behind (its queue was full).",
+        )?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -504,7 +545,31 @@ impl Metrics {
             tls_expiry: OnceLock::new(),
             cluster: OnceLock::new(),
             rate_limited,
+            cache_requests,
+            cache_bytes,
+            cache_evictions,
+            audit_dropped,
         })
+    }
+
+    /// A manifest request the cache was asked about, and how it was answered.
+    pub fn cache_request(&self, result: CacheResult) {
+        self.cache_requests[result.index()].inc();
+    }
+
+    /// `delta` bytes of answers entered (positive) or left (negative) the cache.
+    pub fn cache_bytes(&self, delta: i64) {
+        self.cache_bytes.add(delta);
+    }
+
+    /// A cached answer was evicted (space or time).
+    pub fn cache_eviction(&self) {
+        self.cache_evictions.inc();
+    }
+
+    /// An audit line was dropped: the writer's queue was full.
+    pub fn audit_line_dropped(&self) {
+        self.audit_dropped.inc();
     }
 
     /// One answered request: counts it and records how long it took.

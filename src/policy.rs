@@ -53,6 +53,17 @@ impl Decision {
             Decision::FilteredCatalog => None,
         }
     }
+
+    /// Moves the deciding rule out (for the audit line), leaving `None`: the proxy keeps the
+    /// rule for the rest of the request without copying it.
+    pub fn take_rule(&mut self) -> Option<RuleOrigin> {
+        match self {
+            Decision::Allow { rule, .. }
+            | Decision::Deny { rule }
+            | Decision::InsufficientScope { rule } => rule.take(),
+            Decision::FilteredCatalog => None,
+        }
+    }
 }
 
 /// Who is asking, and from where.

@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::{self, Readiness};
 use crate::authn::lockout::Lockout;
+use crate::cache::ManifestCache;
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
@@ -42,6 +43,9 @@ pub struct Prepared {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers.
     pub readiness: Arc<Readiness>,
+    /// The manifest cache, when configured: what the cluster bus feeds
+    /// ([`ManifestCache::receive`]).
+    pub cache: Option<Arc<ManifestCache>>,
 }
 
 impl Prepared {
@@ -99,6 +103,8 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
+    let dropped = metrics.clone();
+    crate::audit::on_drop(Box::new(move || dropped.audit_line_dropped()));
     metrics.set_acl_rules(state.acl.len());
     metrics.config_loaded();
     let readiness = Arc::new(Readiness::new());
@@ -132,6 +138,15 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     let revocations = Arc::new(crate::cluster::revocations::Revocations::new(
         cluster.clone(),
     ));
+    // Outside the reloadable state too: a reload keeps what is cached (writes, not reloads,
+    // make cached answers stale). The cluster bus, when there is one, replaces `Local`.
+    let cache = config.cache.manifests.map(|settings| {
+        Arc::new(ManifestCache::new(
+            settings,
+            metrics.clone(),
+            Arc::new(crate::cache::Local),
+        ))
+    });
     let proxy = Portcullis::new(
         state.clone(),
         &config,
@@ -151,6 +166,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
                     cluster.clone(),
                 ))
             }),
+            cache: cache.clone(),
         },
     );
     let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -238,5 +254,6 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         shutdown_delay: config.shutdown_delay,
         metrics,
         readiness,
+        cache,
     })
 }

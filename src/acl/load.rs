@@ -394,7 +394,7 @@ fn compile_rule(cx: &mut FileCx<'_>, node: &Node) -> Option<Rule> {
         origin: RuleOrigin {
             file: cx.file.clone(),
             line: node.line,
-            comment,
+            comment: comment.map(Arc::from),
         },
     })
 }

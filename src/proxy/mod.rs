@@ -3,17 +3,19 @@
 //!
 //! | phase | job |
 //! |---|---|
-//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals |
+//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals, then answer from the manifest cache when it can |
 //! | `upstream_peer` | the registry, with timeouts |
 //! | `upstream_request_filter` | strip credentials and spoofable headers, set `X-Forwarded-*` |
+//! | `upstream_response_filter` | refuse a `101`; the manifest cache sees the answer head |
 //! | `request_body_filter` | work around a Pingora HTTP/2 → HTTP/1 chunking bug |
+//! | `response_body_filter` | the manifest cache captures a leading request's answer |
 //! | `fail_to_proxy` | an OCI error when the registry is down or slow |
 //! | `logging` | the audit line |
 //!
 //! The helpers the phases call live beside this file, one job each: [`login`] (who is
 //! asking), [`challenge`] (the 401's `WWW-Authenticate`), [`token_endpoint`], [`listing`]
-//! (the filtered catalog), [`forward`] (client address, spoofable headers) and [`answer`]
-//! (answers written by portcullis itself).
+//! (the filtered catalog), [`forward`] (client address, spoofable headers), [`cached`] (the
+//! manifest cache's part) and [`answer`] (answers written by portcullis itself).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,16 +77,27 @@ impl ui::gateway::Gateway for Portcullis {
     fn tls(&self) -> bool {
         Portcullis::tls(self)
     }
+
+    fn manifests_changed(&self, repository: &str, done: bool) {
+        if let Some(cache) = &self.cache {
+            if done {
+                cache.written(repository);
+            } else {
+                cache.writing(repository);
+            }
+        }
+    }
 }
 
 mod answer;
+mod cached;
 mod challenge;
 mod forward;
 mod listing;
 mod login;
 mod token_endpoint;
 
-pub(crate) use answer::{respond, respond_json};
+pub(crate) use answer::{respond, respond_cached, respond_json};
 pub(crate) use challenge::basic_challenge;
 use forward::manifest_media_type;
 use login::authorization;
@@ -103,6 +116,8 @@ pub struct Shared {
     pub revocations: Arc<crate::cluster::revocations::Revocations>,
     /// Request rate limits (`limits.rate`), when on.
     pub rate: Option<Arc<crate::cluster::rate::RateLimiter>>,
+    /// The manifest cache, when `cache.manifests` is configured (kept across reloads).
+    pub cache: Option<Arc<crate::cache::ManifestCache>>,
 }
 
 /// The proxy: the current [`State`] and where the registry is.
@@ -123,6 +138,7 @@ pub struct Portcullis {
     limits: Limits,
     listen: String,
     ui: Arc<Ui>,
+    cache: Option<Arc<crate::cache::ManifestCache>>,
 }
 
 impl Portcullis {
@@ -149,6 +165,7 @@ impl Portcullis {
             limits: config.limits,
             listen: config.listen.to_string(),
             ui: shared.ui,
+            cache: shared.cache,
         }
     }
 
@@ -242,6 +259,8 @@ pub struct RequestCtx {
     issuer: String,
     /// Why a login was refused (`access key k… has expired`), for the audit line.
     reason: String,
+    /// What the manifest cache did.
+    cache: cached::CacheCtx,
 }
 
 /// The token endpoint's part of the audit line: scopes in their parsed, bounded form
@@ -254,12 +273,6 @@ struct TokenAudit {
 }
 
 impl RequestCtx {
-    /// Records the access key or CI issuer the caller logged in with, for the audit line.
-    fn note_via(&mut self, identity: &Identity) {
-        self.access_key = identity.key_id().unwrap_or_default().to_owned();
-        self.issuer = identity.issuer().unwrap_or_default().to_owned();
-    }
-
     /// The parsed route, once the target has been parsed.
     fn route(&self) -> Option<&Route> {
         self.parsed.as_ref().map(|p| &p.route)
@@ -291,6 +304,7 @@ impl ProxyHttp for Portcullis {
             access_key: String::new(),
             issuer: String::new(),
             reason: String::new(),
+            cache: Default::default(),
         }
     }
 
@@ -380,9 +394,9 @@ impl ProxyHttp for Portcullis {
             }
         };
         // Known from here on, so refusals below are logged and counted by action.
-        let route = parsed.route.clone();
         let unknown_reference = parsed.unknown_reference;
-        ctx.parsed = Some(parsed);
+        // Borrowed from the context for the rest of this phase (no copy per request).
+        let route = &ctx.parsed.insert(parsed).route;
         if route.endpoint() == Endpoint::Manifest && req.method == http::Method::PUT {
             match manifest_media_type(req) {
                 Ok(media_type) => ctx.media_type = media_type,
@@ -405,22 +419,23 @@ impl ProxyHttp for Portcullis {
             Err(_) => {
                 self.metrics.auth_failure(AuthFailure::Malformed);
                 ctx.outcome = Outcome::Unauthenticated;
-                let challenge = self.challenge(session, &state, Some(&route), false);
+                let challenge = self.challenge(session, &state, Some(route), false);
                 respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 return Ok(true);
             }
         };
-        if let Credentials::Basic { account, .. } = &creds {
-            ctx.account = Some(account.clone());
-        }
         let (identity, claims) = match self.identify(&state, &creds, ctx.client).await {
             Ok(found) => found,
             Err(refusal) => {
+                // The account as the caller named it, for the audit line.
+                if let Credentials::Basic { account, .. } = &creds {
+                    ctx.account = Some(account.clone());
+                }
                 ctx.outcome = refusal.outcome;
                 ctx.reason = refusal.reason;
                 let mut extra = refusal.headers;
                 if refusal.error.status == 401 {
-                    extra.push(self.challenge(session, &state, Some(&route), false));
+                    extra.push(self.challenge(session, &state, Some(route), false));
                 }
                 respond(session, &refusal.error, &extra).await?;
                 return Ok(true);
@@ -432,17 +447,20 @@ impl ProxyHttp for Portcullis {
                 return self.rate_limited(session, ctx, limited).await;
             }
         }
-        ctx.note_via(&identity);
+        // The access key or CI issuer the caller logged in with, for the audit line.
+        ctx.access_key = identity.key_id().unwrap_or_default().to_owned();
+        ctx.issuer = identity.issuer().unwrap_or_default().to_owned();
         let subject = Subject {
             identity: &identity,
             ip: ctx.client.ip(),
             service: state.service(),
         };
-        let decision = match &claims {
-            Some(claims) => policy::authorize_bearer(&state.acl, subject, &route, claims),
-            None => policy::authorize(&state.acl, subject, &route),
+        let mut decision = match &claims {
+            Some(claims) => policy::authorize_bearer(&state.acl, subject, route, claims),
+            None => policy::authorize(&state.acl, subject, route),
         };
-        ctx.rule = decision.rule().cloned();
+        ctx.rule = decision.take_rule();
+        let anonymous = identity.is_anonymous();
         match decision {
             Decision::Allow { .. } if unknown_reference => {
                 // The registry routes a reference in neither grammar nowhere: 404, as the OCI
@@ -451,7 +469,6 @@ impl ProxyHttp for Portcullis {
                 ctx.outcome = Outcome::Allowed;
                 let e = OciError::new(404, "MANIFEST_UNKNOWN", "manifest unknown");
                 respond(session, &e, &[]).await?;
-                Ok(true)
             }
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
@@ -476,36 +493,36 @@ impl ProxyHttp for Portcullis {
                             ctx.drop_mount = true;
                         }
                     }
-                } else if route == Route::Catalog && self.upstreams.is_merged() {
+                } else if *route == Route::Catalog && self.upstreams.is_merged() {
                     // Several registries: the whole catalog is their merged list, answered
                     // here (nothing to filter: `registry:catalog:*` was granted).
                     self.merged_catalog(session).await?;
                     return Ok(true);
                 }
-                Ok(false)
+                // Only now, authorized, may an answer come from the cache.
+                return self.serve_cached(session, ctx).await;
             }
             Decision::FilteredCatalog => {
                 ctx.outcome = Outcome::Allowed;
                 self.filtered_catalog(session, &state, subject).await?;
-                Ok(true)
             }
             Decision::InsufficientScope { .. } => {
                 ctx.outcome = Outcome::InsufficientScope;
-                let challenge = self.challenge(session, &state, Some(&route), true);
+                let challenge = self.challenge(session, &state, Some(route), true);
                 respond(session, &OciError::unauthorized(), &[challenge]).await?;
-                Ok(true)
             }
             Decision::Deny { .. } => {
                 ctx.outcome = Outcome::Denied;
-                if identity.is_anonymous() {
-                    let challenge = self.challenge(session, &state, Some(&route), false);
+                if anonymous {
+                    let challenge = self.challenge(session, &state, Some(route), false);
                     respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 } else {
                     respond(session, &OciError::denied(), &[]).await?;
                 }
-                Ok(true)
             }
         }
+        ctx.account = Some(identity.account);
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -657,7 +674,19 @@ impl ProxyHttp for Portcullis {
                 }
             }
         }
+        self.cache_response(upstream_response, ctx);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        self.cache_body(body.as_ref(), end_of_stream, ctx);
+        Ok(None)
     }
 
     async fn request_body_filter(
@@ -683,6 +712,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         ctx.outcome = Outcome::Error;
+        self.cache_written(ctx);
         if e.esource() == &ErrorSource::Upstream {
             self.metrics
                 .upstream_error(&self.upstream_of(ctx).url(), m::UpstreamErrorKind::of(e));
@@ -730,6 +760,7 @@ impl ProxyHttp for Portcullis {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let elapsed = ctx.started.elapsed();
+        self.cache_written(ctx);
         let action = if ctx.token_endpoint {
             m::Action::Token
         } else if ctx.ui {
@@ -752,33 +783,35 @@ impl ProxyHttp for Portcullis {
         self.metrics.response(status);
         let req = session.req_header();
         let route = ctx.route();
-        tracing::info!(
-            target: "audit",
-            client = %ctx.client,
-            account = ctx.account.as_deref().unwrap_or(""),
-            method = req.method.as_str(),
-            path = req.uri.path(),
-            repository = route.and_then(Route::repository).unwrap_or(""),
-            action = match (route, action) {
-                (Some(route), _) => route.action().map(|a| a.as_str()).unwrap_or(action.as_str()),
+        crate::audit::request(&crate::audit::Request {
+            client: &ctx.client,
+            account: ctx.account.as_deref().unwrap_or(""),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            repository: route.and_then(Route::repository).unwrap_or(""),
+            action: match (route, action) {
+                (Some(route), _) => route
+                    .action()
+                    .map(|a| a.as_str())
+                    .unwrap_or(action.as_str()),
                 (None, m::Action::Token | m::Action::Ui) => action.as_str(),
                 (None, _) => "",
             },
-            decision = ctx.outcome.as_str(),
-            rule = ctx.rule.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-            scopes_requested = ctx.token.requested.as_str(),
-            scopes_granted = ctx.token.granted.as_str(),
-            key_id = ctx.token.key_id.as_str(),
-            access_key = ctx.access_key.as_str(),
-            issuer = ctx.issuer.as_str(),
-            reason = ctx.reason.as_str(),
+            decision: ctx.outcome.as_str(),
+            rule: ctx.rule.as_ref().map(|r| r as &dyn std::fmt::Display),
+            scopes_requested: ctx.token.requested.as_str(),
+            scopes_granted: ctx.token.granted.as_str(),
+            key_id: ctx.token.key_id.as_str(),
+            cache: ctx.cache.result,
+            access_key: ctx.access_key.as_str(),
+            issuer: ctx.issuer.as_str(),
+            reason: ctx.reason.as_str(),
             status,
-            bytes_in = session.body_bytes_read(),
-            bytes_out = session.body_bytes_sent(),
-            duration_ms = duration_ms(elapsed),
-            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
-            "request"
-        );
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+            duration_ms: duration_ms(elapsed),
+            error: error.map(|e| e.etype().as_str()).unwrap_or(""),
+        });
     }
 }
 

@@ -239,6 +239,7 @@ impl Reloader {
             ),
             ("shutdown_delay", old.shutdown_delay != new.shutdown_delay),
             ("limits", old.limits != new.limits),
+            ("cache", old.cache != new.cache),
             ("auth.lockout", old.auth.lockout != new.auth.lockout),
             (
                 "ui.session_key_file",
