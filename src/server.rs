@@ -139,13 +139,18 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         cluster.clone(),
     ));
     // Outside the reloadable state too: a reload keeps what is cached (writes, not reloads,
-    // make cached answers stale). The cluster bus, when there is one, replaces `Local`.
+    // make cached answers stale). With `cluster:`, writes are published to the other
+    // replicas and theirs are heard here.
     let cache = config.cache.manifests.map(|settings| {
-        Arc::new(ManifestCache::new(
-            settings,
-            metrics.clone(),
-            Arc::new(crate::cache::Local),
-        ))
+        let invalidations: Arc<dyn crate::cache::Invalidations> = match &cluster {
+            Some(cluster) => Arc::new(crate::cluster::evictions::Publisher::new(cluster.clone())),
+            None => Arc::new(crate::cache::Local),
+        };
+        let cache = Arc::new(ManifestCache::new(settings, metrics.clone(), invalidations));
+        if let Some(cluster) = &cluster {
+            crate::cluster::evictions::listen(cluster, cache.clone());
+        }
+        cache
     });
     let proxy = Portcullis::new(
         state.clone(),

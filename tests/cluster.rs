@@ -693,3 +693,92 @@ async fn concurrent_attempts_on_three_replicas_never_exceed_the_limit() {
     let granted = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(granted, 6, "exactly the limit, fleet-wide");
 }
+
+/// The manifest cache across replicas: a tag moved through replica A is read through replica
+/// B as the new digest at once, although B had the old answer cached for an hour (`tag_ttl:
+/// 1h`): A's write is published on the cluster bus and B forgets the repository.
+#[test]
+fn a_manifest_write_through_one_replica_is_seen_through_another_at_once() {
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let redis = Redis::start();
+    let fleet = Fleet::start(
+        &redis,
+        "cache:\n  manifests: {max_memory: 8MiB, digest_ttl: 10m, tag_ttl: 1h}\n",
+    );
+    let (a, b) = (&fleet.replicas[0], &fleet.replicas[1]);
+    let c = fleet.client();
+    let config = fleet.registry.push_blob("app", b"{}");
+    let manifest = |note: &str| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+            "layers": [],
+            "annotations": {"note": note},
+        })
+        .to_string()
+    };
+    let put = |body: &str| {
+        let r = c
+            .put(a.url("/v2/app/manifests/v1"))
+            .basic_auth("alice", Some(ALICE_PW))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    };
+    let read_b = || {
+        let r = c
+            .get(b.url("/v2/app/manifests/v1"))
+            .basic_auth("alice", Some(ALICE_PW))
+            .header("Accept", OCI_MANIFEST)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let digest = |body: &str| format!("sha256:{}", sha256_hex(body.as_bytes()));
+    let hits = "portcullis_cache_requests_total{result=\"hit\"}";
+
+    let mut latencies = Vec::new();
+    let mut previous = manifest("round 0");
+    put(&previous);
+    for round in 1..=5 {
+        // B caches the current tag: the second read is a hit.
+        let before = metric(fleet.admin[1], hits);
+        assert_eq!(read_b(), digest(&previous));
+        assert_eq!(read_b(), digest(&previous));
+        assert!(
+            metric(fleet.admin[1], hits) > before,
+            "B answered from its cache"
+        );
+
+        let next = manifest(&format!("round {round}"));
+        put(&next);
+        let written = std::time::Instant::now();
+        loop {
+            let seen = read_b();
+            if seen == digest(&next) {
+                latencies.push(written.elapsed());
+                break;
+            }
+            assert_eq!(seen, digest(&previous), "only the old or the new digest");
+            assert!(
+                written.elapsed() < Duration::from_secs(5),
+                "B still serves the old digest 5 s after the write through A"
+            );
+        }
+        previous = next;
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    eprintln!("write via A, read via B: new digest after {latencies:?} (median {median:?})");
+    assert!(
+        median < Duration::from_millis(100),
+        "the median write-to-visible time is {median:?}"
+    );
+}

@@ -32,6 +32,7 @@ pub use settings::{Settings, DEFAULT_PREFIX, DEFAULT_TIMEOUT};
 
 pub mod bus;
 pub mod counters;
+pub mod evictions;
 pub mod health;
 pub mod rate;
 pub mod revocations;

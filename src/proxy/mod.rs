@@ -621,11 +621,7 @@ impl ProxyHttp for Portcullis {
             let bodiless = *method == http::Method::GET
                 || *method == http::Method::HEAD
                 || (*method == http::Method::DELETE
-                    && session
-                        .req_header()
-                        .headers
-                        .get("content-length")
-                        .is_none()
+                    && session.req_header().headers.get("content-length").is_none()
                     && session
                         .req_header()
                         .headers
