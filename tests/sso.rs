@@ -3,7 +3,9 @@
 //! (`localhost`) than portcullis (`127.0.0.1`): the code flow with PKCE, state and nonce,
 //! claims from the ID token and the userinfo endpoint turned into the account and its labels,
 //! the ACL granting by those labels, what a callback must carry, key rotation at the provider,
-//! what ends an SSO session, and the whole sign-in in a real headless Chromium.
+//! a sign-in begun at one replica and finished at another, what ends an SSO session, the CLI
+//! access key page (a key that carries the person's groups, pushed with by skopeo), `check`
+//! and `explain --key`, and the whole sign-in and key in a real headless Chromium.
 
 mod common;
 
