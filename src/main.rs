@@ -86,6 +86,13 @@ enum Command {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
+    /// End every refresh token and web UI session of an account issued before now, on every
+    /// replica at once (needs `cluster:`). Access tokens stay valid until they expire.
+    Revoke {
+        /// The account whose refresh tokens and sessions end.
+        #[arg(long)]
+        account: String,
+    },
     /// Manage access keys in the file named by `auth.keys`.
     Key {
         #[command(subcommand)]
@@ -147,6 +154,7 @@ fn main() -> ExitCode {
         } => explain(&cli.config, account, key, ip, &labels, &scopes),
         Command::Key { action } => key(&cli.config, action),
         Command::HashPassword { cost } => hash_password(cost),
+        Command::Revoke { account } => revoke(&cli.config, &account),
         Command::GenTokenKey { dir } => gen_token_key(&dir),
     };
     match result {
@@ -378,6 +386,48 @@ fn explain(
         println!("{answer}");
     }
     Ok(())
+}
+
+fn revoke(path: &Path, account: &str) -> anyhow::Result<()> {
+    use portcullis::cluster::{revocations, Cluster};
+    let config = Config::load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let Some(settings) = &config.cluster else {
+        bail!(
+            "revoking across replicas needs `cluster:` (a Redis shared by the replicas) in {}. \
+             Without it each replica keeps its own state: change or remove the account's password \
+             (users file, htpasswd or LDAP), which ends its refresh tokens and UI sessions on every \
+             replica at their next use",
+            path.display()
+        );
+    };
+    // As long as anything it revokes can live: a refresh token or a UI session.
+    let keep = config
+        .auth
+        .token
+        .as_ref()
+        .map(|t| t.refresh_expiration)
+        .unwrap_or_default()
+        .max(config.ui.session_lifetime);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cluster = Cluster::connect(settings, None).map_err(|e| anyhow!("cluster: {e}"))?;
+        cluster
+            .ping()
+            .await
+            .map_err(|e| anyhow!("cannot reach {}: {e}", settings.redis))?;
+        let revoked = revocations::Revocations::new(Some(cluster));
+        let now = std::time::SystemTime::now();
+        revoked
+            .revoke(&revocations::account(account), now, keep)
+            .await
+            .map_err(|e| anyhow!("revocation not stored in {}: {e}", settings.redis))?;
+        println!(
+            "revoked: every refresh token and web UI session of {account:?} issued before now ends on every replica; access tokens already issued stay valid until they expire (auth.token.expiration)"
+        );
+        Ok(())
+    })
 }
 
 fn key(path: &Path, action: KeyCommand) -> anyhow::Result<()> {
