@@ -18,8 +18,8 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 pub use crate::authn::federation::Settings as Federation;
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
-pub use crate::cluster::Settings as Cluster;
 pub use crate::authn::oidc::Oidc;
+pub use crate::cluster::Settings as Cluster;
 pub use crate::token::Token;
 
 /// The whole validated configuration, with every relative path resolved against the

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 pub mod haproxy;
-pub mod redis;
 pub mod idp;
 pub mod issuer;
+pub mod redis;
 pub mod slapd;
 
 /// A free loopback port (bound then released; the tiny race is acceptable in tests).
