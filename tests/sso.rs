@@ -3,7 +3,9 @@
 //! (`localhost`) than portcullis (`127.0.0.1`): the code flow with PKCE, state and nonce,
 //! claims from the ID token and the userinfo endpoint turned into the account and its labels,
 //! the ACL granting by those labels, what a callback must carry, key rotation at the provider,
-//! what ends an SSO session, and the whole sign-in in a real headless Chromium.
+//! a sign-in begun at one replica and finished at another, what ends an SSO session, the CLI
+//! access key page (a key that carries the person's groups, pushed with by skopeo), `check`
+//! and `explain --key`, and the whole sign-in and key in a real headless Chromium.
 
 mod common;
 
@@ -57,6 +59,11 @@ fn oidc_section(idp: &Idp) -> String {
     )
 }
 
+/// The UI session key every replica shares (`ui.session_key_file`).
+const SESSION_KEY: &str = "a session key shared by the replicas, long enough\n";
+
+/// proxy.yaml without its `ui:` section (which [`world`] adds), so a second replica can put
+/// `auth.oidc.redirect_url` last in the `auth.oidc` section.
 fn config(idp: &Idp) -> String {
     format!(
         "upstream: {{upstream}}\nacl: acl.yaml\nauth:\n  users: users.yaml\n  keys: keys.jsonl\n{}",
@@ -97,12 +104,13 @@ fn world() -> Option<World> {
     let mut idp = Idp::new();
     let proxy = Proxy::start(
         ProxySetup {
-            config: &config(&idp),
+            config: &format!("{}ui:\n  session_key_file: session.key\n", config(&idp)),
             files: &[
                 ("acl.yaml", ACL.to_string()),
                 ("users.yaml", users_yaml(false)),
                 ("oidc-secret", format!("{}\n", idp::CLIENT_SECRET)),
                 ("keys.jsonl", String::new()),
+                ("session.key", SESSION_KEY.into()),
             ],
             tls: true,
         },
@@ -135,12 +143,20 @@ fn world() -> Option<World> {
 /// A browser-like client: a cookie jar, trusting portcullis' and the provider's test CAs,
 /// following no redirects.
 fn browser(w: &World) -> reqwest::blocking::Client {
+    browser_trusting(w, &[])
+}
+
+/// [`browser`], trusting also the CAs of `others` (more replicas).
+fn browser_trusting(w: &World, others: &[&Proxy]) -> reqwest::blocking::Client {
     let mut b = reqwest::blocking::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .tls_built_in_root_certs(false)
         .timeout(Duration::from_secs(30));
-    for ca in [w.proxy.dir.path().join("ca.pem"), w.idp.ca()] {
+    let cas = [w.proxy.dir.path().join("ca.pem"), w.idp.ca()]
+        .into_iter()
+        .chain(others.iter().map(|p| p.dir.path().join("ca.pem")));
+    for ca in cas {
         let pem = std::fs::read(ca).unwrap();
         b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
     }
@@ -175,7 +191,7 @@ fn to_callback(client: &reqwest::blocking::Client, w: &World, login: &str) -> St
         .find(|c| c.starts_with("portcullis_sso="))
         .expect("a flow cookie");
     assert!(flow.contains("SameSite=Lax") && flow.contains("HttpOnly") && flow.contains("Secure"));
-    let mut url = location(&r, &w.idp.issuer());
+    let url = location(&r, &w.idp.issuer());
     assert!(
         url.starts_with(&format!("{}/auth?", w.idp.issuer())),
         "{url}"
@@ -188,9 +204,19 @@ fn to_callback(client: &reqwest::blocking::Client, w: &World, login: &str) -> St
     ] {
         assert!(url.contains(part), "{part} missing in {url}");
     }
-    let callback = w.proxy.url("/ui/sso/callback");
+    through_provider(client, w, url, login)
+}
+
+/// From the provider's authorization address through its login form as `login`, until it
+/// sends the browser back to a portcullis callback: that address.
+fn through_provider(
+    client: &reqwest::blocking::Client,
+    w: &World,
+    mut url: String,
+    login: &str,
+) -> String {
     for _ in 0..10 {
-        if url.starts_with(&callback) {
+        if url.contains("/ui/sso/callback") {
             return url;
         }
         let r = client.get(&url).send().unwrap();
@@ -397,6 +423,45 @@ fn a_callback_needs_this_browsers_flow_its_state_and_its_issuer() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.text().unwrap().contains("nope"));
+}
+
+#[test]
+fn a_replica_finishes_a_sign_in_another_began_and_takes_its_session() {
+    let Some(w) = world() else { return };
+    // A second replica with the same session key; its callback address is the first's (as
+    // behind a load balancer, where both answer to one name).
+    let b = Proxy::start(
+        ProxySetup {
+            config: &format!(
+                "{}    redirect_url: {}\nui:\n  session_key_file: session.key\n",
+                config(&w.idp),
+                w.proxy.url("/ui/sso/callback")
+            ),
+            files: &[
+                ("acl.yaml", ACL.to_string()),
+                ("users.yaml", users_yaml(false)),
+                ("oidc-secret", format!("{}\n", idp::CLIENT_SECRET)),
+                ("keys.jsonl", String::new()),
+                ("session.key", SESSION_KEY.into()),
+            ],
+            tls: true,
+        },
+        &w.registry.url(),
+    );
+    let c = browser_trusting(&w, &[&b]);
+    // Begun at b (its flow cookie is for 127.0.0.1, as a shared name would be), finished at
+    // the first replica.
+    let r = c.get(b.url("/ui/sso/start")).send().unwrap();
+    assert_eq!(r.status(), 303, "{}", b.proc.output());
+    let begun_at_b = location(&r, &w.idp.issuer());
+    let url = through_provider(&c, &w, begun_at_b, "pat");
+    assert!(url.starts_with(&w.proxy.url("/ui/sso/callback")), "{url}");
+    assert_eq!(c.get(&url).send().unwrap().status(), 200);
+    // The session works on both.
+    assert_eq!(get(&c, &w, "/ui/").0, 200);
+    let r = c.get(b.url("/ui/")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("<strong>pat</strong>"));
 }
 
 #[test]

@@ -105,7 +105,7 @@ h1 { font-size: 1.5rem; margin: .5rem 0 1rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.15rem; margin: 0 0 .5rem; overflow-wrap: anywhere; }
 p.lead { color: var(--muted); margin-top: -.5rem; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: .9em; }
-input[type=text], input[type=password], input[type=search], textarea {
+input[type=text], input[type=password], input[type=search], input[type=number], textarea {
   font: inherit; width: 100%; padding: .5rem .6rem; border: 1px solid var(--line);
   border-radius: 6px; background: var(--bg); color: var(--fg);
 }
