@@ -430,7 +430,7 @@ impl Authenticators {
     ) -> Result<Identity, AuthnError> {
         let labels = match self.lookup_cached(&record.account).await {
             Ok(identity) => identity.labels,
-            Err(AuthnError::UnknownAccount) if record.robot => Labels::new(),
+            Err(AuthnError::UnknownAccount) if record.robot => record.labels.clone(),
             Err(AuthnError::UnknownAccount) => {
                 return Err(AuthnError::KeyAccountGone(record.id.clone()))
             }
@@ -960,6 +960,24 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_key_for_an_account_in_no_backend_carries_its_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let sso: Labels = [("groups".to_string(), vec!["platform".to_string()])].into();
+        let (_, jane) = keys::create_with_labels(&path, "jane", &sso, &[], None, "").unwrap();
+        let (_, alice) = keys::create_with_labels(&path, "alice", &sso, &[], None, "").unwrap();
+        let yaml = format!(
+            "alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n",
+            hash("pw")
+        );
+        let a = chain(&yaml, "").with_keys(Arc::new(keys::KeyStore::load(&path).unwrap()));
+        // jane (single sign-on) is in no backend: her key carries her labels.
+        assert_eq!(a.login("", &jane).await.unwrap().labels, sso);
+        // alice is: the backend's labels are the current ones, not the key's.
+        assert_eq!(a.login("", &alice).await.unwrap().labels["team"], vec!["a"]);
+    }
+
     /// A chain with alice (static, labelled) and access keys for alice and a robot.
     fn chain_with_keys() -> (Authenticators, String, String, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -968,6 +986,7 @@ mod tests {
             keys::create(&path, "alice", &["repository:a/*:pull".into()], None, "").unwrap();
         let (_, robot_key) = keys::create_robot(&path, "robot", &[], None, "").unwrap();
         let (_, orphan_key) = keys::create(&path, "gone", &[], None, "").unwrap();
+
         let yaml = format!(
             "alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n",
             hash("pw")

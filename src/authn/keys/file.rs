@@ -46,6 +46,8 @@ struct Line {
     description: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     robot: bool,
+    #[serde(default, skip_serializing_if = "crate::acl::Labels::is_empty")]
+    labels: crate::acl::Labels,
     sha256: String,
 }
 
@@ -116,6 +118,23 @@ pub fn validate_fields(account: &str, scopes: &[String], description: &str) -> R
     Scopes::parse(scopes).map(|_| ())
 }
 
+/// Checks the labels a key carries (robot and SSO keys): names and values not empty, no
+/// hidden characters, bounded.
+pub fn validate_labels(labels: &crate::acl::Labels) -> Result<(), String> {
+    if labels.len() > MAX_SCOPES {
+        return Err(format!("at most {MAX_SCOPES} labels"));
+    }
+    for (name, values) in labels {
+        let bad = |t: &str| t.is_empty() || t.len() > MAX_FIELD || has_hidden_characters(t);
+        if bad(name) || values.len() > MAX_SCOPES || values.iter().any(|v| bad(v)) {
+            return Err(format!(
+                "label {name:?}: names and values must be non-empty, short, without control characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -141,6 +160,13 @@ fn parse_line(text: &str, line: usize) -> Result<Entry, String> {
         ));
     }
     validate_fields(&raw.account, &raw.scopes, &raw.description)?;
+    validate_labels(&raw.labels)?;
+    if !raw.robot && !raw.labels.is_empty() {
+        return Err(
+            "labels are only for keys with `robot: true` (a backend gives the others theirs)"
+                .into(),
+        );
+    }
     let scopes = Scopes::parse(&raw.scopes)?;
     let created = parse_time(&raw.created).map_err(|e| format!("created: {e}"))?;
     let expires = match &raw.expires {
@@ -158,6 +184,7 @@ fn parse_line(text: &str, line: usize) -> Result<Entry, String> {
             expires,
             description: raw.description,
             robot: raw.robot,
+            labels: raw.labels,
         },
         scopes,
         digest,
@@ -211,6 +238,7 @@ pub fn render(record: &Record, digest: &SecretDigest) -> String {
         expires: record.expires.map(format_time),
         description: record.description.clone(),
         robot: record.robot,
+        labels: record.labels.clone(),
         sha256: secret::to_hex(digest),
     };
     // A struct of strings always serialises.
@@ -238,6 +266,7 @@ mod tests {
             expires: Some(parse_time("2027-03-01T02:50:00Z").unwrap()),
             description: "release \"pipeline\" ✓".into(),
             robot: true,
+            labels: [("groups".to_string(), vec!["platform".to_string()])].into(),
         };
         let d = secret::digest("pcl_x");
         let text = format!("# comment\n\n{}\n", render(&record, &d));

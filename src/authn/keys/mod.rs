@@ -37,10 +37,14 @@ pub struct Record {
     pub expires: Option<SystemTime>,
     /// Free text for humans (what the key is for).
     pub description: String,
-    /// A robot key's account need not exist in any backend (it then has no labels); any
-    /// other key stops working when its account is removed, so a person's keys end with
-    /// the person's account.
+    /// A robot key's account need not exist in any backend (it then has the key's own
+    /// `labels`, usually none); any other key stops working when its account is removed,
+    /// so a person's keys end with the person's account.
     pub robot: bool,
+    /// Labels the key carries for an account that no backend holds (a robot key, or the key
+    /// of a person who signed in with SSO: their labels when the key was made). Ignored
+    /// while a backend holds the account: its labels are the current ones.
+    pub labels: crate::acl::Labels,
 }
 
 impl Record {
@@ -83,7 +87,7 @@ pub fn create(
     expires: Option<SystemTime>,
     description: &str,
 ) -> Result<(Record, String), KeysError> {
-    create_key(path, account, scopes, expires, description, false)
+    create_key(path, account, scopes, expires, description, None)
 }
 
 /// [`create`] for a robot account: one that need not exist in any backend (the key then
@@ -95,18 +99,44 @@ pub fn create_robot(
     expires: Option<SystemTime>,
     description: &str,
 ) -> Result<(Record, String), KeysError> {
-    create_key(path, account, scopes, expires, description, true)
+    create_key(
+        path,
+        account,
+        scopes,
+        expires,
+        description,
+        Some(&Default::default()),
+    )
 }
 
+/// [`create_robot`] for an account that no backend holds but that has labels: a person who
+/// signed in through single sign-on (their labels come from the identity provider's claims,
+/// which portcullis cannot ask again without them). The key carries `labels` as they are
+/// now; give such keys an expiry, so stale labels do not live long.
+pub fn create_with_labels(
+    path: &Path,
+    account: &str,
+    labels: &crate::acl::Labels,
+    scopes: &[String],
+    expires: Option<SystemTime>,
+    description: &str,
+) -> Result<(Record, String), KeysError> {
+    create_key(path, account, scopes, expires, description, Some(labels))
+}
+
+/// `detached`: the account need not be in a backend, and these are its labels.
 fn create_key(
     path: &Path,
     account: &str,
     scopes: &[String],
     expires: Option<SystemTime>,
     description: &str,
-    robot: bool,
+    detached: Option<&crate::acl::Labels>,
 ) -> Result<(Record, String), KeysError> {
     file::validate_fields(account, scopes, description).map_err(KeysError::BadInput)?;
+    if let Some(labels) = detached {
+        file::validate_labels(labels).map_err(KeysError::BadInput)?;
+    }
     let now = SystemTime::now();
     if expires.is_some_and(|e| e <= now) {
         return Err(KeysError::BadInput("the expiry is in the past".into()));
@@ -125,7 +155,8 @@ fn create_key(
             created: file::parse_time(&file::format_time(now)).unwrap_or(now),
             expires: expires.map(|e| file::parse_time(&file::format_time(e)).unwrap_or(e)),
             description: description.to_owned(),
-            robot,
+            robot: detached.is_some(),
+            labels: detached.cloned().unwrap_or_default(),
         };
         let mut new = text.to_owned();
         if new.is_empty() {
