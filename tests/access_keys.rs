@@ -264,6 +264,17 @@ fn keys_expire_robots_need_no_backend_and_personal_keys_need_their_account() {
     wait_until("the key expires", Duration::from_secs(15), || {
         tags_status(&proxy, "team/app", "alice", &short) == 401
     });
+    // The audit line is written after the answer: wait for it.
+    let expired = format!("access key {short_id} has expired");
+    wait_until(
+        "the audit line of the expired key",
+        Duration::from_secs(5),
+        || {
+            audit_lines(&proxy)
+                .iter()
+                .any(|v| v["reason"].as_str() == Some(expired.as_str()))
+        },
+    );
     let lines = audit_lines(&proxy);
     assert!(
         lines
