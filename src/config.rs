@@ -18,6 +18,7 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 pub use crate::authn::federation::Settings as Federation;
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
+pub use crate::cluster::Settings as Cluster;
 pub use crate::token::Token;
 
 /// The whole validated configuration, with every relative path resolved against the
@@ -47,10 +48,16 @@ pub struct Config {
     pub threads: usize,
     /// How long SIGTERM waits for requests in flight before stopping anyway.
     pub shutdown_timeout: Duration,
+    /// How long after SIGTERM the listener stays open (not ready, draining) even with nothing
+    /// in flight: the time a load balancer needs to see `/readyz` fail. Closing sooner loses
+    /// a request it sends in between once its body is partly sent (it cannot replay that).
+    pub shutdown_delay: Duration,
     /// Connection and request limits.
     pub limits: crate::limits::Limits,
     /// The web UI.
     pub ui: Ui,
+    /// Redis shared by the replicas; `None`: every replica keeps its own state.
+    pub cluster: Option<Cluster>,
     /// Findings that do not stop a start (a docker_auth section nothing reads), printed by
     /// `check` and logged at start and reload with the loaders' warnings.
     pub warnings: Vec<Diagnostic>,
@@ -173,10 +180,28 @@ struct RawConfig {
     threads: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    shutdown_delay: Option<Duration>,
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
     ui: Option<RawUi>,
+    #[serde(default)]
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    redis: String,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    key_prefix: Option<String>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +236,36 @@ struct RawLimits {
     max_headers: Option<usize>,
     #[serde(default)]
     max_header_bytes: Option<usize>,
+    #[serde(default)]
+    rate: Option<RawRate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    #[serde(default)]
+    per_account: Option<TextOrNumber>,
+    #[serde(default)]
+    per_address: Option<TextOrNumber>,
+    #[serde(default)]
+    burst: Option<TextOrNumber>,
+}
+
+/// A scalar read as text (`burst: 2` and `burst: 2x` alike), checked by its own parser.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOrNumber {
+    Text(String),
+    Number(u64),
+}
+
+impl TextOrNumber {
+    fn text(&self) -> String {
+        match self {
+            TextOrNumber::Text(t) => t.clone(),
+            TextOrNumber::Number(n) => n.to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -886,8 +941,45 @@ impl Config {
                 max_uri_length: l.max_uri_length.unwrap_or(d.max_uri_length),
                 max_headers: l.max_headers.unwrap_or(d.max_headers),
                 max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
+                rate: None,
             },
         };
+        let mut limits = limits;
+        if let Some(r) = raw.limits.as_ref().and_then(|l| l.rate.as_ref()) {
+            use crate::cluster::rate::{parse_burst, Rate, Settings, DEFAULT_BURST};
+            let mut rate = |key: &str, v: &Option<TextOrNumber>| match v {
+                None => None,
+                Some(v) => match Rate::parse(&v.text()) {
+                    Ok(r) => Some(r),
+                    Err(why) => {
+                        err(key, why);
+                        None
+                    }
+                },
+            };
+            let per_account = rate("limits.rate.per_account", &r.per_account);
+            let per_address = rate("limits.rate.per_address", &r.per_address);
+            let burst = match &r.burst {
+                None => DEFAULT_BURST,
+                Some(b) => parse_burst(&b.text()).unwrap_or_else(|why| {
+                    err("limits.rate.burst", why);
+                    DEFAULT_BURST
+                }),
+            };
+            if r.per_account.is_none() && r.per_address.is_none() {
+                err(
+                    "limits.rate",
+                    "set per_account or per_address (such as 100/s), or remove limits.rate".into(),
+                );
+            }
+            if per_account.is_some() || per_address.is_some() {
+                limits.rate = Some(Settings {
+                    per_account,
+                    per_address,
+                    burst,
+                });
+            }
+        }
         // Each at its own key and line.
         for (key, zero) in [
             ("limits.max_connections", limits.max_connections == 0),
@@ -968,6 +1060,52 @@ impl Config {
                 err("ui.session_key_file", why);
             }
         }
+        let cluster = raw.cluster.map(|c| Cluster {
+            redis: c.redis,
+            ca_certificate: c.ca_certificate.as_deref().map(resolve),
+            password_file: c.password_file.as_deref().map(resolve),
+            key_prefix: c
+                .key_prefix
+                .unwrap_or_else(|| crate::cluster::DEFAULT_PREFIX.into()),
+            timeout: c.timeout.unwrap_or(crate::cluster::DEFAULT_TIMEOUT),
+        });
+        if let Some(c) = &cluster {
+            if let Err(why) = Cluster::check_url(&c.redis) {
+                err("cluster.redis", why);
+            }
+            if let Some(ca) = &c.ca_certificate {
+                if !c.tls() {
+                    err(
+                        "cluster.ca_certificate",
+                        "is for rediss:// URLs: with redis:// nothing is encrypted".into(),
+                    );
+                } else if let Some(why) = not_a_file(ca) {
+                    err("cluster.ca_certificate", why);
+                }
+            }
+            if let Some(p) = &c.password_file {
+                if let Some(why) = not_a_file(p) {
+                    err("cluster.password_file", why);
+                }
+            }
+            if c.key_prefix.is_empty()
+                || c.key_prefix.len() > 64
+                || c.key_prefix
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control())
+            {
+                err(
+                    "cluster.key_prefix",
+                    format!(
+                        "{:?} must be 1 to 64 characters without spaces (like `portcullis:`)",
+                        c.key_prefix
+                    ),
+                );
+            }
+            if c.timeout.is_zero() {
+                err("cluster.timeout", "must be more than 0".into());
+            }
+        }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -1007,8 +1145,10 @@ impl Config {
             acl_tests,
             threads: raw.threads.unwrap_or_else(default_threads),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+            shutdown_delay: raw.shutdown_delay.unwrap_or(Duration::ZERO),
             limits,
             ui,
+            cluster,
             warnings,
         })
     }
@@ -1308,5 +1448,83 @@ mod tests {
             Some(UsersSource::Inline(u)) => assert!(u.contains("admin")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn cluster_and_rate_settings_are_read_with_defaults_and_located_errors() {
+        let d = dir_with(&[("acl.yaml", "[]\n"), ("redis.pw", "pw\n"), ("ca.pem", "x")]);
+        let with = |tail: &str| {
+            fs::write(
+                d.path().join("proxy.yaml"),
+                format!("upstream: http://127.0.0.1:5001\nacl: acl.yaml\n{tail}"),
+            )
+            .unwrap();
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = with("cluster:\n  redis: redis://127.0.0.1:6379/0\n").unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.key_prefix, "portcullis:");
+        assert_eq!(cluster.timeout, Duration::from_millis(250));
+        assert!(c.limits.rate.is_none(), "off by default");
+        let c = with("cluster:\n  redis: rediss://cache:6380\n  ca_certificate: ca.pem\n  password_file: redis.pw\n  key_prefix: \"fleet-a:\"\n  timeout: 1s\nlimits:\n  rate:\n    per_account: 100/s\n    per_address: 600/m\n").unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.password_file, Some(d.path().join("redis.pw")));
+        assert_eq!(cluster.key_prefix, "fleet-a:");
+        let rate = c.limits.rate.unwrap();
+        assert_eq!(rate.burst, 2);
+        assert_eq!(rate.per_address.unwrap().period, Duration::from_secs(60));
+        for (tail, key, line) in [
+            ("cluster:\n  redis: http://x:6379\n", "cluster.redis", 4),
+            (
+                "cluster:\n  redis: \"redis://:pw@x:6379\"\n",
+                "cluster.redis",
+                4,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  ca_certificate: ca.pem\n",
+                "cluster.ca_certificate",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  password_file: nope\n",
+                "cluster.password_file",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  timeout: 0s\n",
+                "cluster.timeout",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  key_prefix: \"\"\n",
+                "cluster.key_prefix",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_account: 100/h\n",
+                "limits.rate.per_account",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_address: 0/s\n",
+                "limits.rate.per_address",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_account: 1/s\n    burst: 0x\n",
+                "limits.rate.burst",
+                6,
+            ),
+            ("limits:\n  rate:\n    burst: 2x\n", "limits.rate", 5),
+        ] {
+            let e = with(tail).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{tail}: {e}");
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{tail}: {e}");
+            assert_eq!(e.0[0].line, Some(line), "{tail}: {e}");
+        }
+        assert!(
+            with("cluster:\n  redis: redis://x\n  pasword_file: a\n").is_err(),
+            "unknown key"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! | [`diagnostic`] | a located load error (file:line:column, key), shared by every loader |
 //! | [`route`] | method + `/v2` request target → [`route::Route`] (pure, fuzzed) |
 //! | [`client`] | the client address, through trusted proxies (`X-Forwarded-For` walked from the right) |
+//! | [`cluster`] | state shared by replicas through Redis (`cluster:`): lockout counters, revocations, rate limits, a message bus; in-process without it |
 //! | [`authn`] | one [`authn::Authenticator`] trait; static users, htpasswd; login cache |
 //! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
 //! | [`acl_tests`] | stated invariants about the ACL, checked by `test`, `check`, start and reload |
@@ -37,6 +38,7 @@ pub mod admin;
 pub mod authn;
 pub mod catalog;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod diagnostic;
 pub mod docker_auth;

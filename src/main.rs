@@ -91,6 +91,13 @@ enum Command {
         #[command(subcommand)]
         action: KeyCommand,
     },
+    /// End every refresh token and web UI session of an account issued before now, on every
+    /// replica at once (needs `cluster:`). Access tokens stay valid until they expire.
+    Revoke {
+        /// The account whose refresh tokens and sessions end.
+        #[arg(long)]
+        account: String,
+    },
     /// Read a password (at most 72 bytes: bcrypt reads no more) from stdin and print its bcrypt
     /// hash for `users:` or htpasswd.
     HashPassword {
@@ -147,6 +154,7 @@ fn main() -> ExitCode {
         } => explain(&cli.config, account, key, ip, &labels, &scopes),
         Command::Key { action } => key(&cli.config, action),
         Command::HashPassword { cost } => hash_password(cost),
+        Command::Revoke { account } => revoke(&cli.config, &account),
         Command::GenTokenKey { dir } => gen_token_key(&dir),
     };
     match result {
@@ -410,6 +418,48 @@ fn key(path: &Path, action: KeyCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn revoke(path: &Path, account: &str) -> anyhow::Result<()> {
+    use portcullis::cluster::{revocations, Cluster};
+    let config = Config::load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let Some(settings) = &config.cluster else {
+        bail!(
+            "revoking across replicas needs `cluster:` (a Redis shared by the replicas) in {}. \
+             Without it each replica keeps its own state: change or remove the account's password \
+             (users file, htpasswd or LDAP), which ends its refresh tokens and UI sessions on every \
+             replica at their next use",
+            path.display()
+        );
+    };
+    // As long as anything it revokes can live: a refresh token or a UI session.
+    let keep = config
+        .auth
+        .token
+        .as_ref()
+        .map(|t| t.refresh_expiration)
+        .unwrap_or_default()
+        .max(config.ui.session_lifetime);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cluster = Cluster::connect(settings, None).map_err(|e| anyhow!("cluster: {e}"))?;
+        cluster
+            .ping()
+            .await
+            .map_err(|e| anyhow!("cannot reach {}: {e}", settings.redis))?;
+        let revoked = revocations::Revocations::new(Some(cluster));
+        let now = std::time::SystemTime::now();
+        revoked
+            .revoke(&revocations::account(account), now, keep)
+            .await
+            .map_err(|e| anyhow!("revocation not stored in {}: {e}", settings.redis))?;
+        println!(
+            "revoked: every refresh token and web UI session of {account:?} issued before now ends on every replica; access tokens already issued stay valid until they expire (auth.token.expiration)"
+        );
+        Ok(())
+    })
 }
 
 fn gen_token_key(dir: &Path) -> anyhow::Result<()> {

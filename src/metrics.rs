@@ -24,6 +24,9 @@
 //! | `portcullis_build_info` (gauge 1) | `version` |
 //! | `portcullis_config_last_reload_success_timestamp_seconds` (gauge) | |
 //! | `portcullis_tls_certificate_expiry_timestamp_seconds` (gauge, only with TLS) | |
+//! | `portcullis_cluster_up` (gauge 0/1, only with `cluster:`) | |
+//! | `portcullis_cluster_errors_total` (only with `cluster:`) | |
+//! | `portcullis_rate_limited_total` | `scope` (`account`, `address`) |
 //! | `process_*` (Linux) | |
 
 use std::sync::OnceLock;
@@ -289,6 +292,18 @@ pub struct Metrics {
     connections: IntGauge,
     last_reload: Gauge,
     tls_expiry: OnceLock<IntGauge>,
+    cluster: OnceLock<(IntGauge, IntCounter)>,
+    rate_limited: [IntCounter; 2],
+}
+
+label_enum! {
+    /// The `scope` label of `portcullis_rate_limited_total`: which limit refused.
+    RateScope {
+        /// `limits.rate.per_account`.
+        Account => "account",
+        /// `limits.rate.per_address`.
+        Address => "address",
+    }
 }
 
 /// One open client connection, counted in `portcullis_client_connections` until dropped.
@@ -396,6 +411,14 @@ impl Metrics {
             )?,
             |i| Direction::ALL[i].as_str(),
         );
+        let rate_limited = resolve(
+            &counter_vec(
+                "portcullis_rate_limited_total",
+                "Requests refused with 429 by limits.rate, by the limit that refused them.",
+                &["scope"],
+            )?,
+            |i| RateScope::ALL[i].as_str(),
+        );
         let upstream_up = gauge(
             "portcullis_upstream_up",
             "1 when the registry answered the last readiness probe, else 0.",
@@ -451,6 +474,8 @@ impl Metrics {
             connections,
             last_reload,
             tls_expiry: OnceLock::new(),
+            cluster: OnceLock::new(),
+            rate_limited,
         })
     }
 
@@ -538,6 +563,42 @@ impl Metrics {
         gauge.set(not_after);
     }
 
+    /// A request refused by a rate limit.
+    pub fn rate_limited(&self, scope: RateScope) {
+        self.rate_limited[scope.index()].inc();
+    }
+
+    /// `portcullis_cluster_up` and `portcullis_cluster_errors_total`, registered with the
+    /// first call: without `cluster:` there are no such series.
+    fn cluster_series(&self) -> &(IntGauge, IntCounter) {
+        self.cluster.get_or_init(|| {
+            let up = IntGauge::new(
+                "portcullis_cluster_up",
+                "1 while the cluster's Redis answers, 0 while this replica falls back to its own state.",
+            )
+            .expect("a valid metric name");
+            let errors = IntCounter::new(
+                "portcullis_cluster_errors_total",
+                "Redis operations and probes that failed or timed out.",
+            )
+            .expect("a valid metric name");
+            for c in [
+                Box::new(up.clone()) as Box<dyn prometheus::core::Collector>,
+                Box::new(errors.clone()),
+            ] {
+                if let Err(e) = self.registry.register(c) {
+                    tracing::error!(error = %e, "registering the cluster metrics failed");
+                }
+            }
+            (up, errors)
+        })
+    }
+
+    /// Cluster mode is on: its series appear, `portcullis_cluster_up` at 0 until Redis answers.
+    pub fn enable_cluster(&self) {
+        self.cluster_series();
+    }
+
     /// Everything, in the text exposition format ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let families = self.registry.gather();
@@ -558,6 +619,17 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The cluster reports its health here.
+impl crate::cluster::Observer for Metrics {
+    fn up(&self, up: bool) {
+        self.cluster_series().0.set(i64::from(up));
+    }
+
+    fn error(&self) {
+        self.cluster_series().1.inc();
     }
 }
 

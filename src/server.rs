@@ -36,6 +36,8 @@ pub struct Prepared {
     pub drain: Arc<Drain>,
     /// How long SIGTERM waits for them.
     pub shutdown_timeout: std::time::Duration,
+    /// How long SIGTERM keeps the listener open at the least, for load balancers to notice.
+    pub shutdown_delay: std::time::Duration,
     /// The Prometheus series.
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers.
@@ -47,6 +49,7 @@ impl Prepared {
     pub fn run(self) {
         let readiness = self.readiness.clone();
         let watch = SignalWatch::new(self.drain.clone(), self.shutdown_timeout)
+            .with_delay(self.shutdown_delay)
             .on_drain(Box::new(move || readiness.set_shutting_down()));
         self.server.run(RunArgs {
             shutdown_signal: Box::new(watch),
@@ -102,8 +105,32 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
     let upstream_addr = resolve_upstream(&config.upstream.address)?;
+    // `cluster:` is read at start only (like `listen`): the connection outlives reloads.
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            metrics.enable_cluster();
+            let observer: Arc<dyn crate::cluster::Observer> = metrics.clone();
+            Some(
+                crate::cluster::Cluster::connect(settings, Some(observer))
+                    .map_err(|e| anyhow!("cluster: {e}"))?,
+            )
+        }
+        None => None,
+    };
     // Outside the reloadable state: a reload must not wipe the failed-login counters.
-    let lockout = Arc::new(Lockout::new(config.auth.lockout.clone()));
+    let lockout = Arc::new(match &cluster {
+        Some(cluster) if config.auth.lockout.failures > 0 => Lockout::with_counters(
+            config.auth.lockout.clone(),
+            Box::new(crate::cluster::counters::SharedCounters::new(
+                cluster.clone(),
+                crate::authn::lockout::DEFAULT_CAPACITY,
+            )),
+        ),
+        _ => Lockout::new(config.auth.lockout.clone()),
+    });
+    let revocations = Arc::new(crate::cluster::revocations::Revocations::new(
+        cluster.clone(),
+    ));
     let proxy = Portcullis::new(
         state.clone(),
         &config,
@@ -112,7 +139,17 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
             drain: drain.clone(),
             metrics: metrics.clone(),
             lockout,
-            ui: Arc::new(crate::ui::Ui::new(&config.ui).map_err(|e| anyhow!("ui: {e}"))?),
+            ui: Arc::new(
+                crate::ui::Ui::new(&config.ui, revocations.clone())
+                    .map_err(|e| anyhow!("ui: {e}"))?,
+            ),
+            revocations,
+            rate: config.limits.rate.map(|settings| {
+                Arc::new(crate::cluster::rate::RateLimiter::new(
+                    settings,
+                    cluster.clone(),
+                ))
+            }),
         },
     );
     let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -193,6 +230,7 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
         certs,
         drain,
         shutdown_timeout: config.shutdown_timeout,
+        shutdown_delay: config.shutdown_delay,
         metrics,
         readiness,
     })

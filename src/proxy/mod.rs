@@ -103,6 +103,10 @@ pub struct Shared {
     pub lockout: Arc<Lockout>,
     /// The web UI (its session key lives as long as the process).
     pub ui: Arc<Ui>,
+    /// Revoked refresh tokens and sessions (shared by the replicas with `cluster:`).
+    pub revocations: Arc<crate::cluster::revocations::Revocations>,
+    /// Request rate limits (`limits.rate`), when on.
+    pub rate: Option<Arc<crate::cluster::rate::RateLimiter>>,
 }
 
 /// The proxy: the current [`State`] and where the registry is.
@@ -119,6 +123,8 @@ pub struct Portcullis {
     drain: Arc<Drain>,
     metrics: Arc<Metrics>,
     lockout: Arc<Lockout>,
+    revocations: Arc<crate::cluster::revocations::Revocations>,
+    rate: Option<Arc<crate::cluster::rate::RateLimiter>>,
     limits: Limits,
     listen: String,
     ui: Arc<Ui>,
@@ -144,6 +150,8 @@ impl Portcullis {
             drain: shared.drain,
             metrics: shared.metrics,
             lockout: shared.lockout,
+            revocations: shared.revocations,
+            rate: shared.rate,
             limits: config.limits,
             listen: config.listen.to_string(),
             ui: shared.ui,
@@ -167,6 +175,33 @@ impl Portcullis {
     /// True when the client listener speaks TLS.
     pub(crate) fn tls(&self) -> bool {
         self.tls
+    }
+}
+
+impl Portcullis {
+    /// Answers a request over `limits.rate`: 429 `TOOMANYREQUESTS` with `Retry-After`, as
+    /// Docker Hub does, so clients back off.
+    async fn rate_limited(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        limited: crate::cluster::rate::Limited,
+    ) -> Result<bool> {
+        use crate::cluster::rate::Limited;
+        let scope = match limited {
+            Limited::Account(_) => m::RateScope::Account,
+            Limited::Address(_) => m::RateScope::Address,
+        };
+        self.metrics.rate_limited(scope);
+        ctx.outcome = Outcome::Denied;
+        let e = OciError::new(
+            429,
+            "TOOMANYREQUESTS",
+            "too many requests; slow down and retry after the time in Retry-After",
+        );
+        let retry = lockout::retry_after_secs(limited.wait()).to_string();
+        respond(session, &e, &[("Retry-After", retry)]).await?;
+        Ok(true)
     }
 }
 
@@ -267,9 +302,16 @@ impl ProxyHttp for Portcullis {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
         ctx.client = self.client_addr(session);
+        // Draining: no request after this one on the connection, so a load balancer opens
+        // its next one elsewhere. A request with a body is served: once sent it cannot be
+        // replayed (HAProxy keeps only what fits its buffer) and it is typically the next
+        // chunk of an upload in progress. One without a body is turned away with 503, which
+        // a load balancer replays on another replica (`retry-on 503`) and a client retries.
         if self.drain.is_draining() {
-            ctx.outcome = Outcome::Error;
             session.set_keepalive(None);
+        }
+        if self.drain.is_draining() && session.is_body_empty() {
+            ctx.outcome = Outcome::Error;
             let e = OciError::new(503, "UNAVAILABLE", "shutting down");
             respond(
                 session,
@@ -337,6 +379,12 @@ impl ProxyHttp for Portcullis {
                 }
             }
         }
+        if let Some(rate) = &self.rate {
+            if let Err(limited) = rate.check_address(ctx.client.key()).await {
+                return self.rate_limited(session, ctx, limited).await;
+            }
+        }
+        let req = session.req_header();
         let creds = match authorization(req) {
             Ok(c) => c,
             Err(_) => {
@@ -365,6 +413,11 @@ impl ProxyHttp for Portcullis {
         };
         ctx.account = Some(identity.account.clone());
         ctx.note_via(&identity);
+        if let Some(rate) = &self.rate {
+            if let Err(limited) = rate.check_account(&identity.account).await {
+                return self.rate_limited(session, ctx, limited).await;
+            }
+        }
         let subject = Subject {
             identity: &identity,
             ip: ctx.client.ip(),
@@ -433,10 +486,14 @@ impl ProxyHttp for Portcullis {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // A request that was running when draining started ends its connection too.
+        if self.drain.is_draining() {
+            session.set_keepalive(None);
+        }
         // We never forward `Upgrade`, so a registry that switches protocols anyway is
         // misbehaving: relaying the 101 would turn an authorized request into a raw tunnel.
         if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {

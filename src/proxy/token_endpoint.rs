@@ -68,6 +68,7 @@ impl Portcullis {
                 client_ip: ctx.client.ip(),
                 lockout_key: ctx.client.key(),
                 lockout: Some(&self.lockout),
+                revocations: Some(&self.revocations),
             },
         )
         .await;

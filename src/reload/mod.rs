@@ -237,6 +237,7 @@ impl Reloader {
                 "shutdown_timeout",
                 old.shutdown_timeout != new.shutdown_timeout,
             ),
+            ("shutdown_delay", old.shutdown_delay != new.shutdown_delay),
             ("limits", old.limits != new.limits),
             ("auth.lockout", old.auth.lockout != new.auth.lockout),
             (

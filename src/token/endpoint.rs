@@ -73,6 +73,9 @@ pub struct EndpointRequest<'a> {
     /// Failed-login limits, checked before and counted after every password check here
     /// (the POST username is only known once the body is parsed, so the proxy cannot).
     pub lockout: Option<&'a Lockout>,
+    /// Revocations a refresh token is checked against (`portcullis revoke`); `None`: none.
+    /// With `cluster:`, a check that cannot reach Redis refuses the refresh (fail closed).
+    pub revocations: Option<&'a crate::cluster::revocations::Revocations>,
 }
 
 // Hand-written: the body holds passwords and refresh tokens, and must never reach a log.
@@ -586,6 +589,19 @@ async fn post(
                 }
                 login(authn, req, basic_user, basic_password).await?;
             }
+            // Not revoked (`portcullis revoke`); unknowable counts as revoked: the client
+            // logs in again with its password.
+            if let Some(revocations) = req.revocations {
+                let subject = crate::cluster::revocations::account(&claims.sub);
+                match revocations.revoked(&[(&subject, claims.iat)]).await {
+                    Ok(false) => {}
+                    Ok(true) => return Err(Failure::refresh()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "refresh refused: revocations unknowable");
+                        return Err(Failure::refresh());
+                    }
+                }
+            }
             // The account must still exist, with the credential the token was issued under.
             let identity = match authn.current(&claims.sub).await {
                 Ok((identity, stamp)) if service.refresh_is_bound(token, &claims, &stamp) => {
@@ -842,6 +858,7 @@ mod tests {
                 client_ip: Some("192.0.2.1".parse().unwrap()),
                 lockout_key: Some("192.0.2.1".parse().unwrap()),
                 lockout: None,
+                revocations: None,
             },
         )
         .await;
@@ -1278,6 +1295,7 @@ mod tests {
                         client_ip: Some("192.0.2.9".parse().unwrap()),
                         lockout_key: Some("192.0.2.9".parse().unwrap()),
                         lockout: Some(lockout),
+                        revocations: None,
                     },
                 )
                 .await
@@ -1385,6 +1403,7 @@ mod tests {
                     client_ip: None,
                     lockout_key: None,
                     lockout: None,
+                    revocations: None,
                 },
             )
             .await;
@@ -1515,6 +1534,7 @@ mod tests {
                     client_ip: None,
                     lockout_key: None,
                     lockout: None,
+                    revocations: None,
                 }));
                 proptest::prop_assert!(matches!(resp.status, 200 | 400 | 401 | 413));
             }

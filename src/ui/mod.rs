@@ -35,7 +35,7 @@ pub mod session;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Method;
@@ -54,7 +54,9 @@ use gateway::Gateway;
 
 use explain_page::{explain_page, is_admin};
 use pages::Chrome;
-use session::{Claims, Key, Revoked};
+use session::{Claims, Key};
+
+use crate::cluster::revocations::{self, Revocations};
 
 /// The Content-Security-Policy of every UI answer: nothing but our own stylesheet, our own
 /// copy-button script (no inline script, no `eval`, no requests of its own: `connect-src`
@@ -107,7 +109,7 @@ pub struct Served {
 /// The UI's process-wide parts: the session key, logged-out sessions, the registry reader.
 pub struct Ui {
     key: Key,
-    revoked: Revoked,
+    revocations: Arc<Revocations>,
     reader: Arc<registry::Reader>,
 }
 
@@ -234,14 +236,14 @@ fn is_form_body(req: &RequestHeader) -> bool {
 
 impl Ui {
     /// The UI for `config`: its session key from `session_key_file`, or a random one.
-    pub fn new(config: &config::Ui) -> Result<Ui, String> {
+    pub fn new(config: &config::Ui, revocations: Arc<Revocations>) -> Result<Ui, String> {
         let key = match &config.session_key_file {
             Some(path) => Key::from_file(path)?,
             None => Key::random(),
         };
         Ok(Ui {
             key,
-            revoked: Revoked::default(),
+            revocations,
             reader: Arc::new(registry::Reader::new()),
         })
     }
@@ -414,7 +416,20 @@ impl Ui {
         let Some(claims) = session::verify(&self.key, value, ui.session_lifetime, now) else {
             return Ok(None);
         };
-        if self.revoked.contains(&claims) || claims.account.is_empty() {
+        if claims.account.is_empty() {
+            return Ok(None);
+        }
+        // Logged out (on any replica), or the account revoked. Unknowable counts as revoked:
+        // the visitor logs in again.
+        let (nonce, account) = (
+            revocations::session(&claims.nonce),
+            revocations::account(&claims.account),
+        );
+        let checked = self
+            .revocations
+            .revoked(&[(&nonce, claims.issued), (&account, claims.issued)])
+            .await;
+        if !matches!(checked, Ok(false)) {
             return Ok(None);
         }
         // The account must still exist, with its current labels, as for Bearer tokens, and
@@ -472,7 +487,12 @@ impl Ui {
                     if !csrf::matches(&v.csrf, request.field(csrf::FIELD)) {
                         return forbidden(&chrome);
                     }
-                    self.revoked.revoke(&v.claims, now);
+                    let keep =
+                        Duration::from_secs(v.claims.expires.saturating_sub(v.claims.issued));
+                    let subject = revocations::session(&v.claims.nonce);
+                    if let Err(e) = self.revocations.revoke(&subject, now, keep).await {
+                        tracing::warn!(error = %e, account = %v.claims.account, "UI logout not shared with the other replicas");
+                    }
                     Answer::redirect(format!("{base}login"), Outcome::Allowed).with(
                         "Set-Cookie",
                         session::set_cookie(session::COOKIE, "", base, 0, proxy.tls()),
@@ -691,12 +711,16 @@ mod tests {
             session_key_file: Some(path),
             ..config::Ui::default()
         };
-        let (a, b) = (Ui::new(&config).unwrap(), Ui::new(&config).unwrap());
+        let none = || Arc::new(Revocations::new(None));
+        let (a, b) = (
+            Ui::new(&config, none()).unwrap(),
+            Ui::new(&config, none()).unwrap(),
+        );
         let now = SystemTime::now();
         let life = config.session_lifetime;
         let (value, _) = session::issue(&a.key, "alice", b"stamp", life, now);
         assert!(session::verify(&b.key, &value, life, now).is_some());
-        let random = Ui::new(&config::Ui::default()).unwrap();
+        let random = Ui::new(&config::Ui::default(), none()).unwrap();
         assert!(session::verify(&random.key, &value, life, now).is_none());
     }
 

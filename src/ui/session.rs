@@ -2,14 +2,13 @@
 //!
 //! The key is random per process unless `ui.session_key_file` names one: without it, sessions
 //! end at a restart and are not accepted by another replica. Nothing is stored on the server
-//! except the nonces of sessions logged out before they expired ([`Revoked`]), so a copied
-//! cookie stops working at logout. A session is also bound to the credential its account
+//! except the revocations of sessions logged out before they expired
+//! ([`crate::cluster::revocations`], shared by the replicas with `cluster:`), so a copied
+//! cookie stops working at logout, on every replica. A session is also bound to the credential its account
 //! logged in with ([`Claims::credential`]), so a password change, a removal or a move to
 //! another backend ends it on the next request.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -24,8 +23,6 @@ pub const COOKIE: &str = "portcullis_session";
 const MAX_VALUE: usize = 2048;
 /// A key file must hold at least this many bytes.
 pub const MIN_KEY_LEN: usize = 32;
-/// Logged-out sessions remembered at most (older entries are dropped once expired).
-const MAX_REVOKED: usize = 100_000;
 
 /// The HMAC key for sessions and CSRF tokens.
 pub struct Key(Vec<u8>);
@@ -165,32 +162,6 @@ pub fn verify(key: &Key, value: &str, lifetime: Duration, now: SystemTime) -> Op
     Some(claims)
 }
 
-/// Nonces of sessions logged out before they expired, each kept until its expiry.
-#[derive(Default)]
-pub struct Revoked(Mutex<HashMap<String, u64>>);
-
-impl Revoked {
-    /// Remembers that `claims`' session ended.
-    pub fn revoke(&self, claims: &Claims, now: SystemTime) {
-        let Ok(mut set) = self.0.lock() else { return };
-        if set.len() >= MAX_REVOKED {
-            let now = unix(now);
-            set.retain(|_, expires| *expires > now);
-        }
-        if set.len() < MAX_REVOKED {
-            set.insert(claims.nonce.clone(), claims.expires);
-        }
-    }
-
-    /// True when `claims`' session was logged out.
-    pub fn contains(&self, claims: &Claims) -> bool {
-        self.0
-            .lock()
-            .map(|s| s.contains_key(&claims.nonce))
-            .unwrap_or(true)
-    }
-}
-
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, limited to `path`, `Secure` over
 /// TLS; `max_age` 0 deletes the cookie.
 pub fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
@@ -273,17 +244,6 @@ mod tests {
         let a = Key::from_file(&p).unwrap();
         let b = Key::from_file(&p).unwrap();
         assert_eq!(a.mac("x", b"y"), b.mac("x", b"y"));
-    }
-
-    #[test]
-    fn revoked_sessions_are_remembered() {
-        let key = Key::random();
-        let now = SystemTime::now();
-        let (_, claims) = issue(&key, "alice", b"stamp", HOUR, now);
-        let r = Revoked::default();
-        assert!(!r.contains(&claims));
-        r.revoke(&claims, now);
-        assert!(r.contains(&claims));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub mod haproxy;
 pub mod issuer;
+pub mod redis;
 pub mod slapd;
 
 /// A free loopback port (bound then released; the tiny race is acceptable in tests).
@@ -238,6 +240,11 @@ impl Proxy {
         }
         config.push_str(&setup.config.replace("{upstream}", upstream));
         std::fs::write(dir.path().join("proxy.yaml"), config).unwrap();
+        Self::launch(dir, port, setup.tls)
+    }
+
+    /// Runs `portcullis serve` on the proxy.yaml in `dir` and waits until it answers.
+    fn launch(dir: tempfile::TempDir, port: u16, tls: bool) -> Proxy {
         let proc = spawn(
             Command::new(env!("CARGO_BIN_EXE_portcullis"))
                 .arg("serve")
@@ -249,7 +256,7 @@ impl Proxy {
         let proxy = Proxy {
             dir,
             port,
-            tls: setup.tls,
+            tls,
             proc,
         };
         let client = proxy.client();
@@ -262,6 +269,47 @@ impl Proxy {
                 .unwrap_or(false)
         });
         proxy
+    }
+
+    /// Sends SIGTERM and waits (up to `within`) until the process exits; its exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let pid = self.proc.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.proc.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                start.elapsed() < within,
+                "portcullis did not exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the same configuration again on the same port, once this process has stopped
+    /// (as a service manager restarts a replica); the previous log is kept as
+    /// `portcullis.log.N`.
+    pub fn restart(self) -> Proxy {
+        let Proxy {
+            dir,
+            port,
+            tls,
+            proc,
+            ..
+        } = self;
+        drop(proc);
+        let log = dir.path().join("portcullis.log");
+        let n = (1..)
+            .find(|n| !dir.path().join(format!("portcullis.log.{n}")).exists())
+            .unwrap();
+        std::fs::rename(&log, dir.path().join(format!("portcullis.log.{n}"))).unwrap();
+        Self::launch(dir, port, tls)
     }
 
     pub fn base(&self) -> String {
