@@ -62,6 +62,9 @@ pub enum Via {
         id: String,
         /// Its scopes (empty: the account's full rights).
         scopes: keys::Scopes,
+        /// When the key was made (Unix seconds): a revocation shared through the cluster
+        /// voids every use of a key made before it.
+        created: u64,
     },
     /// A CI job's ID token from a trusted issuer (`auth.federation`).
     Federation {
@@ -90,6 +93,15 @@ impl Identity {
         match self.via.as_deref() {
             Some(Via::Key { scopes, .. }) => scopes.narrow(kind, name, granted),
             _ => granted,
+        }
+    }
+
+    /// The access key's id and creation time (Unix seconds), if the caller used one: what a
+    /// shared revocation is checked against.
+    pub fn key_use(&self) -> Option<(&str, u64)> {
+        match self.via.as_deref() {
+            Some(Via::Key { id, created, .. }) => Some((id, *created)),
+            _ => None,
         }
     }
 
@@ -137,6 +149,9 @@ pub enum AuthnError {
     /// The access key with this id has expired.
     #[error("access key {0} has expired")]
     KeyExpired(String),
+    /// The access key with this id was revoked through the cluster.
+    #[error("access key {0} was revoked")]
+    KeyRevoked(String),
     /// The access key with this id belongs to an account no backend knows any more (and it
     /// is not a robot key).
     #[error("access key {0}: its account no longer exists")]
@@ -442,6 +457,11 @@ impl Authenticators {
             via: Some(Arc::new(Via::Key {
                 id: record.id.clone(),
                 scopes: scopes.clone(),
+                created: record
+                    .created
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
             })),
         })
     }
