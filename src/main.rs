@@ -551,9 +551,50 @@ fn key(path: &Path, action: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Revoke { id } => {
             let record = keys::revoke(&file, &id)?;
             println!("revoked access key {} of {:?}", record.id, record.account);
+            share_key_revocation(path, &record)?;
         }
     }
     Ok(())
+}
+
+/// With `cluster:`, also tells every replica through Redis that the key is revoked, so it
+/// is refused at once everywhere, not when the keys file reaches each replica. Kept until
+/// the key would have expired (a year for keys that never expire).
+fn share_key_revocation(
+    path: &Path,
+    record: &portcullis::authn::keys::Record,
+) -> anyhow::Result<()> {
+    use portcullis::cluster::{revocations, Cluster};
+    let Ok(config) = Config::load(path) else {
+        // The file revocation stands; the configuration has other problems `check` shows.
+        return Ok(());
+    };
+    let Some(settings) = &config.cluster else {
+        return Ok(());
+    };
+    let now = std::time::SystemTime::now();
+    let keep = record
+        .expires
+        .and_then(|e| e.duration_since(now).ok())
+        .unwrap_or(std::time::Duration::from_secs(365 * 86_400));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cluster = Cluster::connect(settings, None).map_err(|e| anyhow!("cluster: {e}"))?;
+        cluster.ping().await.map_err(|e| {
+            anyhow!(
+                "the key is removed from the keys file, but {} cannot be reached to refuse it on every replica at once: {e}",
+                settings.redis
+            )
+        })?;
+        revocations::Revocations::new(Some(cluster))
+            .revoke(&revocations::key(&record.id), now, keep)
+            .await
+            .map_err(|e| anyhow!("the key is removed from the keys file, but the shared revocation was not stored in {}: {e}", settings.redis))?;
+        println!("refused on every replica now (cluster: {})", settings.redis);
+        Ok(())
+    })
 }
 
 fn gen_token_key(dir: &Path) -> anyhow::Result<()> {

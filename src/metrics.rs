@@ -222,9 +222,10 @@ impl AuthFailure {
             AuthnError::BadPassword => Some(AuthFailure::BadPassword),
             AuthnError::UnknownAccount => Some(AuthFailure::UnknownAccount),
             AuthnError::Unavailable(_) => Some(AuthFailure::LdapUnavailable),
-            AuthnError::UnknownKey | AuthnError::KeyExpired(_) | AuthnError::KeyAccountGone(_) => {
-                Some(AuthFailure::BadKey)
-            }
+            AuthnError::UnknownKey
+            | AuthnError::KeyExpired(_)
+            | AuthnError::KeyRevoked(_)
+            | AuthnError::KeyAccountGone(_) => Some(AuthFailure::BadKey),
             AuthnError::BadCiToken { .. } => Some(AuthFailure::BadCiToken),
             AuthnError::Missing => None,
         }

@@ -264,6 +264,17 @@ fn keys_expire_robots_need_no_backend_and_personal_keys_need_their_account() {
     wait_until("the key expires", Duration::from_secs(15), || {
         tags_status(&proxy, "team/app", "alice", &short) == 401
     });
+    // The audit line is written after the answer: wait for it.
+    let expired = format!("access key {short_id} has expired");
+    wait_until(
+        "the audit line of the expired key",
+        Duration::from_secs(5),
+        || {
+            audit_lines(&proxy)
+                .iter()
+                .any(|v| v["reason"].as_str() == Some(expired.as_str()))
+        },
+    );
     let lines = audit_lines(&proxy);
     assert!(
         lines
@@ -433,4 +444,79 @@ fn a_key_cannot_sign_in_to_the_web_ui() {
     // A UI session carries the account's full rights: a scoped key must not get one.
     assert_eq!(ui_login(&proxy, "alice", &secret), 401);
     assert_eq!(ui_login(&proxy, "alice", "alicepw"), 303);
+}
+
+#[test]
+fn with_a_cluster_a_revoked_key_is_refused_by_every_replica_at_once() {
+    let registry = Registry::start();
+    let redis = redis::Redis::start();
+    // Two replicas whose keys files are separate copies (as when a shared volume or a
+    // ConfigMap has not caught up yet): the revocation must travel through Redis.
+    let spare = tempfile::tempdir().unwrap();
+    let keys_file = spare.path().join("keys.jsonl");
+    let (record, secret) = portcullis::authn::keys::create(
+        &keys_file,
+        "alice",
+        &["repository:team/*:pull".into()],
+        None,
+        "",
+    )
+    .unwrap();
+    let keys_text = std::fs::read_to_string(&keys_file).unwrap();
+    let replica = || {
+        let admin = free_port();
+        let files = vec![
+            ("users.yaml", users()),
+            ("acl.yaml", ACL.to_string()),
+            ("keys.jsonl", keys_text.clone()),
+        ];
+        let config = format!(
+            "upstream: {{upstream}}\nadmin_listen: 127.0.0.1:{admin}\nauth:\n  users: users.yaml\n  keys: keys.jsonl\nacl: acl.yaml\ncluster:\n  redis: {}\n",
+            redis.url()
+        );
+        Proxy::start(
+            ProxySetup {
+                config: &config,
+                files: &files,
+                tls: false,
+            },
+            &registry.url(),
+        )
+    };
+    let (a, b) = (replica(), replica());
+    assert_eq!(tags_status(&a, "team/app", "alice", &secret), 404);
+    assert_eq!(tags_status(&b, "team/app", "alice", &secret), 404);
+
+    // Revoked on a: its file loses the line, and Redis learns it.
+    let out = key_cmd(&a, &["revoke", &record.id]);
+    assert!(out.contains("refused on every replica now"), "{out}");
+    // b's file still has the key, yet b refuses it on the very next request.
+    assert!(std::fs::read_to_string(b.dir.path().join("keys.jsonl"))
+        .unwrap()
+        .contains(&record.id));
+    assert_eq!(tags_status(&b, "team/app", "alice", &secret), 401);
+    let reason = format!("access key {} was revoked", record.id);
+    wait_until("b's audit line", Duration::from_secs(5), || {
+        audit_lines(&b)
+            .iter()
+            .any(|v| v["reason"].as_str() == Some(reason.as_str()))
+    });
+    // Other keys on b are unaffected.
+    let (_, other) = create_key(
+        &b,
+        {
+            // b's admin port is in its proxy.yaml.
+            let text = std::fs::read_to_string(b.dir.path().join("proxy.yaml")).unwrap();
+            text.split("admin_listen: 127.0.0.1:")
+                .nth(1)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        },
+        &["--account", "alice"],
+    );
+    assert_eq!(tags_status(&b, "team/app", "alice", &other), 404);
 }

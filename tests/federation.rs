@@ -77,14 +77,15 @@ fn status(proxy: &Proxy, repo: &str, token: &str) -> u16 {
 
 /// Asserts `token` is refused and the audit line says `reason`.
 fn refused(proxy: &Proxy, token: &str, reason: &str) {
+    let before = audit_reasons(proxy).len();
     assert_eq!(status(proxy, "org/app", token), 401, "{reason}");
+    // The audit line is written after the answer: wait for this request's.
+    let want = format!("CI token refused: {reason}");
+    wait_until(&want, Duration::from_secs(5), || {
+        audit_reasons(proxy).len() > before
+    });
     let reasons = audit_reasons(proxy);
-    assert_eq!(
-        reasons.last().map(String::as_str),
-        Some(format!("CI token refused: {reason}").as_str()),
-        "{}",
-        proxy.proc.output()
-    );
+    assert_eq!(reasons[before], want, "{}", proxy.proc.output());
 }
 
 #[test]

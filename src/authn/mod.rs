@@ -63,6 +63,9 @@ pub enum Via {
         id: String,
         /// Its scopes (empty: the account's full rights).
         scopes: keys::Scopes,
+        /// When the key was made (Unix seconds): a revocation shared through the cluster
+        /// voids every use of a key made before it.
+        created: u64,
     },
     /// A CI job's ID token from a trusted issuer (`auth.federation`).
     Federation {
@@ -91,6 +94,15 @@ impl Identity {
         match self.via.as_deref() {
             Some(Via::Key { scopes, .. }) => scopes.narrow(kind, name, granted),
             _ => granted,
+        }
+    }
+
+    /// The access key's id and creation time (Unix seconds), if the caller used one: what a
+    /// shared revocation is checked against.
+    pub fn key_use(&self) -> Option<(&str, u64)> {
+        match self.via.as_deref() {
+            Some(Via::Key { id, created, .. }) => Some((id, *created)),
+            _ => None,
         }
     }
 
@@ -138,6 +150,9 @@ pub enum AuthnError {
     /// The access key with this id has expired.
     #[error("access key {0} has expired")]
     KeyExpired(String),
+    /// The access key with this id was revoked through the cluster.
+    #[error("access key {0} was revoked")]
+    KeyRevoked(String),
     /// The access key with this id belongs to an account no backend knows any more (and it
     /// is not a robot key).
     #[error("access key {0}: its account no longer exists")]
@@ -450,6 +465,11 @@ impl Authenticators {
             via: Some(Arc::new(Via::Key {
                 id: record.id.clone(),
                 scopes: scopes.clone(),
+                created: record
+                    .created
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
             })),
         })
     }
@@ -987,6 +1007,24 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_key_for_an_account_in_no_backend_carries_its_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let sso: Labels = [("groups".to_string(), vec!["platform".to_string()])].into();
+        let (_, jane) = keys::create_sso(&path, "jane", &[], None, "", sso.clone()).unwrap();
+        let (_, alice) = keys::create_sso(&path, "alice", &[], None, "", sso.clone()).unwrap();
+        let yaml = format!(
+            "alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n",
+            hash("pw")
+        );
+        let a = chain(&yaml, "").with_keys(Arc::new(keys::KeyStore::load(&path).unwrap()));
+        // jane (single sign-on) is in no backend: her key carries her labels.
+        assert_eq!(a.login("", &jane).await.unwrap().labels, sso);
+        // A backend holds alice: a single sign-on key of that name is someone else's.
+        assert!(a.login("", &alice).await.is_err());
+    }
+
     /// A chain with alice (static, labelled) and access keys for alice and a robot.
     fn chain_with_keys() -> (Authenticators, String, String, String, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -995,6 +1033,7 @@ mod tests {
             keys::create(&path, "alice", &["repository:a/*:pull".into()], None, "").unwrap();
         let (_, robot_key) = keys::create_robot(&path, "robot", &[], None, "").unwrap();
         let (_, orphan_key) = keys::create(&path, "gone", &[], None, "").unwrap();
+
         let yaml = format!(
             "alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n",
             hash("pw")

@@ -54,6 +54,12 @@ pub fn account(name: &str) -> String {
     format!("account:{name}")
 }
 
+/// The subject of one access key (`portcullis key revoke` with `cluster:`): every use of
+/// the key, on every replica, before the keys file has reached them all.
+pub fn key(id: &str) -> String {
+    format!("key:{id}")
+}
+
 /// The subject of one UI session.
 pub fn session(nonce: &str) -> String {
     format!("session:{nonce}")

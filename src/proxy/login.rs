@@ -28,7 +28,9 @@ impl Portcullis {
         client: ClientAddr,
     ) -> std::result::Result<(Identity, Option<Arc<Claims>>), Refusal> {
         let Credentials::Bearer(token) = creds else {
-            return self.login(state, creds, client).await.map(|i| (i, None));
+            let identity = self.login(state, creds, client).await?;
+            self.key_not_revoked(&identity).await?;
+            return Ok((identity, None));
         };
         let bad_token = |reason: String| {
             self.metrics.auth_failure(AuthFailure::BadToken);
@@ -63,9 +65,32 @@ impl Portcullis {
             }
         };
         match found {
-            Ok(identity) => Ok((identity, Some(claims))),
+            Ok(identity) => {
+                self.key_not_revoked(&identity).await?;
+                Ok((identity, Some(claims)))
+            }
             Err(AuthnError::Unavailable(why)) => Err(self.refusal(AuthnError::Unavailable(why))),
             Err(e) => Err(bad_token(format!("Bearer token for {:?}: {e}", claims.sub))),
+        }
+    }
+
+    /// An access key revoked through the cluster (`portcullis key revoke` with `cluster:`) is
+    /// refused on every replica at once, before the keys file reaches them. While Redis cannot
+    /// be asked, the keys file alone decides: keys are what robots and CI push with, and a
+    /// Redis outage must not stop pushes (a refresh token or a UI session, which a person can
+    /// renew by logging in, fails closed instead).
+    async fn key_not_revoked(&self, identity: &Identity) -> std::result::Result<(), Refusal> {
+        let Some((id, created)) = identity.key_use() else {
+            return Ok(());
+        };
+        let subject = crate::cluster::revocations::key(id);
+        match self.revocations.revoked(&[(&subject, created)]).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(self.refusal(AuthnError::KeyRevoked(id.to_owned()))),
+            Err(e) => {
+                tracing::debug!(error = %e, key = id, "key revocations unknowable: the keys file decides");
+                Ok(())
+            }
         }
     }
 

@@ -424,6 +424,7 @@ async fn get(
             }
             let stamp = stamp_before_login(service, authn, user, offline).await;
             let identity = login(authn, req, user, password).await?;
+            key_not_revoked(req, &identity).await?;
             (identity, stamp)
         }
         Credentials::None => {
@@ -560,6 +561,7 @@ async fn post(
             }
             let stamp = stamp_before_login(service, authn, user, offline).await;
             let identity = login(authn, req, user, password).await?;
+            key_not_revoked(req, &identity).await?;
             seen.account = Some(identity.account.clone());
             seen.via = identity.via.clone();
             let refresh = refresh_stamp(&identity, stamp)?;
@@ -650,6 +652,24 @@ async fn login(
                 *l = locked_now;
             }
             Err(failure)
+        }
+    }
+}
+
+/// An access key revoked through the cluster gets no token (see the proxy's check on
+/// `/v2`); fails closed when the shared revocations cannot be read.
+async fn key_not_revoked(req: &EndpointRequest<'_>, identity: &Identity) -> Result<(), Failure> {
+    let (Some((id, created)), Some(revocations)) = (identity.key_use(), req.revocations) else {
+        return Ok(());
+    };
+    let subject = crate::cluster::revocations::key(id);
+    match revocations.revoked(&[(&subject, created)]).await {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(Failure::login(AuthnError::KeyRevoked(id.to_owned()))),
+        // As on `/v2`: while Redis cannot be asked, the keys file decides.
+        Err(e) => {
+            tracing::debug!(error = %e, key = id, "key revocations unknowable: the keys file decides");
+            Ok(())
         }
     }
 }

@@ -424,7 +424,8 @@ pub struct Reservation<'a> {
     delay: Duration,
     checking: bool,
     open: bool,
-    /// Whether a failure also counts towards the account's delay (not for access keys).
+    /// Whether a failure also counts towards the account's delay (not for access keys and
+    /// CI tokens).
     count_account: bool,
 }
 
