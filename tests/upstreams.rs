@@ -418,6 +418,27 @@ fn several_registries_by_prefix_with_a_pull_through_cache() {
         serde_json::json!(["hub/library/alpine"])
     );
 
+    // The web UI sees the same merged list, and reads each repository (tags, manifest,
+    // config) from the registry serving it, under that registry's name.
+    let browser = common::ui::logged_in(&proxy, "alice", "alicepw");
+    let (status, page) = common::ui::get(&browser, &proxy, "/ui/");
+    assert_eq!(status, 200);
+    assert_eq!(
+        common::ui::listed(&page),
+        all.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    let (status, page) = common::ui::get(&browser, &proxy, "/ui/repo/hub/library/alpine");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<code>3</code>"), "{page}");
+    assert!(
+        page.contains("linux/amd64"),
+        "the config was not read: {page}"
+    );
+
     // A mount within one registry mounts; from another registry it is dropped (a plain upload
     // starts), and the Location points back at the client's name. `hub/ghost` really exists in
     // the private registry with the blob `{}`, so only the drop keeps the private registry
