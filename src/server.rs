@@ -84,6 +84,18 @@ fn record_certificate_expiry(certs: &CertResolver, metrics: &Metrics) {
 /// Builds the server for `config` (read from `config_path`) with the already loaded `state`,
 /// including the background reloader.
 pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow::Result<Prepared> {
+    let upstreams = Upstreams::load(&config.upstreams).map_err(|e| anyhow!("{e}"))?;
+    prepare_with(config_path, config, state, upstreams)
+}
+
+/// [`prepare`] with the registries already loaded (their addresses resolved, or given by a
+/// lookup of the caller's: in-process tests of re-resolution and failover).
+pub fn prepare_with(
+    config_path: &Path,
+    config: Arc<Config>,
+    state: State,
+    upstreams: Upstreams,
+) -> anyhow::Result<Prepared> {
     let conf = ServerConf {
         threads: config.threads,
         grace_period_seconds: Some(0),
@@ -111,7 +123,6 @@ pub fn prepare(config_path: &Path, config: Arc<Config>, state: State) -> anyhow:
     readiness.set_config_loaded(true);
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
-    let upstreams = Upstreams::load(&config.upstreams).map_err(|e| anyhow!("{e}"))?;
     // `cluster:` is read at start only (like `listen`): the connection outlives reloads.
     let cluster = match &config.cluster {
         Some(settings) => {

@@ -418,6 +418,27 @@ fn several_registries_by_prefix_with_a_pull_through_cache() {
         serde_json::json!(["hub/library/alpine"])
     );
 
+    // The web UI sees the same merged list, and reads each repository (tags, manifest,
+    // config) from the registry serving it, under that registry's name.
+    let browser = common::ui::logged_in(&proxy, "alice", "alicepw");
+    let (status, page) = common::ui::get(&browser, &proxy, "/ui/");
+    assert_eq!(status, 200);
+    assert_eq!(
+        common::ui::listed(&page),
+        all.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    let (status, page) = common::ui::get(&browser, &proxy, "/ui/repo/hub/library/alpine");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<code>3</code>"), "{page}");
+    assert!(
+        page.contains("linux/amd64"),
+        "the config was not read: {page}"
+    );
+
     // A mount within one registry mounts; from another registry it is dropped (a plain upload
     // starts), and the Location points back at the client's name. `hub/ghost` really exists in
     // the private registry with the blob `{}`, so only the drop keeps the private registry
@@ -815,4 +836,80 @@ fn a_registry_that_demands_a_client_certificate() {
     // Without: refused at the handshake, a 502.
     let without = start(false);
     assert_eq!(catalog(&without), 502);
+}
+
+/// A registry name resolving to two addresses, one of which refuses connections: every
+/// request through the real proxy (in-process, so the name's answer can be given) still
+/// reaches the registry, the refused address being skipped and the request sent to the next.
+#[test]
+fn a_refused_address_is_skipped_and_the_request_sent_to_the_next() {
+    use portcullis::upstream::resolve::{Addresses, Lookup};
+    use portcullis::upstream::{Upstream, Upstreams};
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    let port = free_port();
+    // Only the IPv6 address has a registry; nothing listens on 127.0.0.1 at that port.
+    let registry = Registry::start_on(
+        port,
+        RegistryOptions {
+            ip: "[::1]".into(),
+            ..Default::default()
+        },
+    );
+    let dead: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let live: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    write(
+        dir.path(),
+        &[
+            (
+                "proxy.yaml",
+                &format!("listen: 127.0.0.1:{listen}\nthreads: 1\nupstream: http://registry.test:{port}\nauth:\n  challenge: basic\n  users: users.yaml\nacl: acl.yaml\n"),
+            ),
+            (
+                "users.yaml",
+                &format!("users:\n  alice:\n    password: \"{}\"\n", hash("alicepw")),
+            ),
+            ("acl.yaml", ACL),
+        ],
+    );
+    let path = dir.path().join("proxy.yaml");
+    let config = Arc::new(portcullis::config::Config::load(&path).unwrap());
+    let (built, _) = portcullis::state::State::build(config.clone()).unwrap();
+    let lookup: Lookup = Arc::new(move |_| Box::pin(async move { Ok(vec![dead, live]) }));
+    let settings = &config.upstreams[0].settings;
+    let addresses = Addresses::with(&settings.address, vec![dead, live], lookup).unwrap();
+    let upstreams = Upstreams::single(Arc::new(
+        Upstream::with_addresses(settings, addresses).unwrap(),
+    ));
+    let prepared =
+        portcullis::server::prepare_with(&path, config.clone(), built.state, upstreams.clone())
+            .unwrap();
+    // Runs until the test process ends.
+    std::thread::spawn(move || prepared.run());
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{listen}/v2/alice/app/tags/list");
+    wait_until("the in-process proxy", Duration::from_secs(10), || {
+        client.get(&url).send().is_ok()
+    });
+    // Requests alternate between the addresses; none fails.
+    for _ in 0..6 {
+        let r = client
+            .get(&url)
+            .basic_auth("alice", Some("alicepw"))
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            404,
+            "the registry's answer for an unknown repository"
+        );
+    }
+    let base = upstreams.base();
+    assert_eq!(base.addresses().all().len(), 2);
+    // The refused address is now skipped without a connection attempt.
+    assert!((0..4).all(|_| base.addresses().pick() == live));
+    drop(registry);
 }

@@ -43,16 +43,29 @@ pub fn shadowed(entries: &[Entry]) -> Vec<(usize, usize)> {
 /// Which entry serves `repository` and the name that registry knows it by: the choice
 /// [`Upstreams::select`] makes, from the configuration alone (for `explain`).
 pub fn choose(entries: &[Entry], repository: &str) -> Option<(usize, String)> {
-    let (index, e) = entries
-        .iter()
+    first_match(
+        entries.iter().map(|e| (e.prefix.as_str(), e.strip_prefix)),
+        repository,
+    )
+}
+
+/// The one rule: the first `(prefix, strip_prefix)` the name starts with, and the name
+/// without the prefix where it is stripped.
+fn first_match<'a>(
+    entries: impl Iterator<Item = (&'a str, bool)>,
+    repository: &str,
+) -> Option<(usize, String)> {
+    entries
         .enumerate()
-        .find(|(_, e)| repository.starts_with(&e.prefix))?;
-    let name = if e.strip_prefix {
-        repository[e.prefix.len()..].to_owned()
-    } else {
-        repository.to_owned()
-    };
-    Some((index, name))
+        .find(|(_, (prefix, _))| repository.starts_with(prefix))
+        .map(|(index, (prefix, strip))| {
+            let name = if strip {
+                &repository[prefix.len()..]
+            } else {
+                repository
+            };
+            (index, name.to_owned())
+        })
 }
 
 /// Whether `prefix` can start repository names: empty, or name components each followed by `/`.
@@ -144,21 +157,20 @@ impl Upstreams {
 
     /// The registry serving `repository`, if any entry does.
     pub fn select(&self, repository: &str) -> Option<Selected<'_>> {
-        self.routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| repository.starts_with(&r.prefix))
-            .map(|(index, r)| Selected {
-                upstream: &r.upstream,
-                index,
-                name: if r.strip_prefix {
-                    repository[r.prefix.len()..].to_owned()
-                } else {
-                    repository.to_owned()
-                },
-                prefix: &r.prefix,
-                strip_prefix: r.strip_prefix,
-            })
+        let (index, name) = first_match(
+            self.routes
+                .iter()
+                .map(|r| (r.prefix.as_str(), r.strip_prefix)),
+            repository,
+        )?;
+        let r = &self.routes[index];
+        Some(Selected {
+            upstream: &r.upstream,
+            index,
+            name,
+            prefix: &r.prefix,
+            strip_prefix: r.strip_prefix,
+        })
     }
 
     /// The registry asked for `/v2/` itself: the catch-all entry, else the first.

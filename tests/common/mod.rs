@@ -16,6 +16,7 @@ pub mod idp;
 pub mod issuer;
 pub mod redis;
 pub mod slapd;
+pub mod ui;
 
 /// A free loopback port (bound then released; the tiny race is acceptable in tests).
 pub fn free_port() -> u16 {
