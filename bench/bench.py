@@ -46,7 +46,10 @@ def free_port():
 
 
 def start(name, argv, work, env=None):
-    out = open(os.path.join(work, f"{name}.log"), "wb")
+    # Logs in a folder of their own: portcullis watches the folders of its files (the
+    # htpasswd file is in `work`), and a log written there wakes its watcher on every line.
+    os.makedirs(os.path.join(work, "logs"), exist_ok=True)
+    out = open(os.path.join(work, "logs", f"{name}.log"), "wb")
     p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          env={**os.environ, **(env or {})}, cwd=work)
     PROCS.append(p)
@@ -196,7 +199,7 @@ def push_small_image(port):
     status, _, body = request(port, "PUT", f"/v2/{SMALL_REPO}/manifests/v1",
                               {"Content-Type": MANIFEST_TYPE}, manifest)
     assert status == 201, (status, body)
-    return len(manifest)
+    return len(manifest), "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
 def htpasswd(work):
@@ -284,9 +287,11 @@ backend be
     return port, p
 
 
-def start_portcullis(work, binary, registry, htpasswd_file, rust_log):
+def start_portcullis(work, binary, registry, htpasswd_file, rust_log, name=None, cache=None):
+    """portcullis with Basic and token auth; `cache`: the `cache.manifests` YAML, or None."""
     port = free_port()
-    d = os.path.join(work, f"portcullis-{rust_log}")
+    name = name or f"portcullis-{rust_log}"
+    d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
     certs = os.path.join(work, "token-certs")
     if not os.path.exists(os.path.join(certs, "token.key")):
@@ -316,8 +321,8 @@ auth:
     certificate: {certs}/token.crt
     expiration: 2h
 acl: acl.yaml
-""")
-    p = start(f"portcullis-{rust_log}", [binary, "serve", "-c", cfg], work, {"RUST_LOG": rust_log})
+""" + (f"cache:\n  manifests: {cache}\n" if cache else ""))
+    p = start(name, [binary, "serve", "-c", cfg], work, {"RUST_LOG": rust_log})
     wait_http(port, "portcullis", ok=(401,))
     return port, p
 
@@ -354,10 +359,10 @@ def wrk_script(work, method, authorization):
 AB_LINE = re.compile(r"^\s*(50|99)%\s+(\d+)\s*$")
 
 
-def run_ab(port, authorization, conns, duration):
+def run_ab(port, authorization, conns, duration, ref="v1"):
     """HEAD requests with ApacheBench: wrk's parser waits for a body after a HEAD answer
     that has a Content-Length, so it cannot measure HEAD. ab's percentiles are whole ms."""
-    url = f"http://127.0.0.1:{port}/v2/{SMALL_REPO}/manifests/v1"
+    url = f"http://127.0.0.1:{port}/v2/{SMALL_REPO}/manifests/{ref}"
     argv = ["ab", "-k", "-i", "-q", "-c", str(conns), "-t", str(duration), "-n", "100000000",
             "-s", "10", "-H", f"Accept: {MANIFEST_TYPE}"]
     if authorization:
@@ -372,8 +377,8 @@ def run_ab(port, authorization, conns, duration):
             "socket_errors": f"failed {failed.group(1)}" if failed and failed.group(1) != "0" else ""}
 
 
-def run_wrk(port, script, conns, duration):
-    url = f"http://127.0.0.1:{port}/v2/{SMALL_REPO}/manifests/v1"
+def run_wrk(port, script, conns, duration, ref="v1"):
+    url = f"http://127.0.0.1:{port}/v2/{SMALL_REPO}/manifests/{ref}"
     argv = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{duration}s", "--latency",
             "--timeout", "10s", "-s", script, url]
     out = subprocess.run(argv, capture_output=True, text=True).stdout
@@ -459,6 +464,56 @@ def pull(port, auth, digest):
 
 
 # ---------------------------------------------------------------------------------------------
+# Pull storm
+
+
+def registry_manifest_requests(work):
+    """Manifest requests in the registry's access log so far, by tag and by digest."""
+    tag = digest = 0
+    with open(os.path.join(work, "logs", "registry.log"), errors="replace") as f:
+        for line in f:
+            m = re.search(r'"(?:GET|HEAD) /v2/[^ "]*/manifests/([^ "?]+)', line)
+            if m:
+                if ":" in m.group(1):
+                    digest += 1
+                else:
+                    tag += 1
+    return tag, digest
+
+
+def pull_storm(port, auth, digest, pulls):
+    """`pulls` clients at once, each pulling one tag's manifests as containerd does: the
+    manifest by tag, then by digest. Returns (seconds, failures)."""
+    import threading
+    headers = {"Accept": MANIFEST_TYPE, **({"Authorization": auth} if auth else {})}
+    barrier = threading.Barrier(pulls)
+    failures = []
+
+    def one():
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.connect()
+            barrier.wait(timeout=60)
+            for ref in ("v1", digest):
+                c.request("GET", f"/v2/{SMALL_REPO}/manifests/{ref}", headers=headers)
+                r = c.getresponse()
+                r.read()
+                if r.status != 200:
+                    failures.append(r.status)
+            c.close()
+        except Exception as e:  # noqa: BLE001 - counted, reported
+            failures.append(str(e))
+
+    threads = [threading.Thread(target=one) for _ in range(pulls)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, len(failures)
+
+
+# ---------------------------------------------------------------------------------------------
 # Report
 
 
@@ -482,7 +537,7 @@ def render(results, meta, acl, png_name):
     p("")
     p("Versions: " + "; ".join(f"{k} `{v}`" for k, v in meta["versions"].items()) + ".")
     p("")
-    p("### Small requests: manifest by tag, keep-alive (requests/s, ratio to the bare registry)")
+    p("### Small requests: manifest by tag and by digest, keep-alive (requests/s, ratio to the bare registry)")
     p("")
     p("GET with `wrk -t2 -cN --latency`; HEAD with `ab -k -i -cN` (wrk cannot parse HEAD answers "
       "that carry a Content-Length; ab reports whole milliseconds).")
@@ -497,6 +552,23 @@ def render(results, meta, acl, png_name):
             v = med([r["rps"] for r in small[c][t]])
             cells.append(f"{v:,.0f} ({fmt_ratio(v, base)})" if v else "–")
         p(f"| {t} | " + " | ".join(cells) + " |")
+    if "nginx" in targets:
+        p("")
+        p("Ratio to nginx as a plain proxy in the same run (cache off is the like-for-like row):")
+        p("")
+        p("| target | " + " | ".join(cases) + " |")
+        p("|---|" + "---:|" * len(cases))
+        for t in targets:
+            if not t.startswith("portcullis"):
+                continue
+            cells = [fmt_ratio(med([r["rps"] for r in small[c][t]]),
+                               med([r["rps"] for r in small[c]["nginx"]])) for c in cases]
+            p(f"| {t} | " + " | ".join(cells) + " |")
+    cpu = results.get("cpu_per_request") or {}
+    if cpu:
+        p("")
+        p("Proxy CPU per request over all small-request runs (utime+stime ÷ requests; nginx: "
+          "master and workers): " + "; ".join(f"{t} {v:.0f} µs" for t, v in cpu.items()) + ".")
     p("")
     p("Spread: lowest–highest requests/s over the rounds (the machine is shared; read the "
       "ratios above with this in mind):")
@@ -541,10 +613,28 @@ def render(results, meta, acl, png_name):
         cells.append(f"{cpu:.2f}" if cpu is not None and t != "registry" else "–")
         p(f"| {t} | " + " | ".join(cells) + " |")
     p("")
+    storm = results.get("storm") or {}
+    if storm:
+        p("")
+        p("### Pull storm: one tag's manifests, all clients at once")
+        p("")
+        p("Each client opens a connection, waits for all the others, then GETs the manifest by "
+          "tag and by digest. The cached portcullis instances start cold (a manifest PUT "
+          "through them empties the repository first). Registry requests are counted in the "
+          "registry's access log.")
+        p("")
+        p("| target | clients | seconds | registry manifest GETs by tag | by digest | failures |")
+        p("|---|---:|---:|---:|---:|---:|")
+        for t, v in storm.items():
+            p(f"| {t} | {v['pulls']} | {v['secs']:.2f} | {v['registry_by_tag']} | "
+              f"{v['registry_by_digest']} | {v['failures']} |")
     r = results["rss"]
     p(f"portcullis memory: VmHWM {r['hwm_small_mib']:.1f} MiB after the small-request phase; "
       f"peak while streaming (VmHWM reset before the blob phase) {r['hwm_stream_mib']:.1f} MiB; "
-      f"VmRSS at the end {r['rss_end_mib']:.1f} MiB.")
+      f"VmRSS at the end {r['rss_end_mib']:.1f} MiB." +
+      (f" With the manifest cache (max_memory {r['cache_mib']} MiB, warm): peak while "
+       f"streaming the blob {r['hwm_cache_stream_mib']:.1f} MiB (target: < 64 MiB + the cache)."
+       if "hwm_cache_stream_mib" in r else ""))
     if acl:
         p("")
         p("### ACL scale (`cargo run --release --example acl_scale`)")
@@ -623,7 +713,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    ap.add_argument("--conns", default="1,16,64")
+    ap.add_argument("--conns", default="1,16")
+    ap.add_argument("--storm", type=int, default=200, help="clients in the pull storm")
+    ap.add_argument("--cache-mib", type=int, default=64, help="cache.manifests.max_memory")
+    ap.add_argument("--all-targets", action="store_true",
+                    help="small requests also against HAProxy, nginx auth_basic, RUST_LOG=warn")
     ap.add_argument("--blob-mib", type=int, default=512)
     ap.add_argument("--blob-rounds", type=int, default=None, help="default: --rounds")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/portcullis"))
@@ -654,12 +748,17 @@ def main():
     log(f"work folder {work}")
 
     registry, reg_p = start_registry(work)
-    manifest_len = push_small_image(registry)
+    manifest_len, manifest_digest = push_small_image(registry)
     hp = htpasswd(work)
     ngx, ngx_auth, ngx_p = start_nginx(work, registry, hp)
     ha, ha_p = start_haproxy(work, registry)
     pc, pc_p = start_portcullis(work, args.binary, registry, hp, "info")
     pcw, pcw_p = start_portcullis(work, args.binary, registry, hp, "warn")
+    # The manifest cache: by digest only (tag_ttl 0, the default), and by tag for 5 s.
+    pc0, pc0_p = start_portcullis(work, args.binary, registry, hp, "info", "portcullis-cache-0",
+                                  f"{{max_memory: {args.cache_mib}MiB, digest_ttl: 10m, tag_ttl: 0s}}")
+    pc5, pc5_p = start_portcullis(work, args.binary, registry, hp, "info", "portcullis-cache-5s",
+                                  f"{{max_memory: {args.cache_mib}MiB, digest_ttl: 10m, tag_ttl: 5s}}")
     basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     token = "Bearer " + bearer_token(pc)
     token_w = "Bearer " + bearer_token(pcw)
@@ -676,44 +775,92 @@ def main():
         "portcullis Bearer": (pc, token, [pc_p.pid]),
         "portcullis Basic, RUST_LOG=warn": (pcw, basic, [pcw_p.pid]),
         "portcullis Bearer, RUST_LOG=warn": (pcw, token_w, [pcw_p.pid]),
+        "portcullis Basic, cache tag_ttl 0": (pc0, basic, [pc0_p.pid]),
+        "portcullis Basic, cache tag_ttl 5s": (pc5, basic, [pc5_p.pid]),
     }
+    # HAProxy is there for blobs (splice); nginx auth_basic and the RUST_LOG=warn instances
+    # only with --all-targets (they answer the questions of the earlier runs).
+    small_default = ["registry", "nginx", "portcullis Basic", "portcullis Bearer",
+                     "portcullis Basic, cache tag_ttl 0", "portcullis Basic, cache tag_ttl 5s"]
     if args.only:
         keep = {"registry"} | set(args.only.split(","))
         targets = {k: v for k, v in targets.items() if k in keep}
-    # Sanity: every target answers the manifest with 200 and the same length.
+    # Sanity: every target answers the manifest with 200 and the same length, by tag and digest.
     for name, (port, auth, _) in targets.items():
-        status, _, body = request(port, "GET", f"/v2/{SMALL_REPO}/manifests/v1",
-                                  {"Accept": MANIFEST_TYPE, **({"Authorization": auth} if auth else {})})
-        assert status == 200 and len(body) == manifest_len, (name, status, body[:200])
+        for ref in ("v1", manifest_digest):
+            status, _, body = request(port, "GET", f"/v2/{SMALL_REPO}/manifests/{ref}",
+                                      {"Accept": MANIFEST_TYPE, **({"Authorization": auth} if auth else {})})
+            assert status == 200 and len(body) == manifest_len, (name, ref, status, body[:200])
 
-    names = list(targets)
+    names = [t for t in targets if args.all_targets or args.only or t in small_default]
     all_pids = sorted({pid for _, _, pids in targets.values() for pid in pids} |
-                      {pc_p.pid, pcw_p.pid, ha_p.pid, reg_p.pid, *ngx_pids})
+                      {pc_p.pid, pcw_p.pid, pc0_p.pid, pc5_p.pid, ha_p.pid, reg_p.pid, *ngx_pids})
     load_start = open("/proc/loadavg").read().split()[:3]
-    cases = [(m, c) for m in ("GET", "HEAD") for c in conns]
-    small = {f"{m} c={c}": {t: [] for t in names} for m, c in cases}
+    refs = {"tag": "v1", "digest": manifest_digest}
+    cases = [(m, by, c) for m, by in (("GET", "tag"), ("GET", "digest"), ("HEAD", "tag"))
+             for c in conns]
+    label = lambda m, by, c: f"{m} {by} c={c}"  # noqa: E731
+    small = {label(*case): {t: [] for t in names} for case in cases}
     scripts = {(m, t): wrk_script(work, m, targets[t][1]) for m in ("GET", "HEAD") for t in names}
+    cpu_small = {t: [0.0, 0] for t in names}
     total = args.rounds * len(cases) * len(names) * args.duration
     log(f"small requests: {args.rounds} rounds × {len(cases)} cases × {len(names)} targets "
         f"× {args.duration}s ≈ {total // 60} min")
     for rnd in range(args.rounds):
-        for m, c in cases:
+        for m, by, c in cases:
             # Rotate the order each round so no target always runs first or last.
             order = names[rnd % len(names):] + names[:rnd % len(names)]
             for t in order:
+                port, auth, pids = targets[t]
+                c0 = cpu_seconds(pids)
                 if m == "GET":
-                    r = run_wrk(targets[t][0], scripts[(m, t)], c, args.duration)
+                    r = run_wrk(port, scripts[(m, t)], c, args.duration, refs[by])
                 else:
-                    r = run_ab(targets[t][0], targets[t][1], c, args.duration)
-                small[f"{m} c={c}"][t].append(r)
+                    r = run_ab(port, auth, c, args.duration, refs[by])
+                if t != "registry":
+                    cpu_small[t][0] += cpu_seconds(pids) - c0
+                    cpu_small[t][1] += r["rps"] * args.duration
+                small[label(m, by, c)][t].append(r)
                 settle(all_pids)
-                log(f"  round {rnd + 1} {m} c={c} {t}: {r['rps']:.0f} req/s "
+                log(f"  round {rnd + 1} {m} {by} c={c} {t}: {r['rps']:.0f} req/s "
                     f"p50 {r['p50']} p99 {r['p99']} non2xx {r['non2xx']}")
+    cpu_per_request = {t: s / n * 1e6 for t, (s, n) in cpu_small.items() if n}
+
+    # Pull storm: N clients at once pull one tag's manifests (by tag, then by digest);
+    # the registry's access log says how many manifest requests reached it.
+    storm = {}
+    _, _, manifest_body = request(registry, "GET", f"/v2/{SMALL_REPO}/manifests/v1",
+                                  {"Accept": MANIFEST_TYPE})
+    storm_targets = [t for t in ["registry", "nginx", "portcullis Basic",
+                                 "portcullis Basic, cache tag_ttl 0",
+                                 "portcullis Basic, cache tag_ttl 5s"] if t in targets]
+    for t in storm_targets:
+        port, auth, pids = targets[t]
+        if "cache" in t:
+            # Start cold: a manifest PUT through portcullis (the same bytes again, so the
+            # registry's content does not change) empties the repository's cached answers.
+            status, _, body = request(port, "PUT", f"/v2/{SMALL_REPO}/manifests/v1",
+                                      {"Content-Type": MANIFEST_TYPE, "Authorization": auth},
+                                      manifest_body)
+            assert status == 201, (t, status, body)
+        before = registry_manifest_requests(work)
+        secs, failures = pull_storm(port, auth, manifest_digest, args.storm)
+        time.sleep(0.3)  # the registry writes its access log line after the answer
+        after = registry_manifest_requests(work)
+        storm[t] = {"pulls": args.storm, "secs": secs, "failures": failures,
+                    "registry_by_tag": after[0] - before[0],
+                    "registry_by_digest": after[1] - before[1]}
+        settle(all_pids)
+        log(f"  pull storm {t}: {secs:.2f} s, registry manifest requests "
+            f"{storm[t]['registry_by_tag']} by tag, {storm[t]['registry_by_digest']} by digest, "
+            f"{failures} failures")
+
     hwm_small = status_kib(pc_p.pid, "VmHWM:")
 
     # Blobs: reset portcullis's peak RSS so the streaming peak is its own.
     try:
         write(f"/proc/{pc_p.pid}/clear_refs", "5")
+        write(f"/proc/{pc5_p.pid}/clear_refs", "5")
     except OSError:
         log("cannot reset VmHWM (clear_refs): the streaming peak includes the small phase")
     blob_targets = [t for t in ["registry", "nginx", "haproxy (splice)",
@@ -742,7 +889,11 @@ def main():
                 blobs[o][t].append({"mibs": mibs, "secs": secs})
                 settle(all_pids)
                 log(f"  round {rnd + 1} {o} {t}: {mibs:.0f} MiB/s")
+    # The cached instance streams the blob too: its peak with a warm cache.
+    pull(pc5, basic, digest)
     rss = {
+        "hwm_cache_stream_mib": status_kib(pc5_p.pid, "VmHWM:") / 1024,
+        "cache_mib": args.cache_mib,
         "hwm_small_mib": hwm_small / 1024,
         "hwm_stream_mib": status_kib(pc_p.pid, "VmHWM:") / 1024,
         "rss_end_mib": status_kib(pc_p.pid, "VmRSS:") / 1024,
@@ -781,7 +932,8 @@ def main():
         },
     }
     results = {"meta": meta, "targets": names, "blob_targets": blob_targets, "small": small,
-               "blobs": blobs, "cpu_per_gib": cpu_per_gib, "rss": rss, "acl": acl}
+               "blobs": blobs, "cpu_per_gib": cpu_per_gib, "rss": rss, "acl": acl,
+               "storm": storm, "cpu_per_request": cpu_per_request}
     os.makedirs(os.path.join(ROOT, "bench/results"), exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     with open(os.path.join(ROOT, f"bench/results/{stamp}.json"), "w") as f:

@@ -3,6 +3,12 @@
 #
 #   bench/run.sh                       # 5 rounds × 5 s, 512 MiB blob, ACL scale; ~25 min
 #   bench/run.sh --rounds 1 --duration 2 --blob-mib 64 --no-doc   # a quick look
+#   bench/run.sh --rounds 1 --duration 1 --blob-mib 8 --no-acl --no-doc --storm 50  # smoke
+#
+# Compares the registry, nginx, HAProxy (blobs) and portcullis without the manifest cache,
+# with it by digest (tag_ttl 0) and by tag (tag_ttl 5s); a pull storm (--storm N clients)
+# counted at the registry's access log; RSS while streaming. CPU per request of two builds
+# side by side: python3 bench/cpu.py --binary old=PATH --binary new=PATH.
 #
 # Installs what is missing with apt-get (wrk, nginx, haproxy, docker-registry, curl,
 # apache2-utils for htpasswd and ab, gnuplot), builds portcullis and the ACL scale benchmark

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the real components the tests run (Debian's docker-registry,
 # skopeo, slapd, curl; docker-compose, systemd-analyze and kubernetes-validate for the
-# deployment checks; prometheus for its `promtool check metrics` on the proxy's /metrics;
-# chromium, node and playwright-core for the web UI's browser test; Go and the registry's Go
+# deployment checks; haproxy for the rolling-restart and cluster tests; redis-server and
+# redis-tools for the cluster tests (tests/cluster.rs); prometheus for its `promtool check
+# metrics` on the proxy's /metrics; chromium, node and playwright-core for the web UI's browser
+# test; oidc-provider for the single sign-on tests; Go and the registry's Go
 # sources for the differential test's oracle) when they are missing, then
 # runs `cargo test`. The differential test sends PORTCULLIS_DIFF_CASES requests (20000 unless
 # set; fuzz/run.sh runs it longer).
@@ -14,6 +16,11 @@ cd "$(dirname "$0")/.."
 packages=(cmake gcc pkg-config docker-registry skopeo slapd ldap-utils curl openssl ca-certificates
           docker-compose systemd python3-pip chromium golang-go golang-github-docker-distribution-dev
           prometheus)
+# haproxy: the load balancer of the rolling-restart and cluster tests (tests/rolling_restart.rs,
+# tests/cluster.rs) and the `haproxy -c` check of deploy/haproxy.cfg.
+packages+=(haproxy)
+# redis-server (and its redis-cli, in redis-tools): the shared Redis of the cluster tests.
+packages+=(redis-server redis-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,6 +50,11 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ ! -f tests/ui-e2e/node_modules/playwright-core/package.json ] \
    || [ tests/ui-e2e/package-lock.json -nt tests/ui-e2e/node_modules/.package-lock.json ]; then
   (cd tests/ui-e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The single sign-on tests (tests/sso.rs) run a real OpenID provider: oidc-provider from npm.
+if [ ! -f tests/oidc-provider/node_modules/oidc-provider/package.json ] \
+   || [ tests/oidc-provider/package-lock.json -nt tests/oidc-provider/node_modules/.package-lock.json ]; then
+  (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Here every tool is installed, so a deployment check that cannot find one must fail.

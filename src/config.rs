@@ -15,8 +15,12 @@ use crate::diagnostic::{not_a_file, Diagnostic, Diagnostics};
 
 // The settings of each part are defined beside the part that uses them, so the arrow points
 // one way: the configuration knows every part, no part knows the configuration.
+pub use crate::authn::federation::Settings as Federation;
 pub use crate::authn::ldap::Ldap;
 pub use crate::authn::lockout::Settings as Lockout;
+pub use crate::authn::oidc::Oidc;
+pub use crate::cache::Settings as Cache;
+pub use crate::cluster::Settings as Cluster;
 pub use crate::token::Token;
 pub use crate::upstream::auth::Settings as UpstreamAuth;
 pub use crate::upstream::select::Entry as UpstreamEntry;
@@ -51,10 +55,18 @@ pub struct Config {
     pub threads: usize,
     /// How long SIGTERM waits for requests in flight before stopping anyway.
     pub shutdown_timeout: Duration,
+    /// How long after SIGTERM the listener stays open (not ready, draining) even with nothing
+    /// in flight: the time a load balancer needs to see `/readyz` fail. Closing sooner loses
+    /// a request it sends in between once its body is partly sent (it cannot replay that).
+    pub shutdown_delay: Duration,
     /// Connection and request limits.
     pub limits: crate::limits::Limits,
     /// The web UI.
     pub ui: Ui,
+    /// Redis shared by the replicas; `None`: every replica keeps its own state.
+    pub cluster: Option<Cluster>,
+    /// What portcullis may answer from memory (`cache:`); nothing by default.
+    pub cache: Cache,
     /// Findings that do not stop a start (a docker_auth section nothing reads), printed by
     /// `check` and logged at start and reload with the loaders' warnings.
     pub warnings: Vec<Diagnostic>,
@@ -136,6 +148,12 @@ pub struct Auth {
     pub ldap_file: Option<PathBuf>,
     /// Failed-login limits.
     pub lockout: Lockout,
+    /// Single sign-on for people in the web UI, when configured.
+    pub oidc: Option<Oidc>,
+    /// The access keys file (`auth.keys`), when keys are on.
+    pub keys: Option<PathBuf>,
+    /// Trusted issuers of CI job ID tokens (`auth.federation`).
+    pub federation: Vec<Federation>,
 }
 
 #[derive(Deserialize)]
@@ -170,10 +188,47 @@ struct RawConfig {
     threads: Option<usize>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    shutdown_delay: Option<Duration>,
     #[serde(default)]
     limits: Option<RawLimits>,
     #[serde(default)]
     ui: Option<RawUi>,
+    #[serde(default)]
+    cluster: Option<RawCluster>,
+    cache: Option<RawCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    redis: String,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    key_prefix: Option<String>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    #[serde(default)]
+    manifests: Option<RawManifestCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifestCache {
+    #[serde(default, deserialize_with = "de_size_opt")]
+    max_memory: Option<u64>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    digest_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    tag_ttl: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +263,36 @@ struct RawLimits {
     max_headers: Option<usize>,
     #[serde(default)]
     max_header_bytes: Option<usize>,
+    #[serde(default)]
+    rate: Option<RawRate>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    #[serde(default)]
+    per_account: Option<TextOrNumber>,
+    #[serde(default)]
+    per_address: Option<TextOrNumber>,
+    #[serde(default)]
+    burst: Option<TextOrNumber>,
+}
+
+/// A scalar read as text (`burst: 2` and `burst: 2x` alike), checked by its own parser.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOrNumber {
+    Text(String),
+    Number(u64),
+}
+
+impl TextOrNumber {
+    fn text(&self) -> String {
+        match self {
+            TextOrNumber::Text(t) => t.clone(),
+            TextOrNumber::Number(n) => n.to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -404,6 +489,24 @@ struct RawAuth {
     ldap: Option<RawLdapSource>,
     #[serde(default)]
     lockout: Option<RawLockout>,
+    #[serde(default)]
+    oidc: Option<RawOidc>,
+    #[serde(default)]
+    keys: Option<PathBuf>,
+    #[serde(default)]
+    federation: Vec<RawFederation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    issuer: String,
+    audience: String,
+    account: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
 }
 
 impl Default for RawAuth {
@@ -416,6 +519,9 @@ impl Default for RawAuth {
             token: None,
             ldap: None,
             lockout: None,
+            oidc: None,
+            keys: None,
+            federation: Vec::new(),
         }
     }
 }
@@ -462,6 +568,33 @@ struct RawLdap {
     timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration_opt")]
     cache: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret_file: PathBuf,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default = "default_account_claim")]
+    account_claim: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    ca_certificate: Option<PathBuf>,
+    #[serde(default)]
+    redirect_url: Option<String>,
+}
+
+fn default_account_claim() -> String {
+    "preferred_username".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 #[derive(Deserialize)]
@@ -599,6 +732,27 @@ fn de_duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
     d.deserialize_str(V).map(Some)
 }
 
+/// A byte size (`64MiB`), located at the value like [`de_duration_opt`].
+fn de_size_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a size such as 512KiB, 64MiB or 1GiB")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            crate::cache::settings::parse_size(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            crate::cache::settings::parse_size(&v.to_string()).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            crate::cache::settings::parse_size(&v.to_string()).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V).map(Some)
+}
+
 fn de_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -634,6 +788,21 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Diagnostic::new(path, format!("cannot read configuration: {e}")))?;
         Self::parse(&text, path)
+    }
+
+    /// Only `auth.keys` of the file at `path`, resolved like every path: what `portcullis key`
+    /// needs, which must work before the keys file exists (when a full load would refuse
+    /// the missing file). The file must still parse as a configuration.
+    pub fn keys_path(path: &Path) -> Result<Option<PathBuf>, Diagnostics> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::new(path, format!("cannot read: {e}")))?;
+        let raw: RawConfig = serde_yaml_ng::from_str(&text)
+            .map_err(|e| crate::yaml::serde_diagnostic(path, &text, &e))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Ok(raw
+            .auth
+            .keys
+            .map(|p| if p.is_absolute() { p } else { base.join(p) }))
     }
 
     /// Validates the text of a configuration file that lives at `path` (used for relative paths
@@ -867,6 +1036,55 @@ impl Config {
                 err("auth.htpasswd", why);
             }
         }
+        let keys = raw.auth.keys.as_deref().map(resolve);
+        if let Some(p) = &keys {
+            if let Some(why) = not_a_file(p) {
+                err(
+                    "auth.keys",
+                    format!("{why} (create it with `portcullis key create` or as an empty file)"),
+                );
+            }
+        }
+        let mut federation = Vec::new();
+        for (i, f) in raw.auth.federation.iter().enumerate() {
+            let key = |k: &str| format!("auth.federation.{i}.{k}");
+            if let Err(why) = check_issuer(&f.issuer) {
+                err(&key("issuer"), why);
+            }
+            if raw.auth.federation[..i]
+                .iter()
+                .any(|g| g.issuer == f.issuer)
+            {
+                err(&key("issuer"), format!("{:?} is listed twice", f.issuer));
+            }
+            if f.audience.trim().is_empty() {
+                err(&key("audience"), "must not be empty".into());
+            }
+            if let Err(why) = crate::authn::federation::template::Template::parse(&f.account) {
+                err(&key("account"), why);
+            }
+            for (label, claim) in &f.labels {
+                if label.is_empty() || claim.is_empty() {
+                    err(
+                        &key("labels"),
+                        "label and claim names must not be empty".into(),
+                    );
+                }
+            }
+            let ca = f.ca_certificate.as_deref().map(resolve);
+            if let Some(p) = &ca {
+                if let Some(why) = not_a_file(p) {
+                    err(&key("ca_certificate"), why);
+                }
+            }
+            federation.push(Federation {
+                issuer: f.issuer.clone(),
+                audience: f.audience.clone(),
+                account: f.account.clone(),
+                labels: f.labels.clone(),
+                ca_certificate: ca,
+            });
+        }
         let token = raw.auth.token.map(|t| Token {
             path: t.path,
             realm: t.realm,
@@ -1046,8 +1264,45 @@ impl Config {
                 max_uri_length: l.max_uri_length.unwrap_or(d.max_uri_length),
                 max_headers: l.max_headers.unwrap_or(d.max_headers),
                 max_header_bytes: l.max_header_bytes.unwrap_or(d.max_header_bytes),
+                rate: None,
             },
         };
+        let mut limits = limits;
+        if let Some(r) = raw.limits.as_ref().and_then(|l| l.rate.as_ref()) {
+            use crate::cluster::rate::{parse_burst, Rate, Settings, DEFAULT_BURST};
+            let mut rate = |key: &str, v: &Option<TextOrNumber>| match v {
+                None => None,
+                Some(v) => match Rate::parse(&v.text()) {
+                    Ok(r) => Some(r),
+                    Err(why) => {
+                        err(key, why);
+                        None
+                    }
+                },
+            };
+            let per_account = rate("limits.rate.per_account", &r.per_account);
+            let per_address = rate("limits.rate.per_address", &r.per_address);
+            let burst = match &r.burst {
+                None => DEFAULT_BURST,
+                Some(b) => parse_burst(&b.text()).unwrap_or_else(|why| {
+                    err("limits.rate.burst", why);
+                    DEFAULT_BURST
+                }),
+            };
+            if r.per_account.is_none() && r.per_address.is_none() {
+                err(
+                    "limits.rate",
+                    "set per_account or per_address (such as 100/s), or remove limits.rate".into(),
+                );
+            }
+            if per_account.is_some() || per_address.is_some() {
+                limits.rate = Some(Settings {
+                    per_account,
+                    per_address,
+                    burst,
+                });
+            }
+        }
         // Each at its own key and line.
         for (key, zero) in [
             ("limits.max_connections", limits.max_connections == 0),
@@ -1128,6 +1383,106 @@ impl Config {
                 err("ui.session_key_file", why);
             }
         }
+        let cluster = raw.cluster.map(|c| Cluster {
+            redis: c.redis,
+            ca_certificate: c.ca_certificate.as_deref().map(resolve),
+            password_file: c.password_file.as_deref().map(resolve),
+            key_prefix: c
+                .key_prefix
+                .unwrap_or_else(|| crate::cluster::DEFAULT_PREFIX.into()),
+            timeout: c.timeout.unwrap_or(crate::cluster::DEFAULT_TIMEOUT),
+        });
+        if let Some(c) = &cluster {
+            if let Err(why) = Cluster::check_url(&c.redis) {
+                err("cluster.redis", why);
+            }
+            if let Some(ca) = &c.ca_certificate {
+                if !c.tls() {
+                    err(
+                        "cluster.ca_certificate",
+                        "is for rediss:// URLs: with redis:// nothing is encrypted".into(),
+                    );
+                } else if let Some(why) = not_a_file(ca) {
+                    err("cluster.ca_certificate", why);
+                }
+            }
+            if let Some(p) = &c.password_file {
+                if let Some(why) = not_a_file(p) {
+                    err("cluster.password_file", why);
+                }
+            }
+            if c.key_prefix.is_empty()
+                || c.key_prefix.len() > 64
+                || c.key_prefix
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control())
+            {
+                err(
+                    "cluster.key_prefix",
+                    format!(
+                        "{:?} must be 1 to 64 characters without spaces (like `portcullis:`)",
+                        c.key_prefix
+                    ),
+                );
+            }
+            if c.timeout.is_zero() {
+                err("cluster.timeout", "must be more than 0".into());
+            }
+        }
+        let oidc = raw.auth.oidc.map(|o| Oidc {
+            issuer: o.issuer,
+            client_id: o.client_id,
+            client_secret_file: resolve(&o.client_secret_file),
+            scopes: o.scopes.unwrap_or_else(crate::authn::oidc::default_scopes),
+            account_claim: o.account_claim,
+            groups_claim: o.groups_claim,
+            labels: o.labels,
+            ca_certificate: o.ca_certificate.as_deref().map(resolve),
+            redirect_url: o.redirect_url,
+        });
+        if let Some(o) = &oidc {
+            for (key, why) in oidc_problems(o, &ui) {
+                err(key, why);
+            }
+        }
+        let cache = Cache {
+            manifests: raw.cache.and_then(|c| c.manifests).map(|m| {
+                let d = crate::cache::Manifests::default();
+                crate::cache::Manifests {
+                    max_memory: m.max_memory.unwrap_or(d.max_memory),
+                    digest_ttl: m.digest_ttl.unwrap_or(d.digest_ttl),
+                    tag_ttl: m.tag_ttl.unwrap_or(d.tag_ttl),
+                }
+            }),
+        };
+        if let Some(m) = &cache.manifests {
+            if m.max_memory < 1 << 20 {
+                err(
+                    "cache.manifests.max_memory",
+                    "must be at least 1MiB (leave out cache.manifests to cache nothing)".into(),
+                );
+            }
+            if m.max_memory > 1 << 40 {
+                err(
+                    "cache.manifests.max_memory",
+                    "must be at most 1024GiB".into(),
+                );
+            }
+            if m.digest_ttl.is_zero() {
+                err(
+                    "cache.manifests.digest_ttl",
+                    "must be more than 0 (leave out cache.manifests to cache nothing)".into(),
+                );
+            }
+            for (key, ttl) in [
+                ("cache.manifests.digest_ttl", m.digest_ttl),
+                ("cache.manifests.tag_ttl", m.tag_ttl),
+            ] {
+                if ttl > Duration::from_secs(30 * 86_400) {
+                    err(key, "must be at most 720h".into());
+                }
+            }
+        }
         errors.extend(user_errors);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
@@ -1160,16 +1515,125 @@ impl Config {
                 ldap,
                 ldap_file,
                 lockout,
+                oidc,
+                keys,
+                federation,
             },
             acl,
             acl_tests,
             threads: raw.threads.unwrap_or_else(default_threads),
             shutdown_timeout: raw.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+            shutdown_delay: raw.shutdown_delay.unwrap_or(Duration::ZERO),
             limits,
             ui,
+            cluster,
+            cache,
             warnings,
         })
     }
+}
+
+/// What is wrong with `auth.oidc`, each at its key. The files must exist here; their contents
+/// are read by [`crate::authn::oidc::Provider::load`] when the state is built.
+fn oidc_problems(o: &Oidc, ui: &Ui) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match reqwest::Url::parse(&o.issuer) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() => {
+            if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                out.push((
+                    "auth.oidc.issuer",
+                    format!("{:?} must have no query, fragment or user", o.issuer),
+                ));
+            }
+        }
+        _ => out.push((
+            "auth.oidc.issuer",
+            format!(
+                "{:?} must be an https:// address (the provider's tokens are trusted for what its TLS certificate proves)",
+                o.issuer
+            ),
+        )),
+    }
+    if o.client_id.trim().is_empty() {
+        out.push(("auth.oidc.client_id", "must not be empty".into()));
+    }
+    if let Some(why) = not_a_file(&o.client_secret_file) {
+        out.push(("auth.oidc.client_secret_file", why));
+    }
+    if let Some(c) = &o.ca_certificate {
+        if let Some(why) = not_a_file(c) {
+            out.push(("auth.oidc.ca_certificate", why));
+        }
+    }
+    if o.scopes
+        .iter()
+        .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        out.push((
+            "auth.oidc.scopes",
+            "each scope must be one word (no spaces)".into(),
+        ));
+    }
+    for (key, claim) in [
+        ("auth.oidc.account_claim", &o.account_claim),
+        ("auth.oidc.groups_claim", &o.groups_claim),
+    ] {
+        if claim.trim().is_empty() {
+            out.push((key, "must name a claim".into()));
+        }
+    }
+    for (label, claim) in &o.labels {
+        if label == crate::authn::oidc::claims::GROUPS_LABEL {
+            out.push((
+                "auth.oidc.labels",
+                "`groups` is filled from groups_claim: set that instead".into(),
+            ));
+        } else if label.trim().is_empty() || claim.trim().is_empty() {
+            out.push((
+                "auth.oidc.labels",
+                "labels and claims must not be empty".into(),
+            ));
+        }
+    }
+    if let Some(r) = &o.redirect_url {
+        let callback = format!("{}sso/callback", ui.path);
+        let ok = reqwest::Url::parse(r).is_ok_and(|u| {
+            matches!(u.scheme(), "https" | "http")
+                && u.host().is_some()
+                && u.path() == callback
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !ok {
+            out.push((
+                "auth.oidc.redirect_url",
+                format!("{r:?} must be http(s)://<host>{callback}, the UI's callback"),
+            ));
+        }
+    }
+    if !ui.enabled {
+        out.push((
+            "auth.oidc",
+            "people sign in through the web UI: it must be enabled (ui.enabled)".into(),
+        ));
+    }
+    out
+}
+
+/// An issuer of CI tokens must be an `https://` URL without query or fragment: its keys are
+/// fetched from it, and over anything but TLS anyone on the path could hand out keys.
+fn check_issuer(text: &str) -> Result<(), String> {
+    let uri: http::Uri = text.parse().map_err(|_| format!("{text:?} is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("{text:?} must start with https://"));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    if uri.query().is_some() || text.contains('#') {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    Ok(())
 }
 
 /// An address or CIDR; a bare address is a /32 or /128. A CIDR with host bits set
@@ -1224,6 +1688,72 @@ mod tests {
         assert_eq!(c.auth.challenge, Challenge::Basic);
         assert_eq!(c.auth.realm, "Registry Realm");
         assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn oidc_section() {
+        let load = |oidc: &str, extra: &str| {
+            let yaml = format!(
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\nauth:\n  oidc:\n{oidc}{extra}"
+            );
+            let d = dir_with(&[
+                ("proxy.yaml", &yaml),
+                ("acl.yaml", "[]\n"),
+                ("secret", "s3cret\n"),
+            ]);
+            (Config::load(&d.path().join("proxy.yaml")), d)
+        };
+        let good = "    issuer: https://idp.example.com/realms/x\n    client_id: portcullis\n    client_secret_file: secret\n";
+        let (c, d) = load(good, "");
+        let o = c.unwrap().auth.oidc.unwrap();
+        assert_eq!(o.account_claim, "preferred_username");
+        assert_eq!(o.groups_claim, "groups");
+        assert_eq!(o.scopes, vec!["profile"]);
+        assert_eq!(o.client_secret_file, d.path().join("secret"));
+        // Each mistake at its key and line.
+        for (oidc, extra, key, line) in [
+            (
+                good.replace("https://", "http://"),
+                "",
+                "auth.oidc.issuer",
+                5,
+            ),
+            (
+                good.replace("secret\n", "missing\n"),
+                "",
+                "auth.oidc.client_secret_file",
+                7,
+            ),
+            (
+                format!("{good}    labels: {{groups: roles}}\n"),
+                "",
+                "auth.oidc.labels",
+                8,
+            ),
+            (
+                format!("{good}    redirect_url: https://r.example/elsewhere\n"),
+                "",
+                "auth.oidc.redirect_url",
+                8,
+            ),
+            (
+                format!("{good}    scopes: [\"a b\"]\n"),
+                "",
+                "auth.oidc.scopes",
+                8,
+            ),
+            (good.to_string(), "ui:\n  enabled: false\n", "auth.oidc", 5),
+        ] {
+            let (e, _d) = load(&oidc, extra);
+            let e = e.unwrap_err();
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{e}");
+            assert_eq!(e.0[0].line, Some(line), "{e}");
+        }
+        let (c, _d) = load(
+            &format!("{good}    redirect_url: https://r.example/ui/sso/callback\n    unknown: 1\n"),
+            "",
+        );
+        assert!(c.unwrap_err().to_string().contains("unknown"));
     }
 
     #[test]
@@ -1352,6 +1882,62 @@ mod tests {
             assert_eq!(e.0[0].key.as_deref(), Some(key), "{bad}: {e}");
         }
         assert!(with("  colour: red\n").is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn cache_is_off_by_default_and_validated_at_its_keys() {
+        let d = dir_with(&[
+            (
+                "proxy.yaml",
+                "upstream: http://127.0.0.1:5001\nacl: acl.yaml\n",
+            ),
+            ("acl.yaml", "[]\n"),
+        ]);
+        let c = Config::load(&d.path().join("proxy.yaml")).unwrap();
+        assert_eq!(c.cache, Cache::default());
+        assert!(c.cache.manifests.is_none());
+        let with = |cache: &str| {
+            fs::write(
+                d.path().join("proxy.yaml"),
+                format!("upstream: http://127.0.0.1:5001\nacl: acl.yaml\ncache:\n{cache}"),
+            )
+            .unwrap();
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = with("  manifests: {}\n").unwrap();
+        assert_eq!(c.cache.manifests, Some(crate::cache::Manifests::default()));
+        let c = with("  manifests: {max_memory: 16MiB, digest_ttl: 1h, tag_ttl: 5s}\n").unwrap();
+        let m = c.cache.manifests.unwrap();
+        assert_eq!(m.max_memory, 16 << 20);
+        assert_eq!(m.digest_ttl, Duration::from_secs(3600));
+        assert_eq!(m.tag_ttl, Duration::from_secs(5));
+        for (bad, key, line) in [
+            (
+                "  manifests:\n    max_memory: 64MB\n",
+                "cache.manifests.max_memory",
+                5,
+            ),
+            (
+                "  manifests:\n    max_memory: 512KiB\n",
+                "cache.manifests.max_memory",
+                5,
+            ),
+            (
+                "  manifests:\n    digest_ttl: 0s\n",
+                "cache.manifests.digest_ttl",
+                5,
+            ),
+            (
+                "  manifests:\n    tag_ttl: 800h\n",
+                "cache.manifests.tag_ttl",
+                5,
+            ),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{bad}: {e}");
+            assert_eq!(e.0[0].line, Some(line), "{bad}: {e}");
+        }
+        assert!(with("  blobs: {}\n").is_err(), "unknown keys are errors");
     }
 
     #[test]
@@ -1517,5 +2103,83 @@ mod tests {
             Some(UsersSource::Inline(u)) => assert!(u.contains("admin")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn cluster_and_rate_settings_are_read_with_defaults_and_located_errors() {
+        let d = dir_with(&[("acl.yaml", "[]\n"), ("redis.pw", "pw\n"), ("ca.pem", "x")]);
+        let with = |tail: &str| {
+            fs::write(
+                d.path().join("proxy.yaml"),
+                format!("upstream: http://127.0.0.1:5001\nacl: acl.yaml\n{tail}"),
+            )
+            .unwrap();
+            Config::load(&d.path().join("proxy.yaml"))
+        };
+        let c = with("cluster:\n  redis: redis://127.0.0.1:6379/0\n").unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.key_prefix, "portcullis:");
+        assert_eq!(cluster.timeout, Duration::from_millis(250));
+        assert!(c.limits.rate.is_none(), "off by default");
+        let c = with("cluster:\n  redis: rediss://cache:6380\n  ca_certificate: ca.pem\n  password_file: redis.pw\n  key_prefix: \"fleet-a:\"\n  timeout: 1s\nlimits:\n  rate:\n    per_account: 100/s\n    per_address: 600/m\n").unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.password_file, Some(d.path().join("redis.pw")));
+        assert_eq!(cluster.key_prefix, "fleet-a:");
+        let rate = c.limits.rate.unwrap();
+        assert_eq!(rate.burst, 2);
+        assert_eq!(rate.per_address.unwrap().period, Duration::from_secs(60));
+        for (tail, key, line) in [
+            ("cluster:\n  redis: http://x:6379\n", "cluster.redis", 4),
+            (
+                "cluster:\n  redis: \"redis://:pw@x:6379\"\n",
+                "cluster.redis",
+                4,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  ca_certificate: ca.pem\n",
+                "cluster.ca_certificate",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  password_file: nope\n",
+                "cluster.password_file",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  timeout: 0s\n",
+                "cluster.timeout",
+                5,
+            ),
+            (
+                "cluster:\n  redis: redis://x\n  key_prefix: \"\"\n",
+                "cluster.key_prefix",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_account: 100/h\n",
+                "limits.rate.per_account",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_address: 0/s\n",
+                "limits.rate.per_address",
+                5,
+            ),
+            (
+                "limits:\n  rate:\n    per_account: 1/s\n    burst: 0x\n",
+                "limits.rate.burst",
+                6,
+            ),
+            ("limits:\n  rate:\n    burst: 2x\n", "limits.rate", 5),
+        ] {
+            let e = with(tail).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{tail}: {e}");
+            assert_eq!(e.0[0].key.as_deref(), Some(key), "{tail}: {e}");
+            assert_eq!(e.0[0].line, Some(line), "{tail}: {e}");
+        }
+        assert!(
+            with("cluster:\n  redis: redis://x\n  pasword_file: a\n").is_err(),
+            "unknown key"
+        );
     }
 }

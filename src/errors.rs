@@ -76,6 +76,9 @@ pub struct Refusal {
     pub headers: Vec<(&'static str, String)>,
     /// The audit decision.
     pub outcome: crate::outcome::Outcome,
+    /// Why, for the audit line (`access key kQ3x… has expired`); empty when the status
+    /// says it all.
+    pub reason: String,
 }
 
 #[cfg(test)]

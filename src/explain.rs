@@ -117,6 +117,9 @@ pub struct Explanation {
     pub granted: Vec<String>,
     /// The deciding rule; `None` when no rule matched.
     pub rule: Option<RuleOrigin>,
+    /// When asked for an access key: its id and what the ACL alone granted, before the
+    /// key's scopes narrowed it to `granted`.
+    pub key: Option<(String, Vec<String>)>,
 }
 
 impl fmt::Display for Explanation {
@@ -127,8 +130,23 @@ impl fmt::Display for Explanation {
         } else {
             self.granted.join(",")
         };
+        let narrowed = match &self.key {
+            Some((id, acl)) if acl != &self.granted => format!(
+                " (the ACL grants {}; access key {id}'s scopes allow only {granted})",
+                if acl.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    acl.join(",")
+                }
+            ),
+            _ => String::new(),
+        };
         match &self.rule {
-            Some(rule) => write!(f, "{}: granted {granted}; decided by {rule}", self.scope),
+            Some(rule) => write!(
+                f,
+                "{}: granted {granted}{narrowed}; decided by {rule}",
+                self.scope
+            ),
             None => write!(
                 f,
                 "{}: granted nothing; no rule matched (denied)",
@@ -140,6 +158,17 @@ impl fmt::Display for Explanation {
 
 /// Decides `scope` for `asker` under `acl`.
 pub fn explain(acl: &Acl, asker: Asker<'_>, scope: &Scope) -> Explanation {
+    explain_key(acl, asker, scope, None)
+}
+
+/// [`explain`] for a caller using the access key `key` (id, scopes): the ACL's answer
+/// narrowed by the key's scopes, as the proxy narrows it.
+pub fn explain_key(
+    acl: &Acl,
+    asker: Asker<'_>,
+    scope: &Scope,
+    key: Option<(&str, &crate::authn::keys::Scopes)>,
+) -> Explanation {
     let actions: Vec<&str> = scope.actions.iter().map(String::as_str).collect();
     let grant = acl.decide(&AccessRequest {
         account: asker.account,
@@ -150,10 +179,19 @@ pub fn explain(acl: &Acl, asker: Asker<'_>, scope: &Scope) -> Explanation {
         name: &scope.name,
         actions: &actions,
     });
-    Explanation {
-        scope: scope.to_string(),
-        granted: grant.actions,
-        rule: grant.rule,
+    match key {
+        None => Explanation {
+            scope: scope.to_string(),
+            granted: grant.actions,
+            rule: grant.rule,
+            key: None,
+        },
+        Some((id, scopes)) => Explanation {
+            scope: scope.to_string(),
+            granted: scopes.narrow(&scope.kind, &scope.name, grant.actions.clone()),
+            rule: grant.rule,
+            key: Some((id.to_owned(), grant.actions)),
+        },
     }
 }
 
@@ -236,6 +274,31 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "repository:team/app:pull,push: granted nothing; no rule matched (denied)"
+        );
+    }
+
+    #[test]
+    fn a_key_narrows_and_says_so() {
+        let acl = Acl::parse(
+            "- match: {account: ci}\n  actions: [pull, push]\n",
+            Path::new("acl.yaml"),
+        )
+        .unwrap()
+        .acl;
+        let labels = Labels::new();
+        let asker = Asker {
+            account: "ci",
+            labels: &labels,
+            ip: None,
+            service: crate::policy::DEFAULT_SERVICE,
+        };
+        let scopes = crate::authn::keys::Scopes::parse(&["repository:team/*:pull"]).unwrap();
+        let scope = Scope::parse("repository:team/app:pull,push").unwrap();
+        let e = explain_key(&acl, asker, &scope, Some(("kX", &scopes)));
+        assert_eq!(e.granted, vec!["pull"]);
+        assert_eq!(
+            e.to_string(),
+            "repository:team/app:pull,push: granted pull (the ACL grants pull,push; access key kX's scopes allow only pull); decided by acl.yaml:1"
         );
     }
 

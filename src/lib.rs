@@ -9,6 +9,7 @@
 //! | [`diagnostic`] | a located load error (file:line:column, key), shared by every loader |
 //! | [`route`] | method + `/v2` request target → [`route::Route`] (pure, fuzzed) |
 //! | [`client`] | the client address, through trusted proxies (`X-Forwarded-For` walked from the right) |
+//! | [`cluster`] | state shared by replicas through Redis (`cluster:`): lockout counters, revocations, rate limits, a message bus; in-process without it |
 //! | [`authn`] | one [`authn::Authenticator`] trait; static users, htpasswd; login cache |
 //! | [`acl`] | rules, matching (glob, regex, placeholders), loading |
 //! | [`acl_tests`] | stated invariants about the ACL, checked by `test`, `check`, start and reload |
@@ -16,6 +17,7 @@
 //! | [`token`] | the Docker token service: keys, JWT signing/verification, the token endpoint |
 //! | [`upstream`] | the registry: TLS to it, its own auth, and the small requests portcullis makes itself |
 //! | [`catalog`] | the per-user filtered catalog |
+//! | [`cache`] | the manifest cache: hot manifests answered from memory after authorization |
 //! | [`errors`] | OCI error bodies and status codes |
 //! | [`state`] | everything loaded from files, swapped as one unit |
 //! | [`proxy`] | the Pingora `ProxyHttp` phases; calls policy, never decides itself |
@@ -28,15 +30,19 @@
 //! | [`server`] | builds the Pingora server: listeners, TLS, threads |
 //! | [`outcome`] | how a request ended: the audit line's decision and the metric label |
 //! | [`metrics`] | the Prometheus registry and one method per thing counted |
+//! | [`audit`] | the per-request audit line, formatted into reused buffers, written off the request path |
 //! | [`admin`] | the admin listener (`/metrics`, `/healthz`, `/readyz`) and the registry probe |
 //! | [`yaml`] | YAML helpers shared by the loaders (line numbers, error locations) |
 
 pub mod acl;
 pub mod acl_tests;
 pub mod admin;
+pub mod audit;
 pub mod authn;
+pub mod cache;
 pub mod catalog;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod diagnostic;
 pub mod docker_auth;

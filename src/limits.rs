@@ -78,6 +78,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Most bytes in all request header fields together: 431 beyond.
     pub max_header_bytes: usize,
+    /// Request rate limits (`limits.rate`); `None`: off.
+    pub rate: Option<crate::cluster::rate::Settings>,
 }
 
 impl Default for Limits {
@@ -90,6 +92,7 @@ impl Default for Limits {
             max_uri_length: 8 * 1024,
             max_headers: 100,
             max_header_bytes: 64 * 1024,
+            rate: None,
         }
     }
 }

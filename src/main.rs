@@ -54,8 +54,12 @@ enum Command {
     /// Show which actions the ACL grants for scopes, and which rule decided.
     Explain {
         /// The account asking (`""` for anonymous).
+        #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+        account: Option<String>,
+        /// An access key's id: its account's rights narrowed by the key's scopes, as the
+        /// proxy decides for a login with that key.
         #[arg(long)]
-        account: String,
+        key: Option<String>,
         /// The client address.
         #[arg(long)]
         ip: Option<IpAddr>,
@@ -82,12 +86,55 @@ enum Command {
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
     },
+    /// End every refresh token and web UI session of an account issued before now, on every
+    /// replica at once (needs `cluster:`). Access tokens stay valid until they expire.
+    Revoke {
+        /// The account whose refresh tokens and sessions end.
+        #[arg(long)]
+        account: String,
+    },
+    /// Manage access keys in the file named by `auth.keys`.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     /// Read a password (at most 72 bytes: bcrypt reads no more) from stdin and print its bcrypt
     /// hash for `users:` or htpasswd.
     HashPassword {
         /// bcrypt cost.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
         cost: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a key and print its secret (once: only its hash is stored).
+    Create {
+        /// The account whose rights the key carries (at most).
+        #[arg(long)]
+        account: String,
+        /// Narrow the key to `TYPE:NAME:ACTIONS` (repeatable), e.g.
+        /// `repository:team/*:pull,push`; none: all of the account's rights.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// `90d`, `12h`, `2w`, an RFC 3339 time, or `never`.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+        /// What the key is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The account need not exist in any backend (a robot account, no labels); without
+        /// this the key stops working when its account is removed.
+        #[arg(long)]
+        robot: bool,
+    },
+    /// List the keys (never their secrets).
+    List,
+    /// Remove a key; the proxy refuses it from its next reload (at once, with the watcher).
+    Revoke {
+        /// The key's id (from `key list`).
+        id: String,
     },
 }
 
@@ -100,11 +147,14 @@ fn main() -> ExitCode {
         Command::Test { paths, format } => return acl_test(&cli.config, &paths, format),
         Command::Explain {
             account,
+            key,
             ip,
             labels,
             scopes,
-        } => explain(&cli.config, &account, ip, &labels, &scopes),
+        } => explain(&cli.config, account, key, ip, &labels, &scopes),
+        Command::Key { action } => key(&cli.config, action),
         Command::HashPassword { cost } => hash_password(cost),
+        Command::Revoke { account } => revoke(&cli.config, &account),
         Command::GenTokenKey { dir } => gen_token_key(&dir),
     };
     match result {
@@ -121,11 +171,17 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => {
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .init();
+            // Request audit lines: the same JSON, written by a background thread.
+            if let Err(e) = portcullis::audit::install() {
+                tracing::warn!(error = %e, "audit lines are written on the request path");
+            }
+        }
         LogFormat::Text => builder.init(),
     }
 }
@@ -164,6 +220,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     );
     let prepared = portcullis::server::prepare(path, config, built.state)?;
     prepared.run();
+    portcullis::audit::flush();
     tracing::info!("portcullis stopped");
     Ok(())
 }
@@ -196,6 +253,9 @@ fn check(path: &Path) -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if let Some(keys) = summary.keys {
+                println!("access keys: {keys}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -313,14 +373,62 @@ fn acl_test(path: &Path, paths: &[PathBuf], format: TestFormat) -> ExitCode {
 
 fn explain(
     path: &Path,
-    account: &str,
+    account: Option<String>,
+    key_id: Option<String>,
     ip: Option<IpAddr>,
     label_args: &[String],
     scopes: &[String],
 ) -> anyhow::Result<()> {
     use portcullis::explain::{self, Asker, Scope};
     let (config, built, _) = load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
-    let mut labels = explain::static_labels(&config, account);
+    let key = match &key_id {
+        None => None,
+        Some(id) => {
+            let store = built
+                .state
+                .authn
+                .keys()
+                .ok_or_else(|| anyhow!("no access keys: `auth.keys` is not set"))?;
+            let (record, key_scopes) = store
+                .get(id)
+                .ok_or_else(|| anyhow!("no access key with id {id:?}"))?;
+            if record.is_expired(std::time::SystemTime::now()) {
+                bail!("access key {id} has expired: every login with it is refused");
+            }
+            println!(
+                "access key {id}: account {:?}{}, scopes: {}",
+                record.account,
+                if record.robot {
+                    " (robot)"
+                } else if record.sso_labels.is_some() {
+                    " (single sign-on, with the labels it was made with)"
+                } else {
+                    ""
+                },
+                if record.scopes.is_empty() {
+                    "none (all of the account's rights)".to_owned()
+                } else {
+                    record.scopes.join(" ")
+                }
+            );
+            Some((record.clone(), key_scopes.clone()))
+        }
+    };
+    let account = match (&key, account) {
+        (Some((record, _)), _) => record.account.clone(),
+        (None, Some(account)) => account,
+        (None, None) => bail!("--account or --key is required"),
+    };
+    let account = account.as_str();
+    // A single sign-on person's key carries the labels it was made with; anyone else's are
+    // the static users' (state others with --label).
+    let mut labels = match key
+        .as_ref()
+        .and_then(|(record, _)| record.sso_labels.clone())
+    {
+        Some(recorded) => recorded,
+        None => explain::static_labels(&config, account),
+    };
     explain::add_labels(&mut labels, label_args).map_err(|e| anyhow!("--{e}"))?;
     let asker = Asker {
         account,
@@ -335,7 +443,12 @@ fn explain(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow!(e))?;
     for (text, scope) in parsed {
-        let mut answer = explain::explain(&built.state.acl, asker, &scope);
+        let mut answer = explain::explain_key(
+            &built.state.acl,
+            asker,
+            &scope,
+            key.as_ref().map(|(r, s)| (r.id.as_str(), s)),
+        );
         answer.scope = text.clone();
         println!("{answer}");
         // With several registries (or a stripped prefix), which one the name reaches.
@@ -350,6 +463,94 @@ fn explain(
                     "  served by no registry: no entry of upstreams has a prefix of it (404)"
                 ),
             }
+        }
+    }
+    Ok(())
+}
+
+fn revoke(path: &Path, account: &str) -> anyhow::Result<()> {
+    use portcullis::cluster::{revocations, Cluster};
+    let config = Config::load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let Some(settings) = &config.cluster else {
+        bail!(
+            "revoking across replicas needs `cluster:` (a Redis shared by the replicas) in {}. \
+             Without it each replica keeps its own state: change or remove the account's password \
+             (users file, htpasswd or LDAP), which ends its refresh tokens and UI sessions on every \
+             replica at their next use",
+            path.display()
+        );
+    };
+    // As long as anything it revokes can live: a refresh token or a UI session.
+    let keep = config
+        .auth
+        .token
+        .as_ref()
+        .map(|t| t.refresh_expiration)
+        .unwrap_or_default()
+        .max(config.ui.session_lifetime);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cluster = Cluster::connect(settings, None).map_err(|e| anyhow!("cluster: {e}"))?;
+        cluster
+            .ping()
+            .await
+            .map_err(|e| anyhow!("cannot reach {}: {e}", settings.redis))?;
+        let revoked = revocations::Revocations::new(Some(cluster));
+        let now = std::time::SystemTime::now();
+        revoked
+            .revoke(&revocations::account(account), now, keep)
+            .await
+            .map_err(|e| anyhow!("revocation not stored in {}: {e}", settings.redis))?;
+        println!(
+            "revoked: every refresh token and web UI session of {account:?} issued before now ends on every replica; access tokens already issued stay valid until they expire (auth.token.expiration)"
+        );
+        Ok(())
+    })
+}
+
+fn key(path: &Path, action: KeyCommand) -> anyhow::Result<()> {
+    use portcullis::authn::keys;
+    let file = Config::keys_path(path)
+        .map_err(|e| anyhow!("invalid configuration:\n{e}"))?
+        .ok_or_else(|| anyhow!("`auth.keys` is not set in {}", path.display()))?;
+    let now = std::time::SystemTime::now();
+    match action {
+        KeyCommand::Create {
+            account,
+            scopes,
+            expires,
+            description,
+            robot,
+        } => {
+            let expires = keys::present::parse_expiry(&expires, now).map_err(|e| anyhow!(e))?;
+            let make = if robot {
+                keys::create_robot
+            } else {
+                keys::create
+            };
+            let (record, secret) = make(&file, &account, &scopes, expires, &description)?;
+            // The secret alone on stdout (for `| docker login --password-stdin`); the rest
+            // on stderr.
+            eprintln!(
+                "created access key {} for {:?} (expires {}); the secret is shown only now:",
+                record.id,
+                record.account,
+                record
+                    .expires
+                    .map(keys::file::format_time)
+                    .unwrap_or_else(|| "never".into())
+            );
+            println!("{secret}");
+        }
+        KeyCommand::List => {
+            let records = keys::list(&file)?;
+            print!("{}", keys::present::table(&records, now));
+        }
+        KeyCommand::Revoke { id } => {
+            let record = keys::revoke(&file, &id)?;
+            println!("revoked access key {} of {:?}", record.id, record.account);
         }
     }
     Ok(())

@@ -27,6 +27,13 @@
 //! | `portcullis_build_info` (gauge 1) | `version` |
 //! | `portcullis_config_last_reload_success_timestamp_seconds` (gauge) | |
 //! | `portcullis_tls_certificate_expiry_timestamp_seconds` (gauge, only with TLS) | |
+//! | `portcullis_cluster_up` (gauge 0/1, only with `cluster:`) | |
+//! | `portcullis_cluster_errors_total` (only with `cluster:`) | |
+//! | `portcullis_rate_limited_total` | `scope` (`account`, `address`) |
+//! | `portcullis_cache_requests_total` | `result` (`hit`, `miss`, `coalesced`) |
+//! | `portcullis_cache_bytes` (gauge) | |
+//! | `portcullis_cache_evictions_total` | |
+//! | `portcullis_audit_lines_dropped_total` | |
 //! | `process_*` (Linux) | |
 
 use std::sync::OnceLock;
@@ -200,6 +207,10 @@ label_enum! {
         LockedOut => "locked_out",
         /// A bearer token that is invalid, expired or for another service.
         BadToken => "bad_token",
+        /// An access key that is unknown, expired, or whose account is gone.
+        BadKey => "bad_key",
+        /// A CI job's ID token that was refused (`auth.federation`).
+        BadCiToken => "bad_ci_token",
     }
 }
 
@@ -211,6 +222,10 @@ impl AuthFailure {
             AuthnError::BadPassword => Some(AuthFailure::BadPassword),
             AuthnError::UnknownAccount => Some(AuthFailure::UnknownAccount),
             AuthnError::Unavailable(_) => Some(AuthFailure::LdapUnavailable),
+            AuthnError::UnknownKey | AuthnError::KeyExpired(_) | AuthnError::KeyAccountGone(_) => {
+                Some(AuthFailure::BadKey)
+            }
+            AuthnError::BadCiToken { .. } => Some(AuthFailure::BadCiToken),
             AuthnError::Missing => None,
         }
     }
@@ -259,6 +274,18 @@ impl StatusClass {
     }
 }
 
+label_enum! {
+    /// The `result` label of `portcullis_cache_requests_total`.
+    CacheResult {
+        /// Answered from memory.
+        Hit => "hit",
+        /// Asked of the registry (the answer may then fill the cache).
+        Miss => "miss",
+        /// Waited for another request's registry answer and shared it.
+        Coalesced => "coalesced",
+    }
+}
+
 const ACTIONS: usize = 8;
 const DECISIONS: usize = 6;
 const CLASSES: usize = 6;
@@ -273,7 +300,7 @@ pub struct Metrics {
     requests: [[IntCounter; DECISIONS]; ACTIONS],
     durations: [Histogram; ACTIONS],
     upstream_errors: [IntCounter; 4],
-    auth_failures: [IntCounter; 6],
+    auth_failures: [IntCounter; AuthFailure::ALL.len()],
     reloads: [IntCounter; 2],
     acl_rules: IntGauge,
     tokens_issued: IntCounter,
@@ -287,6 +314,22 @@ pub struct Metrics {
     connections: IntGauge,
     last_reload: Gauge,
     tls_expiry: OnceLock<IntGauge>,
+    cluster: OnceLock<(IntGauge, IntCounter)>,
+    rate_limited: [IntCounter; 2],
+    cache_requests: [IntCounter; 3],
+    cache_bytes: IntGauge,
+    cache_evictions: IntCounter,
+    audit_dropped: IntCounter,
+}
+
+label_enum! {
+    /// The `scope` label of `portcullis_rate_limited_total`: which limit refused.
+    RateScope {
+        /// `limits.rate.per_account`.
+        Account => "account",
+        /// `limits.rate.per_address`.
+        Address => "address",
+    }
 }
 
 /// One open client connection, counted in `portcullis_client_connections` until dropped.
@@ -394,6 +437,14 @@ impl Metrics {
             )?,
             |i| Direction::ALL[i].as_str(),
         );
+        let rate_limited = resolve(
+            &counter_vec(
+                "portcullis_rate_limited_total",
+                "Requests refused with 429 by limits.rate, by the limit that refused them.",
+                &["scope"],
+            )?,
+            |i| RateScope::ALL[i].as_str(),
+        );
         let upstream_up = gauge(
             "portcullis_upstream_up",
             "1 when the registry answered the last readiness probe, else 0.",
@@ -447,6 +498,27 @@ impl Metrics {
         )?;
         registry.register(Box::new(last_reload.clone()))?;
 
+        let cache_requests = resolve(
+            &counter_vec(
+                "portcullis_cache_requests_total",
+                "Manifest requests the cache could answer, by result (hit, miss, coalesced).",
+                &["result"],
+            )?,
+            |i| CacheResult::ALL[i].as_str(),
+        );
+        let cache_bytes = gauge(
+            "portcullis_cache_bytes",
+            "Bytes of manifest answers held in the cache now (bounded by cache.manifests.max_memory).",
+        )?;
+        let cache_evictions = counter(
+            "portcullis_cache_evictions_total",
+            "Cached manifest answers evicted for space or because their time was up.",
+        )?;
+        let audit_dropped = counter(
+            "portcullis_audit_lines_dropped_total",
+            "Audit lines dropped because the log writer fell behind (its queue was full).",
+        )?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -471,7 +543,33 @@ impl Metrics {
             connections,
             last_reload,
             tls_expiry: OnceLock::new(),
+            cluster: OnceLock::new(),
+            rate_limited,
+            cache_requests,
+            cache_bytes,
+            cache_evictions,
+            audit_dropped,
         })
+    }
+
+    /// A manifest request the cache was asked about, and how it was answered.
+    pub fn cache_request(&self, result: CacheResult) {
+        self.cache_requests[result.index()].inc();
+    }
+
+    /// `delta` bytes of answers entered (positive) or left (negative) the cache.
+    pub fn cache_bytes(&self, delta: i64) {
+        self.cache_bytes.add(delta);
+    }
+
+    /// A cached answer was evicted (space or time).
+    pub fn cache_eviction(&self) {
+        self.cache_evictions.inc();
+    }
+
+    /// An audit line was dropped: the writer's queue was full.
+    pub fn audit_line_dropped(&self) {
+        self.audit_dropped.inc();
     }
 
     /// One answered request: counts it and records how long it took.
@@ -577,6 +675,42 @@ impl Metrics {
         gauge.set(not_after);
     }
 
+    /// A request refused by a rate limit.
+    pub fn rate_limited(&self, scope: RateScope) {
+        self.rate_limited[scope.index()].inc();
+    }
+
+    /// `portcullis_cluster_up` and `portcullis_cluster_errors_total`, registered with the
+    /// first call: without `cluster:` there are no such series.
+    fn cluster_series(&self) -> &(IntGauge, IntCounter) {
+        self.cluster.get_or_init(|| {
+            let up = IntGauge::new(
+                "portcullis_cluster_up",
+                "1 while the cluster's Redis answers, 0 while this replica falls back to its own state.",
+            )
+            .expect("a valid metric name");
+            let errors = IntCounter::new(
+                "portcullis_cluster_errors_total",
+                "Redis operations and probes that failed or timed out.",
+            )
+            .expect("a valid metric name");
+            for c in [
+                Box::new(up.clone()) as Box<dyn prometheus::core::Collector>,
+                Box::new(errors.clone()),
+            ] {
+                if let Err(e) = self.registry.register(c) {
+                    tracing::error!(error = %e, "registering the cluster metrics failed");
+                }
+            }
+            (up, errors)
+        })
+    }
+
+    /// Cluster mode is on: its series appear, `portcullis_cluster_up` at 0 until Redis answers.
+    pub fn enable_cluster(&self) {
+        self.cluster_series();
+    }
+
     /// Everything, in the text exposition format ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let families = self.registry.gather();
@@ -597,6 +731,17 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The cluster reports its health here.
+impl crate::cluster::Observer for Metrics {
+    fn up(&self, up: bool) {
+        self.cluster_series().0.set(i64::from(up));
+    }
+
+    fn error(&self) {
+        self.cluster_series().1.inc();
     }
 }
 
@@ -621,7 +766,7 @@ mod tests {
         assert_eq!(Action::ALL.len(), ACTIONS);
         assert_eq!(Decision::ALL.len(), DECISIONS);
         assert_eq!(UpstreamErrorKind::ALL.len(), 4);
-        assert_eq!(AuthFailure::ALL.len(), 6);
+        assert_eq!(AuthFailure::ALL.len(), 8);
         assert_eq!(Direction::ALL.len(), 2);
         assert_eq!(StatusClass::ALL.len(), CLASSES);
     }

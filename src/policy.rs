@@ -53,6 +53,17 @@ impl Decision {
             Decision::FilteredCatalog => None,
         }
     }
+
+    /// Moves the deciding rule out (for the audit line), leaving `None`: the proxy keeps the
+    /// rule for the rest of the request without copying it.
+    pub fn take_rule(&mut self) -> Option<RuleOrigin> {
+        match self {
+            Decision::Allow { rule, .. }
+            | Decision::Deny { rule }
+            | Decision::InsufficientScope { rule } => rule.take(),
+            Decision::FilteredCatalog => None,
+        }
+    }
 }
 
 /// Who is asking, and from where.
@@ -80,7 +91,7 @@ pub fn authorize(acl: &Acl, subject: Subject<'_>, route: &Route) -> Decision {
             }
         }
         Route::Catalog => {
-            let grant = acl.decide(&request(subject, "registry", "catalog", &["*"]));
+            let grant = decide(acl, subject, "registry", "catalog", &["*"]);
             if grant.actions.iter().any(|a| a == "*") {
                 Decision::Allow {
                     rule: grant.rule,
@@ -98,7 +109,7 @@ pub fn authorize(acl: &Acl, subject: Subject<'_>, route: &Route) -> Decision {
             mount,
             ..
         } => {
-            let grant = acl.decide(&request(subject, "repository", name, &[action.as_str()]));
+            let grant = decide(acl, subject, "repository", name, &[action.as_str()]);
             if !grant.actions.iter().any(|a| a == action.as_str()) {
                 return Decision::Deny { rule: grant.rule };
             }
@@ -178,10 +189,24 @@ pub fn may_pull(acl: &Acl, subject: Subject<'_>, name: &str) -> bool {
 }
 
 fn may(acl: &Acl, subject: Subject<'_>, name: &str, action: Action) -> bool {
-    acl.decide(&request(subject, "repository", name, &[action.as_str()]))
+    decide(acl, subject, "repository", name, &[action.as_str()])
         .actions
         .iter()
         .any(|a| a == action.as_str())
+}
+
+/// The ACL's answer for `subject`, narrowed by its credential ([`Identity::narrow`]: an
+/// access key's scopes). The rule stays the ACL's, so the audit line still names it.
+fn decide(
+    acl: &Acl,
+    subject: Subject<'_>,
+    kind: &str,
+    name: &str,
+    actions: &[&str],
+) -> crate::acl::Grant {
+    let mut grant = acl.decide(&request(subject, kind, name, actions));
+    grant.actions = subject.identity.narrow(kind, name, grant.actions);
+    grant
 }
 
 fn request<'a>(
@@ -226,6 +251,7 @@ mod tests {
         Identity {
             account: a.into(),
             labels: Default::default(),
+            via: None,
         }
     }
 
@@ -258,6 +284,7 @@ mod tests {
                 .collect(),
             token_use: None,
             cred: None,
+            via: None,
         }
     }
 

@@ -14,6 +14,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::{self, Readiness};
 use crate::authn::lockout::Lockout;
+use crate::cache::ManifestCache;
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
@@ -36,10 +37,15 @@ pub struct Prepared {
     pub drain: Arc<Drain>,
     /// How long SIGTERM waits for them.
     pub shutdown_timeout: std::time::Duration,
+    /// How long SIGTERM keeps the listener open at the least, for load balancers to notice.
+    pub shutdown_delay: std::time::Duration,
     /// The Prometheus series.
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers.
     pub readiness: Arc<Readiness>,
+    /// The manifest cache, when configured: what the cluster bus feeds
+    /// ([`ManifestCache::receive`]).
+    pub cache: Option<Arc<ManifestCache>>,
 }
 
 impl Prepared {
@@ -47,6 +53,7 @@ impl Prepared {
     pub fn run(self) {
         let readiness = self.readiness.clone();
         let watch = SignalWatch::new(self.drain.clone(), self.shutdown_timeout)
+            .with_delay(self.shutdown_delay)
             .on_drain(Box::new(move || readiness.set_shutting_down()));
         self.server.run(RunArgs {
             shutdown_signal: Box::new(watch),
@@ -108,14 +115,49 @@ pub fn prepare_with(
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
+    let dropped = metrics.clone();
+    crate::audit::on_drop(Box::new(move || dropped.audit_line_dropped()));
     metrics.set_acl_rules(state.acl.len());
     metrics.config_loaded();
     let readiness = Arc::new(Readiness::new());
     readiness.set_config_loaded(true);
     let state = Arc::new(ArcSwap::from_pointee(state));
     let drain = Drain::new();
+    // `cluster:` is read at start only (like `listen`): the connection outlives reloads.
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            metrics.enable_cluster();
+            let observer: Arc<dyn crate::cluster::Observer> = metrics.clone();
+            Some(
+                crate::cluster::Cluster::connect(settings, Some(observer))
+                    .map_err(|e| anyhow!("cluster: {e}"))?,
+            )
+        }
+        None => None,
+    };
     // Outside the reloadable state: a reload must not wipe the failed-login counters.
-    let lockout = Arc::new(Lockout::new(config.auth.lockout.clone()));
+    let lockout = Arc::new(match &cluster {
+        Some(cluster) if config.auth.lockout.failures > 0 => Lockout::with_counters(
+            config.auth.lockout.clone(),
+            Box::new(crate::cluster::counters::SharedCounters::new(
+                cluster.clone(),
+                crate::authn::lockout::DEFAULT_CAPACITY,
+            )),
+        ),
+        _ => Lockout::new(config.auth.lockout.clone()),
+    });
+    let revocations = Arc::new(crate::cluster::revocations::Revocations::new(
+        cluster.clone(),
+    ));
+    // Outside the reloadable state too: a reload keeps what is cached (writes, not reloads,
+    // make cached answers stale). The cluster bus, when there is one, replaces `Local`.
+    let cache = config.cache.manifests.map(|settings| {
+        Arc::new(ManifestCache::new(
+            settings,
+            metrics.clone(),
+            Arc::new(crate::cache::Local),
+        ))
+    });
     let proxy = Portcullis::new(
         state.clone(),
         &config,
@@ -124,7 +166,18 @@ pub fn prepare_with(
             drain: drain.clone(),
             metrics: metrics.clone(),
             lockout,
-            ui: Arc::new(crate::ui::Ui::new(&config.ui).map_err(|e| anyhow!("ui: {e}"))?),
+            ui: Arc::new(
+                crate::ui::Ui::new(&config.ui, revocations.clone())
+                    .map_err(|e| anyhow!("ui: {e}"))?,
+            ),
+            revocations,
+            rate: config.limits.rate.map(|settings| {
+                Arc::new(crate::cluster::rate::RateLimiter::new(
+                    settings,
+                    cluster.clone(),
+                ))
+            }),
+            cache: cache.clone(),
         },
     );
     let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
@@ -209,7 +262,9 @@ pub fn prepare_with(
         certs,
         drain,
         shutdown_timeout: config.shutdown_timeout,
+        shutdown_delay: config.shutdown_delay,
         metrics,
         readiness,
+        cache,
     })
 }

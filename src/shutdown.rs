@@ -2,9 +2,14 @@
 //!
 //! Pingora's own SIGTERM handling sleeps a fixed grace period and then cancels whatever is
 //! still running, which either delays every shutdown or cuts a long upload. Here SIGTERM
-//! first puts the proxy in *draining* mode (new requests get `503` with `Connection: close`,
-//! so load balancers move on), waits until no request is in flight or the drain timeout
-//! passes, and only then lets Pingora shut down. SIGINT drains the same way (a second one
+//! first puts the proxy in *draining* mode (`/readyz` turns 503; every answer closes its
+//! connection; new requests without a body get `503` with `Connection: close`, which load
+//! balancers replay elsewhere, while requests with a body — an upload chunk a balancer could
+//! not replay — are still served), waits until no request is in flight or the drain timeout
+//! passes, and only then lets Pingora shut down. With a `shutdown_delay`, draining lasts at
+//! least that long even when nothing is in flight: until then a load balancer that has not yet
+//! seen `/readyz` fail may still send requests, and once the listener is gone the one whose
+//! body was already on its way is lost. SIGINT drains the same way (a second one
 //! stops at once); SIGQUIT keeps Pingora's socket hand-over upgrade.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -54,6 +59,12 @@ impl Drain {
         self.in_flight.load(Ordering::Acquire)
     }
 
+    /// Starts draining: from now on new requests are turned away (or served and their
+    /// connections closed, see the proxy).
+    pub fn start(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
     /// Starts draining and waits until at most `allowance` requests are running (the caller's
     /// own, if it asks from inside a request) or `timeout` passes. Returns whether it drained.
     pub async fn drain(&self, allowance: usize, timeout: Duration) -> bool {
@@ -73,6 +84,7 @@ impl Drain {
 pub struct SignalWatch {
     drain: Arc<Drain>,
     timeout: Duration,
+    delay: Duration,
     on_drain: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -82,8 +94,17 @@ impl SignalWatch {
         SignalWatch {
             drain,
             timeout,
+            delay: Duration::ZERO,
             on_drain: None,
         }
+    }
+
+    /// Keeps draining for at least `delay` after the signal, even with nothing in flight, so
+    /// that load balancers see `/readyz` fail before the listener closes; the wait for
+    /// requests in flight (`timeout`) starts after it.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// Also runs `f` when draining starts (readiness turns 503 so balancers stop sending).
@@ -112,14 +133,20 @@ impl ShutdownSignalWatch for SignalWatch {
         tracing::info!(
             signal = which,
             in_flight = self.drain.in_flight(),
+            delay = ?self.delay,
             "draining requests in flight"
         );
+        self.drain.start();
         if let Some(f) = &self.on_drain {
             f();
         }
+        let drained = async {
+            tokio::time::sleep(self.delay).await;
+            self.drain.drain(0, self.timeout).await
+        };
         // A second SIGINT or SIGTERM (an impatient Ctrl-C) stops at once.
         tokio::select! {
-            drained = self.drain.drain(0, self.timeout) => {
+            drained = drained => {
                 if drained {
                     tracing::info!("drained; shutting down");
                 } else {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::acl::{Acl, Labels};
 use crate::acl_tests::{self, Suite};
+use crate::authn::federation::Federation;
 use crate::authn::htpasswd::Htpasswd;
+use crate::authn::keys::KeyStore;
 use crate::authn::users::StaticUsers;
 use crate::authn::{Authenticator, Authenticators};
 use crate::config::{Config, UsersSource};
@@ -22,6 +24,9 @@ pub struct State {
     pub acl: Acl,
     /// The token service, when `auth.token` is configured (its key reloads with the rest).
     pub token: Option<Arc<TokenService>>,
+    /// The single sign-on provider, when `auth.oidc` is configured (its client secret reloads
+    /// with the rest; what it discovered is fetched again after a reload).
+    pub oidc: Option<Arc<crate::authn::oidc::Provider>>,
     /// The static users, whose labels ACL tests use when a case states none.
     static_users: Option<Arc<StaticUsers>>,
 }
@@ -69,6 +74,8 @@ pub struct Summary {
     pub rules: usize,
     /// ACL test cases, all of which passed.
     pub acl_tests: usize,
+    /// Access keys in `auth.keys` (`None` when keys are off).
+    pub keys: Option<usize>,
 }
 
 impl State {
@@ -105,6 +112,7 @@ impl State {
             htpasswd_users: 0,
             rules: 0,
             acl_tests: 0,
+            keys: None,
         };
         let mut anonymous = false;
         // The TLS pair is loaded exactly as `serve` loads it (a key that does not match the
@@ -171,10 +179,47 @@ impl State {
                 Err(e) => errors.extend(e.0),
             }
         }
+        // A keys file with a bad line is refused like any other file (file:line), so a reload
+        // keeps the keys in force and `check` fails.
+        let keys = match &config.auth.keys {
+            None => None,
+            Some(path) => match KeyStore::load(path) {
+                Ok(k) => {
+                    summary.keys = Some(k.len());
+                    Some(Arc::new(k))
+                }
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+        };
+        let federation = if config.auth.federation.is_empty() {
+            None
+        } else {
+            match Federation::load(&config.auth.federation, &config.file) {
+                Ok(f) => Some(Arc::new(f)),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            }
+        };
         let token = match &config.auth.token {
             None => None,
             Some(t) => match TokenService::load(t) {
                 Ok(service) => Some(Arc::new(service)),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            },
+        };
+        // Reads the client secret and the CA bundle; does not contact the provider.
+        let oidc = match &config.auth.oidc {
+            None => None,
+            Some(o) => match crate::authn::oidc::Provider::load(o) {
+                Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
                     errors.extend(e.0);
                     None
@@ -196,13 +241,21 @@ impl State {
         }
         let acl = acl.expect("no errors means the ACL loaded");
         summary.rules = acl.len();
+        let mut authn = Authenticators::new(backends, anonymous);
+        if let Some(keys) = keys {
+            authn = authn.with_keys(keys);
+        }
+        if let Some(federation) = federation {
+            authn = authn.with_federation(federation);
+        }
         Ok((
             Built {
                 state: State {
                     config,
-                    authn: Authenticators::new(backends, anonymous),
+                    authn,
                     acl,
                     token,
+                    oidc,
                     static_users: users,
                 },
                 warnings,

@@ -513,7 +513,11 @@ pub fn has_tab_at(text: &str, line: usize, column: usize) -> bool {
 pub fn at_path<'a>(root: &'a Node, path: &[&str]) -> Option<&'a Node> {
     let mut node = root;
     for key in path {
-        node = node.get(key)?;
+        // A number steps into a sequence (`auth.federation.1.issuer`).
+        node = match (&node.kind, key.parse::<usize>()) {
+            (NodeKind::Seq(items), Ok(i)) => items.get(i)?,
+            _ => node.get(key)?,
+        };
     }
     Some(node)
 }

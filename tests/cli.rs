@@ -15,6 +15,7 @@ fn the_example_configuration_in_the_repository_checks() {
     // The example as the quick start uses it, with certificates from its own script.
     std::fs::copy(root.join("proxy.yaml"), dir.path().join("proxy.yaml")).unwrap();
     std::fs::copy(root.join("users.yaml"), dir.path().join("users.yaml")).unwrap();
+    std::fs::copy(root.join("keys.jsonl"), dir.path().join("keys.jsonl")).unwrap();
     for sub in ["acl", "certs"] {
         std::fs::create_dir(dir.path().join(sub)).unwrap();
     }

@@ -6,6 +6,7 @@
 //! - every manifest in `deploy/kubernetes/` passes `kubernetes-validate --strict`, and the
 //!   Deployments keep the properties the docs promise (replicas, probes, no `subPath`, grace
 //!   period longer than `shutdown_timeout`, restricted security context, S3 storage);
+//! - `deploy/haproxy.cfg` (the `cluster` profile's load balancer) passes `haproxy -c`;
 //! - `deploy/systemd/portcullis.service` passes `systemd-analyze verify`;
 //! - the Kubernetes ConfigMaps + Secrets (laid out as the kubelet does, `..data` symlinks and
 //!   all) and the compose configuration (secrets made by `deploy/compose/setup.sh`) load with
@@ -14,7 +15,7 @@
 //!   documented there is accepted. The keys are asked from the parser itself (an unknown key at
 //!   each level makes serde list the known ones), never written down here.
 //!
-//! A missing external tool (`docker-compose`, `kubernetes-validate`, `systemd-analyze`) skips
+//! A missing external tool (`docker-compose`, `kubernetes-validate`, `haproxy`, `systemd-analyze`) skips
 //! its test with a message, unless `PORTCULLIS_REQUIRE_DEPLOY_TOOLS` is set (then it fails).
 //! `scripts/test.sh` is expected to install them.
 
@@ -76,6 +77,40 @@ fn portcullis_check(config: &Path) -> Output {
         .unwrap()
 }
 
+/// Whether this build's configuration parser knows `cluster:` (shared state through Redis).
+/// The shipped fleet configurations (compose's proxy-cluster.yaml, the Kubernetes ConfigMap)
+/// carry a `cluster:` section; until the parser accepts it they are checked without it.
+/// Set to `true` once cluster mode is merged: then they are checked whole.
+const CLUSTER_MERGED: bool = true;
+
+/// `yaml` as `portcullis check` of this build should see it: without its top-level `cluster:`
+/// block unless [`CLUSTER_MERGED`]. Panics when there is no such block: the fleet
+/// configurations must keep it.
+fn cluster_gated(yaml: &str, what: &str) -> String {
+    assert!(
+        yaml.lines().any(|l| l.starts_with("cluster:")),
+        "{what} has no `cluster:` section"
+    );
+    if CLUSTER_MERGED {
+        return yaml.to_string();
+    }
+    let mut out = String::new();
+    let mut inside = false;
+    for line in yaml.lines() {
+        if line.starts_with("cluster:") {
+            inside = true;
+            continue;
+        }
+        if inside && (line.starts_with(' ') || line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        inside = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Every YAML document of a file.
 fn yaml_documents(path: &Path) -> Vec<Value> {
     use serde::Deserialize;
@@ -124,7 +159,11 @@ fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
 #[test]
 fn compose_file_is_valid_and_keeps_the_registry_private() {
     let deploy = root().join("deploy");
-    for profile in [&[][..], &["--profile", "ldap"][..]] {
+    for profile in [
+        &[][..],
+        &["--profile", "ldap"][..],
+        &["--profile", "cluster"][..],
+    ] {
         let mut args = vec!["-f", "compose.yaml"];
         args.extend_from_slice(profile);
         args.push("config");
@@ -165,6 +204,87 @@ fn compose_file_is_valid_and_keeps_the_registry_private() {
             "{ports}"
         );
         assert_eq!(str_of(&services["ldap"]["profiles"][0], "profile"), "ldap");
+        if profile.contains(&"cluster") {
+            compose_cluster_profile(&config);
+        }
+    }
+}
+
+/// The `cluster` profile: Redis and the replicas unpublished, only HAProxy faces clients, and
+/// every replica reads the fleet configuration.
+fn compose_cluster_profile(config: &Value) {
+    let services = &config["services"];
+    for name in ["redis", "portcullis-1", "portcullis-2", "haproxy"] {
+        assert!(!services[name].is_null(), "service {name} missing");
+        assert_eq!(
+            str_of(&services[name]["profiles"][0], "profile"),
+            "cluster",
+            "{name}"
+        );
+    }
+    for name in ["redis", "portcullis-1", "portcullis-2"] {
+        assert!(services[name]["ports"].is_null(), "{name} publishes a port");
+    }
+    for net in services["redis"]["networks"].as_mapping().unwrap().keys() {
+        let net = str_of(net, "network");
+        assert_eq!(
+            config["networks"][net]["internal"],
+            Value::Bool(true),
+            "redis on {net}"
+        );
+    }
+    for name in ["portcullis-1", "portcullis-2"] {
+        let command = format!("{:?}", services[name]["command"]);
+        assert!(command.contains("proxy-cluster.yaml"), "{name}: {command}");
+        assert_eq!(services[name]["stop_signal"], Value::from("SIGTERM"));
+    }
+    let ports = format!("{:?}", services["haproxy"]["ports"]);
+    assert!(ports.contains("5443"), "{ports}");
+    // The replicas believe X-Forwarded-For from HAProxy's network, and only from it.
+    let proxy: Value =
+        serde_yaml_ng::from_str(&text(root().join("deploy/compose/proxy-cluster.yaml"))).unwrap();
+    let trusted = format!("{:?}", proxy["trusted_proxies"]);
+    let subnet = str_of(
+        &config["networks"]["lb"]["ipam"]["config"][0]["subnet"],
+        "lb subnet",
+    );
+    assert!(trusted.contains(subnet), "{trusted} vs {subnet}");
+    assert!(str_of(&proxy["cluster"]["redis"], "cluster.redis").contains("//redis:"));
+}
+
+#[test]
+fn haproxy_config_is_valid() {
+    // The certificate paths point into compose's secrets folder: give it test files there.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = tls_pair();
+    write(dir.path().join("haproxy.pem"), format!("{cert}{key}"));
+    write(dir.path().join("ca.pem"), &cert);
+    let cfg = text(root().join("deploy/haproxy.cfg"));
+    for setting in [
+        "option redispatch 1",
+        "retry-on conn-failure empty-response 503",
+        "option httpchk GET /readyz",
+        "balance roundrobin",
+        "option forwardfor",
+    ] {
+        assert!(
+            cfg.lines().any(|l| l.trim() == setting),
+            "{setting} missing"
+        );
+    }
+    let cfg = cfg.replace(
+        "/etc/haproxy/secrets/",
+        &format!("{}/", dir.path().display()),
+    );
+    write(dir.path().join("haproxy.cfg"), cfg);
+    let Some(out) = run_tool("haproxy", &["-c", "-f", "haproxy.cfg"], dir.path()) else {
+        return;
+    };
+    assert!(out.status.success(), "haproxy -c: {}", show(&out));
+    // Offline the replicas' names do not resolve: that warning is expected, no other.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| l.contains("[WARNING]")) {
+        assert!(line.contains("could not resolve address"), "{stderr}");
     }
 }
 
@@ -173,7 +293,7 @@ fn compose_configuration_loads_with_portcullis_check() {
     // deploy/compose/setup.sh in a copy of the layout it expects (deploy/compose + certs/).
     let dir = tempfile::tempdir().unwrap();
     let compose = dir.path().join("deploy/compose");
-    for rel in ["proxy.yaml", "users.yaml", "setup.sh"] {
+    for rel in ["proxy.yaml", "proxy-cluster.yaml", "users.yaml", "setup.sh"] {
         write(
             compose.join(rel),
             text(root().join("deploy/compose").join(rel)),
@@ -201,9 +321,25 @@ fn compose_configuration_loads_with_portcullis_check() {
         "token.key",
         "token.crt",
         "ldap-bind.pw",
+        "haproxy.pem",
     ] {
         assert!(compose.join("secrets").join(secret).is_file(), "{secret}");
     }
+    // HAProxy's file is the certificate and its key, private like the key.
+    use std::os::unix::fs::PermissionsExt;
+    let haproxy_pem = compose.join("secrets/haproxy.pem");
+    assert_eq!(
+        text(&haproxy_pem),
+        text(compose.join("secrets/server.pem")) + &text(compose.join("secrets/server.key"))
+    );
+    assert_eq!(
+        std::fs::metadata(&haproxy_pem)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o077,
+        0
+    );
     // Run twice: it keeps what exists.
     let key = text(compose.join("secrets/token.key"));
     let again = run_tool("bash", &["deploy/compose/setup.sh"], dir.path()).unwrap();
@@ -215,6 +351,17 @@ fn compose_configuration_loads_with_portcullis_check() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ok: 2 static users"), "{stdout}");
     assert!(stdout.contains("upstream registry:5000"), "{stdout}");
+
+    // The replicas of the `cluster` profile.
+    let cluster = compose.join("proxy-cluster.yaml");
+    write(
+        &cluster,
+        cluster_gated(&text(&cluster), "deploy/compose/proxy-cluster.yaml"),
+    );
+    let out = portcullis_check(&cluster);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok: 2 static users"), "{stdout}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,6 +409,10 @@ fn kubernetes_deployments_keep_their_promises() {
         "HorizontalPodAutoscaler/portcullis",
         "NetworkPolicy/registry",
         "Secret/registry-storage",
+        "Secret/portcullis-redis",
+        "StatefulSet/redis",
+        "Service/redis",
+        "NetworkPolicy/redis",
     ] {
         assert!(objects.contains_key(kind), "{kind} missing");
     }
@@ -358,6 +509,66 @@ fn kubernetes_deployments_keep_their_promises() {
             "{secret} must come from a Secret"
         );
     }
+    // Redis: reached through its Service by the name in `cluster.redis`, only by portcullis
+    // pods, with the password portcullis presents, and never forgetting a revocation.
+    let redis = &objects["StatefulSet/redis"];
+    let cluster_url = str_of(&proxy["cluster"]["redis"], "cluster.redis");
+    assert!(
+        cluster_url.starts_with("redis://redis:") || cluster_url.starts_with("rediss://redis:"),
+        "{cluster_url}"
+    );
+    assert_eq!(
+        objects["Service/redis"]["spec"]["selector"],
+        redis["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(redis["spec"]["serviceName"], Value::from("redis"));
+    let redis_container = &redis["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = redis_container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| str_of(a, "arg"))
+        .collect();
+    for pair in [
+        ["--requirepass", "$(REDIS_PASSWORD)"],
+        ["--appendonly", "yes"],
+        ["--maxmemory-policy", "noeviction"],
+    ] {
+        assert!(
+            args.windows(2).any(|w| w == pair),
+            "{pair:?} not in {args:?}"
+        );
+    }
+    assert_eq!(
+        redis_container["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+        Value::from("portcullis-redis")
+    );
+    assert_eq!(
+        redis_container["securityContext"]["readOnlyRootFilesystem"],
+        Value::Bool(true)
+    );
+    let redis_secret = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == "portcullis-redis")
+        .expect("portcullis mounts the Redis password");
+    assert!(
+        str_of(&proxy["cluster"]["password_file"], "password_file").ends_with(&format!(
+            "/{}",
+            str_of(&redis_secret["secret"]["items"][0]["path"], "path")
+        ))
+    );
+    let redis_policy = &objects["NetworkPolicy/redis"]["spec"];
+    assert_eq!(
+        redis_policy["podSelector"]["matchLabels"],
+        redis["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        redis_policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+
     let policy = &objects["NetworkPolicy/registry"]["spec"];
     assert_eq!(
         policy["podSelector"]["matchLabels"],
@@ -417,8 +628,11 @@ fn kubernetes_configuration_loads_with_portcullis_check() {
     let objects = kubernetes_objects();
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("etc/portcullis");
-    let proxy = kubernetes_proxy_yaml(&objects)
-        .replace("/etc/portcullis/", &format!("{}/", base.display()));
+    let proxy = cluster_gated(
+        &kubernetes_proxy_yaml(&objects),
+        "ConfigMap/portcullis-config",
+    )
+    .replace("/etc/portcullis/", &format!("{}/", base.display()));
     kubelet_volume(
         &base.join("config"),
         &[("proxy.yaml".into(), proxy.into_bytes())],
@@ -471,6 +685,10 @@ fn kubernetes_configuration_loads_with_portcullis_check() {
         })
         .collect();
     kubelet_volume(&base.join("token"), &token_files);
+    kubelet_volume(
+        &base.join("redis"),
+        &[("password".into(), b"a-redis-password".to_vec())],
+    );
 
     let out = portcullis_check(&base.join("config/proxy.yaml"));
     assert!(out.status.success(), "{}", show(&out));
@@ -582,12 +800,18 @@ fn discover(path: &[String], found: &mut BTreeSet<String>) {
         Some(f) => (f, path.to_vec()),
         None => {
             let deeper = parse_error(&nested(path, "{zz_probe: {zz_probe: 1}}"));
-            match deeper.as_deref().and_then(expected_fields) {
-                Some(f) if !path.is_empty() => {
+            // A list of mappings (`auth.federation`): its items' fields, named without an index.
+            let items = parse_error(&nested(path, "[{zz_probe: 1}]"));
+            match (
+                deeper.as_deref().and_then(expected_fields),
+                items.as_deref().and_then(expected_fields),
+            ) {
+                (Some(f), _) if !path.is_empty() => {
                     let mut p = path.to_vec();
                     p.push("*".into());
                     (f, p)
                 }
+                (_, Some(f)) if !path.is_empty() => (f, path.to_vec()),
                 _ => return,
             }
         }
@@ -636,6 +860,7 @@ fn key_discovery_finds_what_it_should() {
         "tls.cert",
         "auth.token.key",
         "auth.users.*.password",
+        "auth.federation.issuer",
     ] {
         assert!(keys.contains(sample), "{sample} not discovered: {keys:?}");
     }

@@ -146,3 +146,98 @@ fn upload_through_a_signal(signal: &str, mib: usize) {
         size.to_string()
     );
 }
+
+/// While draining, a request with a body (the next chunk of an upload, which a load balancer
+/// could not replay elsewhere) is served and its connection closed; one without a body is
+/// turned away; and with `shutdown_delay` the process stays up that long although nothing is
+/// in flight, so that load balancers see `/readyz` fail before the port closes.
+#[test]
+fn draining_serves_bodies_refuses_the_rest_and_waits_out_shutdown_delay() {
+    let registry = Registry::start();
+    let admin = free_port();
+    let files = vec![
+        (
+            "users.yaml",
+            format!("bob:\n  password: \"{}\"\n", hash("bobpw")),
+        ),
+        (
+            "acl.yaml",
+            "- match: {account: bob}\n  actions: [\"*\"]\n".to_string(),
+        ),
+    ];
+    let config = format!(
+        "upstream: {{upstream}}\nadmin_listen: 127.0.0.1:{admin}\nauth:\n  users: users.yaml\nacl: acl.yaml\nshutdown_delay: 3s\n"
+    );
+    let mut proxy = Proxy::start(
+        ProxySetup {
+            config: &config,
+            files: &files,
+            tls: false,
+        },
+        &registry.url(),
+    );
+    let client = proxy.client();
+    let r = client
+        .post(proxy.url("/v2/bob/drain/blobs/uploads/"))
+        .basic_auth("bob", Some("bobpw"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let data = pseudo_random(256 * 1024, 11);
+    let digest = format!("sha256:{}", sha256_hex(&data));
+
+    let signalled = Instant::now();
+    let pid = proxy.proc.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let ready = format!("http://127.0.0.1:{admin}/readyz");
+    wait_until("not ready", Duration::from_secs(5), || {
+        reqwest::blocking::get(&ready).is_ok_and(|r| r.status() == 503)
+    });
+    // No body: refused, connection closed.
+    let r = proxy
+        .client()
+        .get(proxy.url("/v2/"))
+        .basic_auth("bob", Some("bobpw"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["connection"], "close");
+    // A body: served (the upload completes), connection closed.
+    let r = proxy
+        .client()
+        .put(format!("{location}&digest={digest}"))
+        .basic_auth("bob", Some("bobpw"))
+        .header("content-type", "application/octet-stream")
+        .body(data)
+        .send()
+        .unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "too slow to test within shutdown_delay"
+    );
+    assert_eq!(r.status(), 201, "an upload chunk is served while draining");
+    assert_eq!(r.headers()["connection"], "close");
+    let code = loop {
+        if let Some(status) = proxy.proc.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(20), "no exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0), "{}", proxy.proc.output());
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "exited {:?} after SIGTERM, before shutdown_delay",
+        signalled.elapsed()
+    );
+    let r = reqwest::blocking::Client::new()
+        .head(format!("{}/v2/bob/drain/blobs/{digest}", registry.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -324,6 +324,7 @@ fn serve_one(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 client_ip: Some("127.0.0.1".parse().unwrap()),
                 lockout_key: Some("127.0.0.1".parse().unwrap()),
                 lockout: None,
+                revocations: None,
             },
         )))
     };

@@ -769,8 +769,19 @@ fn tag_pages_show_layers_labels_history_and_the_pinned_pull() {
 fn deleting_from_the_ui_needs_the_delete_grant_a_confirmation_and_the_csrf_token() {
     let registry = Registry::start();
     let _images = seed(&registry);
-    let proxy = setup(&registry, false, "");
+    // With the manifest cache on (tags kept for an hour): a UI delete forgets them too.
+    let proxy = setup(&registry, false, "cache:\n  manifests: {tag_ttl: 1h}\n");
     let alice = logged_in(&proxy, "alice", "alice-pw");
+    let api_status = |reference: &str| {
+        proxy
+            .client()
+            .get(proxy.url(&format!("/v2/alice/app/manifests/{reference}")))
+            .basic_auth("alice", Some("alice-pw"))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json")
+            .send()
+            .unwrap()
+            .status()
+    };
 
     // The confirmation names the digest and every tag that goes with it.
     let (_, page) = get(&alice, &proxy, "/ui/repo/alice/app");
@@ -854,6 +865,11 @@ fn deleting_from_the_ui_needs_the_delete_grant_a_confirmation_and_the_csrf_token
         .unwrap();
     assert_eq!(api.status(), 403);
 
+    // Cached through /v2 before the delete.
+    for reference in [digest.as_str(), "1.0", digest.as_str(), "1.0"] {
+        assert_eq!(api_status(reference), 200);
+    }
+
     // With the token: deleted in the registry, both tags gone, 3.0 stays.
     let r = alice
         .post(proxy.url("/ui/repo/alice/app/-/delete"))
@@ -871,6 +887,9 @@ fn deleting_from_the_ui_needs_the_delete_grant_a_confirmation_and_the_csrf_token
     assert_eq!(upstream_status(&registry, "alice/app", "1.0"), 404);
     assert_eq!(upstream_status(&registry, "alice/app", "2.0"), 404);
     assert_eq!(upstream_status(&registry, "alice/app", "3.0"), 200);
+    // And through /v2 at once, not from the cache.
+    assert_eq!(api_status(&digest), 404);
+    assert_eq!(api_status("1.0"), 404);
     let (_, page) = get(&alice, &proxy, &to);
     assert!(page.contains("Deleted:"), "{page}");
     assert_eq!(tags_shown(&page), vec!["3.0"], "{page}");

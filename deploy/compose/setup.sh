@@ -3,6 +3,8 @@
 #   ca.pem, server.pem, server.key   TLS for localhost / 127.0.0.1 (certs/make-dev-certs.sh)
 #   token.key, token.crt              EC P-256 token signing key and its self-signed certificate
 #   ldap-bind.pw                      the seed directory's service account password
+#   haproxy.pem                       server.pem followed by server.key, for HAProxy (the
+#                                     `cluster` profile), remade when either changes
 # and deploy/.env with PORTCULLIS_USER=<your uid>:<your gid>, so the container can read them
 # (run as root, it gives the files to the image's uid 10001 instead).
 # Existing files are kept. Never use these in production.
@@ -32,8 +34,14 @@ if [ ! -f "$secrets/ldap-bind.pw" ]; then
   printf 'servicepw\n' > "$secrets/ldap-bind.pw"     # uid=serviceaccount in deploy/ldap/
 fi
 
-chmod 600 "$secrets"/*.key "$secrets/ldap-bind.pw"
+if [ ! -f "$secrets/haproxy.pem" ] || [ "$secrets/server.pem" -nt "$secrets/haproxy.pem" ] \
+  || [ "$secrets/server.key" -nt "$secrets/haproxy.pem" ]; then
+  cat "$secrets/server.pem" "$secrets/server.key" > "$secrets/haproxy.pem"
+fi
+
 chmod 644 "$secrets"/*.pem "$secrets/token.crt"
+# haproxy.pem holds the TLS key as well.
+chmod 600 "$secrets"/*.key "$secrets/ldap-bind.pw" "$secrets/haproxy.pem"
 if [ "$(id -u)" -eq 0 ]; then
   # Run as root: hand the files to the image's own user instead of running it as root.
   chown -R 10001:10001 "$secrets"

@@ -201,7 +201,7 @@ fn parse_all(sources: Vec<Source>, sink: &mut Sink) {
                     let Ok((file, text)) = &sources[job / 2] else {
                         continue;
                     };
-                    if job % 2 == 0 {
+                    if job.is_multiple_of(2) {
                         let error = check(text);
                         *checks[job / 2].lock().unwrap_or_else(|p| p.into_inner()) = error;
                     } else {
@@ -394,7 +394,7 @@ fn compile_rule(cx: &mut FileCx<'_>, node: &Node) -> Option<Rule> {
         origin: RuleOrigin {
             file: cx.file.clone(),
             line: node.line,
-            comment,
+            comment: comment.map(Arc::from),
         },
     })
 }

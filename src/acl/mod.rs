@@ -67,8 +67,9 @@ pub struct RuleOrigin {
     pub file: Arc<Path>,
     /// 1-based line where the rule starts.
     pub line: usize,
-    /// The rule's `comment`, if any.
-    pub comment: Option<String>,
+    /// The rule's `comment`, if any (shared: every decision carries its rule's origin, and
+    /// a clone per request should not copy the text).
+    pub comment: Option<Arc<str>>,
 }
 
 impl fmt::Display for RuleOrigin {

@@ -124,6 +124,7 @@ mod tests {
         Identity {
             account: a.into(),
             labels: Default::default(),
+            via: None,
         }
     }
 

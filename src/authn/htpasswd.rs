@@ -83,6 +83,7 @@ impl Authenticator for Htpasswd {
             Ok(true) => Ok(Identity {
                 account: account.to_owned(),
                 labels: Default::default(),
+                via: None,
             }),
             Ok(false) => Err(AuthnError::BadPassword),
             Err(e) => Err(AuthnError::Unavailable(e)),
@@ -94,6 +95,7 @@ impl Authenticator for Htpasswd {
             Lookup::Decided(Ok(Identity {
                 account: account.to_owned(),
                 labels: Default::default(),
+                via: None,
             }))
         } else {
             Lookup::Unknown
@@ -107,6 +109,7 @@ impl Authenticator for Htpasswd {
                 Identity {
                     account: account.to_owned(),
                     labels: Default::default(),
+                    via: None,
                 },
                 hash.clone().into_bytes(),
             ))),

@@ -14,10 +14,13 @@
 
 pub mod cache;
 pub mod credentials;
+pub mod federation;
 pub mod fold;
 pub mod htpasswd;
+pub mod keys;
 pub mod ldap;
 pub mod lockout;
+pub mod oidc;
 pub mod password;
 pub mod users;
 
@@ -45,6 +48,29 @@ pub struct Identity {
     pub account: String,
     /// Labels from the user entry (or, later, LDAP attributes).
     pub labels: Labels,
+    /// How the caller proved it when not with the account's own password (an access key, a
+    /// CI job's ID token): what narrows its rights and what the audit line names. `None`
+    /// for a password (or anonymous).
+    pub via: Option<Arc<Via>>,
+}
+
+/// A credential that stands for an account without being its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An access key (`auth.keys`): the account's rights narrowed to the key's scopes.
+    Key {
+        /// The key's public id.
+        id: String,
+        /// Its scopes (empty: the account's full rights).
+        scopes: keys::Scopes,
+    },
+    /// A CI job's ID token from a trusted issuer (`auth.federation`).
+    Federation {
+        /// The token's issuer.
+        issuer: String,
+        /// The job token's `exp` (Unix seconds): nothing issued from it outlives it.
+        expires: u64,
+    },
 }
 
 impl Identity {
@@ -53,6 +79,34 @@ impl Identity {
         Identity {
             account: String::new(),
             labels: Labels::new(),
+            via: None,
+        }
+    }
+
+    /// Of the actions the ACL `granted` on `kind:name`, those this caller's credential also
+    /// allows: an access key's scopes narrow the ACL's answer, never widen it. Every place
+    /// that asks the ACL for a caller goes through this ([`crate::policy`], the token
+    /// endpoint, `explain`).
+    pub fn narrow(&self, kind: &str, name: &str, granted: Vec<String>) -> Vec<String> {
+        match self.via.as_deref() {
+            Some(Via::Key { scopes, .. }) => scopes.narrow(kind, name, granted),
+            _ => granted,
+        }
+    }
+
+    /// The access key's id, if the caller used one (for the audit line).
+    pub fn key_id(&self) -> Option<&str> {
+        match self.via.as_deref() {
+            Some(Via::Key { id, .. }) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The federation issuer, if the caller is a CI job (for the audit line).
+    pub fn issuer(&self) -> Option<&str> {
+        match self.via.as_deref() {
+            Some(Via::Federation { issuer, .. }) => Some(issuer),
+            _ => None,
         }
     }
 
@@ -78,6 +132,25 @@ pub enum AuthnError {
     /// A backend could not answer (a panicked worker; later, LDAP down). Fails closed.
     #[error("authentication backend unavailable: {0}")]
     Unavailable(String),
+    /// A password shaped like an access key that is in no keys file (or keys are off).
+    #[error("unknown access key")]
+    UnknownKey,
+    /// The access key with this id has expired.
+    #[error("access key {0} has expired")]
+    KeyExpired(String),
+    /// The access key with this id belongs to an account no backend knows any more (and it
+    /// is not a robot key).
+    #[error("access key {0}: its account no longer exists")]
+    KeyAccountGone(String),
+    /// A CI job's ID token was refused; the reason is for the audit line. `forged` when it
+    /// is no genuine token of a trusted issuer (counted as a failed attempt of the address).
+    #[error("CI token refused: {reason}")]
+    BadCiToken {
+        /// Why (`expired`, `wrong audience`, `claim \`ref\` missing`, …).
+        reason: String,
+        /// Not a genuine token of a trusted issuer.
+        forged: bool,
+    },
 }
 
 /// What a backend says about an account's current state: its identity and a stamp of its
@@ -166,6 +239,22 @@ pub struct Authenticators {
     shadows: HashMap<String, usize>,
     cache: Arc<cache::LoginCache>,
     lookups: std::sync::Mutex<LookupMap>,
+    /// Access keys (`auth.keys`), when configured.
+    keys: Option<Arc<keys::KeyStore>>,
+    /// Trusted issuers of CI job tokens (`auth.federation`), when configured.
+    federation: Option<Arc<federation::Federation>>,
+}
+
+/// What kind of secret a password is, decided by its shape before anything is checked: each
+/// kind has its own path and its own failure counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    /// A password of the account named with it.
+    Password,
+    /// An access key (`pcl_…`), whatever the account name typed with it.
+    AccessKey,
+    /// A CI job's ID token (a JWT) while `auth.federation` is on, whatever the username.
+    CiToken,
 }
 
 /// Remembered [`Authenticators::current`] answers: identity, credential stamp, when.
@@ -198,7 +287,171 @@ impl Authenticators {
             shadows,
             cache: Arc::new(cache::LoginCache::new(65_536, Duration::from_secs(3600))),
             lookups: Default::default(),
+            keys: None,
+            federation: None,
         }
+    }
+
+    /// Adds the trusted CI issuers of `auth.federation`.
+    pub fn with_federation(mut self, federation: Arc<federation::Federation>) -> Self {
+        self.federation = Some(federation);
+        self
+    }
+
+    /// The identity behind a Bearer token issued to a CI job of `issuer`: only while the
+    /// issuer is still trusted (a reload that removes it ends its tokens), with the labels
+    /// the job token mapped to, until the token's `exp` (capped at the job token's).
+    pub fn federated_bearer(
+        &self,
+        issuer: &str,
+        account: &str,
+        labels: &Labels,
+        expires: u64,
+    ) -> Result<Identity, AuthnError> {
+        if !self.federation.as_ref().is_some_and(|f| f.trusts(issuer)) {
+            return Err(AuthnError::BadCiToken {
+                reason: format!("issuer {issuer:?} is no longer trusted"),
+                forged: false,
+            });
+        }
+        Ok(Identity {
+            account: account.to_owned(),
+            labels: labels.clone(),
+            via: Some(Arc::new(Via::Federation {
+                issuer: issuer.to_owned(),
+                expires,
+            })),
+        })
+    }
+
+    /// Adds the access keys of `auth.keys`.
+    pub fn with_keys(mut self, keys: Arc<keys::KeyStore>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The access keys, when configured (for `explain --key` and Bearer tokens issued to a key).
+    pub fn keys(&self) -> Option<&keys::KeyStore> {
+        self.keys.as_deref()
+    }
+
+    /// What kind of secret `password` is. A password shaped like an access key is an
+    /// access key whenever keys are configured: it never reaches the password backends, so
+    /// it neither counts towards nor is blocked by the account's password lockout.
+    pub fn secret_kind(&self, password: &str) -> Secret {
+        if self.keys.is_some() && keys::secret::looks_like_key(password) {
+            Secret::AccessKey
+        } else if self.federation.is_some() && federation::Federation::looks_like_jwt(password) {
+            Secret::CiToken
+        } else {
+            Secret::Password
+        }
+    }
+
+    /// Logs in with an access key: the username typed with it does not matter (the key
+    /// names its account). The account's labels come from the backend that holds it; a
+    /// robot key's account may be in no backend (then it has no labels); any other key
+    /// stops working when its account is gone. Never cached: a revoked or expired key
+    /// fails on the next request after the keys file is reloaded.
+    pub async fn key_login(&self, secret: &str) -> Result<Identity, AuthnError> {
+        let Some(store) = &self.keys else {
+            return Err(AuthnError::UnknownKey);
+        };
+        let (record, scopes) = match store.find(secret, std::time::SystemTime::now()) {
+            keys::Found::Unknown => return Err(AuthnError::UnknownKey),
+            keys::Found::Expired(record) => return Err(AuthnError::KeyExpired(record.id.clone())),
+            keys::Found::Key(record, scopes) => (record, scopes),
+        };
+        self.key_identity(record, scopes).await
+    }
+
+    /// Logs in with a CI job's ID token (`auth.federation`): verified against its issuer's
+    /// keys and mapped to an account and labels. The account must not be one a backend
+    /// holds: a token whose claims happen to spell `admin` does not become the admin.
+    pub async fn ci_login(&self, token: &str) -> Result<Identity, AuthnError> {
+        let Some(federation) = &self.federation else {
+            return Err(AuthnError::BadCiToken {
+                reason: "federation is off".into(),
+                forged: true,
+            });
+        };
+        let verified = match federation.verify(token).await {
+            Ok(v) => v,
+            Err(federation::Refused::Bad { reason, forged }) => {
+                return Err(AuthnError::BadCiToken { reason, forged })
+            }
+            Err(federation::Refused::Unavailable(why)) => {
+                return Err(AuthnError::Unavailable(format!("CI issuer: {why}")))
+            }
+        };
+        match self.lookup_cached(&verified.account).await {
+            Err(AuthnError::UnknownAccount) => {}
+            Err(e) => return Err(e),
+            Ok(_) => {
+                return Err(AuthnError::BadCiToken {
+                    reason: format!(
+                        "account {:?} belongs to a backend; a CI token cannot stand for it",
+                        verified.account
+                    ),
+                    forged: false,
+                })
+            }
+        }
+        Ok(Identity {
+            account: verified.account,
+            labels: verified.labels,
+            via: Some(Arc::new(Via::Federation {
+                issuer: verified.issuer,
+                expires: verified.expires,
+            })),
+        })
+    }
+
+    /// The identity behind a Bearer token issued to the key `id` for `account`: the key
+    /// must still be in the keys file, unexpired, for the same account. So revoking or
+    /// expiring a key ends the tokens issued to it on their next use.
+    pub async fn key_by_id(&self, id: &str, account: &str) -> Result<Identity, AuthnError> {
+        let Some((record, scopes)) = self.keys.as_ref().and_then(|k| k.get(id)) else {
+            return Err(AuthnError::UnknownKey);
+        };
+        if record.account != account {
+            return Err(AuthnError::UnknownKey);
+        }
+        if record.is_expired(std::time::SystemTime::now()) {
+            return Err(AuthnError::KeyExpired(record.id.clone()));
+        }
+        self.key_identity(record, scopes).await
+    }
+
+    /// The identity a live key stands for (see [`Self::key_login`]).
+    pub async fn key_identity(
+        &self,
+        record: &keys::Record,
+        scopes: &keys::Scopes,
+    ) -> Result<Identity, AuthnError> {
+        let labels = match self.lookup_cached(&record.account).await {
+            // A single sign-on person's key: a backend holding the name is someone else.
+            Ok(_) if record.sso_labels.is_some() => {
+                return Err(AuthnError::KeyAccountGone(record.id.clone()))
+            }
+            Ok(identity) => identity.labels,
+            Err(AuthnError::UnknownAccount) if record.sso_labels.is_some() => {
+                record.sso_labels.clone().unwrap_or_default()
+            }
+            Err(AuthnError::UnknownAccount) if record.robot => Labels::new(),
+            Err(AuthnError::UnknownAccount) => {
+                return Err(AuthnError::KeyAccountGone(record.id.clone()))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Identity {
+            account: record.account.clone(),
+            labels,
+            via: Some(Arc::new(Via::Key {
+                id: record.id.clone(),
+                scopes: scopes.clone(),
+            })),
+        })
     }
 
     /// [`Self::lookup`], remembered for [`LOOKUP_TTL`]. Failures are not remembered.
@@ -267,6 +520,13 @@ impl Authenticators {
         old.cache
             .retain(|identity, stamp| self.fingerprint(&identity.account) == Some(stamp));
         self.cache = old.cache.clone();
+        // And the CI issuers' fetched keys, for issuers configured as before (rebuilt only
+        // here, before the new state is shared).
+        if let (Some(new), Some(old)) = (self.federation.as_mut(), old.federation.as_ref()) {
+            if let Some(new) = Arc::get_mut(new) {
+                new.adopt_keys(old);
+            }
+        }
     }
 
     /// (backend position, its fingerprint) of the first backend that fixes `account`.
@@ -296,7 +556,7 @@ impl Authenticators {
     /// successful login with exactly this password), without asking any backend. The lockout
     /// uses it to let a proven password skip the account-wide delay.
     pub fn cached_login(&self, account: &str, password: &str) -> Option<Identity> {
-        if account.is_empty() {
+        if account.is_empty() || self.secret_kind(password) != Secret::Password {
             return None;
         }
         // The same test as `login`'s: remembered under the account's current state.
@@ -304,8 +564,14 @@ impl Authenticators {
         self.cache.get(&self.cache.key(account, password), stamp)
     }
 
-    /// Checks an account and password against the backends, using the cache first.
+    /// Checks an account and password against the backends, using the cache first. An
+    /// access key goes to [`Self::key_login`] instead, whatever the account.
     pub async fn login(&self, account: &str, password: &str) -> Result<Identity, AuthnError> {
+        match self.secret_kind(password) {
+            Secret::AccessKey => return self.key_login(password).await,
+            Secret::CiToken => return self.ci_login(password).await,
+            Secret::Password => {}
+        }
         if account.is_empty() {
             // docker_auth lets the anonymous account log in with any password.
             return if self.anonymous_allowed {
@@ -404,6 +670,25 @@ impl Authenticators {
             }
         }
         Ok(identity)
+    }
+
+    /// True when a backend holds `name` or, among the backends that list their accounts (the
+    /// files), any spelling that [folds](fold::fold) like it. Single sign-on refuses such names:
+    /// a person at the identity provider must not become, or pass for, a password account.
+    pub async fn holds_any_spelling(&self, name: &str) -> Result<bool, AuthnError> {
+        let folded = fold::fold(name);
+        if self
+            .backends
+            .iter()
+            .any(|b| b.account_names().iter().any(|n| fold::fold(n) == folded))
+        {
+            return Ok(true);
+        }
+        match self.lookup(name).await {
+            Ok(_) => Ok(true),
+            Err(AuthnError::Unavailable(why)) => Err(AuthnError::Unavailable(why)),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Number of backends, for the start-up summary.
@@ -524,6 +809,7 @@ mod tests {
                 Lookup::Decided(Ok(Identity {
                     account: account.to_owned(),
                     labels: Labels::new(),
+                    via: None,
                 }))
             } else {
                 Lookup::Decided(Err(AuthnError::BadPassword))
@@ -549,6 +835,7 @@ mod tests {
             Lookup::Decided(Ok(Identity {
                 account: account.to_lowercase(),
                 labels: Labels::new(),
+                via: None,
             }))
         }
         async fn lookup(&self, account: &str) -> Lookup {
@@ -698,6 +985,95 @@ mod tests {
             let id = a.login("ci", "pw").await.unwrap();
             assert_eq!(id.labels["groups"], vec!["builders", "qa"]);
         }
+    }
+
+    /// A chain with alice (static, labelled) and access keys for alice and a robot.
+    fn chain_with_keys() -> (Authenticators, String, String, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let (_, alice_key) =
+            keys::create(&path, "alice", &["repository:a/*:pull".into()], None, "").unwrap();
+        let (_, robot_key) = keys::create_robot(&path, "robot", &[], None, "").unwrap();
+        let (_, orphan_key) = keys::create(&path, "gone", &[], None, "").unwrap();
+        let yaml = format!(
+            "alice:\n  password: \"{}\"\n  labels: {{team: [a]}}\n",
+            hash("pw")
+        );
+        let store = keys::KeyStore::load(&path).unwrap();
+        let a = chain(&yaml, "").with_keys(Arc::new(store));
+        (a, alice_key, robot_key, orphan_key, dir)
+    }
+
+    #[tokio::test]
+    async fn a_single_sign_on_key_carries_its_labels_until_a_backend_takes_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let labels: Labels = [("groups".to_string(), vec!["platform".to_string()])].into();
+        let (record, secret) =
+            keys::create_sso(&path, "pat", &[], None, "laptop", labels.clone()).unwrap();
+        assert_eq!(keys::list(&path).unwrap(), vec![record]);
+        let store = Arc::new(keys::KeyStore::load(&path).unwrap());
+        // pat is in no backend: the recorded labels are the key's.
+        let a = chain("{}", "").with_keys(store.clone());
+        let id = a.login("pat", &secret).await.unwrap();
+        assert_eq!((id.account.as_str(), &id.labels), ("pat", &labels));
+        // A password account named pat is someone else: the key stops working.
+        let yaml = format!("pat:\n  password: \"{}\"\n", hash("pw"));
+        let b = chain(&yaml, "").with_keys(store);
+        assert!(matches!(
+            b.login("pat", &secret).await,
+            Err(AuthnError::KeyAccountGone(_))
+        ));
+        // Labels with hidden characters are not written.
+        let bad: Labels = [("g".to_string(), vec!["a\u{202E}b".to_string()])].into();
+        assert!(keys::create_sso(&path, "pat", &[], None, "", bad).is_err());
+        assert_eq!(keys::list(&path).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_logs_in_as_its_account_whatever_the_username() {
+        let (a, alice_key, robot_key, orphan_key, _dir) = chain_with_keys();
+        for user in ["alice", "bob", "", "oidc"] {
+            let id = a.login(user, &alice_key).await.unwrap();
+            assert_eq!(id.account, "alice");
+            assert_eq!(id.labels["team"], vec!["a"], "labels come from the backend");
+            assert!(id.key_id().is_some());
+            // Narrowed to the key's scope.
+            assert_eq!(
+                id.narrow("repository", "a/x", vec!["pull".into(), "push".into()]),
+                vec!["pull"]
+            );
+            assert!(id
+                .narrow("repository", "b/x", vec!["pull".into()])
+                .is_empty());
+        }
+        let robot = a.login("x", &robot_key).await.unwrap();
+        assert_eq!(robot.account, "robot");
+        assert!(robot.labels.is_empty());
+        // A personal key whose account is gone does not work.
+        assert!(matches!(
+            a.login("gone", &orphan_key).await,
+            Err(AuthnError::KeyAccountGone(_))
+        ));
+        // A key-shaped password that is no key is refused, never tried as alice's password.
+        let fake = keys::secret::generate();
+        assert_eq!(a.login("alice", &fake).await, Err(AuthnError::UnknownKey));
+        // The password still works, with no narrowing.
+        let pw = a.login("alice", "pw").await.unwrap();
+        assert!(pw.via.is_none());
+        // Key logins are never remembered in the login cache.
+        assert!(a.cached_login("alice", &alice_key).is_none());
+    }
+
+    #[tokio::test]
+    async fn without_keys_configured_a_key_shaped_password_is_a_password() {
+        let yaml = format!("alice:\n  password: \"{}\"\n", hash("pw"));
+        let a = chain(&yaml, "");
+        assert_eq!(a.secret_kind(&keys::secret::generate()), Secret::Password);
+        assert_eq!(
+            a.login("alice", &keys::secret::generate()).await,
+            Err(AuthnError::BadPassword)
+        );
     }
 
     #[tokio::test]

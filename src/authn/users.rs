@@ -209,6 +209,7 @@ impl Authenticator for StaticUsers {
             Ok(true) => Ok(Identity {
                 account: account.to_owned(),
                 labels: user.labels.clone(),
+                via: None,
             }),
             Ok(false) => Err(AuthnError::BadPassword),
             Err(e) => Err(AuthnError::Unavailable(e)),
@@ -221,6 +222,7 @@ impl Authenticator for StaticUsers {
             Some(user) => Lookup::Decided(Ok(Identity {
                 account: account.to_owned(),
                 labels: user.labels.clone(),
+                via: None,
             })),
         }
     }
@@ -232,6 +234,7 @@ impl Authenticator for StaticUsers {
                 Identity {
                     account: account.to_owned(),
                     labels: user.labels.clone(),
+                    via: None,
                 },
                 user.password.clone().unwrap_or_default().into_bytes(),
             ))),

@@ -32,3 +32,26 @@ pub(crate) async fn respond_json(
         .await?;
     Ok(())
 }
+
+/// Writes a cached registry answer: its stored status and headers, and its body unless the
+/// request is a `HEAD`.
+pub(crate) async fn respond_cached(
+    session: &mut Session,
+    entry: &crate::cache::Entry,
+) -> Result<()> {
+    session
+        .write_response_header(Box::new(entry.header().clone()), false)
+        .await?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_body(
+            if head_only {
+                None
+            } else {
+                Some(entry.body().clone())
+            },
+            true,
+        )
+        .await?;
+    Ok(())
+}

@@ -179,7 +179,8 @@ impl Portcullis {
             }
             None => parsed.target(ctx.drop_mount),
         };
-        let uri: http::Uri = target.parse().map_err(|_| {
+        // From the String's own buffer (no copy, as `parse` would make).
+        let uri = http::Uri::try_from(target).map_err(|_| {
             Error::explain(ErrorType::InternalError, "rebuilt target does not parse")
         })?;
         upstream.set_uri(uri);
@@ -220,21 +221,25 @@ impl Portcullis {
             _ => {}
         }
 
-        let host = session
-            .req_header()
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
+        // The client's `Host` value itself (a cheap shared copy), or the HTTP/2 authority.
+        let host = match session.req_header().headers.get("host") {
+            Some(h) if h.to_str().is_ok() => Some(h.clone()),
+            _ => session
+                .req_header()
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()),
+        };
         if let Some(ip) = ctx.client.ip() {
-            upstream.insert_header("X-Forwarded-For", ip.to_string())?;
-            upstream.insert_header("X-Real-IP", ip.to_string())?;
+            let ip = http::HeaderValue::try_from(ip.to_string())
+                .map_err(|_| Error::explain(ErrorType::InternalError, "address header"))?;
+            upstream.insert_header("X-Forwarded-For", ip.clone())?;
+            upstream.insert_header("X-Real-IP", ip)?;
         }
         upstream.insert_header("X-Forwarded-Proto", if self.tls { "https" } else { "http" })?;
         if let Some(host) = host {
             if upstream.headers.get("host").is_none() {
-                upstream.insert_header("Host", host.as_str())?;
+                upstream.insert_header("Host", host.clone())?;
             }
             upstream.insert_header("X-Forwarded-Host", host)?;
         }

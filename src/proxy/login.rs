@@ -30,30 +30,42 @@ impl Portcullis {
         let Credentials::Bearer(token) = creds else {
             return self.login(state, creds, client).await.map(|i| (i, None));
         };
-        let bad_token = || {
+        let bad_token = |reason: String| {
             self.metrics.auth_failure(AuthFailure::BadToken);
             Refusal {
                 error: OciError::unauthorized(),
                 headers: vec![],
                 outcome: Outcome::Unauthenticated,
+                reason,
             }
         };
         let Some(service) = &state.token else {
-            return Err(bad_token());
+            return Err(bad_token("Bearer token without a token service".into()));
         };
         let claims = match service.verify(token) {
             Ok(claims) => claims,
             Err(e) => {
                 tracing::debug!(error = %e, "Bearer token refused");
-                return Err(bad_token());
+                return Err(bad_token(format!("Bearer token refused: {e}")));
             }
         };
         // The account must still exist; its labels are the current ones, so the ACL is
-        // evaluated as it stands now, not as it stood when the token was issued.
-        match state.authn.lookup_cached(&claims.sub).await {
+        // evaluated as it stands now, not as it stood when the token was issued. A token
+        // issued to an access key needs the key to be live still; one issued to a CI job
+        // needs its issuer to be trusted still, and carries the job's labels.
+        let found = match &claims.via {
+            None => state.authn.lookup_cached(&claims.sub).await,
+            Some(ViaClaim::Key { id }) => state.authn.key_by_id(id, &claims.sub).await,
+            Some(ViaClaim::Ci { iss, labels }) => {
+                state
+                    .authn
+                    .federated_bearer(iss, &claims.sub, labels, claims.exp)
+            }
+        };
+        match found {
             Ok(identity) => Ok((identity, Some(claims))),
             Err(AuthnError::Unavailable(why)) => Err(self.refusal(AuthnError::Unavailable(why))),
-            Err(_) => Err(bad_token()),
+            Err(e) => Err(bad_token(format!("Bearer token for {:?}: {e}", claims.sub))),
         }
     }
 
@@ -91,6 +103,7 @@ impl Portcullis {
                         lockout::retry_after_secs(remaining).to_string(),
                     )],
                     outcome: Outcome::Unauthenticated,
+                    reason: "locked out after too many failed logins".into(),
                 })
             }
             Err(lockout::Refused::Failed { error, locked_now }) => {
@@ -109,6 +122,7 @@ impl Portcullis {
         if let Some(reason) = AuthFailure::of(&e) {
             self.metrics.auth_failure(reason);
         }
+        let reason = e.to_string();
         match e {
             AuthnError::Unavailable(why) => {
                 tracing::warn!(reason = %why, "login refused: authentication backend unavailable");
@@ -120,12 +134,14 @@ impl Portcullis {
                     ),
                     headers: vec![("Retry-After", "5".into())],
                     outcome: Outcome::Error,
+                    reason,
                 }
             }
             _ => Refusal {
                 error: OciError::unauthorized(),
                 headers: vec![],
                 outcome: Outcome::Unauthenticated,
+                reason,
             },
         }
     }

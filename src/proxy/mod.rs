@@ -3,17 +3,19 @@
 //!
 //! | phase | job |
 //! |---|---|
-//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals |
+//! | `request_filter` | parse the target, authenticate, ask policy, answer refusals, then answer from the manifest cache when it can |
 //! | `upstream_peer` | the registry, with timeouts |
 //! | `upstream_request_filter` | strip credentials and spoofable headers, set `X-Forwarded-*` |
+//! | `upstream_response_filter` | refuse a `101`; the manifest cache sees the answer head |
 //! | `request_body_filter` | work around a Pingora HTTP/2 → HTTP/1 chunking bug |
+//! | `response_body_filter` | the manifest cache captures a leading request's answer |
 //! | `fail_to_proxy` | an OCI error when the registry is down or slow |
 //! | `logging` | the audit line |
 //!
 //! The helpers the phases call live beside this file, one job each: [`login`] (who is
 //! asking), [`challenge`] (the 401's `WWW-Authenticate`), [`token_endpoint`], [`listing`]
-//! (the filtered catalog), [`forward`] (client address, spoofable headers) and [`answer`]
-//! (answers written by portcullis itself).
+//! (the filtered catalog), [`forward`] (client address, spoofable headers), [`cached`] (the
+//! manifest cache's part) and [`answer`] (answers written by portcullis itself).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +41,7 @@ use crate::policy::{self, Decision, Subject};
 use crate::route::{self, Endpoint, Parsed, Route, RouteError};
 use crate::shutdown::{Drain, InFlight};
 use crate::state::State;
+use crate::token::claims::ViaClaim;
 use crate::token::{self, Claims, TokenService};
 use crate::ui::{self, Ui};
 use crate::upstream::{Selected, Upstream, Upstreams};
@@ -74,16 +77,27 @@ impl ui::gateway::Gateway for Portcullis {
     fn tls(&self) -> bool {
         Portcullis::tls(self)
     }
+
+    fn manifests_changed(&self, repository: &str, done: bool) {
+        if let Some(cache) = &self.cache {
+            if done {
+                cache.written(repository);
+            } else {
+                cache.writing(repository);
+            }
+        }
+    }
 }
 
 mod answer;
+mod cached;
 mod challenge;
 mod forward;
 mod listing;
 mod login;
 mod token_endpoint;
 
-pub(crate) use answer::{respond, respond_json};
+pub(crate) use answer::{respond, respond_cached, respond_json};
 pub(crate) use challenge::basic_challenge;
 use forward::manifest_media_type;
 use login::authorization;
@@ -98,6 +112,12 @@ pub struct Shared {
     pub lockout: Arc<Lockout>,
     /// The web UI (its session key lives as long as the process).
     pub ui: Arc<Ui>,
+    /// Revoked refresh tokens and sessions (shared by the replicas with `cluster:`).
+    pub revocations: Arc<crate::cluster::revocations::Revocations>,
+    /// Request rate limits (`limits.rate`), when on.
+    pub rate: Option<Arc<crate::cluster::rate::RateLimiter>>,
+    /// The manifest cache, when `cache.manifests` is configured (kept across reloads).
+    pub cache: Option<Arc<crate::cache::ManifestCache>>,
 }
 
 /// The proxy: the current [`State`] and where the registry is.
@@ -113,9 +133,12 @@ pub struct Portcullis {
     drain: Arc<Drain>,
     metrics: Arc<Metrics>,
     lockout: Arc<Lockout>,
+    revocations: Arc<crate::cluster::revocations::Revocations>,
+    rate: Option<Arc<crate::cluster::rate::RateLimiter>>,
     limits: Limits,
     listen: String,
     ui: Arc<Ui>,
+    cache: Option<Arc<crate::cache::ManifestCache>>,
 }
 
 impl Portcullis {
@@ -137,9 +160,12 @@ impl Portcullis {
             drain: shared.drain,
             metrics: shared.metrics,
             lockout: shared.lockout,
+            revocations: shared.revocations,
+            rate: shared.rate,
             limits: config.limits,
             listen: config.listen.to_string(),
             ui: shared.ui,
+            cache: shared.cache,
         }
     }
 
@@ -178,6 +204,33 @@ impl Portcullis {
     }
 }
 
+impl Portcullis {
+    /// Answers a request over `limits.rate`: 429 `TOOMANYREQUESTS` with `Retry-After`, as
+    /// Docker Hub does, so clients back off.
+    async fn rate_limited(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        limited: crate::cluster::rate::Limited,
+    ) -> Result<bool> {
+        use crate::cluster::rate::Limited;
+        let scope = match limited {
+            Limited::Account(_) => m::RateScope::Account,
+            Limited::Address(_) => m::RateScope::Address,
+        };
+        self.metrics.rate_limited(scope);
+        ctx.outcome = Outcome::Denied;
+        let e = OciError::new(
+            429,
+            "TOOMANYREQUESTS",
+            "too many requests; slow down and retry after the time in Retry-After",
+        );
+        let retry = lockout::retry_after_secs(limited.wait()).to_string();
+        respond(session, &e, &[("Retry-After", retry)]).await?;
+        Ok(true)
+    }
+}
+
 /// What one request learned on its way through, for the later phases and the audit line.
 pub struct RequestCtx {
     _in_flight: InFlight,
@@ -200,6 +253,14 @@ pub struct RequestCtx {
     /// What a token request asked for and was given (token endpoint only).
     token: TokenAudit,
     ui: bool,
+    /// The access key the caller used, if any (its id).
+    access_key: String,
+    /// The CI issuer whose job token the caller used, if any.
+    issuer: String,
+    /// Why a login was refused (`access key k… has expired`), for the audit line.
+    reason: String,
+    /// What the manifest cache did.
+    cache: cached::CacheCtx,
 }
 
 /// The token endpoint's part of the audit line: scopes in their parsed, bounded form
@@ -240,6 +301,10 @@ impl ProxyHttp for Portcullis {
             token_endpoint: false,
             token: TokenAudit::default(),
             ui: false,
+            access_key: String::new(),
+            issuer: String::new(),
+            reason: String::new(),
+            cache: Default::default(),
         }
     }
 
@@ -266,9 +331,16 @@ impl ProxyHttp for Portcullis {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
         ctx.client = self.client_addr(session);
+        // Draining: no request after this one on the connection, so a load balancer opens
+        // its next one elsewhere. A request with a body is served: once sent it cannot be
+        // replayed (HAProxy keeps only what fits its buffer) and it is typically the next
+        // chunk of an upload in progress. One without a body is turned away with 503, which
+        // a load balancer replays on another replica (`retry-on 503`) and a client retries.
         if self.drain.is_draining() {
-            ctx.outcome = Outcome::Error;
             session.set_keepalive(None);
+        }
+        if self.drain.is_draining() && session.is_body_empty() {
+            ctx.outcome = Outcome::Error;
             let e = OciError::new(503, "UNAVAILABLE", "shutting down");
             respond(
                 session,
@@ -322,9 +394,9 @@ impl ProxyHttp for Portcullis {
             }
         };
         // Known from here on, so refusals below are logged and counted by action.
-        let route = parsed.route.clone();
         let unknown_reference = parsed.unknown_reference;
-        ctx.parsed = Some(parsed);
+        // Borrowed from the context for the rest of this phase (no copy per request).
+        let route = &ctx.parsed.insert(parsed).route;
         if route.endpoint() == Endpoint::Manifest && req.method == http::Method::PUT {
             match manifest_media_type(req) {
                 Ok(media_type) => ctx.media_type = media_type,
@@ -336,42 +408,59 @@ impl ProxyHttp for Portcullis {
                 }
             }
         }
+        if let Some(rate) = &self.rate {
+            if let Err(limited) = rate.check_address(ctx.client.key()).await {
+                return self.rate_limited(session, ctx, limited).await;
+            }
+        }
+        let req = session.req_header();
         let creds = match authorization(req) {
             Ok(c) => c,
             Err(_) => {
                 self.metrics.auth_failure(AuthFailure::Malformed);
                 ctx.outcome = Outcome::Unauthenticated;
-                let challenge = self.challenge(session, &state, Some(&route), false);
+                let challenge = self.challenge(session, &state, Some(route), false);
                 respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 return Ok(true);
             }
         };
-        if let Credentials::Basic { account, .. } = &creds {
-            ctx.account = Some(account.clone());
-        }
         let (identity, claims) = match self.identify(&state, &creds, ctx.client).await {
             Ok(found) => found,
             Err(refusal) => {
+                // The account as the caller named it, for the audit line.
+                if let Credentials::Basic { account, .. } = &creds {
+                    ctx.account = Some(account.clone());
+                }
                 ctx.outcome = refusal.outcome;
+                ctx.reason = refusal.reason;
                 let mut extra = refusal.headers;
                 if refusal.error.status == 401 {
-                    extra.push(self.challenge(session, &state, Some(&route), false));
+                    extra.push(self.challenge(session, &state, Some(route), false));
                 }
                 respond(session, &refusal.error, &extra).await?;
                 return Ok(true);
             }
         };
         ctx.account = Some(identity.account.clone());
+        if let Some(rate) = &self.rate {
+            if let Err(limited) = rate.check_account(&identity.account).await {
+                return self.rate_limited(session, ctx, limited).await;
+            }
+        }
+        // The access key or CI issuer the caller logged in with, for the audit line.
+        ctx.access_key = identity.key_id().unwrap_or_default().to_owned();
+        ctx.issuer = identity.issuer().unwrap_or_default().to_owned();
         let subject = Subject {
             identity: &identity,
             ip: ctx.client.ip(),
             service: state.service(),
         };
-        let decision = match &claims {
-            Some(claims) => policy::authorize_bearer(&state.acl, subject, &route, claims),
-            None => policy::authorize(&state.acl, subject, &route),
+        let mut decision = match &claims {
+            Some(claims) => policy::authorize_bearer(&state.acl, subject, route, claims),
+            None => policy::authorize(&state.acl, subject, route),
         };
-        ctx.rule = decision.rule().cloned();
+        ctx.rule = decision.take_rule();
+        let anonymous = identity.is_anonymous();
         match decision {
             Decision::Allow { .. } if unknown_reference => {
                 // The registry routes a reference in neither grammar nowhere: 404, as the OCI
@@ -380,7 +469,6 @@ impl ProxyHttp for Portcullis {
                 ctx.outcome = Outcome::Allowed;
                 let e = OciError::new(404, "MANIFEST_UNKNOWN", "manifest unknown");
                 respond(session, &e, &[]).await?;
-                Ok(true)
             }
             Decision::Allow { drop_mount, .. } => {
                 ctx.outcome = Outcome::Allowed;
@@ -405,36 +493,36 @@ impl ProxyHttp for Portcullis {
                             ctx.drop_mount = true;
                         }
                     }
-                } else if route == Route::Catalog && self.upstreams.is_merged() {
+                } else if *route == Route::Catalog && self.upstreams.is_merged() {
                     // Several registries: the whole catalog is their merged list, answered
                     // here (nothing to filter: `registry:catalog:*` was granted).
                     self.merged_catalog(session).await?;
                     return Ok(true);
                 }
-                Ok(false)
+                // Only now, authorized, may an answer come from the cache.
+                return self.serve_cached(session, ctx).await;
             }
             Decision::FilteredCatalog => {
                 ctx.outcome = Outcome::Allowed;
                 self.filtered_catalog(session, &state, subject).await?;
-                Ok(true)
             }
             Decision::InsufficientScope { .. } => {
                 ctx.outcome = Outcome::InsufficientScope;
-                let challenge = self.challenge(session, &state, Some(&route), true);
+                let challenge = self.challenge(session, &state, Some(route), true);
                 respond(session, &OciError::unauthorized(), &[challenge]).await?;
-                Ok(true)
             }
             Decision::Deny { .. } => {
                 ctx.outcome = Outcome::Denied;
-                if identity.is_anonymous() {
-                    let challenge = self.challenge(session, &state, Some(&route), false);
+                if anonymous {
+                    let challenge = self.challenge(session, &state, Some(route), false);
                     respond(session, &OciError::unauthorized(), &[challenge]).await?;
                 } else {
                     respond(session, &OciError::denied(), &[]).await?;
                 }
-                Ok(true)
             }
         }
+        ctx.account = Some(identity.account);
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -500,10 +588,14 @@ impl ProxyHttp for Portcullis {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // A request that was running when draining started ends its connection too.
+        if self.drain.is_draining() {
+            session.set_keepalive(None);
+        }
         // We never forward `Upgrade`, so a registry that switches protocols anyway is
         // misbehaving: relaying the 101 would turn an authorized request into a raw tunnel.
         if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -525,16 +617,12 @@ impl ProxyHttp for Portcullis {
             // streamed upload is gone once sent (its token was fetched for its exact scope
             // just before, so this is rare).
             let scopes = self.upstream_scopes(ctx);
-            let method = &_session.req_header().method;
+            let method = &session.req_header().method;
             let bodiless = *method == http::Method::GET
                 || *method == http::Method::HEAD
                 || (*method == http::Method::DELETE
-                    && _session
-                        .req_header()
-                        .headers
-                        .get("content-length")
-                        .is_none()
-                    && _session
+                    && session.req_header().headers.get("content-length").is_none()
+                    && session
                         .req_header()
                         .headers
                         .get("transfer-encoding")
@@ -582,7 +670,19 @@ impl ProxyHttp for Portcullis {
                 }
             }
         }
+        self.cache_response(upstream_response, ctx);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        self.cache_body(body.as_ref(), end_of_stream, ctx);
+        Ok(None)
     }
 
     async fn request_body_filter(
@@ -608,6 +708,7 @@ impl ProxyHttp for Portcullis {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         ctx.outcome = Outcome::Error;
+        self.cache_written(ctx);
         if e.esource() == &ErrorSource::Upstream {
             self.metrics
                 .upstream_error(&self.upstream_of(ctx).url(), m::UpstreamErrorKind::of(e));
@@ -655,6 +756,7 @@ impl ProxyHttp for Portcullis {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let elapsed = ctx.started.elapsed();
+        self.cache_written(ctx);
         let action = if ctx.token_endpoint {
             m::Action::Token
         } else if ctx.ui {
@@ -677,30 +779,35 @@ impl ProxyHttp for Portcullis {
         self.metrics.response(status);
         let req = session.req_header();
         let route = ctx.route();
-        tracing::info!(
-            target: "audit",
-            client = %ctx.client,
-            account = ctx.account.as_deref().unwrap_or(""),
-            method = req.method.as_str(),
-            path = req.uri.path(),
-            repository = route.and_then(Route::repository).unwrap_or(""),
-            action = match (route, action) {
-                (Some(route), _) => route.action().map(|a| a.as_str()).unwrap_or(action.as_str()),
+        crate::audit::request(&crate::audit::Request {
+            client: &ctx.client,
+            account: ctx.account.as_deref().unwrap_or(""),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            repository: route.and_then(Route::repository).unwrap_or(""),
+            action: match (route, action) {
+                (Some(route), _) => route
+                    .action()
+                    .map(|a| a.as_str())
+                    .unwrap_or(action.as_str()),
                 (None, m::Action::Token | m::Action::Ui) => action.as_str(),
                 (None, _) => "",
             },
-            decision = ctx.outcome.as_str(),
-            rule = ctx.rule.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-            scopes_requested = ctx.token.requested.as_str(),
-            scopes_granted = ctx.token.granted.as_str(),
-            key_id = ctx.token.key_id.as_str(),
+            decision: ctx.outcome.as_str(),
+            rule: ctx.rule.as_ref().map(|r| r as &dyn std::fmt::Display),
+            scopes_requested: ctx.token.requested.as_str(),
+            scopes_granted: ctx.token.granted.as_str(),
+            key_id: ctx.token.key_id.as_str(),
+            cache: ctx.cache.result,
+            access_key: ctx.access_key.as_str(),
+            issuer: ctx.issuer.as_str(),
+            reason: ctx.reason.as_str(),
             status,
-            bytes_in = session.body_bytes_read(),
-            bytes_out = session.body_bytes_sent(),
-            duration_ms = duration_ms(elapsed),
-            error = error.map(|e| e.etype().as_str()).unwrap_or(""),
-            "request"
-        );
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+            duration_ms: duration_ms(elapsed),
+            error: error.map(|e| e.etype().as_str()).unwrap_or(""),
+        });
     }
 }
 

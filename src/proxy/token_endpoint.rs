@@ -68,10 +68,16 @@ impl Portcullis {
                 client_ip: ctx.client.ip(),
                 lockout_key: ctx.client.key(),
                 lockout: Some(&self.lockout),
+                revocations: Some(&self.revocations),
             },
         )
         .await;
         ctx.account = answer.account.clone();
+        match answer.via.as_deref() {
+            Some(crate::authn::Via::Key { id, .. }) => ctx.access_key = id.clone(),
+            Some(crate::authn::Via::Federation { issuer, .. }) => ctx.issuer = issuer.clone(),
+            None => {}
+        }
         ctx.token = TokenAudit {
             requested: answer.requested.clone(),
             granted: answer.granted.clone(),
@@ -84,6 +90,7 @@ impl Portcullis {
             }
             token::Outcome::Invalid => Outcome::Invalid,
             token::Outcome::LoginFailed { error, locked_now } => {
+                ctx.reason = error.to_string();
                 if let Some(reason) = AuthFailure::of(error) {
                     self.metrics.auth_failure(reason);
                 }

@@ -155,6 +155,7 @@ impl Reloader {
                 users = summary.users,
                 htpasswd_users = summary.htpasswd_users,
                 rules = summary.rules,
+                access_keys = summary.keys.unwrap_or(0),
                 "configuration reloaded"
             ),
             Err(errors) => {
@@ -236,7 +237,9 @@ impl Reloader {
                 "shutdown_timeout",
                 old.shutdown_timeout != new.shutdown_timeout,
             ),
+            ("shutdown_delay", old.shutdown_delay != new.shutdown_delay),
             ("limits", old.limits != new.limits),
+            ("cache", old.cache != new.cache),
             ("auth.lockout", old.auth.lockout != new.auth.lockout),
             (
                 "ui.session_key_file",
@@ -263,6 +266,14 @@ impl Reloader {
         }
         files.extend(config.auth.htpasswd.iter().cloned());
         files.extend(config.auth.ldap_file.iter().cloned());
+        files.extend(config.auth.keys.iter().cloned());
+        files.extend(
+            config
+                .auth
+                .federation
+                .iter()
+                .filter_map(|f| f.ca_certificate.clone()),
+        );
         if let Some(tls) = &config.tls {
             files.push(tls.cert.clone());
             files.push(tls.key.clone());
@@ -270,6 +281,10 @@ impl Reloader {
         if let Some(token) = &config.auth.token {
             files.push(token.key.clone());
             files.extend(token.certificate.iter().cloned());
+        }
+        if let Some(oidc) = &config.auth.oidc {
+            files.push(oidc.client_secret_file.clone());
+            files.extend(oidc.ca_certificate.iter().cloned());
         }
         let mut dirs = BTreeSet::new();
         // The ACL and the ACL tests may each be a file or a folder whose files all matter.

@@ -351,6 +351,13 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// The manifest reference (tag or digest) as forwarded, for manifest requests: what the
+    /// manifest cache files answers under.
+    pub fn reference(&self) -> Option<&str> {
+        (self.route.endpoint() == Endpoint::Manifest && !self.unknown_reference)
+            .then_some(self.last.as_str())
+    }
+
     /// The origin-form target to send upstream, rebuilt from the parsed parts.
     /// `drop_mount`: the caller may not pull the mount's source, so the upload
     /// starts without it (as registry:2 itself does when a mount fails).

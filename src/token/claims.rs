@@ -50,6 +50,29 @@ pub struct Claims {
     /// token. Never an unkeyed digest: the claims are readable by whoever holds the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cred: Option<String>,
+    /// Access tokens issued for an access key or a CI job's ID token: that credential, so
+    /// every use of the token checks it again (a revoked key ends its tokens on the next
+    /// request; a CI identity keeps the labels it was given, which no backend holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ViaClaim>,
+}
+
+/// The `via` claim: how the token's subject logged in, when not with a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ViaClaim {
+    /// An access key, by id.
+    Key {
+        /// The key's id.
+        id: String,
+    },
+    /// A CI job's ID token from `iss`, with the labels its claims mapped to.
+    Ci {
+        /// The job token's issuer.
+        iss: String,
+        /// The labels the federation mapped from the job token's claims.
+        labels: crate::acl::Labels,
+    },
 }
 
 impl Claims {
@@ -102,6 +125,7 @@ mod tests {
             access,
             token_use: None,
             cred: None,
+            via: None,
         }
     }
 

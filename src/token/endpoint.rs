@@ -38,15 +38,16 @@
 //! - Nothing here logs or echoes a password or token.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::claims::{rfc3339, ResourceActions};
+use super::claims::{rfc3339, ResourceActions, ViaClaim};
 use super::scope::{parse_scopes, Scope};
 use super::{unix_now, TokenError, TokenService};
 use crate::acl::{AccessRequest, Acl};
 use crate::authn::lockout::{self, Lockout};
-use crate::authn::{Authenticators, AuthnError, Credentials, Identity};
+use crate::authn::{Authenticators, AuthnError, Credentials, Identity, Via};
 
 /// Largest POST body accepted. The proxy must read at most this many bytes (plus one, to tell
 /// "too long" apart) and hand them over; a longer body is answered 413 here.
@@ -72,6 +73,9 @@ pub struct EndpointRequest<'a> {
     /// Failed-login limits, checked before and counted after every password check here
     /// (the POST username is only known once the body is parsed, so the proxy cannot).
     pub lockout: Option<&'a Lockout>,
+    /// Revocations a refresh token is checked against (`portcullis revoke`); `None`: none.
+    /// With `cluster:`, a check that cannot reach Redis refuses the refresh (fail closed).
+    pub revocations: Option<&'a crate::cluster::revocations::Revocations>,
 }
 
 // Hand-written: the body holds passwords and refresh tokens, and must never reach a log.
@@ -132,6 +136,9 @@ pub struct EndpointResponse {
     /// The `kid` of the key the token was signed with, when one was issued: after a key
     /// rotation, which key a client's token came from.
     pub key_id: Option<String>,
+    /// The access key or CI issuer the caller logged in with, when it did
+    /// ([`Identity::via`]), for the audit line.
+    pub via: Option<Arc<Via>>,
 }
 
 /// Longest scope list written to an audit line. A request may ask for
@@ -147,6 +154,8 @@ struct Seen {
     account: Option<String>,
     /// The requested scopes, for the audit line ([`audit_list`]).
     requested: String,
+    /// How the caller logged in, once known.
+    via: Option<Arc<Via>>,
 }
 
 /// Joins `items` with spaces, whole items only, into at most [`AUDIT_MAX`] bytes; what does
@@ -279,7 +288,11 @@ pub async fn handle(
             retry_after: None,
         }),
     };
-    let Seen { account, requested } = seen;
+    let Seen {
+        account,
+        requested,
+        via,
+    } = seen;
     match result {
         Ok((body, granted)) => EndpointResponse {
             status: 200,
@@ -290,6 +303,7 @@ pub async fn handle(
             requested,
             granted,
             key_id: Some(service.kid().to_string()),
+            via,
         },
         Err(f) => {
             let mut headers = common_headers();
@@ -316,6 +330,7 @@ pub async fn handle(
                 requested,
                 granted: String::new(),
                 key_id: None,
+                via,
             }
         }
     }
@@ -427,6 +442,7 @@ async fn get(
         Credentials::Bearer(_) => return Err(Failure::login(AuthnError::Missing)),
     };
     seen.account = Some(identity.account.clone());
+    seen.via = identity.via.clone();
     let refresh = refresh_stamp(&identity, stamp)?;
     respond(
         service,
@@ -462,7 +478,9 @@ fn refresh_stamp(
     stamp: Option<Result<Vec<u8>, AuthnError>>,
 ) -> Result<Option<Vec<u8>>, Failure> {
     match stamp {
-        _ if identity.is_anonymous() => Ok(None),
+        // An access key or a CI token is itself what a client logs in with again: no
+        // refresh token, which would outlive a revoked key.
+        _ if identity.is_anonymous() || identity.via.is_some() => Ok(None),
         None => Ok(None),
         Some(Ok(stamp)) => Ok(Some(stamp)),
         Some(Err(AuthnError::Unavailable(m))) => Err(Failure::login(AuthnError::Unavailable(m))),
@@ -542,6 +560,8 @@ async fn post(
             }
             let stamp = stamp_before_login(service, authn, user, offline).await;
             let identity = login(authn, req, user, password).await?;
+            seen.account = Some(identity.account.clone());
+            seen.via = identity.via.clone();
             let refresh = refresh_stamp(&identity, stamp)?;
             respond(
                 service,
@@ -568,6 +588,19 @@ async fn post(
                     return Err(disagreeing_credentials());
                 }
                 login(authn, req, basic_user, basic_password).await?;
+            }
+            // Not revoked (`portcullis revoke`); unknowable counts as revoked: the client
+            // logs in again with its password.
+            if let Some(revocations) = req.revocations {
+                let subject = crate::cluster::revocations::account(&claims.sub);
+                match revocations.revoked(&[(&subject, claims.iat)]).await {
+                    Ok(false) => {}
+                    Ok(true) => return Err(Failure::refresh()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "refresh refused: revocations unknowable");
+                        return Err(Failure::refresh());
+                    }
+                }
             }
             // The account must still exist, with the credential the token was issued under.
             let identity = match authn.current(&claims.sub).await {
@@ -653,10 +686,12 @@ pub fn grant(
                 name: &scope.name,
                 actions: &actions,
             });
-            (!granted.actions.is_empty()).then(|| ResourceActions {
+            // An access key's scopes narrow what the ACL grants.
+            let actions = identity.narrow(&scope.kind, &scope.name, granted.actions);
+            (!actions.is_empty()).then(|| ResourceActions {
                 kind: scope.kind.clone(),
                 name: scope.name.clone(),
-                actions: granted.actions,
+                actions,
             })
         })
         .collect()
@@ -677,8 +712,19 @@ fn respond(
         .map(|r| format!("{}:{}:{}", r.kind, r.name, r.actions.join(",")))
         .collect::<Vec<_>>();
     let now = unix_now();
+    let (via, not_after) = match identity.via.as_deref() {
+        None => (None, None),
+        Some(Via::Key { id, .. }) => (Some(ViaClaim::Key { id: id.clone() }), None),
+        Some(Via::Federation { issuer, expires }) => (
+            Some(ViaClaim::Ci {
+                iss: issuer.clone(),
+                labels: identity.labels.clone(),
+            }),
+            Some(*expires),
+        ),
+    };
     let token = service
-        .sign_access(&identity.account, access, now)
+        .sign_access_via(&identity.account, access, now, via, not_after)
         .map_err(|_| Failure::internal())?;
     let mut body = serde_json::json!({
         "token": token,
@@ -812,6 +858,7 @@ mod tests {
                 client_ip: Some("192.0.2.1".parse().unwrap()),
                 lockout_key: Some("192.0.2.1".parse().unwrap()),
                 lockout: None,
+                revocations: None,
             },
         )
         .await;
@@ -1248,6 +1295,7 @@ mod tests {
                         client_ip: Some("192.0.2.9".parse().unwrap()),
                         lockout_key: Some("192.0.2.9".parse().unwrap()),
                         lockout: Some(lockout),
+                        revocations: None,
                     },
                 )
                 .await
@@ -1355,6 +1403,7 @@ mod tests {
                     client_ip: None,
                     lockout_key: None,
                     lockout: None,
+                    revocations: None,
                 },
             )
             .await;
@@ -1485,6 +1534,7 @@ mod tests {
                     client_ip: None,
                     lockout_key: None,
                     lockout: None,
+                    revocations: None,
                 }));
                 proptest::prop_assert!(matches!(resp.status, 200 | 400 | 401 | 413));
             }

@@ -204,9 +204,27 @@ impl TokenService {
         access: Vec<ResourceActions>,
         now: u64,
     ) -> Result<String, TokenError> {
-        let claims = self
+        self.sign_access_via(account, access, now, None, None)
+    }
+
+    /// [`Self::sign_access`] for a caller that logged in with an access key or a CI token:
+    /// `via` goes into the token (checked again on every use), and the token expires no
+    /// later than `not_after` (the CI job token's own `exp`).
+    pub fn sign_access_via(
+        &self,
+        account: &str,
+        access: Vec<ResourceActions>,
+        now: u64,
+        via: Option<claims::ViaClaim>,
+        not_after: Option<u64>,
+    ) -> Result<String, TokenError> {
+        let mut claims = self
             .signer
             .access_claims(account, access, now, self.expiration_secs);
+        claims.via = via;
+        if let Some(limit) = not_after {
+            claims.exp = claims.exp.min(limit);
+        }
         self.signer.sign(&claims)
     }
 

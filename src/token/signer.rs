@@ -66,6 +66,7 @@ impl Signer {
             access,
             token_use: None,
             cred: None,
+            via: None,
         }
     }
 

@@ -432,6 +432,7 @@ mod tests {
                 access: vec![],
                 token_use: None,
                 cred: None,
+                via: None,
             })
         };
         for i in 0..1000u32 {

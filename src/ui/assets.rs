@@ -121,6 +121,12 @@ button.link { background: none; color: var(--accent); border-color: var(--line);
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 1rem; margin: 0 0 1rem; background: var(--bg); }
 .login { max-width: 24rem; margin: 3rem auto; }
 .login button { margin-top: 1rem; width: 100%; }
+ul.keys { list-style: none; padding: 0; margin: 0; }
+ul.keys li { padding: .5rem 0; border-top: 1px solid var(--line); overflow-wrap: anywhere; }
+ul.keys .meta { color: var(--muted); font-size: .9rem; }
+form.inline { display: inline; margin-left: .5rem; }
+.login a.sso { margin-top: .25rem; width: 100%; text-align: center; box-sizing: border-box; }
+.login p.or { text-align: center; color: var(--muted); margin: 1rem 0 .5rem; }
 .notice { border: 1px solid var(--line); border-left: 6px solid var(--bad); padding: .6rem .8rem; border-radius: 6px; margin: 0 0 1rem; background: var(--panel); }
 .notice.ok { border-left-color: var(--good); }
 .notice, ul.doomed, p.digest { overflow-wrap: anywhere; }

@@ -119,7 +119,7 @@ pub(super) async fn explain_page(
                     .rule
                     .as_ref()
                     .map(|r| format!("{}:{}", r.file.display(), r.line)),
-                comment: e.rule.and_then(|r| r.comment),
+                comment: e.rule.and_then(|r| r.comment).map(|c| c.to_string()),
             }
         })
         .collect();

@@ -38,4 +38,9 @@ pub trait Gateway: Send + Sync {
 
     /// True when the client listener speaks TLS (cookies get `Secure`).
     fn tls(&self) -> bool;
+
+    /// A manifest of `repository` is being deleted (`done`: false before the registry is
+    /// asked, true after it answered or failed), so cached answers for it are forgotten, as
+    /// for a `DELETE` through `/v2`.
+    fn manifests_changed(&self, repository: &str, done: bool);
 }

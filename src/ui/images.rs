@@ -203,7 +203,9 @@ pub(super) async fn delete(page: &Page<'_>) -> Answer {
         return answer;
     }
     let to = page.proxy.upstreams();
+    page.proxy.manifests_changed(page.name, false);
     let result = page.reader.delete_manifest(&to, page.name, digest).await;
+    page.proxy.manifests_changed(page.name, true);
     let mut answer = match result {
         Ok(()) => Answer::redirect(
             format!("{}repo/{}?deleted={digest}", chrome.base, page.name),

@@ -23,6 +23,7 @@ impl Ui {
             account: None,
             csrf: None,
             admin: false,
+            keys: false,
         };
         let existing = request
             .cookie(csrf::LOGIN_COOKIE)
@@ -32,7 +33,17 @@ impl Ui {
         let token = csrf::login_token(&self.key, &nonce);
         let mut answer = Answer::html(
             status,
-            pages::login(&chrome, &token, account, problem),
+            pages::login(
+                &chrome,
+                &token,
+                account,
+                problem,
+                state
+                    .oidc
+                    .as_ref()
+                    .map(|p| sso::provider_name(&p.settings().issuer))
+                    .as_deref(),
+            ),
             outcome,
         );
         if existing.is_none() {
@@ -98,6 +109,20 @@ impl Ui {
         // session bound to the old credential, which ends at once.
         let stamp = state.authn.current(&account).await.map(|(_, stamp)| stamp);
         match proxy.login(state, &creds, client).await {
+            // An access key or a CI token is not a way into the web UI: a session is bound
+            // to the account, and would carry the account's full rights past the key's
+            // scopes (and past its revocation).
+            Ok(identity) if identity.via.is_some() => self
+                .login_form(
+                    state,
+                    request,
+                    tls,
+                    &account,
+                    Some("access keys and CI tokens cannot sign in here; use the account's password."),
+                    401,
+                    Outcome::Unauthenticated,
+                )
+                .account(Some(&identity.account)),
             Ok(identity) => {
                 let Ok(stamp) = stamp else {
                     return self.login_form(

@@ -13,7 +13,9 @@
 //! | `lists` | the repository list and a repository's tags |
 //! | `images` | a tag's own page, and deleting a manifest |
 //! | `login` | the login form and `POST login` |
+//! | `sso` | single sign-on: `sso/start`, `sso/callback`, and what keeps such a session valid |
 //! | `explain_page` | the explain page for UI admins |
+//! | `keys_page` | the CLI access keys page: a personal access key for `docker login` |
 //! | [`gateway`] | what the UI needs from the proxy it is mounted in (a trait the proxy implements) |
 //!
 //! Access is never decided here: logins go through the proxy's one login path (lockout
@@ -27,15 +29,17 @@ pub mod csrf;
 mod explain_page;
 pub mod gateway;
 mod images;
+mod keys_page;
 mod lists;
 mod login;
 pub mod pages;
 pub mod registry;
 pub mod session;
+mod sso;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Method;
@@ -54,7 +58,9 @@ use gateway::Gateway;
 
 use explain_page::{explain_page, is_admin};
 use pages::Chrome;
-use session::{Claims, Key, Revoked};
+use session::{Claims, Key};
+
+use crate::cluster::revocations::{self, Revocations};
 
 /// The Content-Security-Policy of every UI answer: nothing but our own stylesheet, our own
 /// copy-button script (no inline script, no `eval`, no requests of its own: `connect-src`
@@ -107,7 +113,7 @@ pub struct Served {
 /// The UI's process-wide parts: the session key, logged-out sessions, the registry reader.
 pub struct Ui {
     key: Key,
-    revoked: Revoked,
+    revocations: Arc<Revocations>,
     reader: Arc<registry::Reader>,
 }
 
@@ -234,14 +240,14 @@ fn is_form_body(req: &RequestHeader) -> bool {
 
 impl Ui {
     /// The UI for `config`: its session key from `session_key_file`, or a random one.
-    pub fn new(config: &config::Ui) -> Result<Ui, String> {
+    pub fn new(config: &config::Ui, revocations: Arc<Revocations>) -> Result<Ui, String> {
         let key = match &config.session_key_file {
             Some(path) => Key::from_file(path)?,
             None => Key::random(),
         };
         Ok(Ui {
             key,
-            revoked: Revoked::default(),
+            revocations,
             reader: Arc::new(registry::Reader::new()),
         })
     }
@@ -275,6 +281,7 @@ impl Ui {
             account: None,
             csrf: None,
             admin: false,
+            keys: false,
         };
         let req = session.req_header();
         let path = req.uri.path().to_owned();
@@ -414,8 +421,33 @@ impl Ui {
         let Some(claims) = session::verify(&self.key, value, ui.session_lifetime, now) else {
             return Ok(None);
         };
-        if self.revoked.contains(&claims) || claims.account.is_empty() {
+        if claims.account.is_empty() {
             return Ok(None);
+        }
+        // Logged out (on any replica), or the account revoked. Unknowable counts as revoked:
+        // the visitor logs in again.
+        let (nonce, account) = (
+            revocations::session(&claims.nonce),
+            revocations::account(&claims.account),
+        );
+        let checked = self
+            .revocations
+            .revoked(&[(&nonce, claims.issued), (&account, claims.issued)])
+            .await;
+        if !matches!(checked, Ok(false)) {
+            return Ok(None);
+        }
+        if let Some(sso) = &claims.sso {
+            let Some(identity) = self.sso_identity(state, &claims, sso).await? else {
+                return Ok(None);
+            };
+            let admin = is_admin(state, &identity, ip);
+            return Ok(Some(Visitor {
+                csrf: csrf::session_token(&self.key, &claims),
+                claims,
+                identity,
+                admin,
+            }));
         }
         // The account must still exist, with its current labels, as for Bearer tokens, and
         // with the credential it logged in with.
@@ -454,6 +486,7 @@ impl Ui {
             account: visitor.map(|v| v.identity.account.as_str()),
             csrf: visitor.map(|v| v.csrf.as_str()),
             admin: visitor.is_some_and(|v| v.admin),
+            keys: visitor.is_some() && state.config.auth.keys.is_some(),
         };
         let get = matches!(request.method, Method::GET | Method::HEAD);
         let post = request.method == Method::POST;
@@ -466,13 +499,21 @@ impl Ui {
             },
             "login" if post => self.login(proxy, state, request, client, now).await,
             "login" => not_allowed(&chrome, "GET, POST"),
+            "sso/start" if get => self.sso_start(proxy, session, state, request, now).await,
+            "sso/callback" if get => self.sso_callback(proxy, session, state, request, now).await,
+            "sso/start" | "sso/callback" => not_allowed(&chrome, "GET"),
             "logout" if post => match visitor {
                 None => Answer::redirect(format!("{base}login"), Outcome::Unauthenticated),
                 Some(v) => {
                     if !csrf::matches(&v.csrf, request.field(csrf::FIELD)) {
                         return forbidden(&chrome);
                     }
-                    self.revoked.revoke(&v.claims, now);
+                    let keep =
+                        Duration::from_secs(v.claims.expires.saturating_sub(v.claims.issued));
+                    let subject = revocations::session(&v.claims.nonce);
+                    if let Err(e) = self.revocations.revoke(&subject, now, keep).await {
+                        tracing::warn!(error = %e, account = %v.claims.account, "UI logout not shared with the other replicas");
+                    }
                     Answer::redirect(format!("{base}login"), Outcome::Allowed).with(
                         "Set-Cookie",
                         session::set_cookie(session::COOKIE, "", base, 0, proxy.tls()),
@@ -501,6 +542,32 @@ impl Ui {
                         request,
                         subject,
                         &self.reader,
+                    )
+                    .await;
+                }
+                if rest == "keys" || rest == "keys/revoke" {
+                    if rest == "keys" && get {
+                        return keys_page::keys_page(
+                            proxy, session, state, &chrome, visitor, None, now,
+                        )
+                        .await;
+                    }
+                    if !post {
+                        let allow = if rest == "keys" { "GET, POST" } else { "POST" };
+                        return not_allowed(&chrome, allow);
+                    }
+                    if !csrf::matches(&visitor.csrf, request.field(csrf::FIELD)) {
+                        return forbidden(&chrome);
+                    }
+                    let action = if rest == "keys" { "create" } else { "revoke" };
+                    return keys_page::keys_page(
+                        proxy,
+                        session,
+                        state,
+                        &chrome,
+                        visitor,
+                        Some((action, request)),
+                        now,
                     )
                     .await;
                 }
@@ -691,12 +758,16 @@ mod tests {
             session_key_file: Some(path),
             ..config::Ui::default()
         };
-        let (a, b) = (Ui::new(&config).unwrap(), Ui::new(&config).unwrap());
+        let none = || Arc::new(Revocations::new(None));
+        let (a, b) = (
+            Ui::new(&config, none()).unwrap(),
+            Ui::new(&config, none()).unwrap(),
+        );
         let now = SystemTime::now();
         let life = config.session_lifetime;
         let (value, _) = session::issue(&a.key, "alice", b"stamp", life, now);
         assert!(session::verify(&b.key, &value, life, now).is_some());
-        let random = Ui::new(&config::Ui::default()).unwrap();
+        let random = Ui::new(&config::Ui::default(), none()).unwrap();
         assert!(session::verify(&random.key, &value, life, now).is_none());
     }
 

@@ -20,6 +20,8 @@ pub struct Chrome<'a> {
     pub csrf: Option<&'a str>,
     /// Show the explain page in the menu.
     pub admin: bool,
+    /// Show the CLI access keys page in the menu (`auth.keys` is on).
+    pub keys: bool,
 }
 
 fn url_part(s: &str) -> String {
@@ -78,6 +80,9 @@ fn frame(chrome: &Chrome<'_>, heading: &str, body: Markup) -> Markup {
                     @if let Some(account) = chrome.account {
                         nav aria-label="Main" {
                             a href=(base) { "Repositories" }
+                            @if chrome.keys {
+                                a href={ (base) "keys" } { "CLI access keys" }
+                            }
                             @if chrome.admin {
                                 a href={ (base) "explain" } { "Explain" }
                             }
@@ -106,7 +111,13 @@ fn frame(chrome: &Chrome<'_>, heading: &str, body: Markup) -> Markup {
 
 /// The login form; `problem` explains why the last attempt failed. With the account already
 /// filled in (after a wrong password), the password field has the focus.
-pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&str>) -> Markup {
+pub fn login(
+    chrome: &Chrome<'_>,
+    csrf: &str,
+    account: &str,
+    problem: Option<&str>,
+    sso: Option<&str>,
+) -> Markup {
     let base = chrome.base;
     let retry = !account.is_empty();
     frame(
@@ -128,6 +139,137 @@ pub fn login(chrome: &Chrome<'_>, csrf: &str, account: &str, problem: Option<&st
                     button type="submit" { "Log in" }
                 }
                 p.hint { "The same account and password as for docker login." }
+                @if let Some(provider) = sso {
+                    p.or { "or" }
+                    a.button.sso href={ (base) "sso/start" } { "Sign in with " (provider) }
+                    p.hint { "People of the identity provider sign in here; for docker login they create a CLI access key once signed in." }
+                }
+            }
+        },
+    )
+}
+
+/// The answer to a successful single sign-on: the session cookie is set here, and the page
+/// moves on to the UI by itself — a same-site navigation, so the `SameSite=Strict` cookie goes
+/// with it (a redirect would still count as part of the provider's cross-site navigation).
+pub fn signed_in(chrome: &Chrome<'_>, account: &str) -> Markup {
+    let base = chrome.base;
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content={ "0;url=" (base) };
+                title { "Signed in — " (chrome.title) }
+                link rel="stylesheet" href={ (base) "static/" (assets::stylesheet()) };
+                link rel="icon" type="image/svg+xml" href={ (base) "static/" (ICON) };
+            }
+            body {
+                main {
+                    div.login.card {
+                        h1 { "Signed in" }
+                        p { "Signed in as " strong { (account) } "." }
+                        p { a href=(base) { "Continue" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the CLI access keys page shows: the new key once, the form, the person's keys.
+pub struct KeysPage<'a> {
+    /// The signed-in account.
+    pub account: &'a str,
+    /// `host[:port]` clients reach the registry by, for the login line.
+    pub host: &'a str,
+    /// A key just made: (id, secret, expires as text). Shown once, never again.
+    pub created: Option<(&'a str, &'a str, &'a str)>,
+    /// Why the last form was refused.
+    pub problem: Option<&'a str>,
+    /// The person's keys: (id, description, scopes, created, expires).
+    pub keys: Vec<(String, String, String, String, String)>,
+    /// Days a new key lasts unless changed.
+    pub default_days: u64,
+    /// The most days the form accepts.
+    pub max_days: u64,
+}
+
+/// The CLI access keys page: `docker login` cannot open a browser, so a signed-in person makes
+/// a personal key here and pastes it as the password.
+pub fn keys(chrome: &Chrome<'_>, page: &KeysPage<'_>) -> Markup {
+    let base = chrome.base;
+    let csrf = chrome.csrf.unwrap_or("");
+    frame(
+        chrome,
+        "CLI access keys",
+        html! {
+            h1 { "CLI access keys" }
+            @if let Some((id, secret, expires)) = page.created {
+                section.card.created {
+                    p.notice.ok role="status" { strong { "Key " code { (id) } " created." }
+                        "Copy it now: it is shown only this once. It expires " (expires) "." }
+                    p { "Log in with it (the username is yours; any would do):" }
+                    div.cmds {
+                        code.cmd #login-line data-copy {
+                            "echo '" (secret) "' | docker login " (page.host) " -u " (page.account) " --password-stdin"
+                        }
+                        p { "The key alone:" }
+                        code.cmd #secret data-copy { (secret) }
+                    }
+                }
+            }
+            @if let Some(p) = page.problem {
+                p.notice role="alert" { strong { "Not created:" } (p) }
+            }
+            section.card {
+                h2 { "New key" }
+                p.hint { "A key logs in as you, with at most your rights: what the ACL grants you (narrowed further to the scopes below, if any) — never more." }
+                form method="post" action={ (base) "keys" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="description" { "What it is for" }
+                    input #description type="text" name="description" maxlength="200" placeholder="laptop, build machine…";
+                    label for="days" { "Expires after (days)" }
+                    input #days type="number" name="days" min="1" max=(page.max_days) value=(page.default_days) required;
+                    label for="scopes" { "Scopes (optional, one per line)" }
+                    textarea #scopes name="scopes" placeholder="repository:team/*:pull,push" {}
+                    button type="submit" { "Create key" }
+                }
+            }
+            @if !page.keys.is_empty() {
+                section.card {
+                    h2 { "Your keys" }
+                    ul.keys {
+                        @for (id, description, scopes, created, expires) in &page.keys {
+                            li {
+                                code { (id) } " " (description)
+                                span.meta { " · " (scopes) " · created " (created) " · expires " (expires) }
+                                form.inline method="post" action={ (base) "keys/revoke" } {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="id" value=(id);
+                                    button.link type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A single sign-on that did not work, and the way back.
+pub fn sso_failed(chrome: &Chrome<'_>, problem: &str) -> Markup {
+    let base = chrome.base;
+    frame(
+        chrome,
+        "Sign-in failed",
+        html! {
+            div.login.card {
+                h1 { "Sign-in failed" }
+                p.notice role="alert" { strong { "Not signed in:" } (problem) }
+                p { a href={ (base) "login" } { "Back to the sign-in page" } }
             }
         },
     )
@@ -750,9 +892,10 @@ mod tests {
             account: None,
             csrf: None,
             admin: false,
+            keys: false,
         };
-        let fresh = login(&chrome, "tok", "", None).into_string();
-        let retry = login(&chrome, "tok", "alice", Some("wrong")).into_string();
+        let fresh = login(&chrome, "tok", "", None, None).into_string();
+        let retry = login(&chrome, "tok", "alice", Some("wrong"), None).into_string();
         let focused = |page: &str| {
             let at = page.find(" autofocus").expect("one field has the focus");
             let start = page[..at].rfind("<input").unwrap();
@@ -770,16 +913,22 @@ mod tests {
             account: Some("<script>"),
             csrf: Some("x\"y"),
             admin: false,
+            keys: true,
         };
-        let page = login(&chrome, "tok", "\"><img>", Some("<b>")).into_string();
-        assert!(!page.contains("<script>") && !page.contains("<img>") && !page.contains("<b>"));
+        let page = login(&chrome, "tok", "\"><img>", Some("<b>"), Some("<i>idp")).into_string();
+        assert!(
+            !page.contains("<script>")
+                && !page.contains("<img>")
+                && !page.contains("<b>")
+                && !page.contains("<i>")
+        );
         assert!(page.contains("&lt;script&gt;"));
         let anonymous = Chrome {
             account: None,
             csrf: None,
             ..chrome
         };
-        let page = login(&anonymous, "tok", "", None).into_string();
+        let page = login(&anonymous, "tok", "", None, None).into_string();
         assert!(!page.contains("style="), "no inline style");
         assert_eq!(page.matches("<script").count(), 1, "one script");
         assert!(

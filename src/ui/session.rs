@@ -2,14 +2,20 @@
 //!
 //! The key is random per process unless `ui.session_key_file` names one: without it, sessions
 //! end at a restart and are not accepted by another replica. Nothing is stored on the server
-//! except the nonces of sessions logged out before they expired ([`Revoked`]), so a copied
-//! cookie stops working at logout. A session is also bound to the credential its account
+//! except the revocations of sessions logged out before they expired
+//! ([`crate::cluster::revocations`], shared by the replicas with `cluster:`), so a copied
+//! cookie stops working at logout, on every replica. A session is also bound to the credential its account
 //! logged in with ([`Claims::credential`]), so a password change, a removal or a move to
 //! another backend ends it on the next request.
+//!
+//! A session signed in through single sign-on ([`Claims::sso`]) belongs to an account no
+//! backend holds: it carries the provider's subject and the labels the provider vouched for,
+//! and its credential binding is the provider's stamp of that subject
+//! ([`crate::authn::oidc::Provider::stamp`]). It ends at its expiry or logout, when `auth.oidc`
+//! is removed or names another issuer or client, and when a password backend comes to hold
+//! its account name (checked on every request by the UI).
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -20,12 +26,11 @@ use sha2::Sha256;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "portcullis_session";
-/// Cookie values longer than this are not even parsed.
-const MAX_VALUE: usize = 2048;
+/// Cookie values longer than this are not even parsed (browsers keep cookies up to 4096
+/// bytes with their name; a single sign-on session carries its labels).
+pub const MAX_VALUE: usize = 4000;
 /// A key file must hold at least this many bytes.
 pub const MIN_KEY_LEN: usize = 32;
-/// Logged-out sessions remembered at most (older entries are dropped once expired).
-const MAX_REVOKED: usize = 100_000;
 
 /// The HMAC key for sessions and CSRF tokens.
 pub struct Key(Vec<u8>);
@@ -91,6 +96,21 @@ pub struct Claims {
     /// readable by its holder, so never the stamp itself nor an unkeyed digest of it.
     #[serde(rename = "c", default)]
     pub credential: String,
+    /// Set for a session signed in through single sign-on: the account is in no backend, so
+    /// what the provider said travels with the session.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<Sso>,
+}
+
+/// What a single sign-on session knows of its person.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sso {
+    /// The provider's subject identifier (`sub`), which the credential binding covers.
+    #[serde(rename = "s")]
+    pub subject: String,
+    /// The labels from the provider's claims at sign-in.
+    #[serde(rename = "l")]
+    pub labels: crate::authn::Labels,
 }
 
 /// The [`Claims::credential`] of `account` with credential `stamp`.
@@ -132,6 +152,32 @@ pub fn issue(
     lifetime: Duration,
     now: SystemTime,
 ) -> (String, Claims) {
+    issue_with(key, account, stamp, None, lifetime, now)
+}
+
+/// A new single sign-on session for `account` with what the provider said (`sso`), bound to
+/// `stamp` (the provider's stamp of `sso.subject`); `None` when the labels make it longer
+/// than a cookie may be ([`MAX_VALUE`]).
+pub fn issue_sso(
+    key: &Key,
+    account: &str,
+    stamp: &[u8],
+    sso: Sso,
+    lifetime: Duration,
+    now: SystemTime,
+) -> Option<(String, Claims)> {
+    let (value, claims) = issue_with(key, account, stamp, Some(sso), lifetime, now);
+    (value.len() <= MAX_VALUE).then_some((value, claims))
+}
+
+fn issue_with(
+    key: &Key,
+    account: &str,
+    stamp: &[u8],
+    sso: Option<Sso>,
+    lifetime: Duration,
+    now: SystemTime,
+) -> (String, Claims) {
     let issued = unix(now);
     let claims = Claims {
         account: account.to_owned(),
@@ -139,6 +185,7 @@ pub fn issue(
         expires: issued.saturating_add(lifetime.as_secs().max(1)),
         nonce: random_text(),
         credential: credential_mac(key, account, stamp),
+        sso,
     };
     let payload = B64.encode(serde_json::to_vec(&claims).expect("claims serialize"));
     let sig = key.mac_text("session", payload.as_bytes());
@@ -165,37 +212,24 @@ pub fn verify(key: &Key, value: &str, lifetime: Duration, now: SystemTime) -> Op
     Some(claims)
 }
 
-/// Nonces of sessions logged out before they expired, each kept until its expiry.
-#[derive(Default)]
-pub struct Revoked(Mutex<HashMap<String, u64>>);
-
-impl Revoked {
-    /// Remembers that `claims`' session ended.
-    pub fn revoke(&self, claims: &Claims, now: SystemTime) {
-        let Ok(mut set) = self.0.lock() else { return };
-        if set.len() >= MAX_REVOKED {
-            let now = unix(now);
-            set.retain(|_, expires| *expires > now);
-        }
-        if set.len() < MAX_REVOKED {
-            set.insert(claims.nonce.clone(), claims.expires);
-        }
-    }
-
-    /// True when `claims`' session was logged out.
-    pub fn contains(&self, claims: &Claims) -> bool {
-        self.0
-            .lock()
-            .map(|s| s.contains_key(&claims.nonce))
-            .unwrap_or(true)
-    }
-}
-
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, limited to `path`, `Secure` over
 /// TLS; `max_age` 0 deletes the cookie.
 pub fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> String {
+    set_cookie_same_site(name, value, path, max_age, secure, "Strict")
+}
+
+/// [`set_cookie`] with another `SameSite` value: the single sign-on flow's cookie must come
+/// back with the provider's (cross-site) redirect to the callback, so it is `Lax`.
+pub fn set_cookie_same_site(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    secure: bool,
+    same_site: &str,
+) -> String {
     let mut c =
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict");
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}");
     if secure {
         c.push_str("; Secure");
     }
@@ -257,10 +291,50 @@ mod tests {
         assert!(verify(&key, &format!("{forged}.{sig}"), HOUR, now).is_none());
         assert!(verify(&key, payload, HOUR, now).is_none());
         assert!(verify(&key, "", HOUR, now).is_none());
-        assert!(verify(&key, &"a".repeat(5000), HOUR, now).is_none());
+        assert!(verify(&key, &"a".repeat(MAX_VALUE + 1), HOUR, now).is_none());
         // A CSRF token of the same data is not a session signature.
         let csrf = key.mac_text("csrf", payload.as_bytes());
         assert!(verify(&key, &format!("{payload}.{csrf}"), HOUR, now).is_none());
+    }
+
+    #[test]
+    fn sso_sessions_carry_their_labels_signed_and_stay_a_cookie() {
+        let key = Key::random();
+        let now = SystemTime::now();
+        let sso = Sso {
+            subject: "sub-1".into(),
+            labels: [("groups".to_string(), vec!["platform".to_string()])].into(),
+        };
+        let (value, claims) =
+            issue_sso(&key, "pat", b"oidc\0stamp", sso.clone(), HOUR, now).unwrap();
+        assert_eq!(verify(&key, &value, HOUR, now).unwrap().sso, Some(sso));
+        assert!(is_bound(&key, &claims, b"oidc\0stamp"));
+        // Labels changed in the cookie break the signature.
+        let (payload, sig) = value.split_once('.').unwrap();
+        let forged = B64.encode(
+            String::from_utf8(B64.decode(payload).unwrap())
+                .unwrap()
+                .replace("platform", "admins__"),
+        );
+        assert!(verify(&key, &format!("{forged}.{sig}"), HOUR, now).is_none());
+        // Too many labels for a cookie: no session.
+        let huge = Sso {
+            subject: "sub-1".into(),
+            labels: [(
+                "groups".to_string(),
+                (0..200).map(|i| format!("group-number-{i}")).collect(),
+            )]
+            .into(),
+        };
+        assert!(issue_sso(&key, "pat", b"s", huge, HOUR, now).is_none());
+        // Password sessions carry none of it.
+        let (value, _) = issue(&key, "alice", b"s", HOUR, now);
+        assert!(verify(&key, &value, HOUR, now).unwrap().sso.is_none());
+        assert!(
+            !String::from_utf8(B64.decode(value.split('.').next().unwrap()).unwrap())
+                .unwrap()
+                .contains("\"o\"")
+        );
     }
 
     #[test]
@@ -273,17 +347,6 @@ mod tests {
         let a = Key::from_file(&p).unwrap();
         let b = Key::from_file(&p).unwrap();
         assert_eq!(a.mac("x", b"y"), b.mac("x", b"y"));
-    }
-
-    #[test]
-    fn revoked_sessions_are_remembered() {
-        let key = Key::random();
-        let now = SystemTime::now();
-        let (_, claims) = issue(&key, "alice", b"stamp", HOUR, now);
-        let r = Revoked::default();
-        assert!(!r.contains(&claims));
-        r.revoke(&claims, now);
-        assert!(r.contains(&claims));
     }
 
     #[test]

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub mod haproxy;
+pub mod idp;
+pub mod issuer;
+pub mod redis;
 pub mod slapd;
 pub mod ui;
 
@@ -355,6 +359,11 @@ impl Proxy {
         }
         config.push_str(&setup.config.replace("{upstream}", upstream));
         std::fs::write(dir.path().join("proxy.yaml"), config).unwrap();
+        Self::launch(dir, port, setup.tls)
+    }
+
+    /// Runs `portcullis serve` on the proxy.yaml in `dir` and waits until it answers.
+    fn launch(dir: tempfile::TempDir, port: u16, tls: bool) -> Proxy {
         let proc = spawn(
             Command::new(env!("CARGO_BIN_EXE_portcullis"))
                 .arg("serve")
@@ -366,7 +375,7 @@ impl Proxy {
         let proxy = Proxy {
             dir,
             port,
-            tls: setup.tls,
+            tls,
             proc,
         };
         let client = proxy.client();
@@ -379,6 +388,47 @@ impl Proxy {
                 .unwrap_or(false)
         });
         proxy
+    }
+
+    /// Sends SIGTERM and waits (up to `within`) until the process exits; its exit code.
+    pub fn terminate(&mut self, within: Duration) -> Option<i32> {
+        let pid = self.proc.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.proc.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                start.elapsed() < within,
+                "portcullis did not exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the same configuration again on the same port, once this process has stopped
+    /// (as a service manager restarts a replica); the previous log is kept as
+    /// `portcullis.log.N`.
+    pub fn restart(self) -> Proxy {
+        let Proxy {
+            dir,
+            port,
+            tls,
+            proc,
+            ..
+        } = self;
+        drop(proc);
+        let log = dir.path().join("portcullis.log");
+        let n = (1..)
+            .find(|n| !dir.path().join(format!("portcullis.log.{n}")).exists())
+            .unwrap();
+        std::fs::rename(&log, dir.path().join(format!("portcullis.log.{n}"))).unwrap();
+        Self::launch(dir, port, tls)
     }
 
     pub fn base(&self) -> String {
@@ -418,18 +468,42 @@ impl Proxy {
 pub struct Recorder {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<String>>>,
+    gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl Recorder {
     pub fn start() -> Recorder {
+        let recorder = Self::start_gated();
+        recorder.open();
+        recorder
+    }
+
+    /// A recorder that records requests at once but holds every answer until [`Recorder::open`]
+    /// (to keep requests in flight upstream while a test looks at what else arrives).
+    pub fn start_gated() -> Recorder {
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let recorder = Self::start_with(gate.clone());
+        Recorder { gate, ..recorder }
+    }
+
+    /// Lets held and future answers go.
+    pub fn open(&self) {
+        *self.gate.0.lock().unwrap() = true;
+        self.gate.1.notify_all();
+    }
+
+    fn start_with(gate: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let held = gate.clone();
         std::thread::spawn(move || {
+            let gate = held;
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { break };
                 let seen = seen.clone();
+                let gate = gate.clone();
                 std::thread::spawn(move || {
                     stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
                     let mut buf = Vec::new();
@@ -445,12 +519,25 @@ impl Recorder {
                         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end);
+                        let head_only = head.starts_with("HEAD ");
                         seen.lock().unwrap().push(head);
+                        let (open, opened) = &*gate;
+                        let mut is_open = open.lock().unwrap();
+                        while !*is_open {
+                            is_open = opened.wait(is_open).unwrap();
+                        }
+                        drop(is_open);
+                        // A HEAD answer has the GET answer's headers and no body.
                         let body = "{}";
                         let resp = format!(
                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
                         );
+                        let resp = if head_only {
+                            resp.trim_end_matches(body).to_string()
+                        } else {
+                            resp
+                        };
                         if stream.write_all(resp.as_bytes()).is_err() {
                             return;
                         }
@@ -458,7 +545,11 @@ impl Recorder {
                 });
             }
         });
-        Recorder { port, requests }
+        Recorder {
+            port,
+            requests,
+            gate,
+        }
     }
 
     pub fn url(&self) -> String {

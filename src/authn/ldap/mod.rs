@@ -385,6 +385,7 @@ impl LdapAuthenticator {
         let identity = Identity {
             account: name,
             labels: labels::labels_from(&entry.attrs, &self.labels),
+            via: None,
         };
         Ok((identity, entry))
     }

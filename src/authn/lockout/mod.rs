@@ -51,8 +51,10 @@
 //!
 //! The model speaks to its storage through [`Counters`], whose operations are each atomic per
 //! key: [`table::Tables`] keeps them in process, in fixed-size tables (bounded memory, and
-//! resistant to flushing by random names: see its documentation). A store shared by several
-//! replicas implements the same operations (each one Lua script or transaction in Redis, say).
+//! resistant to flushing by random names: see its documentation);
+//! [`crate::cluster::counters`] keeps them in Redis, each operation one Lua script, so every
+//! replica counts against the same limits. The operations are `async` for that store's sake;
+//! the in-process one never waits.
 
 mod settings;
 pub use settings::Settings;
@@ -61,7 +63,10 @@ pub mod gate;
 pub mod table;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 
 use ipnet::IpNet;
 
@@ -81,6 +86,16 @@ pub const DELAY_BASE: Duration = Duration::from_secs(1);
 /// The longest account-wide delay: long enough to slow a guesser holding many addresses, short
 /// enough that the account's owner still gets in.
 pub const DELAY_MAX: Duration = Duration::from_secs(10);
+
+/// The pseudo-account that failed access-key logins are counted under, per client address
+/// (limit `2 × failures`, as for an address). It starts with NUL, which no account name
+/// can, so it never shares a counter with a real account: a wrong key neither counts
+/// towards nor is blocked by any account's password lockout.
+pub const KEY_COUNTER: &str = "\0access-keys";
+
+/// The pseudo-account forged CI tokens are counted under, per client address, as
+/// [`KEY_COUNTER`] is for access keys.
+pub const CI_COUNTER: &str = "\0ci-tokens";
 
 /// Longer windows are shortened to this (a year).
 const MAX_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -121,11 +136,20 @@ pub enum Key<'a> {
     Account(&'a str),
 }
 
+/// Which window a ticket was counted in, as its store dates windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// An in-process window, opened at this instant.
+    At(Instant),
+    /// A shared window, opened at this time of the shared store's clock (ms).
+    Shared(u64),
+}
+
 /// A counted attempt, to be settled as a failure or given back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     /// The window it was counted in (a refund to a later window is dropped).
-    pub opened: Instant,
+    pub opened: Opened,
     /// The key's count with this attempt.
     pub count: u32,
     /// This attempt reached the limit and locked the key (provisionally until it fails).
@@ -144,23 +168,30 @@ pub enum Reserve {
 }
 
 /// Where the counters live. Every operation is atomic for its key: that, not the callers, is
-/// what keeps concurrent attempts within the limit.
+/// what keeps concurrent attempts within the limit. `now` dates the in-process windows; a
+/// shared store dates its own with its own clock, so that replicas agree.
+#[async_trait]
 pub trait Counters: Send + Sync {
     /// Attempts counted for `key` in its current window (0 when it has passed), and how long
     /// it stays locked, if it is.
-    fn peek(&self, key: &Key<'_>, window: Duration, now: Instant) -> (u32, Option<Duration>);
+    async fn peek(&self, key: &Key<'_>, window: Duration, now: Instant) -> (u32, Option<Duration>);
 
     /// Counts one attempt on `key` unless it is locked; reaching `limit` (`None`: never) locks
     /// it for `window` from `now`.
-    fn reserve(&self, key: &Key<'_>, limit: Option<u32>, window: Duration, now: Instant)
-        -> Reserve;
+    async fn reserve(
+        &self,
+        key: &Key<'_>,
+        limit: Option<u32>,
+        window: Duration,
+        now: Instant,
+    ) -> Reserve;
 
     /// The attempt of `ticket` failed: it stays counted. `true` when it locked the key (a lock
     /// taken on a count that has since fallen below `limit` is lifted instead).
-    fn fail(&self, key: &Key<'_>, ticket: Ticket, limit: Option<u32>) -> bool;
+    async fn fail(&self, key: &Key<'_>, ticket: Ticket, limit: Option<u32>) -> bool;
 
     /// The attempt of `ticket` did not fail: uncount it, and lift the lock it took.
-    fn refund(&self, key: &Key<'_>, ticket: Ticket);
+    async fn refund(&self, key: &Key<'_>, ticket: Ticket);
 
     /// Attempts that could not be counted for lack of room (see [`Reserve::Untracked`]).
     fn untracked(&self) -> u64;
@@ -182,7 +213,7 @@ pub struct Lockout {
     failures: u32,
     window: Duration,
     exempt: Vec<IpNet>,
-    counters: Box<dyn Counters>,
+    counters: Arc<dyn Counters>,
     gates: gate::Gates,
 }
 
@@ -206,7 +237,7 @@ impl Lockout {
             // `Instant + window` must not overflow; no real lockout is longer than a year.
             window: config.window.min(MAX_WINDOW),
             exempt: config.exempt,
-            counters,
+            counters: Arc::from(counters),
             gates: gate::Gates::default(),
         }
     }
@@ -241,7 +272,7 @@ impl Lockout {
     /// locked — the password must then not be looked at.
     ///
     /// Does not wait at the gate or sleep the delay: [`Lockout::begin`] does, around this.
-    pub fn reserve<'a>(
+    pub async fn reserve<'a>(
         &'a self,
         account: &'a str,
         ip: Option<IpAddr>,
@@ -256,6 +287,7 @@ impl Lockout {
             delay: Duration::ZERO,
             checking: false,
             open: self.enabled(),
+            count_account: true,
         };
         if !self.enabled() {
             return Ok(reservation);
@@ -267,19 +299,69 @@ impl Lockout {
                 match self
                     .counters
                     .reserve(key, Some(limits[i]), self.window, now)
+                    .await
                 {
                     Reserve::Reserved(ticket) => reservation.tickets[i] = Some(ticket),
                     Reserve::Untracked => {}
                     Reserve::Locked(remaining) => {
                         // Report the longer lockout; `reservation` gives back what it holds.
-                        let other = self.counters.peek(&keys[1 - i], self.window, now).1;
+                        let other = self.counters.peek(&keys[1 - i], self.window, now).await.1;
                         return Err(remaining.max(other.unwrap_or_default()));
                     }
                 }
             }
         }
-        let (account_failures, _) = self.counters.peek(&Key::Account(account), self.window, now);
+        let (account_failures, _) = self
+            .counters
+            .peek(&Key::Account(account), self.window, now)
+            .await;
         reservation.delay = self.delay_after(account_failures);
+        Ok(reservation)
+    }
+
+    /// Counts one access-key attempt from `ip` (see [`KEY_COUNTER`]): no gate (a key check
+    /// is a hash lookup), no account-wide delay, nothing counted for any account or for the
+    /// address's password counter. `Err` with the remaining time when `ip` is locked for
+    /// keys.
+    pub async fn reserve_key(
+        &self,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Reservation<'_>, Duration> {
+        self.reserve_machine(KEY_COUNTER, ip, now).await
+    }
+
+    /// [`Self::reserve_key`] under `counter` ([`KEY_COUNTER`] or [`CI_COUNTER`]).
+    pub async fn reserve_machine(
+        &self,
+        counter: &'static str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Reservation<'_>, Duration> {
+        let address = Address::of(ip);
+        let mut reservation = Reservation {
+            lockout: self,
+            account: counter,
+            address,
+            tickets: [None, None],
+            delay: Duration::ZERO,
+            checking: false,
+            open: self.enabled(),
+            count_account: false,
+        };
+        if !self.enabled() || self.is_exempt(ip) {
+            return Ok(reservation);
+        }
+        let key = Key::Pair(counter, address);
+        match self
+            .counters
+            .reserve(&key, Some(self.address_limit()), self.window, now)
+            .await
+        {
+            Reserve::Reserved(ticket) => reservation.tickets[1] = Some(ticket),
+            Reserve::Untracked => {}
+            Reserve::Locked(remaining) => return Err(remaining),
+        }
         Ok(reservation)
     }
 
@@ -292,7 +374,7 @@ impl Lockout {
         ip: Option<IpAddr>,
     ) -> Result<Attempt<'a>, Duration> {
         let gate = self.gates.enter(&Key::Pair(account, Address::of(ip))).await;
-        let reservation = self.reserve(account, ip, Instant::now())?;
+        let reservation = self.reserve(account, ip, Instant::now()).await?;
         Ok(Attempt {
             reservation,
             _gate: gate,
@@ -342,16 +424,11 @@ pub struct Reservation<'a> {
     delay: Duration,
     checking: bool,
     open: bool,
+    /// Whether a failure also counts towards the account's delay (not for access keys).
+    count_account: bool,
 }
 
 impl Reservation<'_> {
-    fn keys(&self) -> [Key<'_>; 2] {
-        [
-            Key::Address(self.address),
-            Key::Pair(self.account, self.address),
-        ]
-    }
-
     /// The account-wide delay to wait before the password is checked.
     pub fn delay(&self) -> Duration {
         self.delay
@@ -365,39 +442,84 @@ impl Reservation<'_> {
 
     /// The login failed (wrong password, unknown account) at `now`: it stays counted, and the
     /// account's own count goes up. `true` when this failure locked the pair or the address.
-    pub fn failed(mut self, now: Instant) -> bool {
-        self.settle_failed(now)
+    pub async fn failed(mut self, now: Instant) -> bool {
+        match self.take() {
+            Some(settle) => settle.failed(now).await,
+            None => false,
+        }
     }
 
     /// The login succeeded or was not a guess: given back.
-    pub fn succeeded(mut self) {
-        self.settle_refund();
+    pub async fn succeeded(mut self) {
+        if let Some(settle) = self.take() {
+            settle.refund().await;
+        }
     }
 
-    fn settle_failed(&mut self, now: Instant) -> bool {
+    /// What settling needs, owned (so it can finish on its own when dropped); `None` once
+    /// settled.
+    fn take(&mut self) -> Option<Settle> {
         if !std::mem::take(&mut self.open) {
-            return false;
+            return None;
         }
         let l = self.lockout;
-        let limits = [l.address_limit(), l.failures];
+        let limits = if self.count_account {
+            [l.address_limit(), l.failures]
+        } else {
+            [l.address_limit(), l.address_limit()]
+        };
+        Some(Settle {
+            counters: l.counters.clone(),
+            account: self.account.to_owned(),
+            address: self.address,
+            tickets: self.tickets,
+            limits,
+            window: l.window,
+            count_account: self.count_account,
+        })
+    }
+}
+
+/// A reservation's settlement, owning what it needs.
+struct Settle {
+    counters: Arc<dyn Counters>,
+    account: String,
+    address: Address,
+    /// Address, then pair.
+    tickets: [Option<Ticket>; 2],
+    limits: [u32; 2],
+    window: Duration,
+    /// Whether a failure also counts towards the account's delay (not for access keys).
+    count_account: bool,
+}
+
+impl Settle {
+    fn keys(&self) -> [Key<'_>; 2] {
+        [
+            Key::Address(self.address),
+            Key::Pair(&self.account, self.address),
+        ]
+    }
+
+    async fn failed(self, now: Instant) -> bool {
         let mut locked = false;
         for (i, key) in self.keys().iter().enumerate() {
             if let Some(ticket) = self.tickets[i] {
-                locked |= l.counters.fail(key, ticket, Some(limits[i]));
+                locked |= self.counters.fail(key, ticket, Some(self.limits[i])).await;
             }
         }
-        l.counters
-            .reserve(&Key::Account(self.account), None, l.window, now);
+        if self.count_account {
+            self.counters
+                .reserve(&Key::Account(&self.account), None, self.window, now)
+                .await;
+        }
         locked
     }
 
-    fn settle_refund(&mut self) {
-        if !std::mem::take(&mut self.open) {
-            return;
-        }
+    async fn refund(self) {
         for (i, key) in self.keys().iter().enumerate() {
             if let Some(ticket) = self.tickets[i] {
-                self.lockout.counters.refund(key, ticket);
+                self.counters.refund(key, ticket).await;
             }
         }
     }
@@ -405,10 +527,19 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if self.checking {
-            self.settle_failed(Instant::now());
+        use futures_util::FutureExt as _;
+        let Some(settle) = self.take() else { return };
+        let mut settling: futures_util::future::BoxFuture<'static, ()> = if self.checking {
+            Box::pin(settle.failed(Instant::now()).map(|_| ()))
         } else {
-            self.settle_refund();
+            Box::pin(settle.refund())
+        };
+        // The in-process store finishes on the first poll, before the pair's gate opens; a
+        // shared one finishes on its own.
+        if (&mut settling).now_or_never().is_none() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(settling);
+            }
         }
     }
 }
@@ -460,6 +591,15 @@ pub async fn guarded_login(
     password: &str,
     ip: Option<IpAddr>,
 ) -> Result<Identity, Refused> {
+    match authn.secret_kind(password) {
+        crate::authn::Secret::AccessKey => {
+            return guarded_machine_login(lockout, authn, password, ip, KEY_COUNTER).await
+        }
+        crate::authn::Secret::CiToken => {
+            return guarded_machine_login(lockout, authn, password, ip, CI_COUNTER).await
+        }
+        crate::authn::Secret::Password => {}
+    }
     let Some(lockout) = lockout.filter(|l| l.enabled()) else {
         return authn
             .login(account, password)
@@ -475,7 +615,7 @@ pub async fn guarded_login(
         .map_err(|remaining| Refused::Locked { remaining })?;
     attempt.reservation.checking();
     if let Some(identity) = authn.cached_login(account, password) {
-        attempt.reservation.succeeded();
+        attempt.reservation.succeeded().await;
         return Ok(identity);
     }
     let delay = attempt.reservation.delay();
@@ -484,20 +624,53 @@ pub async fn guarded_login(
     }
     match authn.login(account, password).await {
         Ok(identity) => {
-            attempt.reservation.succeeded();
+            attempt.reservation.succeeded().await;
             Ok(identity)
         }
         Err(error) => {
             let locked_now =
                 if matches!(error, AuthnError::BadPassword | AuthnError::UnknownAccount) {
-                    attempt.reservation.failed(Instant::now())
+                    attempt.reservation.failed(Instant::now()).await
                 } else {
-                    attempt.reservation.succeeded();
+                    attempt.reservation.succeeded().await;
                     false
                 };
             Err(Refused::Failed { error, locked_now })
         }
     }
+}
+
+/// An access-key or CI-token login with its own failure counting per address
+/// ([`Lockout::reserve_machine`]): only an unknown key or a forged token is a failure (a
+/// guess); an expired key or token is a genuine secret that no longer works, and a CI job
+/// retrying it must not lock out the other jobs of its address.
+async fn guarded_machine_login(
+    lockout: Option<&Lockout>,
+    authn: &Authenticators,
+    secret: &str,
+    ip: Option<IpAddr>,
+    counter: &'static str,
+) -> Result<Identity, Refused> {
+    let reservation = match lockout.filter(|l| l.enabled()) {
+        Some(l) => Some(
+            l.reserve_machine(counter, ip, Instant::now())
+                .await
+                .map_err(|remaining| Refused::Locked { remaining })?,
+        ),
+        None => None,
+    };
+    let result = authn.login("", secret).await;
+    let locked_now = match (&result, reservation) {
+        (Err(AuthnError::UnknownKey | AuthnError::BadCiToken { forged: true, .. }), Some(r)) => {
+            r.failed(Instant::now()).await
+        }
+        (_, Some(r)) => {
+            r.succeeded().await;
+            false
+        }
+        (_, None) => false,
+    };
+    result.map_err(|error| Refused::Failed { error, locked_now })
 }
 
 #[cfg(test)]
@@ -509,6 +682,15 @@ mod tests {
     use std::sync::Arc;
 
     const WINDOW: Duration = Duration::from_secs(300);
+
+    /// The in-process counters never wait: their futures are ready on the first poll, so the
+    /// model's tests run without a runtime, at the instants they choose.
+    trait Now: std::future::Future + Sized {
+        fn now(self) -> Self::Output {
+            futures_util::FutureExt::now_or_never(self).expect("in-process counters never wait")
+        }
+    }
+    impl<F: std::future::Future> Now for F {}
 
     fn config(failures: u32) -> Settings {
         Settings {
@@ -538,12 +720,16 @@ mod tests {
         ip: Option<IpAddr>,
         now: Instant,
     ) -> Result<bool, Duration> {
-        l.reserve(account, ip, now).map(|r| r.failed(now))
+        l.reserve(account, ip, now)
+            .now()
+            .map(|r| r.failed(now).now())
     }
 
     /// One correct password at `now`.
     fn check(l: &Lockout, account: &str, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
-        l.reserve(account, ip, now).map(|r| r.succeeded())
+        l.reserve(account, ip, now)
+            .now()
+            .map(|r| r.succeeded().now())
     }
 
     #[test]
@@ -575,7 +761,7 @@ mod tests {
         assert_eq!(fail(&l, "f", sprayer, t), Ok(true));
         assert_eq!(check(&l, "someone-else", sprayer, t), Err(WINDOW));
         // The accounts themselves are fine from elsewhere, and not delayed: one failure each.
-        let r = l.reserve("a", ip("203.0.113.10"), t).unwrap();
+        let r = l.reserve("a", ip("203.0.113.10"), t).now().unwrap();
         assert_eq!(r.delay(), Duration::ZERO);
     }
 
@@ -589,9 +775,10 @@ mod tests {
             let from = Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i / 2)));
             let r = l
                 .reserve("alice", from, t)
+                .now()
                 .expect("never locked account-wide");
             delays.push(r.delay());
-            r.failed(t);
+            r.failed(t).now();
         }
         assert_eq!(&delays[..3], &[Duration::ZERO; 3]);
         assert_eq!(
@@ -601,17 +788,20 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= DELAY_MAX));
         assert_eq!(delays[199], DELAY_MAX);
         // The owner, from their own address, gets in after at most the bounded delay.
-        let owner = l.reserve("alice", ip("192.0.2.50"), t).unwrap();
+        let owner = l.reserve("alice", ip("192.0.2.50"), t).now().unwrap();
         assert_eq!(owner.delay(), DELAY_MAX);
-        owner.succeeded();
+        owner.succeeded().now();
         // Another account is not delayed; after the window nobody is.
         assert_eq!(
-            l.reserve("bob", ip("192.0.2.50"), t).unwrap().delay(),
+            l.reserve("bob", ip("192.0.2.50"), t).now().unwrap().delay(),
             Duration::ZERO
         );
         let after = t + WINDOW;
         assert_eq!(
-            l.reserve("alice", ip("192.0.2.50"), after).unwrap().delay(),
+            l.reserve("alice", ip("192.0.2.50"), after)
+                .now()
+                .unwrap()
+                .delay(),
             Duration::ZERO
         );
     }
@@ -638,11 +828,14 @@ mod tests {
         assert_eq!(check(&l, "alice", ip("10.1.2.3"), t), Ok(()));
         // Not exempt from the account-wide delay, for anyone.
         assert_eq!(
-            l.reserve("alice", ip("10.1.2.3"), t).unwrap().delay(),
+            l.reserve("alice", ip("10.1.2.3"), t).now().unwrap().delay(),
             DELAY_MAX
         );
         assert_eq!(
-            l.reserve("alice", ip("192.0.2.1"), t).unwrap().delay(),
+            l.reserve("alice", ip("192.0.2.1"), t)
+                .now()
+                .unwrap()
+                .delay(),
             DELAY_MAX
         );
         // Next door is not exempt.
@@ -671,25 +864,25 @@ mod tests {
         let l = lockout(2);
         let t = Instant::now();
         let me = ip("192.0.2.1");
-        let r1 = l.reserve("alice", me, t).unwrap();
-        let r2 = l.reserve("alice", me, t).unwrap();
+        let r1 = l.reserve("alice", me, t).now().unwrap();
+        let r2 = l.reserve("alice", me, t).now().unwrap();
         assert_eq!(
             check(&l, "alice", me, t),
             Err(WINDOW),
             "no third check in flight"
         );
-        r2.succeeded();
-        let r3 = l.reserve("alice", me, t).unwrap();
-        assert!(!r1.failed(t));
-        assert!(r3.failed(t), "two failures: locked");
+        r2.succeeded().now();
+        let r3 = l.reserve("alice", me, t).now().unwrap();
+        assert!(!r1.failed(t).now());
+        assert!(r3.failed(t).now(), "two failures: locked");
         assert!(check(&l, "alice", me, t).is_err());
 
         // A lock taken on a count that included a success is lifted when the rest fail.
         let other = ip("192.0.2.2");
-        let r1 = l.reserve("alice", other, t).unwrap();
-        let r2 = l.reserve("alice", other, t).unwrap();
-        r1.succeeded();
-        assert!(!r2.failed(t));
+        let r1 = l.reserve("alice", other, t).now().unwrap();
+        let r2 = l.reserve("alice", other, t).now().unwrap();
+        r1.succeeded().now();
+        assert!(!r2.failed(t).now());
         assert_eq!(check(&l, "alice", other, t), Ok(()));
     }
 
@@ -699,7 +892,7 @@ mod tests {
         let t = Instant::now();
         let me = ip("192.0.2.1");
         for _ in 0..10 {
-            drop(l.reserve("alice", me, t).unwrap());
+            drop(l.reserve("alice", me, t).now().unwrap());
         }
         assert_eq!(
             check(&l, "alice", me, t),
@@ -707,7 +900,7 @@ mod tests {
             "never looked at: given back"
         );
         for _ in 0..2 {
-            let mut r = l.reserve("alice", me, t).unwrap();
+            let mut r = l.reserve("alice", me, t).now().unwrap();
             r.checking();
             drop(r);
         }
@@ -853,7 +1046,10 @@ mod tests {
         let later = t + secs(100) + secs(1);
         assert!(check(&l, "locked-target", a, later).is_err());
         assert_eq!(
-            l.reserve("delayed-target", None, later).unwrap().delay(),
+            l.reserve("delayed-target", None, later)
+                .now()
+                .unwrap()
+                .delay(),
             secs(4)
         );
         assert_eq!(check(&l, "almost-target", b, later), Ok(()));
@@ -893,9 +1089,9 @@ mod tests {
                 std::thread::spawn(move || {
                     barrier.wait();
                     // Hold the reservation while the others try: all are "in flight".
-                    let r = l.reserve("alice", ip("192.0.2.1"), t).ok();
+                    let r = l.reserve("alice", ip("192.0.2.1"), t).now().ok();
                     barrier.wait();
-                    r.map(|r| r.failed(t)).is_some() as usize
+                    r.map(|r| r.failed(t).now()).is_some() as usize
                 })
             })
             .collect::<Vec<_>>()
@@ -936,6 +1132,7 @@ mod tests {
                 Ok(Identity {
                     account: account.into(),
                     labels: Default::default(),
+                    via: None,
                 })
             } else {
                 Err(AuthnError::BadPassword)
@@ -1039,5 +1236,65 @@ mod tests {
         assert!(started.elapsed() < DELAY_BASE);
         assert_eq!(backend.checks.load(Ordering::SeqCst), 6);
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_keys_count_per_address_only_and_never_lock_the_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        let (_, good) = crate::authn::keys::create(&path, "alice", &[], None, "").unwrap();
+        let store = crate::authn::keys::KeyStore::load(&path).unwrap();
+        let users = crate::authn::users::StaticUsers::parse(
+            &format!(
+                "alice:\n  password: \"{}\"\n",
+                bcrypt::hash("pw", 4).unwrap()
+            ),
+            std::path::Path::new("u"),
+        )
+        .unwrap();
+        let authn = Authenticators::new(vec![Arc::new(users)], false).with_keys(Arc::new(store));
+        let l = lockout(2);
+        let (me, other) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        // 2 × failures wrong keys lock keys from this address...
+        for _ in 0..4 {
+            let r = guarded_login(
+                Some(&l),
+                &authn,
+                "alice",
+                &crate::authn::keys::secret::generate(),
+                me,
+            )
+            .await;
+            assert!(
+                matches!(
+                    r,
+                    Err(Refused::Failed {
+                        error: AuthnError::UnknownKey,
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        }
+        let r = guarded_login(Some(&l), &authn, "alice", &good, me).await;
+        assert!(matches!(r, Err(Refused::Locked { .. })), "{r:?}");
+        // ...but not alice's password from here, nor the key from elsewhere.
+        assert!(guarded_login(Some(&l), &authn, "alice", "pw", me)
+            .await
+            .is_ok());
+        assert!(guarded_login(Some(&l), &authn, "alice", &good, other)
+            .await
+            .is_ok());
+        // And wrong passwords that lock alice's pair do not block her key.
+        for _ in 0..2 {
+            let _ = guarded_login(Some(&l), &authn, "alice", "wrong", other).await;
+        }
+        assert!(matches!(
+            guarded_login(Some(&l), &authn, "alice", "pw", other).await,
+            Err(Refused::Locked { .. })
+        ));
+        assert!(guarded_login(Some(&l), &authn, "alice", &good, other)
+            .await
+            .is_ok());
     }
 }

@@ -33,7 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Counters, Key, Reserve, Ticket};
+use async_trait::async_trait;
+
+use super::{Counters, Key, Opened, Reserve, Ticket};
 
 /// Entries per key kind unless [`Tables::with_capacity`] says otherwise.
 pub const DEFAULT_CAPACITY: usize = 32_768;
@@ -142,7 +144,7 @@ impl Table {
             entry.locked_until = Some(now + window);
         }
         Reserve::Reserved(Ticket {
-            opened: entry.window_start,
+            opened: Opened::At(entry.window_start),
             count: entry.count,
             locks,
         })
@@ -153,7 +155,7 @@ impl Table {
         bucket
             .iter_mut()
             .flatten()
-            .find(|e| e.key == key && e.window_start == ticket.opened)
+            .find(|e| e.key == key && Opened::At(e.window_start) == ticket.opened)
     }
 
     fn fail(&self, key: u64, ticket: Ticket, limit: Option<u32>) -> bool {
@@ -251,13 +253,17 @@ impl Tables {
     }
 }
 
-impl Counters for Tables {
-    fn peek(&self, key: &Key<'_>, window: Duration, now: Instant) -> (u32, Option<Duration>) {
+/// The [`Counters`] operations, synchronous: nothing here waits (the cluster store falls back
+/// to these when Redis cannot be reached).
+impl Tables {
+    /// See [`Counters::peek`].
+    pub fn peek(&self, key: &Key<'_>, window: Duration, now: Instant) -> (u32, Option<Duration>) {
         let (table, hash) = self.table(key);
         table.peek(hash, window, now)
     }
 
-    fn reserve(
+    /// See [`Counters::reserve`].
+    pub fn reserve(
         &self,
         key: &Key<'_>,
         limit: Option<u32>,
@@ -272,26 +278,69 @@ impl Counters for Tables {
         reserved
     }
 
-    fn fail(&self, key: &Key<'_>, ticket: Ticket, limit: Option<u32>) -> bool {
+    /// See [`Counters::fail`].
+    pub fn fail(&self, key: &Key<'_>, ticket: Ticket, limit: Option<u32>) -> bool {
         let (table, hash) = self.table(key);
         table.fail(hash, ticket, limit)
     }
 
-    fn refund(&self, key: &Key<'_>, ticket: Ticket) {
+    /// See [`Counters::refund`].
+    pub fn refund(&self, key: &Key<'_>, ticket: Ticket) {
         let (table, hash) = self.table(key);
         table.refund(hash, ticket)
     }
 
-    fn untracked(&self) -> u64 {
+    /// See [`Counters::untracked`].
+    pub fn untracked(&self) -> u64 {
         self.untracked.load(Ordering::Relaxed)
     }
 
-    fn len(&self) -> usize {
+    /// See [`Counters::len`].
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
         self.pairs.len() + self.addresses.len() + self.accounts.len()
     }
 
-    fn capacity(&self) -> usize {
+    /// See [`Counters::capacity`].
+    pub fn capacity(&self) -> usize {
         self.pairs.capacity() + self.addresses.capacity() + self.accounts.capacity()
+    }
+}
+
+#[async_trait]
+impl Counters for Tables {
+    async fn peek(&self, key: &Key<'_>, window: Duration, now: Instant) -> (u32, Option<Duration>) {
+        Tables::peek(self, key, window, now)
+    }
+
+    async fn reserve(
+        &self,
+        key: &Key<'_>,
+        limit: Option<u32>,
+        window: Duration,
+        now: Instant,
+    ) -> Reserve {
+        Tables::reserve(self, key, limit, window, now)
+    }
+
+    async fn fail(&self, key: &Key<'_>, ticket: Ticket, limit: Option<u32>) -> bool {
+        Tables::fail(self, key, ticket, limit)
+    }
+
+    async fn refund(&self, key: &Key<'_>, ticket: Ticket) {
+        Tables::refund(self, key, ticket)
+    }
+
+    fn untracked(&self) -> u64 {
+        Tables::untracked(self)
+    }
+
+    fn len(&self) -> usize {
+        Tables::len(self)
+    }
+
+    fn capacity(&self) -> usize {
+        Tables::capacity(self)
     }
 }
 
