@@ -163,6 +163,25 @@ impl Answer {
         self
     }
 
+    /// Starts the session `value` (a password login or a single sign-on): its cookie set, the
+    /// login form's CSRF cookie cleared.
+    fn start_session(self, value: &str, ui: &config::Ui, tls: bool) -> Answer {
+        self.with(
+            "Set-Cookie",
+            session::set_cookie(
+                session::COOKIE,
+                value,
+                &ui.path,
+                ui.session_lifetime.as_secs(),
+                tls,
+            ),
+        )
+        .with(
+            "Set-Cookie",
+            session::set_cookie(csrf::LOGIN_COOKIE, "", &ui.path, 0, tls),
+        )
+    }
+
     fn account(mut self, account: Option<&str>) -> Answer {
         self.served.account = account.map(str::to_owned);
         self

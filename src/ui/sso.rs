@@ -267,20 +267,7 @@ impl Ui {
             Outcome::Allowed,
         )
         .with("Set-Cookie", clear_flow)
-        .with(
-            "Set-Cookie",
-            session::set_cookie(
-                session::COOKIE,
-                &value,
-                &ui.path,
-                ui.session_lifetime.as_secs(),
-                tls,
-            ),
-        )
-        .with(
-            "Set-Cookie",
-            session::set_cookie(csrf::LOGIN_COOKIE, "", &ui.path, 0, tls),
-        )
+        .start_session(&value, ui, tls)
         .account(Some(&identity.account))
     }
 
