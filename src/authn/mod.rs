@@ -693,14 +693,23 @@ impl Authenticators {
     }
 
     /// True when a backend holds `name` or, among the backends that list their accounts (the
-    /// files), any spelling that [folds](fold::fold) like it. Single sign-on refuses such names:
-    /// a person at the identity provider must not become, or pass for, a password account.
+    /// files) and the robot keys, any spelling that [folds](fold::fold) like it. Single sign-on
+    /// refuses such names: a person at the identity provider must not become, or pass for, a
+    /// password account or a robot.
     pub async fn holds_any_spelling(&self, name: &str) -> Result<bool, AuthnError> {
         let folded = fold::fold(name);
         if self
             .backends
             .iter()
             .any(|b| b.account_names().iter().any(|n| fold::fold(n) == folded))
+        {
+            return Ok(true);
+        }
+        // A robot key's account is held too: an SSO person named like it would get its rights.
+        if self
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.robot_accounts().any(|n| fold::fold(n) == folded))
         {
             return Ok(true);
         }
@@ -1023,6 +1032,18 @@ mod tests {
         assert_eq!(a.login("", &jane).await.unwrap().labels, sso);
         // A backend holds alice: a single sign-on key of that name is someone else's.
         assert!(a.login("", &alice).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_robot_keys_account_is_held_in_every_spelling() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        keys::create_robot(&path, "deployer", &[], None, "").unwrap();
+        let yaml = format!("alice:\n  password: \"{}\"\n", hash("pw"));
+        let a = chain(&yaml, "").with_keys(Arc::new(keys::KeyStore::load(&path).unwrap()));
+        assert_eq!(a.holds_any_spelling("deployer").await, Ok(true));
+        assert_eq!(a.holds_any_spelling("Deployer").await, Ok(true));
+        assert_eq!(a.holds_any_spelling("someone").await, Ok(false));
     }
 
     /// A chain with alice (static, labelled) and access keys for alice and a robot.

@@ -264,6 +264,15 @@ impl KeyStore {
             .map(|e| (&e.record, &e.scopes))
     }
 
+    /// The accounts of robot keys: they exist only as keys, so a name another source of
+    /// identities (single sign-on) brings must not become one of them.
+    pub fn robot_accounts(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|e| e.record.robot)
+            .map(|e| e.record.account.as_str())
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.entries.len()
