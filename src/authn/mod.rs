@@ -412,6 +412,15 @@ impl Authenticators {
                 })
             }
         }
+        if self.robot_holds(&verified.account) {
+            return Err(AuthnError::BadCiToken {
+                reason: format!(
+                    "account {:?} is a robot key's; a CI token cannot stand for it",
+                    verified.account
+                ),
+                forged: false,
+            });
+        }
         Ok(Identity {
             account: verified.account,
             labels: verified.labels,
@@ -692,6 +701,15 @@ impl Authenticators {
         Ok(identity)
     }
 
+    /// Whether a robot key's account folds like `name`: such an account exists only as keys,
+    /// and neither a single sign-on person nor a CI job may come to stand for it.
+    pub fn robot_holds(&self, name: &str) -> bool {
+        let folded = fold::fold(name);
+        self.keys
+            .as_ref()
+            .is_some_and(|k| k.robot_accounts().any(|n| fold::fold(n) == folded))
+    }
+
     /// True when a backend holds `name` or, among the backends that list their accounts (the
     /// files) and the robot keys, any spelling that [folds](fold::fold) like it. Single sign-on
     /// refuses such names: a person at the identity provider must not become, or pass for, a
@@ -706,11 +724,7 @@ impl Authenticators {
             return Ok(true);
         }
         // A robot key's account is held too: an SSO person named like it would get its rights.
-        if self
-            .keys
-            .as_ref()
-            .is_some_and(|k| k.robot_accounts().any(|n| fold::fold(n) == folded))
-        {
+        if self.robot_holds(name) {
             return Ok(true);
         }
         match self.lookup(name).await {
@@ -1044,6 +1058,9 @@ mod tests {
         assert_eq!(a.holds_any_spelling("deployer").await, Ok(true));
         assert_eq!(a.holds_any_spelling("Deployer").await, Ok(true));
         assert_eq!(a.holds_any_spelling("someone").await, Ok(false));
+        // The check CI tokens go through too.
+        assert!(a.robot_holds("ｄｅｐｌｏｙｅｒ"));
+        assert!(!a.robot_holds("alice"));
     }
 
     /// A chain with alice (static, labelled) and access keys for alice and a robot.
