@@ -30,7 +30,7 @@
 //! | `portcullis_cluster_up` (gauge 0/1, only with `cluster:`) | |
 //! | `portcullis_cluster_errors_total` (only with `cluster:`) | |
 //! | `portcullis_rate_limited_total` | `scope` (`account`, `address`) |
-//! | `portcullis_cache_requests_total` | `result` (`hit`, `miss`, `coalesced`) |
+//! | `portcullis_cache_requests_total` | `result` (`hit`, `miss`, `coalesced`, `revalidated`) |
 //! | `portcullis_cache_bytes` (gauge) | |
 //! | `portcullis_cache_evictions_total` | |
 //! | `portcullis_audit_lines_dropped_total` | |
@@ -284,6 +284,9 @@ label_enum! {
         Miss => "miss",
         /// Waited for another request's registry answer and shared it.
         Coalesced => "coalesced",
+        /// A stored answer by tag, served after the registry confirmed (`304` to
+        /// `If-None-Match`) that the tag still names the same manifest.
+        Revalidated => "revalidated",
     }
 }
 
@@ -317,7 +320,7 @@ pub struct Metrics {
     tls_expiry: OnceLock<IntGauge>,
     cluster: OnceLock<(IntGauge, IntCounter)>,
     rate_limited: [IntCounter; 2],
-    cache_requests: [IntCounter; 3],
+    cache_requests: [IntCounter; 4],
     cache_bytes: IntGauge,
     cache_evictions: IntCounter,
     audit_dropped: IntCounter,
@@ -502,7 +505,7 @@ impl Metrics {
         let cache_requests = resolve(
             &counter_vec(
                 "portcullis_cache_requests_total",
-                "Manifest requests the cache could answer, by result (hit, miss, coalesced).",
+                "Manifest requests the cache could answer, by result (hit, miss, coalesced, revalidated).",
                 &["result"],
             )?,
             |i| CacheResult::ALL[i].as_str(),

@@ -393,7 +393,7 @@ fn concurrent_misses_make_one_upstream_request() {
 }
 
 #[test]
-fn head_is_served_from_get_answers_and_never_fills() {
+fn a_head_miss_fills_the_cache_with_the_get_answer() {
     let upstream = Recorder::start();
     let (proxy, admin) = proxy(&upstream.url(), Some("{}"));
     let client = proxy.client();
@@ -405,21 +405,91 @@ fn head_is_served_from_get_answers_and_never_fills() {
             .send()
             .unwrap()
     };
-    // A HEAD miss goes upstream and stores nothing: the GET after it asks the registry too
-    // and gets the body, not an empty answer.
-    assert_eq!(head().status(), 200);
-    assert_eq!(manifest_requests(&upstream), 1);
-    let r = get(&client, &url, Some(("admin", "adminpw")), "");
-    assert_eq!(r.text().unwrap(), "{}");
-    assert_eq!(manifest_requests(&upstream), 2);
-    // Now HEAD is answered from the GET's entry: its headers, no body.
+    // A HEAD miss: portcullis asks the registry with a GET (a HEAD answer has no body to
+    // keep), keeps the answer and answers the HEAD from it: its headers, no body.
     let r = head();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], "2");
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.bytes().unwrap().len(), 0);
-    assert_eq!(manifest_requests(&upstream), 2);
-    assert_eq!(cache_metric(admin, "hit"), 1.0);
+    let seen: Vec<String> = upstream
+        .seen()
+        .into_iter()
+        .filter(|h| h.contains("/manifests/"))
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].starts_with("GET "), "{}", seen[0]);
+    assert_eq!(cache_metric(admin, "miss"), 1.0);
+    // The GET after it is a hit with the whole body, and so is the next HEAD.
+    let r = get(&client, &url, Some(("admin", "adminpw")), "");
+    assert_eq!(r.text().unwrap(), "{}");
+    assert_eq!(head().status(), 200);
+    assert_eq!(manifest_requests(&upstream), 1);
+    assert_eq!(cache_metric(admin, "hit"), 2.0);
+}
+
+#[test]
+fn with_tag_ttl_zero_every_read_by_tag_is_revalidated_with_the_registry() {
+    let registry = Registry::start();
+    let (proxy, admin) = proxy(&registry.url(), Some("{tag_ttl: 0s}"));
+    let client = proxy.client();
+    let config = registry.push_blob("app", b"{}");
+    let admin_user = Some(("admin", "adminpw"));
+    let tag_url = proxy.url("/v2/app/manifests/v1");
+    let first = oci_manifest(&config, "first");
+    put_manifest(&proxy, "app", "v1", OCI_MANIFEST, &first);
+
+    // The first read fills; each later one asks the registry with If-None-Match and, told
+    // the tag still names that manifest (304), serves the stored answer.
+    for _ in 0..3 {
+        let r = get(&client, &tag_url, admin_user, OCI_MANIFEST);
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            digest_of(&first).as_str()
+        );
+        assert_eq!(r.text().unwrap(), first);
+    }
+    let r = client
+        .head(&tag_url)
+        .basic_auth("admin", Some("adminpw"))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest_of(&first).as_str()
+    );
+    assert_eq!(cache_metric(admin, "miss"), 1.0);
+    assert_eq!(cache_metric(admin, "revalidated"), 3.0);
+    assert_eq!(
+        cache_metric(admin, "hit"),
+        0.0,
+        "a tag is never served unasked"
+    );
+
+    // Moved behind portcullis's back: the very next read has the new manifest.
+    let behind = registry.push_manifest("app", "v1", &[], serde_json::json!({"note": "behind"}));
+    let r = get(&client, &tag_url, admin_user, OCI_MANIFEST);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], behind.as_str());
+    assert_eq!(digest_of(&r.text().unwrap()), behind);
+    assert_eq!(cache_metric(admin, "miss"), 2.0);
+    // ... which is what later reads revalidate against.
+    let r = get(&client, &tag_url, admin_user, OCI_MANIFEST);
+    assert_eq!(r.headers()["docker-content-digest"], behind.as_str());
+    assert_eq!(cache_metric(admin, "revalidated"), 4.0);
+
+    // Deleted behind portcullis's back: 404 at once, the registry's own answer.
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/v2/app/manifests/{behind}", registry.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = get(&client, &tag_url, admin_user, OCI_MANIFEST);
+    assert_eq!(r.status(), 404);
+    assert!(r.text().unwrap().contains("MANIFEST_UNKNOWN"));
 }
 
 #[test]
@@ -438,10 +508,11 @@ fn without_cache_or_with_tag_ttl_zero_the_registry_is_asked_every_time() {
         assert_eq!(r.text().unwrap(), "{}");
     }
     assert_eq!(manifest_requests(&upstream), 3);
-    for result in ["hit", "miss", "coalesced"] {
+    for result in ["hit", "miss", "coalesced", "revalidated"] {
         assert_eq!(cache_metric(plain_admin, result), 0.0);
     }
-    // The default tag_ttl (0): tags are always asked for; digests are cached.
+    // The default tag_ttl (0): tags are always asked for (this registry sends no Etag, so
+    // there is nothing to revalidate with and each read is a full one); digests are cached.
     let (cached, _) = proxy(&upstream.url(), Some("{}"));
     for _ in 0..3 {
         get(

@@ -2,6 +2,10 @@
 //! through the proxy: only a complete `200` whose body matches its `Content-Length` becomes an
 //! entry.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 
@@ -21,6 +25,21 @@ const KEPT: &[&str] = &[
 pub struct Entry {
     header: ResponseHeader,
     body: Bytes,
+    /// When the registry last vouched for this answer (fetched it, or answered `304` to it),
+    /// in nanoseconds since [`epoch`]: an answer by tag is served without asking again only
+    /// for `tag_ttl` after that.
+    confirmed: AtomicU64,
+}
+
+/// The instant [`Entry::confirmed`] counts from (the first use in this process).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since [`epoch`] (a `u64` lasts 584 years).
+fn now() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Entry {
@@ -32,6 +51,24 @@ impl Entry {
     /// The stored body (answers to `HEAD` leave it out).
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// The validator to ask the registry with (`If-None-Match`): the `Etag` it sent, which
+    /// distribution sets to the digest the tag named. `None` when it sent none (then the
+    /// answer is never revalidated, only fetched again).
+    pub fn etag(&self) -> Option<&http::HeaderValue> {
+        self.header.headers.get(http::header::ETAG)
+    }
+
+    /// True when the registry vouched for this answer less than `ttl` ago.
+    pub fn fresh(&self, ttl: Duration) -> bool {
+        let age = now().saturating_sub(self.confirmed.load(Ordering::Relaxed));
+        u128::from(age) < ttl.as_nanos()
+    }
+
+    /// The registry just confirmed this answer (`304 Not Modified`).
+    pub fn confirm(&self) {
+        self.confirmed.fetch_max(now(), Ordering::Relaxed);
     }
 
     /// Bytes this answer takes, for the memory bound: the body, the kept headers, and a fixed
@@ -80,11 +117,32 @@ impl Capture {
     /// Starts capturing `resp`, when it is a kind of answer that may be kept and has at most
     /// `max` bytes of body.
     pub fn start(resp: &ResponseHeader, max: usize) -> Result<Capture, Uncacheable> {
-        if resp.status != http::StatusCode::OK {
+        Capture::start_parts(resp.status, &resp.headers, max)
+    }
+
+    /// An answer read whole (by portcullis itself, when it revalidates or fills for a
+    /// `HEAD`) as an entry, when it may be kept.
+    pub fn whole(
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        max: usize,
+    ) -> Result<Entry, Uncacheable> {
+        let mut capture = Capture::start_parts(status, headers, max)?;
+        capture
+            .chunk(Some(&Bytes::copy_from_slice(body)), true)?
+            .ok_or(Uncacheable::Incomplete)
+    }
+
+    fn start_parts(
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        max: usize,
+    ) -> Result<Capture, Uncacheable> {
+        if status != http::StatusCode::OK {
             return Err(Uncacheable::Status);
         }
-        let no_store = resp
-            .headers
+        let no_store = headers
             .get_all(http::header::CACHE_CONTROL)
             .iter()
             .any(|v| {
@@ -93,13 +151,13 @@ impl Capture {
                     .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-store"))
             });
         if no_store
-            || resp.headers.contains_key(http::header::SET_COOKIE)
-            || resp.headers.contains_key(http::header::CONTENT_ENCODING)
-            || resp.headers.contains_key(http::header::VARY)
+            || headers.contains_key(http::header::SET_COOKIE)
+            || headers.contains_key(http::header::CONTENT_ENCODING)
+            || headers.contains_key(http::header::VARY)
         {
             return Err(Uncacheable::NoStore);
         }
-        let mut lengths = resp.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
         let length = match (lengths.next(), lengths.next()) {
             (Some(v), None) => std::str::from_utf8(v.as_bytes())
                 .ok()
@@ -113,7 +171,7 @@ impl Capture {
         let mut header =
             ResponseHeader::build(200, Some(KEPT.len())).map_err(|_| Uncacheable::Status)?;
         for name in KEPT {
-            if let Some(value) = resp.headers.get(*name) {
+            if let Some(value) = headers.get(*name) {
                 header
                     .insert_header(*name, value.clone())
                     .map_err(|_| Uncacheable::NoStore)?;
@@ -151,6 +209,7 @@ impl Capture {
                 ResponseHeader::build(200, None).map_err(|_| Uncacheable::Status)?,
             ),
             body: std::mem::take(&mut self.body).freeze(),
+            confirmed: AtomicU64::new(now()),
         }))
     }
 }

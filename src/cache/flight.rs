@@ -35,6 +35,9 @@ pub enum Lookup {
     Hit(Arc<Entry>, Coalesced),
     /// This request leads: forward it and feed its answer to the [`Fill`].
     Lead(Box<Fill>),
+    /// A stored answer by tag older than `tag_ttl`: ask the registry whether the tag still
+    /// names the same manifest (`If-None-Match` with its `Etag`) before serving it.
+    Stale(Arc<Entry>),
     /// Forward it and keep nothing (the leader's answer was not cacheable, or waiting took
     /// too long).
     Pass,
@@ -87,6 +90,31 @@ impl Fill {
     }
 }
 
+impl Fill {
+    /// The registry's whole answer, read by portcullis itself (for a `HEAD`, which has no
+    /// body to capture on its way through): filed when it may be kept, and returned.
+    pub fn whole(
+        mut self,
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<Arc<Entry>> {
+        match Capture::whole(status, headers, body, self.max) {
+            Ok(entry) => {
+                let entry = Arc::new(entry);
+                if let Some(done) = self.done.take() {
+                    let _ = done.send(entry.clone());
+                }
+                Some(entry)
+            }
+            Err(why) => {
+                tracing::debug!(%why, "manifest answer not cached");
+                None
+            }
+        }
+    }
+}
+
 /// Looks `key` up in `entries`, coalescing with a lookup already leading for it. `on_fill`
 /// is called with each entry this lookup's fill stores (for the byte count).
 pub async fn lookup(
@@ -95,9 +123,6 @@ pub async fn lookup(
     max: usize,
     on_fill: impl Fn(&Key, &Entry) + Send + 'static,
 ) -> Lookup {
-    if let Some(entry) = entries.get(&key).await {
-        return Lookup::Hit(entry, Coalesced(false));
-    }
     let (lead_tx, lead_rx) = oneshot::channel::<oneshot::Sender<Arc<Entry>>>();
     let cache = entries.clone();
     let task = tokio::spawn(async move {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 
-pub use entry::Entry;
+pub use entry::{Capture, Entry};
 pub use flight::{Coalesced, Fill, Lookup};
 pub use invalidations::{Invalidations, Local, Received};
 pub use key::{Accepts, Key};
@@ -61,7 +61,9 @@ pub struct ManifestCache {
     suspended: AtomicBool,
 }
 
-/// Per-entry lifetime: by digest or by tag.
+/// How long an entry is kept. By digest: `digest_ttl`. By tag: as long as by digest (at least
+/// `tag_ttl`), because after `tag_ttl` a stored answer by tag is not dropped but revalidated
+/// ([`Lookup::Stale`]): the bytes behind a digest never change, so only the tag needs asking.
 struct Lifetimes(Manifests);
 
 impl moka::Expiry<Key, Arc<Entry>> for Lifetimes {
@@ -69,7 +71,7 @@ impl moka::Expiry<Key, Arc<Entry>> for Lifetimes {
         Some(if key.by_digest() {
             self.0.digest_ttl
         } else {
-            self.0.tag_ttl
+            self.0.digest_ttl.max(self.0.tag_ttl)
         })
     }
 }
@@ -114,45 +116,51 @@ impl ManifestCache {
     }
 
     /// The key a manifest `GET`/`HEAD` of `repository`/`reference` with `headers` would be
-    /// filed under, or `None` when such a request is never answered from the cache: a tag
-    /// while `tag_ttl` is 0, a conditional request (`If-None-Match`, which the registry
-    /// answers 304), an `Accept` that is not UTF-8, or while the cluster subscription is lost.
+    /// filed under, or `None` when such a request is never answered from the cache: a
+    /// conditional request (`If-None-Match`, which the registry answers 304), an `Accept`
+    /// that is not UTF-8, or while the cluster subscription is lost.
     pub fn key(&self, repository: &str, reference: &str, headers: &http::HeaderMap) -> Option<Key> {
         if self.suspended.load(Ordering::Acquire)
             || headers.contains_key(http::header::IF_NONE_MATCH)
         {
             return None;
         }
-        let key = Key {
+        Some(Key {
             repository: repository.into(),
             reference: reference.into(),
             accepts: Accepts::of(headers)?,
             generation: self.generations.current(repository),
-        };
-        (key.by_digest() || !self.settings.tag_ttl.is_zero()).then_some(key)
+        })
     }
 
-    /// Looks `key` up for an authorized request. A `GET` (`may_lead`) that misses leads or
-    /// joins a registry request; a `HEAD` that misses just goes to the registry (its answer
-    /// has no body to keep).
-    pub async fn lookup(&self, key: Key, may_lead: bool) -> Lookup {
-        let found = if may_lead {
-            let metrics = self.metrics.clone();
-            flight::lookup(&self.entries, key, self.max_entry, move |k, e| {
-                metrics.cache_bytes(i64::from(weight(k, e)));
-            })
-            .await
-        } else {
-            match self.entries.get(&key).await {
-                Some(entry) => Lookup::Hit(entry, Coalesced(false)),
-                None => Lookup::Pass,
+    /// Looks `key` up for an authorized `GET` or `HEAD`. A fresh answer is a hit; an answer by
+    /// tag older than `tag_ttl` is [`Lookup::Stale`]; a miss leads or joins one registry
+    /// request ([`flight`]).
+    pub async fn lookup(&self, key: Key) -> Lookup {
+        let found = match self.entries.get(&key).await {
+            Some(entry) if key.by_digest() || entry.fresh(self.settings.tag_ttl) => {
+                Lookup::Hit(entry, Coalesced(false))
+            }
+            Some(entry) if entry.etag().is_some() => Lookup::Stale(entry),
+            stored => {
+                if stored.is_some() {
+                    // Nothing to revalidate with: fetch it again.
+                    self.entries.invalidate(&key).await;
+                }
+                let metrics = self.metrics.clone();
+                flight::lookup(&self.entries, key, self.max_entry, move |k, e| {
+                    metrics.cache_bytes(i64::from(weight(k, e)));
+                })
+                .await
             }
         };
-        self.metrics.cache_request(match &found {
-            Lookup::Hit(_, Coalesced(false)) => CacheResult::Hit,
-            Lookup::Hit(_, Coalesced(true)) => CacheResult::Coalesced,
-            Lookup::Lead(_) | Lookup::Pass => CacheResult::Miss,
-        });
+        match &found {
+            Lookup::Hit(_, Coalesced(false)) => self.metrics.cache_request(CacheResult::Hit),
+            Lookup::Hit(_, Coalesced(true)) => self.metrics.cache_request(CacheResult::Coalesced),
+            Lookup::Lead(_) | Lookup::Pass => self.metrics.cache_request(CacheResult::Miss),
+            // Counted when the registry has answered ([`ManifestCache::revalidated`]).
+            Lookup::Stale(_) => {}
+        }
         if matches!(found, Lookup::Lead(_))
             && self.entries.weighted_size() > self.settings.max_memory
         {
@@ -160,6 +168,38 @@ impl ManifestCache {
             self.entries.run_pending_tasks().await;
         }
         found
+    }
+
+    /// The registry answered the revalidation of `stale` (filed under `key`): `304` confirms
+    /// it (returned, to be served); a `200` that may be kept replaces it (returned); anything
+    /// else drops it (`None`: the request is forwarded as usual).
+    pub async fn revalidated(
+        &self,
+        key: Key,
+        stale: Arc<Entry>,
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<Arc<Entry>> {
+        if status == http::StatusCode::NOT_MODIFIED {
+            stale.confirm();
+            self.metrics.cache_request(CacheResult::Revalidated);
+            return Some(stale);
+        }
+        self.metrics.cache_request(CacheResult::Miss);
+        match Capture::whole(status, headers, body, self.max_entry) {
+            Ok(entry) => {
+                let entry = Arc::new(entry);
+                self.metrics.cache_bytes(i64::from(weight(&key, &entry)));
+                self.entries.insert(key, entry.clone()).await;
+                Some(entry)
+            }
+            Err(why) => {
+                tracing::debug!(%why, "manifest answer not cached");
+                self.entries.invalidate(&key).await;
+                None
+            }
+        }
     }
 
     /// A manifest `PUT` or `DELETE` of `repository` is about to be forwarded: nothing cached
@@ -251,7 +291,7 @@ mod tests {
         let key = c
             .key(repository, "sha256:00", &http::HeaderMap::new())
             .unwrap();
-        let Lookup::Lead(mut fill) = c.lookup(key, true).await else {
+        let Lookup::Lead(mut fill) = c.lookup(key).await else {
             panic!("an empty cache leads");
         };
         let mut resp = ResponseHeader::build(200, None).unwrap();
@@ -269,7 +309,7 @@ mod tests {
 
     async fn hit(c: &ManifestCache, repository: &str) -> bool {
         match c.key(repository, "sha256:00", &http::HeaderMap::new()) {
-            Some(key) => matches!(c.lookup(key, false).await, Lookup::Hit(..)),
+            Some(key) => c.entries.get(&key).await.is_some(),
             None => false,
         }
     }
@@ -303,10 +343,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tags_are_not_cached_while_tag_ttl_is_zero_nor_conditional_requests() {
+    async fn conditional_requests_are_not_answered_from_the_cache() {
         let c = cache(Arc::new(Spy::default()));
         let none = http::HeaderMap::new();
-        assert!(c.key("a", "latest", &none).is_none());
+        assert!(c.key("a", "latest", &none).is_some());
         assert!(c.key("a", "sha256:00", &none).is_some());
         let mut conditional = http::HeaderMap::new();
         conditional.insert(
@@ -314,5 +354,102 @@ mod tests {
             "\"sha256:00\"".parse().unwrap(),
         );
         assert!(c.key("a", "sha256:00", &conditional).is_none());
+    }
+
+    /// The registry's answer to a manifest GET, with its Etag.
+    fn answer(etag: Option<&str>) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert("content-length", "2".parse().unwrap());
+        if let Some(etag) = etag {
+            h.insert("etag", etag.parse().unwrap());
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn a_tag_older_than_tag_ttl_is_revalidated_not_served() {
+        let c = cache(Arc::new(Spy::default()));
+        let key = || c.key("a", "latest", &http::HeaderMap::new()).unwrap();
+        let Lookup::Lead(fill) = c.lookup(key()).await else {
+            panic!("an empty cache leads");
+        };
+        fill.whole(http::StatusCode::OK, &answer(Some("\"sha256:01\"")), b"{}")
+            .unwrap();
+        // moka stores it from the lookup's task.
+        while c.entries.get(&key()).await.is_none() {
+            tokio::task::yield_now().await;
+        }
+        // tag_ttl is 0: the stored answer is stale at once and offered for revalidation.
+        let Lookup::Stale(stale) = c.lookup(key()).await else {
+            panic!("a tag with tag_ttl 0 is never served unasked");
+        };
+        assert_eq!(stale.etag().unwrap(), "\"sha256:01\"");
+        // 304: the same answer, confirmed.
+        let served = c
+            .revalidated(
+                key(),
+                stale.clone(),
+                http::StatusCode::NOT_MODIFIED,
+                &http::HeaderMap::new(),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&served, &stale));
+        assert!(served.fresh(Duration::from_secs(60)));
+        // 200: the tag moved; the new answer replaces the old.
+        let moved = c
+            .revalidated(
+                key(),
+                stale,
+                http::StatusCode::OK,
+                &answer(Some("\"sha256:02\"")),
+                b"[]",
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved.body().as_ref(), b"[]");
+        let Lookup::Stale(now) = c.lookup(key()).await else {
+            panic!("the new answer is stored");
+        };
+        assert_eq!(now.etag().unwrap(), "\"sha256:02\"");
+        // Anything else (the tag is gone, the registry failed): dropped, the request forwarded.
+        assert!(c
+            .revalidated(
+                key(),
+                now,
+                http::StatusCode::NOT_FOUND,
+                &http::HeaderMap::new(),
+                b""
+            )
+            .await
+            .is_none());
+        assert!(c.entries.get(&key()).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_tag_within_tag_ttl_is_a_hit_and_one_without_etag_is_fetched_again() {
+        let c = ManifestCache::new(
+            Manifests {
+                max_memory: 1 << 20,
+                digest_ttl: Duration::from_secs(600),
+                tag_ttl: Duration::from_secs(600),
+            },
+            Arc::new(Metrics::new()),
+            Arc::new(Spy::default()),
+        );
+        let key = |tag: &str| c.key("a", tag, &http::HeaderMap::new()).unwrap();
+        for (tag, etag) in [("v1", Some("\"sha256:01\"")), ("v2", None)] {
+            let Lookup::Lead(fill) = c.lookup(key(tag)).await else {
+                panic!("an empty cache leads");
+            };
+            fill.whole(http::StatusCode::OK, &answer(etag), b"{}")
+                .unwrap();
+            while c.entries.get(&key(tag)).await.is_none() {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert!(matches!(c.lookup(key("v1")).await, Lookup::Hit(..)));
+        assert!(matches!(c.lookup(key("v2")).await, Lookup::Hit(..)));
     }
 }

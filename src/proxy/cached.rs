@@ -4,6 +4,10 @@
 
 use super::*;
 use crate::cache::{Coalesced, Fill, Lookup};
+use crate::upstream::fetch::{FetchError, Fetched};
+
+/// The largest manifest portcullis reads itself: the registry's own limit.
+const MAX_MANIFEST_FETCH: usize = 4 << 20;
 
 /// What the cache did for one request.
 #[derive(Default)]
@@ -49,22 +53,95 @@ impl Portcullis {
         let Some(key) = cache.key(repository, reference, &req.headers) else {
             return Ok(false);
         };
-        match cache.lookup(key, get).await {
+        let served = match cache.lookup(key.clone()).await {
             Lookup::Hit(entry, Coalesced(coalesced)) => {
                 ctx.cache.result = if coalesced { "coalesced" } else { "hit" };
-                respond_cached(session, &entry).await?;
-                Ok(true)
+                Some(entry)
             }
-            Lookup::Lead(fill) => {
+            Lookup::Stale(stale) => {
+                let Some(etag) = stale.etag().cloned() else {
+                    return Ok(false);
+                };
+                let answer = self.ask_registry(session, repository, reference, Some(etag));
+                match answer.await {
+                    Ok(a) => {
+                        let entry = cache
+                            .revalidated(key, stale, a.status(), &a.headers, &a.body)
+                            .await;
+                        ctx.cache.result = match &entry {
+                            Some(_) if a.status == 304 => "revalidated",
+                            _ => "miss",
+                        };
+                        entry
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "manifest revalidation failed");
+                        let failed = http::StatusCode::BAD_GATEWAY;
+                        cache
+                            .revalidated(key, stale, failed, &http::HeaderMap::new(), &[])
+                            .await;
+                        ctx.cache.result = "miss";
+                        None
+                    }
+                }
+            }
+            Lookup::Lead(fill) if get => {
+                // Proxied as usual; its answer fills the cache as it streams through.
                 ctx.cache.result = "miss";
                 ctx.cache.fill = Some(fill);
-                Ok(false)
+                return Ok(false);
+            }
+            Lookup::Lead(fill) => {
+                // A `HEAD` has no body to capture on its way through: fetch what a `GET`
+                // answers, keep it, and answer the `HEAD` from it.
+                ctx.cache.result = "miss";
+                match self
+                    .ask_registry(session, repository, reference, None)
+                    .await
+                {
+                    Ok(a) => fill.whole(a.status(), &a.headers, &a.body),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "manifest fetch for HEAD failed");
+                        None
+                    }
+                }
             }
             Lookup::Pass => {
                 ctx.cache.result = "miss";
-                Ok(false)
+                None
             }
+        };
+        match served {
+            Some(entry) => {
+                respond_cached(session, &entry).await?;
+                Ok(true)
+            }
+            // Not cacheable, or the registry said something else: the request is forwarded
+            // as usual and the client gets the registry's own answer.
+            None => Ok(false),
         }
+    }
+
+    /// `GET` of the manifest from the registry by portcullis itself, with the client's
+    /// `Accept` values (they choose the answer) and, when revalidating, `If-None-Match`.
+    async fn ask_registry(
+        &self,
+        session: &Session,
+        repository: &str,
+        reference: &str,
+        if_none_match: Option<http::HeaderValue>,
+    ) -> std::result::Result<Fetched, FetchError> {
+        let mut headers = http::HeaderMap::new();
+        for accept in session.req_header().headers.get_all(http::header::ACCEPT) {
+            headers.append(http::header::ACCEPT, accept.clone());
+        }
+        if let Some(etag) = if_none_match {
+            headers.insert(http::header::IF_NONE_MATCH, etag);
+        }
+        let target = format!("/v2/{repository}/manifests/{reference}");
+        self.upstreams
+            .get_with(&self.fetcher, &target, &headers, MAX_MANIFEST_FETCH)
+            .await
     }
 
     /// The registry's answer head, before the client sees it.

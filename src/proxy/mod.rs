@@ -139,6 +139,9 @@ pub struct Portcullis {
     listen: String,
     ui: Arc<Ui>,
     cache: Option<Arc<crate::cache::ManifestCache>>,
+    /// Connections for the manifest cache's own registry requests (revalidations, and fills
+    /// for `HEAD`).
+    fetcher: pingora::connectors::http::Connector,
 }
 
 impl Portcullis {
@@ -166,6 +169,7 @@ impl Portcullis {
             listen: config.listen.to_string(),
             ui: shared.ui,
             cache: shared.cache,
+            fetcher: pingora::connectors::http::Connector::new(None),
         }
     }
 

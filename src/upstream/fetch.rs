@@ -27,6 +27,11 @@ pub struct Fetched {
 }
 
 impl Fetched {
+    /// The status as a code (an impossible one reads as 502).
+    pub fn status(&self) -> http::StatusCode {
+        http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::BAD_GATEWAY)
+    }
+
     /// A header's value as text, when present and readable.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -57,7 +62,25 @@ pub async fn get(
     accept: Option<&str>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
-    request(connector, to, "GET", target, accept, max).await
+    let mut headers = http::HeaderMap::new();
+    if let Some(accept) = accept {
+        let accept =
+            http::HeaderValue::from_str(accept).map_err(|e| FetchError::Upstream(e.to_string()))?;
+        headers.insert(http::header::ACCEPT, accept);
+    }
+    request(connector, to, "GET", target, &headers, max).await
+}
+
+/// [`get`] with any number of `headers` besides `Host` and the credentials: the manifest
+/// cache asks with the client's `Accept` values and its own `If-None-Match`.
+pub async fn get_with(
+    connector: &Connector,
+    to: &Target,
+    target: &str,
+    headers: &http::HeaderMap,
+    max: usize,
+) -> Result<Fetched, FetchError> {
+    request(connector, to, "GET", target, headers, max).await
 }
 
 /// `DELETE target` on the registry (the UI deletes a manifest by digest, after the same
@@ -68,7 +91,15 @@ pub async fn delete(
     target: &str,
     max: usize,
 ) -> Result<Fetched, FetchError> {
-    request(connector, to, "DELETE", target, None, max).await
+    request(
+        connector,
+        to,
+        "DELETE",
+        target,
+        &http::HeaderMap::new(),
+        max,
+    )
+    .await
 }
 
 async fn request(
@@ -76,7 +107,7 @@ async fn request(
     to: &Target,
     method: &str,
     target: &str,
-    accept: Option<&str>,
+    headers: &http::HeaderMap,
     max: usize,
 ) -> Result<Fetched, FetchError> {
     // The scope the registry must grant, read from the target the way `/v2` reads it.
@@ -95,14 +126,15 @@ async fn request(
         method,
         target,
         authorization.as_ref(),
-        accept,
+        headers,
         max,
     )
     .await
 }
 
 /// One request with exactly these headers (no credentials looked up): what [`get`] and the
-/// token client build on.
+/// token client build on. `headers` are appended as given (several values of one name stay
+/// several headers).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn raw(
     connector: &Connector,
@@ -111,7 +143,7 @@ pub(crate) async fn raw(
     method: &str,
     target: &str,
     authorization: Option<&http::HeaderValue>,
-    accept: Option<&str>,
+    headers: &http::HeaderMap,
     max: usize,
 ) -> Result<Fetched, FetchError> {
     let up = |e: pingora::BError| FetchError::Upstream(e.to_string());
@@ -123,8 +155,8 @@ pub(crate) async fn raw(
         req.insert_header("Authorization", authorization)
             .map_err(up)?;
     }
-    if let Some(accept) = accept {
-        req.insert_header("Accept", accept).map_err(up)?;
+    for (name, value) in headers {
+        req.append_header(name.clone(), value).map_err(up)?;
     }
     session
         .write_request_header(Box::new(req))

@@ -282,6 +282,18 @@ impl Upstreams {
         super::fetch::get(connector, &to, &target, accept, max).await
     }
 
+    /// [`Upstreams::get`] with any `headers` (see [`super::fetch::get_with`]).
+    pub async fn get_with(
+        &self,
+        connector: &Connector,
+        target: &str,
+        headers: &http::HeaderMap,
+        max: usize,
+    ) -> Result<Fetched, FetchError> {
+        let (to, target) = self.route("GET", target).ok_or(FetchError::NoRegistry)?;
+        super::fetch::get_with(connector, &to, &target, headers, max).await
+    }
+
     /// `DELETE target` on the registry that serves it.
     pub async fn delete(
         &self,

@@ -110,7 +110,7 @@ impl TokenClient {
             "GET",
             "/v2/",
             None,
-            None,
+            &http::HeaderMap::new(),
             64 * 1024,
         )
         .await
@@ -192,7 +192,7 @@ impl TokenClient {
             "GET",
             &target,
             Some(&self.basic),
-            Some("application/json"),
+            &json_accept(),
             MAX_ANSWER,
         )
         .await
@@ -274,6 +274,16 @@ fn parse_bearer(header: &str) -> Option<Challenge> {
         realm: realm?,
         service,
     })
+}
+
+/// `Accept: application/json`, what a token server answers in.
+fn json_accept() -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h
 }
 
 #[cfg(test)]
