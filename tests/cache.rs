@@ -493,6 +493,64 @@ fn with_tag_ttl_zero_every_read_by_tag_is_revalidated_with_the_registry() {
 }
 
 #[test]
+fn concurrent_reads_of_a_stale_tag_share_revalidations_asked_after_they_arrived() {
+    let upstream = Recorder::start();
+    let (proxy, admin) = proxy(&upstream.url(), Some("{tag_ttl: 0s}"));
+    let url = proxy.url("/v2/app/manifests/latest");
+    let admin_user = Some(("admin", "adminpw"));
+    assert_eq!(
+        get(&proxy.client(), &url, admin_user, "").text().unwrap(),
+        "{}"
+    );
+    assert_eq!(manifest_requests(&upstream), 1);
+
+    // The registry holds its answers: the first read's revalidation stays in flight.
+    upstream.close();
+    const N: usize = 8;
+    let clients: Vec<_> = (0..N)
+        .map(|_| {
+            let client = proxy.client();
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let r = get(&client, &url, admin_user, "");
+                (r.status().as_u16(), r.text().unwrap())
+            })
+        })
+        .collect();
+    wait_until("a revalidation upstream", Duration::from_secs(10), || {
+        manifest_requests(&upstream) == 2
+    });
+    wait_until("every client connected", Duration::from_secs(10), || {
+        metric(admin, "portcullis_client_connections") >= N as f64
+    });
+    // The others arrived while that question was out: none may take its answer (it was asked
+    // before they came), and none asks on its own; they wait for the next round.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(manifest_requests(&upstream), 2, "one question at a time");
+    let revalidations: Vec<String> = upstream
+        .seen()
+        .into_iter()
+        .filter(|h| h.contains("/manifests/"))
+        .skip(1)
+        .collect();
+    assert!(
+        revalidations.iter().all(|h| h
+            .to_ascii_lowercase()
+            .contains(&format!("if-none-match: {RECORDER_ETAG}"))),
+        "{revalidations:?}"
+    );
+    upstream.open();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), (200, "{}".to_string()));
+    }
+    // One round for the first arrival, one shared by everyone who came while it ran.
+    assert_eq!(manifest_requests(&upstream), 3);
+    assert_eq!(cache_metric(admin, "revalidated"), 2.0);
+    assert_eq!(cache_metric(admin, "coalesced"), (N - 2) as f64);
+    assert_eq!(cache_metric(admin, "hit"), 0.0);
+}
+
+#[test]
 fn without_cache_or_with_tag_ttl_zero_the_registry_is_asked_every_time() {
     let upstream = Recorder::start();
     // No `cache:` at all: every request reaches the registry, nothing is counted as cached.
@@ -511,8 +569,8 @@ fn without_cache_or_with_tag_ttl_zero_the_registry_is_asked_every_time() {
     for result in ["hit", "miss", "coalesced", "revalidated"] {
         assert_eq!(cache_metric(plain_admin, result), 0.0);
     }
-    // The default tag_ttl (0): tags are always asked for (this registry sends no Etag, so
-    // there is nothing to revalidate with and each read is a full one); digests are cached.
+    // The default tag_ttl (0): tags are always asked for (revalidated: the first read is a
+    // full one, the later ones conditional); digests are cached.
     let (cached, _) = proxy(&upstream.url(), Some("{}"));
     for _ in 0..3 {
         get(

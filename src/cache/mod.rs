@@ -20,6 +20,7 @@
 //! | [`entry`] | one stored answer, captured from the registry's answer as it streams |
 //! | [`generation`] | per-repository write generations |
 //! | [`flight`] | single-flight lookups and the leader's fill |
+//! | [`rounds`] | coalesced revalidation of answers by tag, never older than the request |
 //! | [`invalidations`] | announcing writes to other replicas, hearing theirs |
 
 pub mod entry;
@@ -27,6 +28,7 @@ pub mod flight;
 pub mod generation;
 pub mod invalidations;
 pub mod key;
+pub mod rounds;
 pub mod settings;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +61,18 @@ pub struct ManifestCache {
     invalidations: Arc<dyn Invalidations>,
     /// The cluster subscription is lost: nothing is served or stored.
     suspended: AtomicBool,
+    /// Revalidations in progress.
+    rounds: rounds::Rounds,
+}
+
+/// The registry's whole answer to a request portcullis made itself.
+pub struct Answer<'a> {
+    /// Its status.
+    pub status: http::StatusCode,
+    /// Its headers.
+    pub headers: &'a http::HeaderMap,
+    /// Its body.
+    pub body: &'a [u8],
 }
 
 /// How long an entry is kept. By digest: `digest_ttl`. By tag: as long as by digest (at least
@@ -107,6 +121,7 @@ impl ManifestCache {
             metrics,
             invalidations,
             suspended: AtomicBool::new(false),
+            rounds: rounds::Rounds::default(),
         }
     }
 
@@ -170,34 +185,88 @@ impl ManifestCache {
         found
     }
 
-    /// The registry answered the revalidation of `stale` (filed under `key`): `304` confirms
-    /// it (returned, to be served); a `200` that may be kept replaces it (returned); anything
-    /// else drops it (`None`: the request is forwarded as usual).
-    pub async fn revalidated(
+    /// Asks the registry whether `stale` (filed under `key`) still stands, sharing the question
+    /// with concurrent requests for the same key ([`rounds`]). `ask` sends the conditional
+    /// `GET` with the `If-None-Match` value it is given and returns the registry's answer
+    /// (`None`: it failed). The answer to serve, or `None` to forward the request; and what
+    /// the cache did, for the audit line.
+    pub async fn revalidate<F, Fut>(
         &self,
         key: Key,
         stale: Arc<Entry>,
-        status: http::StatusCode,
-        headers: &http::HeaderMap,
-        body: &[u8],
-    ) -> Option<Arc<Entry>> {
-        if status == http::StatusCode::NOT_MODIFIED {
+        ask: F,
+    ) -> (Option<Arc<Entry>>, CacheResult)
+    where
+        F: FnOnce(http::HeaderValue) -> Fut,
+        Fut: std::future::Future<Output = Option<(http::StatusCode, http::HeaderMap, Vec<u8>)>>,
+    {
+        let mut lead = match self.rounds.join(&key) {
+            rounds::Role::Follow(round) => {
+                let shared = tokio::time::timeout(flight::FOLLOW_WAIT, round.outcome()).await;
+                return match shared {
+                    Ok(Some(Some(entry))) => {
+                        self.metrics.cache_request(CacheResult::Coalesced);
+                        (Some(entry), CacheResult::Coalesced)
+                    }
+                    _ => {
+                        self.metrics.cache_request(CacheResult::Miss);
+                        (None, CacheResult::Miss)
+                    }
+                };
+            }
+            rounds::Role::Lead(lead) => lead,
+        };
+        lead.start().await;
+        // The round before may have replaced the answer (the tag moved): ask about the
+        // newest one.
+        let stale = self.entries.get(&key).await.unwrap_or(stale);
+        let answer = match stale.etag().cloned() {
+            Some(etag) => ask(etag).await,
+            None => None,
+        };
+        let (entry, result) = match &answer {
+            Some((status, headers, body)) => {
+                let answer = Answer {
+                    status: *status,
+                    headers,
+                    body,
+                };
+                self.revalidated(key, stale, answer).await
+            }
+            None => {
+                self.entries.invalidate(&key).await;
+                (None, CacheResult::Miss)
+            }
+        };
+        self.metrics.cache_request(result);
+        lead.finish(entry.clone());
+        (entry, result)
+    }
+
+    /// The registry answered the revalidation of `stale` (filed under `key`): `304` confirms
+    /// it; a `200` that may be kept replaces it; anything else drops it (`None`: the request
+    /// is forwarded and the client gets the registry's own answer).
+    async fn revalidated(
+        &self,
+        key: Key,
+        stale: Arc<Entry>,
+        answer: Answer<'_>,
+    ) -> (Option<Arc<Entry>>, CacheResult) {
+        if answer.status == http::StatusCode::NOT_MODIFIED {
             stale.confirm();
-            self.metrics.cache_request(CacheResult::Revalidated);
-            return Some(stale);
+            return (Some(stale), CacheResult::Revalidated);
         }
-        self.metrics.cache_request(CacheResult::Miss);
-        match Capture::whole(status, headers, body, self.max_entry) {
+        match Capture::whole(answer.status, answer.headers, answer.body, self.max_entry) {
             Ok(entry) => {
                 let entry = Arc::new(entry);
                 self.metrics.cache_bytes(i64::from(weight(&key, &entry)));
                 self.entries.insert(key, entry.clone()).await;
-                Some(entry)
+                (Some(entry), CacheResult::Miss)
             }
             Err(why) => {
                 tracing::debug!(%why, "manifest answer not cached");
                 self.entries.invalidate(&key).await;
-                None
+                (None, CacheResult::Miss)
             }
         }
     }
@@ -384,47 +453,39 @@ mod tests {
             panic!("a tag with tag_ttl 0 is never served unasked");
         };
         assert_eq!(stale.etag().unwrap(), "\"sha256:01\"");
+        // What the registry answers, and what it was asked with.
+        let reply = |status: u16, headers: http::HeaderMap, body: &'static [u8]| {
+            let asked = Arc::new(Mutex::new(None));
+            let seen = asked.clone();
+            let ask = move |etag: http::HeaderValue| {
+                *seen.lock().unwrap() = Some(etag);
+                let status = http::StatusCode::from_u16(status).unwrap();
+                async move { Some((status, headers, body.to_vec())) }
+            };
+            (ask, asked)
+        };
         // 304: the same answer, confirmed.
-        let served = c
-            .revalidated(
-                key(),
-                stale.clone(),
-                http::StatusCode::NOT_MODIFIED,
-                &http::HeaderMap::new(),
-                &[],
-            )
-            .await
-            .unwrap();
+        let (ask, asked) = reply(304, http::HeaderMap::new(), b"");
+        let (served, result) = c.revalidate(key(), stale.clone(), ask).await;
+        assert_eq!(asked.lock().unwrap().as_ref().unwrap(), "\"sha256:01\"");
+        assert_eq!(result, CacheResult::Revalidated);
+        let served = served.unwrap();
         assert!(Arc::ptr_eq(&served, &stale));
         assert!(served.fresh(Duration::from_secs(60)));
         // 200: the tag moved; the new answer replaces the old.
-        let moved = c
-            .revalidated(
-                key(),
-                stale,
-                http::StatusCode::OK,
-                &answer(Some("\"sha256:02\"")),
-                b"[]",
-            )
-            .await
-            .unwrap();
-        assert_eq!(moved.body().as_ref(), b"[]");
+        let (ask, _) = reply(200, answer(Some("\"sha256:02\"")), b"[]");
+        let (moved, result) = c.revalidate(key(), stale, ask).await;
+        assert_eq!(result, CacheResult::Miss);
+        assert_eq!(moved.unwrap().body().as_ref(), b"[]");
         let Lookup::Stale(now) = c.lookup(key()).await else {
             panic!("the new answer is stored");
         };
         assert_eq!(now.etag().unwrap(), "\"sha256:02\"");
         // Anything else (the tag is gone, the registry failed): dropped, the request forwarded.
-        assert!(c
-            .revalidated(
-                key(),
-                now,
-                http::StatusCode::NOT_FOUND,
-                &http::HeaderMap::new(),
-                b""
-            )
-            .await
-            .is_none());
+        let (ask, _) = reply(404, http::HeaderMap::new(), b"");
+        assert!(c.revalidate(key(), now, ask).await.0.is_none());
         assert!(c.entries.get(&key()).await.is_none());
+        assert_eq!(c.rounds.open(), 0);
     }
 
     #[tokio::test]

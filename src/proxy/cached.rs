@@ -59,31 +59,21 @@ impl Portcullis {
                 Some(entry)
             }
             Lookup::Stale(stale) => {
-                let Some(etag) = stale.etag().cloned() else {
-                    return Ok(false);
+                let ask = |etag| async {
+                    match self
+                        .ask_registry(session, repository, reference, Some(etag))
+                        .await
+                    {
+                        Ok(a) => Some((a.status(), a.headers, a.body)),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "manifest revalidation failed");
+                            None
+                        }
+                    }
                 };
-                let answer = self.ask_registry(session, repository, reference, Some(etag));
-                match answer.await {
-                    Ok(a) => {
-                        let entry = cache
-                            .revalidated(key, stale, a.status(), &a.headers, &a.body)
-                            .await;
-                        ctx.cache.result = match &entry {
-                            Some(_) if a.status == 304 => "revalidated",
-                            _ => "miss",
-                        };
-                        entry
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "manifest revalidation failed");
-                        let failed = http::StatusCode::BAD_GATEWAY;
-                        cache
-                            .revalidated(key, stale, failed, &http::HeaderMap::new(), &[])
-                            .await;
-                        ctx.cache.result = "miss";
-                        None
-                    }
-                }
+                let (entry, result) = cache.revalidate(key, stale, ask).await;
+                ctx.cache.result = result.as_str();
+                entry
             }
             Lookup::Lead(fill) if get => {
                 // Proxied as usual; its answer fills the cache as it streams through.

@@ -463,8 +463,14 @@ impl Proxy {
     }
 }
 
-/// A listener that records every request it receives and answers 200 `{}`: used where a
-/// test must prove that something never reached the upstream, or what headers did.
+/// The `Etag` a [`Recorder`] answers with (the digest of `{}`); asked with it in
+/// `If-None-Match`, it answers `304 Not Modified`, as distribution does for a manifest.
+pub const RECORDER_ETAG: &str =
+    "\"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"";
+
+/// A listener that records every request it receives and answers 200 `{}` (or 304 to its own
+/// Etag): used where a test must prove that something never reached the upstream, or what
+/// headers did.
 pub struct Recorder {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<String>>>,
@@ -490,6 +496,11 @@ impl Recorder {
     pub fn open(&self) {
         *self.gate.0.lock().unwrap() = true;
         self.gate.1.notify_all();
+    }
+
+    /// Holds answers again from now on, until the next [`Recorder::open`].
+    pub fn close(&self) {
+        *self.gate.0.lock().unwrap() = false;
     }
 
     fn start_with(gate: Arc<(Mutex<bool>, std::sync::Condvar)>) -> Recorder {
@@ -520,6 +531,10 @@ impl Recorder {
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end);
                         let head_only = head.starts_with("HEAD ");
+                        let unchanged = head.lines().any(|l| {
+                            l.to_ascii_lowercase().starts_with("if-none-match:")
+                                && l.contains(RECORDER_ETAG)
+                        });
                         seen.lock().unwrap().push(head);
                         let (open, opened) = &*gate;
                         let mut is_open = open.lock().unwrap();
@@ -530,10 +545,12 @@ impl Recorder {
                         // A HEAD answer has the GET answer's headers and no body.
                         let body = "{}";
                         let resp = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: {}\r\n\r\n{body}",
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDocker-Distribution-API-Version: registry/2.0\r\nEtag: {RECORDER_ETAG}\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
                         );
-                        let resp = if head_only {
+                        let resp = if unchanged {
+                            format!("HTTP/1.1 304 Not Modified\r\nEtag: {RECORDER_ETAG}\r\n\r\n")
+                        } else if head_only {
                             resp.trim_end_matches(body).to_string()
                         } else {
                             resp
