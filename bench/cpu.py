@@ -116,7 +116,7 @@ def main():
         for name, (port, p) in proxies.items():
             perf = None
             if (args.perf or args.strace) and rnd == args.rounds - 1 and name == binaries[0][0]:
-                argv = (["perf", "record", "-g", "-o", args.perf] if args.perf else
+                argv = (["perf", "record", "--call-graph", os.environ.get("PERF_CALLGRAPH", "fp"), "-o", args.perf] if args.perf else
                         ["strace", "-f", "-c", "-o", args.strace])
                 perf = subprocess.Popen(argv + ["-p", str(p.pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

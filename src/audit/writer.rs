@@ -1,5 +1,6 @@
 //! The audit log's writer: lines are handed to one thread through a bounded queue and written
-//! to stdout in batches, so a request never waits on the log's pipe or disk. When the queue is
+//! to stdout in batches every few milliseconds, so a request never waits on the log's pipe or
+//! disk, nor pays for waking the writer. When the queue is
 //! full (the reader of stdout is slower than the traffic), a line is dropped and counted —
 //! `portcullis_audit_lines_dropped_total` — rather than stalling requests.
 //!
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 /// Lines waiting to be written, at most.
 pub const QUEUE: usize = 8192;
@@ -19,10 +20,11 @@ pub const QUEUE: usize = 8192;
 const POOL: usize = 256;
 /// Buffers that grew past this are not reused (a very long path made them large).
 const POOL_BUFFER_MAX: usize = 16 * 1024;
-/// After the first line of a batch, how long the writer lets more lines gather before it
-/// writes: one wake-up and one `write` per few milliseconds of traffic instead of one per
-/// request (measured: a wake-up per line cost more CPU than the line itself).
-const GATHER: Duration = Duration::from_millis(5);
+/// How often the writer wakes to write what was queued. Requests never wake it: a wake-up
+/// per line (a futex call on the request's thread and a context switch) cost more CPU than
+/// the line itself, so the writer looks at the queue on its own schedule instead: one write
+/// per tick at most, and a line reaches stdout at most this late.
+const TICK: Duration = Duration::from_millis(20);
 
 /// Where audit lines go: a queue to the writer thread.
 pub struct Writer {
@@ -103,35 +105,32 @@ fn write_loop(
 ) {
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
-        crossbeam_channel::select! {
-            recv(lines) -> line => {
-                let Ok(line) = line else { return };
-                batch.extend_from_slice(&line);
-                recycle(&pool, line);
-                std::thread::sleep(GATHER);
-                // Whatever else is queued goes in the same write.
-                while batch.len() < 256 * 1024 {
-                    match lines.try_recv() {
-                        Ok(line) => {
-                            batch.extend_from_slice(&line);
-                            recycle(&pool, line);
-                        }
-                        Err(_) => break,
+        // Sleeps a tick, or less when asked to flush (at shutdown).
+        let flush = match flushes.recv_timeout(TICK) {
+            Ok(done) => Some(done),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Everything queued goes out, in writes of at most 256 KiB.
+        loop {
+            while batch.len() < 256 * 1024 {
+                match lines.try_recv() {
+                    Ok(line) => {
+                        batch.extend_from_slice(&line);
+                        recycle(&pool, line);
                     }
+                    Err(_) => break,
                 }
-                // A failing stdout (closed pipe) loses lines; nothing better to do with them.
-                let _ = out.write_all(&batch).and_then(|()| out.flush());
-                batch.clear();
             }
-            recv(flushes) -> done => {
-                let Ok(done) = done else { return };
-                while let Ok(line) = lines.try_recv() {
-                    batch.extend_from_slice(&line);
-                }
-                let _ = out.write_all(&batch).and_then(|()| out.flush());
-                batch.clear();
-                let _ = done.send(());
+            if batch.is_empty() {
+                break;
             }
+            // A failing stdout (closed pipe) loses lines; nothing better to do with them.
+            let _ = out.write_all(&batch).and_then(|()| out.flush());
+            batch.clear();
+        }
+        if let Some(done) = flush {
+            let _ = done.send(());
         }
     }
 }

@@ -186,31 +186,35 @@ impl Portcullis {
         upstream.set_uri(uri);
 
         // Whatever `Connection` names is hop-by-hop too (except what frames the body), and so
-        // is every `Proxy-*` header: they address a proxy, never the registry.
+        // is every `Proxy-*` header: they address a proxy, never the registry. One pass over
+        // the headers the client sent (a handful) finds everything to remove; the client's
+        // `Content-Type` goes too (set again below where one belongs).
         let named: Vec<String> = upstream
             .headers
-            .get_all("connection")
+            .get_all(http::header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(|t| t.trim().to_ascii_lowercase())
             .filter(|t| !t.is_empty() && !FRAMING.contains(&t.as_str()))
-            .chain(
-                upstream
-                    .headers
-                    .keys()
-                    .filter(|k| k.as_str().starts_with("proxy-"))
-                    .map(|k| k.as_str().to_owned()),
-            )
             .collect();
-        for name in named {
-            upstream.remove_header(&name);
-        }
-        for name in SPOOFABLE_HEADERS.iter().chain(HOP_BY_HOP) {
-            upstream.remove_header(*name);
+        let doomed: Vec<http::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|k| {
+                let k = k.as_str();
+                k == "content-type"
+                    || k.starts_with("proxy-")
+                    || SPOOFABLE_HEADERS.contains(&k)
+                    || HOP_BY_HOP.contains(&k)
+                    || named.iter().any(|n| n == k)
+            })
+            .cloned()
+            .collect();
+        for name in &doomed {
+            upstream.remove_header(name);
         }
 
-        upstream.remove_header("content-type");
         match (parsed.route.endpoint(), &ctx.media_type) {
             (Endpoint::UploadStart | Endpoint::Upload, _) => {
                 upstream.insert_header("Content-Type", UPLOAD_CONTENT_TYPE)?;
