@@ -7,6 +7,7 @@ auth, N requests; the proxy's utime+stime (/proc/PID/stat) before and after, div
     python3 bench/cpu.py --perf perf.data        # also `perf record -g` the first binary's loop
     python3 bench/cpu.py --strace counts.txt     # or count its system calls (strace -c)
     python3 bench/cpu.py --cache '{tag_ttl: 5s}' # with cache.manifests (hits by tag)
+    python3 bench/cpu.py --nginx                 # nginx as a plain proxy too, in the same rounds
 
 Each binary is measured `--rounds` times, interleaved, and the median is reported; the client
 (this script) and the registry run on the same machine, so on a busy machine read the numbers
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--by", choices=["tag", "digest"], default="tag")
     ap.add_argument("--cache", default="", help="cache.manifests YAML, e.g. '{tag_ttl: 5s}'")
+    ap.add_argument("--nginx", action="store_true",
+                    help="also measure nginx as a plain proxy (no auth), interleaved")
     ap.add_argument("--perf", metavar="FILE", help="perf record -g the first binary's last round")
     ap.add_argument("--strace", metavar="FILE",
                     help="strace -c (syscall counts) of the first binary's last round instead")
@@ -108,6 +111,11 @@ def main():
 
     proxies = {name: start_proxy(work, f"proxy-{name}", path_, registry, users, args.cache)
                for name, path_ in binaries}
+    nginx_pids = {}
+    if args.nginx:
+        plain, _, ngx = bench.start_nginx(work, registry, bench.htpasswd(work))
+        proxies["nginx"] = (plain, ngx)
+        nginx_pids["nginx"] = [ngx.pid] + bench.children(ngx.pid)
     for port, _ in proxies.values():
         loop(port, path, 200)  # warm: login cache, connection pool
     per_request = {name: [] for name in proxies}
@@ -121,18 +129,19 @@ def main():
                 perf = subprocess.Popen(argv + ["-p", str(p.pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
-            c0, r0 = bench.cpu_seconds([p.pid]), bench.cpu_seconds([reg_p.pid])
+            pids = nginx_pids.get(name, [p.pid])
+            c0, r0 = bench.cpu_seconds(pids), bench.cpu_seconds([reg_p.pid])
             wall = loop(port, path, args.requests)
-            c1, r1 = bench.cpu_seconds([p.pid]), bench.cpu_seconds([reg_p.pid])
+            c1, r1 = bench.cpu_seconds(pids), bench.cpu_seconds([reg_p.pid])
             if perf:
                 perf.send_signal(2)
                 perf.wait()
             us = (c1 - c0) / args.requests * 1e6
             per_request[name].append(us)
             registry_cpu[name].append((r1 - r0) / args.requests * 1e6)
-            bench.log(f"round {rnd + 1} {name}: {us:.1f} µs CPU/request in portcullis, "
+            bench.log(f"round {rnd + 1} {name}: {us:.1f} µs CPU/request in the proxy, "
                       f"{args.requests / wall:.0f} req/s")
-    print(f"| binary | portcullis CPU µs/request (median of {args.rounds}) | all rounds | "
+    print(f"| proxy | its CPU µs/request (median of {args.rounds}) | all rounds | "
           f"registry CPU µs/request |")
     print("|---|---:|---|---:|")
     for name in proxies:

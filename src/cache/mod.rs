@@ -11,7 +11,10 @@
 //!   on ([`generation`]) on the way in and again before its answer reaches the client, so no
 //!   answer fetched before or during the write is found afterwards — not even one whose fill
 //!   was still in flight — and the other replicas are told ([`invalidations`]);
-//! - concurrent misses make one registry request ([`flight`]).
+//! - concurrent misses make one registry request ([`flight`]);
+//! - an answer by tag older than `tag_ttl` is revalidated, never served unasked: a conditional
+//!   `GET` (`If-None-Match` with its `Etag`) that concurrent requests share only when it was
+//!   sent after they arrived ([`rounds`]).
 //!
 //! | file | job |
 //! |---|---|

@@ -18,8 +18,10 @@ pub struct Manifests {
     /// How long an answer fetched by digest is reused. The content behind a digest never
     /// changes; only a delete that bypasses portcullis can make such an answer stale.
     pub digest_ttl: Duration,
-    /// How long an answer fetched by tag is reused; zero (the default) asks the registry every
-    /// time, because a tag moved by a push that bypasses portcullis is invisible to us.
+    /// How long an answer fetched by tag is served without asking the registry; after it —
+    /// on every read with zero, the default — the registry is asked whether the tag still
+    /// names the same manifest (`If-None-Match`), because a tag moved by a push that bypasses
+    /// portcullis is invisible to us.
     pub tag_ttl: Duration,
 }
 

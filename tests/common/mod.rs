@@ -387,6 +387,18 @@ impl Proxy {
                 .map(|r| r.status() == 401)
                 .unwrap_or(false)
         });
+        // The admin listener is a service of its own, bound on its own thread: the proxy
+        // answering says nothing about it. Tests read metrics right away, so wait for it too.
+        let config = std::fs::read_to_string(proxy.dir.path().join("proxy.yaml")).unwrap();
+        if let Some(admin) = config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("admin_listen:"))
+        {
+            let metrics = format!("http://{}/metrics", admin.trim());
+            wait_until("the admin listener", Duration::from_secs(20), || {
+                reqwest::blocking::get(&metrics).is_ok()
+            });
+        }
         proxy
     }
 
