@@ -366,6 +366,9 @@ pub struct HeaderDeadline {
     timeout: Duration,
     phase: Phase,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The timer counts for the header being read now (else it is left over from an earlier
+    /// one and means nothing).
+    armed: bool,
     max_target: usize,
     line: Line,
     refusal: Option<Refusal>,
@@ -387,6 +390,7 @@ impl HeaderDeadline {
             timeout,
             phase: Phase::Header { matched: 0 },
             timer: None,
+            armed: false,
             max_target: MAX_TARGET,
             line: Line::Method,
             refusal: None,
@@ -401,6 +405,7 @@ impl HeaderDeadline {
                 missing: H2_PREFACE_LEN,
             },
             timer: Some(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
+            armed: true,
             ..HeaderDeadline::new(inner, timeout)
         }
     }
@@ -487,7 +492,7 @@ impl AsyncRead for HeaderDeadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if let Some(timer) = this.timer.as_mut() {
+        if let (true, Some(timer)) = (this.armed, this.timer.as_mut()) {
             if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -508,13 +513,18 @@ impl AsyncRead for HeaderDeadline {
             };
             if this.phase == Phase::Done {
                 this.timer = None;
+                this.armed = false;
             }
             return result;
         }
-        if let Poll::Ready(Ok(())) = result {
-            let new = buf.filled()[before..].to_vec();
-            if !new.is_empty() && matches!(this.phase, Phase::Header { .. }) {
-                match this.line.scan(&new, this.max_target) {
+        if let (Poll::Ready(Ok(())), Phase::Header { .. }) = (&result, this.phase) {
+            // Only header bytes are looked at (borrowed, not copied): a body streams through.
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                let read = new.len();
+                let scanned = this.line.scan(new, this.max_target);
+                let phase = scan(this.phase, new);
+                match scanned {
                     Ok(line) => this.line = line,
                     Err(()) => {
                         // Pingora must not see this request: hide what was read, answer here.
@@ -523,23 +533,25 @@ impl AsyncRead for HeaderDeadline {
                             limit = this.max_target,
                             "request target longer than limits.max_uri_length: answered 414"
                         );
-                        this.refusal = Some(Refusal::Draining {
-                            phase: scan(this.phase, &new),
-                            read: new.len(),
-                        });
+                        this.refusal = Some(Refusal::Draining { phase, read });
                         return this.poll_refusal(cx);
                     }
                 }
-                if this.timer.is_none() {
-                    let mut timer =
-                        Box::pin(tokio::time::sleep_until(Instant::now() + this.timeout));
+                if !this.armed {
+                    // The header's first bytes: its deadline starts now. One timer per
+                    // connection, moved for each request (no allocation per request).
+                    let deadline = Instant::now() + this.timeout;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    timer.as_mut().reset(deadline);
                     // Register the waker so the deadline fires even if no more bytes come.
                     let _ = timer.as_mut().poll(cx);
-                    this.timer = Some(timer);
+                    this.armed = true;
                 }
-                this.phase = scan(this.phase, &new);
+                this.phase = phase;
                 if this.phase == Phase::Rest {
-                    this.timer = None;
+                    this.armed = false;
                 }
             }
         }

@@ -121,6 +121,47 @@ fn a_slow_header_is_cut_off_and_an_idle_connection_closed() {
     assert!(closed_after < Duration::from_secs(4), "{closed_after:?}");
     assert!(recorder.seen().is_empty());
 
+    // The same on the second request of a kept-alive connection (the deadline is re-armed
+    // for every request's header, not only the first).
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\n{AUTH}\r\n", proxy.host()).as_bytes())
+        .unwrap();
+    let mut first = Vec::new();
+    let mut chunk = [0u8; 1024];
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while !first.ends_with(b"\r\n\r\n{}") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&chunk[..n]);
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
+    let mut cut_off = false;
+    for b in request.as_bytes() {
+        if s.write_all(&[*b]).is_err() {
+            cut_off = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    if !cut_off {
+        let (rest, closed) = read_until_closed(&mut s, Duration::from_secs(1));
+        assert!(closed, "the slow second header was not cut off: {rest}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        recorder.seen().len(),
+        1,
+        "only the first request was forwarded"
+    );
+
     // A keep-alive connection left idle is closed after idle_timeout.
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\n{AUTH}\r\n", proxy.host()).as_bytes())
