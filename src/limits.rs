@@ -366,9 +366,6 @@ pub struct HeaderDeadline {
     timeout: Duration,
     phase: Phase,
     timer: Option<Pin<Box<Sleep>>>,
-    /// The timer counts for the header being read now (else it is left over from an earlier
-    /// one and means nothing).
-    armed: bool,
     max_target: usize,
     line: Line,
     refusal: Option<Refusal>,
@@ -390,7 +387,6 @@ impl HeaderDeadline {
             timeout,
             phase: Phase::Header { matched: 0 },
             timer: None,
-            armed: false,
             max_target: MAX_TARGET,
             line: Line::Method,
             refusal: None,
@@ -405,7 +401,6 @@ impl HeaderDeadline {
                 missing: H2_PREFACE_LEN,
             },
             timer: Some(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
-            armed: true,
             ..HeaderDeadline::new(inner, timeout)
         }
     }
@@ -492,7 +487,7 @@ impl AsyncRead for HeaderDeadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if let (true, Some(timer)) = (this.armed, this.timer.as_mut()) {
+        if let Some(timer) = this.timer.as_mut() {
             if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -513,18 +508,14 @@ impl AsyncRead for HeaderDeadline {
             };
             if this.phase == Phase::Done {
                 this.timer = None;
-                this.armed = false;
             }
             return result;
         }
+        // Only header bytes are looked at: a body streams through uncopied.
         if let (Poll::Ready(Ok(())), Phase::Header { .. }) = (&result, this.phase) {
-            // Only header bytes are looked at (borrowed, not copied): a body streams through.
-            let new = &buf.filled()[before..];
+            let new = buf.filled()[before..].to_vec();
             if !new.is_empty() {
-                let read = new.len();
-                let scanned = this.line.scan(new, this.max_target);
-                let phase = scan(this.phase, new);
-                match scanned {
+                match this.line.scan(&new, this.max_target) {
                     Ok(line) => this.line = line,
                     Err(()) => {
                         // Pingora must not see this request: hide what was read, answer here.
@@ -533,25 +524,23 @@ impl AsyncRead for HeaderDeadline {
                             limit = this.max_target,
                             "request target longer than limits.max_uri_length: answered 414"
                         );
-                        this.refusal = Some(Refusal::Draining { phase, read });
+                        this.refusal = Some(Refusal::Draining {
+                            phase: scan(this.phase, &new),
+                            read: new.len(),
+                        });
                         return this.poll_refusal(cx);
                     }
                 }
-                if !this.armed {
-                    // The header's first bytes: its deadline starts now. One timer per
-                    // connection, moved for each request (no allocation per request).
-                    let deadline = Instant::now() + this.timeout;
-                    let timer = this
-                        .timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    timer.as_mut().reset(deadline);
+                if this.timer.is_none() {
+                    let mut timer =
+                        Box::pin(tokio::time::sleep_until(Instant::now() + this.timeout));
                     // Register the waker so the deadline fires even if no more bytes come.
                     let _ = timer.as_mut().poll(cx);
-                    this.armed = true;
+                    this.timer = Some(timer);
                 }
-                this.phase = phase;
+                this.phase = scan(this.phase, &new);
                 if this.phase == Phase::Rest {
-                    this.armed = false;
+                    this.timer = None;
                 }
             }
         }
