@@ -13,12 +13,6 @@ use portcullis::config::Config;
 use portcullis::diagnostic::Diagnostics;
 use portcullis::state::State;
 
-/// mimalloc instead of glibc's malloc: a proxied request makes a few hundred small, short-lived
-/// allocations across Pingora, `http` and tokio, and measured on the manifest benchmark this
-/// cut portcullis's CPU per request (see docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// An authenticating, authorizing reverse proxy for container registries.
 #[derive(Parser)]
 #[command(version, about)]

@@ -52,7 +52,7 @@ use generation::Generations;
 
 /// The largest answer kept: the registry's own manifest limit (4 MiB), and at most a
 /// sixteenth of the memory bound so one answer cannot crowd out the rest.
-const MAX_MANIFEST: usize = 4 << 20;
+pub const MAX_MANIFEST: usize = 4 << 20;
 
 /// The manifest cache of one process (shared by all its threads and kept across reloads).
 pub struct ManifestCache {
@@ -69,13 +69,10 @@ pub struct ManifestCache {
 }
 
 /// The registry's whole answer to a request portcullis made itself.
-pub struct Answer<'a> {
-    /// Its status.
-    pub status: http::StatusCode,
-    /// Its headers.
-    pub headers: &'a http::HeaderMap,
-    /// Its body.
-    pub body: &'a [u8],
+struct Answer<'a> {
+    status: http::StatusCode,
+    headers: &'a http::HeaderMap,
+    body: &'a [u8],
 }
 
 /// How long an entry is kept. By digest: `digest_ttl`. By tag: as long as by digest (at least
@@ -176,7 +173,7 @@ impl ManifestCache {
             Lookup::Hit(_, Coalesced(false)) => self.metrics.cache_request(CacheResult::Hit),
             Lookup::Hit(_, Coalesced(true)) => self.metrics.cache_request(CacheResult::Coalesced),
             Lookup::Lead(_) | Lookup::Pass => self.metrics.cache_request(CacheResult::Miss),
-            // Counted when the registry has answered ([`ManifestCache::revalidated`]).
+            // Counted when the registry has answered ([`ManifestCache::revalidate`]).
             Lookup::Stale(_) => {}
         }
         if matches!(found, Lookup::Lead(_))
@@ -219,7 +216,7 @@ impl ManifestCache {
             }
             rounds::Role::Lead(lead) => lead,
         };
-        lead.start().await;
+        lead.start(flight::FOLLOW_WAIT).await;
         // The round before may have replaced the answer (the tag moved): ask about the
         // newest one.
         let stale = self.entries.get(&key).await.unwrap_or(stale);

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -108,11 +109,12 @@ impl Rounds {
 }
 
 impl Lead {
-    /// Waits until the round before this one (if any) has its answer; from then on this
-    /// round is the running one and takes no more followers.
-    pub async fn start(&mut self) {
+    /// Waits until the round before this one (if any) has its answer, or `at_most` (a stuck
+    /// registry request must not hold this one); from then on this round is the running one
+    /// and takes no more followers.
+    pub async fn start(&mut self, at_most: Duration) {
         if let Some(after) = self.after.take() {
-            after.outcome().await;
+            let _ = tokio::time::timeout(at_most, after.outcome()).await;
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(slot) = slots.get_mut(&self.key) {
                 if slot
@@ -192,7 +194,7 @@ mod tests {
             panic!("the next arrival joins the waiting round");
         };
         let started = tokio::spawn(async move {
-            second.start().await;
+            second.start(Duration::from_secs(10)).await;
             second
         });
         tokio::task::yield_now().await;
@@ -207,6 +209,21 @@ mod tests {
         second.finish(None);
         assert!(matches!(third.outcome().await, Some(None)));
         assert_eq!(rounds.open(), 0, "every slot is cleaned up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_round_holds_the_next_one_only_so_long() {
+        let rounds = Rounds::default();
+        let Role::Lead(_stuck) = rounds.join(&key()) else {
+            panic!("the first request leads");
+        };
+        let Role::Lead(mut next) = rounds.join(&key()) else {
+            panic!("opens the next round");
+        };
+        next.start(Duration::from_secs(10)).await;
+        // It runs now: later arrivals open a round of their own rather than join one whose
+        // question is already out.
+        assert!(matches!(rounds.join(&key()), Role::Lead(_)));
     }
 
     #[tokio::test]

@@ -6,9 +6,6 @@ use super::*;
 use crate::cache::{Coalesced, Fill, Lookup};
 use crate::upstream::fetch::{FetchError, Fetched};
 
-/// The largest manifest portcullis reads itself: the registry's own limit.
-const MAX_MANIFEST_FETCH: usize = 4 << 20;
-
 /// What the cache did for one request.
 #[derive(Default)]
 pub(super) struct CacheCtx {
@@ -130,7 +127,7 @@ impl Portcullis {
         }
         let target = format!("/v2/{repository}/manifests/{reference}");
         self.upstreams
-            .get_with(&self.fetcher, &target, &headers, MAX_MANIFEST_FETCH)
+            .get_with(&self.fetcher, &target, &headers, crate::cache::MAX_MANIFEST)
             .await
     }
 
