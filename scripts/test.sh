@@ -68,6 +68,14 @@ set +e
 cargo test --all-targets "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# Every doc comment's links resolve (the docs are read with private items: module maps link to
+# their private parts).
+set +e
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --quiet
+docs=$?
+set -e
+[ "$docs" -eq 0 ] || echo "cargo doc: broken doc links (above)"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, g }' "$log"
-exit "$status"
+[ "$status" -ne 0 ] && exit "$status"
+exit "$docs"

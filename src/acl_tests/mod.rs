@@ -18,7 +18,7 @@
 //! | module | job |
 //! |---|---|
 //! | this file | the case format and loading it, every error at file:line:column |
-//! | [`run`] | deciding each case with the proxy's own matcher, and the report |
+//! | [`run`](mod@run) | deciding each case with the proxy's own matcher, and the report |
 //! | [`junit`] | the report as JUnit XML for CI systems |
 
 pub mod junit;

@@ -1,5 +1,5 @@
 //! The audit log: one JSON line per request (fields in `docs/operations.md`, "The audit
-//! line"), formatted by [`line`] into a reused buffer and written off the request path by
+//! line"), formatted by [`line`](mod@line) into a reused buffer and written off the request path by
 //! [`writer`].
 //!
 //! `serve` with JSON logs installs the writer ([`install`]); without it (text logs, tests that
