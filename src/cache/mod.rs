@@ -151,8 +151,8 @@ impl ManifestCache {
     /// Looks `key` up for an authorized `GET` or `HEAD`. A fresh answer is a hit; an answer by
     /// tag older than `tag_ttl` is [`Lookup::Stale`]; a miss leads or joins one registry
     /// request ([`flight`]).
-    pub async fn lookup(&self, key: Key) -> Lookup {
-        let found = match self.entries.get(&key).await {
+    pub async fn lookup(&self, key: &Key) -> Lookup {
+        let found = match self.entries.get(key).await {
             Some(entry) if key.by_digest() || entry.fresh(self.settings.tag_ttl) => {
                 Lookup::Hit(entry, Coalesced(false))
             }
@@ -160,10 +160,11 @@ impl ManifestCache {
             stored => {
                 if stored.is_some() {
                     // Nothing to revalidate with: fetch it again.
-                    self.entries.invalidate(&key).await;
+                    self.entries.invalidate(key).await;
                 }
                 let metrics = self.metrics.clone();
-                flight::lookup(&self.entries, key, self.max_entry, move |k, e| {
+                // Only a miss needs a key of its own (filed by the flight's task).
+                flight::lookup(&self.entries, key.clone(), self.max_entry, move |k, e| {
                     metrics.cache_bytes(i64::from(weight(k, e)));
                 })
                 .await
@@ -216,10 +217,13 @@ impl ManifestCache {
             }
             rounds::Role::Lead(lead) => lead,
         };
-        lead.start(flight::FOLLOW_WAIT).await;
-        // The round before may have replaced the answer (the tag moved): ask about the
-        // newest one.
-        let stale = self.entries.get(&key).await.unwrap_or(stale);
+        let stale = if lead.start(flight::FOLLOW_WAIT).await {
+            // The round before may have replaced the answer (the tag moved): ask about the
+            // newest one.
+            self.entries.get(&key).await.unwrap_or(stale)
+        } else {
+            stale
+        };
         let answer = match stale.etag().cloned() {
             Some(etag) => ask(etag).await,
             None => None,
@@ -360,7 +364,7 @@ mod tests {
         let key = c
             .key(repository, "sha256:00", &http::HeaderMap::new())
             .unwrap();
-        let Lookup::Lead(mut fill) = c.lookup(key).await else {
+        let Lookup::Lead(mut fill) = c.lookup(&key).await else {
             panic!("an empty cache leads");
         };
         let mut resp = ResponseHeader::build(200, None).unwrap();
@@ -439,7 +443,7 @@ mod tests {
     async fn a_tag_older_than_tag_ttl_is_revalidated_not_served() {
         let c = cache(Arc::new(Spy::default()));
         let key = || c.key("a", "latest", &http::HeaderMap::new()).unwrap();
-        let Lookup::Lead(fill) = c.lookup(key()).await else {
+        let Lookup::Lead(fill) = c.lookup(&key()).await else {
             panic!("an empty cache leads");
         };
         fill.whole(http::StatusCode::OK, &answer(Some("\"sha256:01\"")), b"{}")
@@ -449,7 +453,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         // tag_ttl is 0: the stored answer is stale at once and offered for revalidation.
-        let Lookup::Stale(stale) = c.lookup(key()).await else {
+        let Lookup::Stale(stale) = c.lookup(&key()).await else {
             panic!("a tag with tag_ttl 0 is never served unasked");
         };
         assert_eq!(stale.etag().unwrap(), "\"sha256:01\"");
@@ -477,7 +481,7 @@ mod tests {
         let (moved, result) = c.revalidate(key(), stale, ask).await;
         assert_eq!(result, CacheResult::Miss);
         assert_eq!(moved.unwrap().body().as_ref(), b"[]");
-        let Lookup::Stale(now) = c.lookup(key()).await else {
+        let Lookup::Stale(now) = c.lookup(&key()).await else {
             panic!("the new answer is stored");
         };
         assert_eq!(now.etag().unwrap(), "\"sha256:02\"");
@@ -490,27 +494,37 @@ mod tests {
 
     #[tokio::test]
     async fn a_tag_within_tag_ttl_is_a_hit_and_one_without_etag_is_fetched_again() {
-        let c = ManifestCache::new(
-            Manifests {
-                max_memory: 1 << 20,
-                digest_ttl: Duration::from_secs(600),
-                tag_ttl: Duration::from_secs(600),
-            },
-            Arc::new(Metrics::new()),
-            Arc::new(Spy::default()),
-        );
-        let key = |tag: &str| c.key("a", tag, &http::HeaderMap::new()).unwrap();
-        for (tag, etag) in [("v1", Some("\"sha256:01\"")), ("v2", None)] {
-            let Lookup::Lead(fill) = c.lookup(key(tag)).await else {
-                panic!("an empty cache leads");
-            };
-            fill.whole(http::StatusCode::OK, &answer(etag), b"{}")
-                .unwrap();
-            while c.entries.get(&key(tag)).await.is_none() {
-                tokio::task::yield_now().await;
+        for (tag_ttl, fresh) in [(600, true), (0, false)] {
+            let c = ManifestCache::new(
+                Manifests {
+                    max_memory: 1 << 20,
+                    digest_ttl: Duration::from_secs(600),
+                    tag_ttl: Duration::from_secs(tag_ttl),
+                },
+                Arc::new(Metrics::new()),
+                Arc::new(Spy::default()),
+            );
+            let key = |tag: &str| c.key("a", tag, &http::HeaderMap::new()).unwrap();
+            for (tag, etag) in [("v1", Some("\"sha256:01\"")), ("v2", None)] {
+                let Lookup::Lead(fill) = c.lookup(&key(tag)).await else {
+                    panic!("an empty cache leads");
+                };
+                fill.whole(http::StatusCode::OK, &answer(etag), b"{}")
+                    .unwrap();
+                while c.entries.get(&key(tag)).await.is_none() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            if fresh {
+                // Within tag_ttl both are served unasked.
+                assert!(matches!(c.lookup(&key("v1")).await, Lookup::Hit(..)));
+                assert!(matches!(c.lookup(&key("v2")).await, Lookup::Hit(..)));
+            } else {
+                // Past it: one with an Etag is revalidated; one without has nothing to
+                // revalidate with, so it is dropped and this request leads a fresh fetch.
+                assert!(matches!(c.lookup(&key("v1")).await, Lookup::Stale(_)));
+                assert!(matches!(c.lookup(&key("v2")).await, Lookup::Lead(_)));
             }
         }
-        assert!(matches!(c.lookup(key("v1")).await, Lookup::Hit(..)));
-        assert!(matches!(c.lookup(key("v2")).await, Lookup::Hit(..)));
     }
 }

@@ -111,22 +111,25 @@ impl Rounds {
 impl Lead {
     /// Waits until the round before this one (if any) has its answer, or `at_most` (a stuck
     /// registry request must not hold this one); from then on this round is the running one
-    /// and takes no more followers.
-    pub async fn start(&mut self, at_most: Duration) {
-        if let Some(after) = self.after.take() {
-            let _ = tokio::time::timeout(at_most, after.outcome()).await;
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(slot) = slots.get_mut(&self.key) {
-                if slot
-                    .waiting
-                    .as_ref()
-                    .is_some_and(|w| Arc::ptr_eq(w, &self.round))
-                {
-                    slot.waiting = None;
-                }
-                slot.running = Some(self.round.clone());
+    /// and takes no more followers. True when there was a round before to wait for (it may
+    /// have changed what is stored).
+    pub async fn start(&mut self, at_most: Duration) -> bool {
+        let Some(after) = self.after.take() else {
+            return false;
+        };
+        let _ = tokio::time::timeout(at_most, after.outcome()).await;
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get_mut(&self.key) {
+            if slot
+                .waiting
+                .as_ref()
+                .is_some_and(|w| Arc::ptr_eq(w, &self.round))
+            {
+                slot.waiting = None;
             }
+            slot.running = Some(self.round.clone());
         }
+        true
     }
 
     /// Hands the registry's answer to the followers.
@@ -220,7 +223,10 @@ mod tests {
         let Role::Lead(mut next) = rounds.join(&key()) else {
             panic!("opens the next round");
         };
-        next.start(Duration::from_secs(10)).await;
+        assert!(
+            next.start(Duration::from_secs(10)).await,
+            "it waited for the stuck one"
+        );
         // It runs now: later arrivals open a round of their own rather than join one whose
         // question is already out.
         assert!(matches!(rounds.join(&key()), Role::Lead(_)));

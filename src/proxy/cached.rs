@@ -50,7 +50,7 @@ impl Portcullis {
         let Some(key) = cache.key(repository, reference, &req.headers) else {
             return Ok(false);
         };
-        let served = match cache.lookup(key.clone()).await {
+        let served = match cache.lookup(&key).await {
             Lookup::Hit(entry, Coalesced(coalesced)) => {
                 ctx.cache.result = if coalesced { "coalesced" } else { "hit" };
                 Some(entry)
